@@ -1,0 +1,37 @@
+# Splitproof -- two commands on a fresh machine (only python3 and make needed):
+#   make demo   the whole local canary run on a real Envoy mesh
+#   make test   the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.splitproof-installed
+
+.PHONY: demo test venv protos lint bench clean
+
+# (Re)create the virtualenv and install the project (+ test extras) whenever pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/canary-setup demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# Regenerate protos/demo_pb2*.py from protos/demo.proto (tests/test_protos.py checks they are current).
+protos: $(STAMP)
+	$(BIN)/python -m protos.generate
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Locust load test for the Online Boutique canary (loadtest/boutique.py)."""

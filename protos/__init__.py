@@ -1,0 +1,1 @@
+"""Online Boutique wire contract (package ``hipstershop``): demo.proto and its generated stubs."""

@@ -1,0 +1,5 @@
+import sys
+
+from setup.cli import main
+
+sys.exit(main())

@@ -1,0 +1,146 @@
+"""The Istio manifests of the lab, rendered from the templates in ``setup/templates/`` -- the one source of truth.
+
+The cluster path applies these documents with kubectl; the local mesh translates the *same* documents into
+Envoy configuration (setup/mesh). Parameters: namespace, ingress host, service, port, subsets, weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from setup.errors import ConfigError
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+API_VERSIONS = ("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3")
+
+# The documents the mesh is made of, in the order they must be applied (DestinationRule before the weighted VS).
+MESH_TEMPLATES = (
+    "gateway.yaml.j2",
+    "frontend-vs.yaml.j2",
+    "frontend-internal-vs.yaml.j2",
+    "destinationrule.yaml.j2",
+    "vs-recommendation.yaml.j2",
+)
+
+
+def _default_subsets() -> dict[str, dict[str, str]]:
+    return {"production": {"version": "production"}, "canary": {"version": "canary"}}
+
+
+def _default_weights() -> dict[str, int]:
+    return {"production": 80, "canary": 20}
+
+
+@dataclass(frozen=True)
+class CanaryParams:
+    namespace: str = "online-boutique"
+    host: str = "*"  # the shop's ingress host (lab: "$STUDENT.cloud-montreal.ca")
+    service: str = "recommendationservice"
+    port: int = 8080
+    subsets: Mapping[str, Mapping[str, str]] = field(default_factory=_default_subsets)
+    weights: Mapping[str, int] = field(default_factory=_default_weights)
+    api_version: str = "networking.istio.io/v1"
+    version_header: str | None = None  # optional: headers.response.set {<header>: <subset>} per destination
+
+    def with_weights(self, weights: Mapping[str, int]) -> CanaryParams:
+        return replace(self, weights=dict(weights))
+
+    def validate(self) -> None:
+        if self.api_version not in API_VERSIONS:
+            raise ConfigError(f"unsupported apiVersion {self.api_version!r} (use one of {', '.join(API_VERSIONS)})")
+        validate_weights(self.weights, self.subsets)
+
+
+def canary_weights(canary_percent: int) -> dict[str, int]:
+    """{'production': 100-P, 'canary': P} for the lab's two subsets."""
+    if isinstance(canary_percent, bool) or not isinstance(canary_percent, int) or not 0 <= canary_percent <= 100:
+        raise ConfigError(f"canary weight must be an integer from 0 to 100, got {canary_percent!r}")
+    return {"production": 100 - canary_percent, "canary": canary_percent}
+
+
+def parse_weights(spec: str) -> dict[str, int]:
+    """Parse ``production=80,canary=20`` into an ordered dict (sum/range checked by validate_weights)."""
+    out: dict[str, int] = {}
+    for part in spec.split(","):
+        name, sep, value = part.strip().partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ConfigError(f"weights must look like production=80,canary=20, got {spec!r}")
+        if name in out:
+            raise ConfigError(f"subset {name!r} given twice in {spec!r}")
+        try:
+            out[name] = int(value)
+        except ValueError:
+            raise ConfigError(f"weight for {name!r} must be an integer, got {value.strip()!r}") from None
+    return out
+
+
+def validate_weights(weights: Mapping[str, int], subsets: Mapping[str, Any] | None = None) -> None:
+    if not weights:
+        raise ConfigError("no weights given")
+    for name, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= 100:
+            raise ConfigError(f"weight for {name!r} must be an integer from 0 to 100, got {w!r}")
+    total = sum(weights.values())
+    if total != 100:
+        raise ConfigError(f"weights must sum to 100, got {total} ({_fmt(weights)})")
+    if subsets is not None:
+        unknown = [name for name in weights if name not in subsets]
+        if unknown:
+            raise ConfigError(f"weights name subsets the DestinationRule does not define: {', '.join(unknown)}")
+
+
+def _fmt(weights: Mapping[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in weights.items())
+
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,  # noqa: S701 -- YAML, not HTML
+)
+
+
+def render(template: str, params: CanaryParams, **extra: Any) -> str:
+    """Render one template to YAML text."""
+    params.validate()
+    context = {
+        "namespace": params.namespace,
+        "host": params.host,
+        "service": params.service,
+        "port": params.port,
+        "subsets": {k: dict(v) for k, v in params.subsets.items()},
+        "weights": dict(params.weights),
+        "api_version": params.api_version,
+        "version_header": params.version_header,
+        **extra,
+    }
+    try:
+        return _ENV.get_template(template).render(**context)
+    except jinja2.TemplateNotFound:
+        raise ConfigError(f"no such template: {template}") from None
+
+
+def documents(template: str, params: CanaryParams, **extra: Any) -> list[dict[str, Any]]:
+    """Render one template and parse it (yaml.safe_load_all) into its documents."""
+    return [doc for doc in yaml.safe_load_all(render(template, params, **extra)) if doc]
+
+
+def mesh_documents(params: CanaryParams) -> list[dict[str, Any]]:
+    """Gateway, frontend VirtualServices, DestinationRule and the weighted VirtualService, in apply order."""
+    docs: list[dict[str, Any]] = []
+    for name in MESH_TEMPLATES:
+        docs.extend(documents(name, params))
+    return docs
+
+
+def mesh_yaml(params: CanaryParams) -> str:
+    """All mesh documents as one multi-document YAML stream."""
+    return "---\n".join(render(name, params) for name in MESH_TEMPLATES)

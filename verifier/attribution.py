@@ -1,0 +1,105 @@
+"""Attribute one response to a version: the single implementation shared by verify-split and the Locust file.
+
+Production returns 5 recommendations over gRPC and the canary 2; the frontend keeps only the first 4, so a
+product page shows 4 (production) or 2 (canary). Anything else -- an error, a page without the
+recommendations section, an unexpected count -- is *unattributed* and never folded into a version.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_GRPC_CLASSES: dict[int, str] = {5: "production", 2: "canary"}
+DEFAULT_HTML_CLASSES: dict[int, str] = {4: "production", 2: "canary"}
+
+# <section class="recommendations"> ... </section>; items are <div class="col-md-3"> inside it.
+_SECTION_OPEN = re.compile(r"<section\b[^>]*\bclass\s*=\s*[\"'][^\"']*\brecommendations\b[^\"']*[\"'][^>]*>", re.I)
+_SECTION_CLOSE = re.compile(r"</section\s*>", re.I)
+_ITEM = re.compile(r"<div\b[^>]*\bclass\s*=\s*[\"'][^\"']*\bcol-md-3\b[^\"']*[\"']", re.I)
+
+
+def count_recommendations(html: str) -> int | None:
+    """Items inside the page's recommendations section, or None when the section is missing.
+
+    Counts only inside ``<section class="recommendations">`` -- the page also has an ad linking to a product.
+    """
+    opening = _SECTION_OPEN.search(html)
+    if opening is None:
+        return None
+    closing = _SECTION_CLOSE.search(html, opening.end())
+    end = closing.start() if closing else len(html)
+    return len(_ITEM.findall(html, opening.end(), end))
+
+
+def parse_class_overrides(specs: list[str]) -> dict[int, str]:
+    """Parse ``NAME=COUNT`` items (``--class canary=2``) into {count: name}. Raises ValueError on bad input."""
+    out: dict[int, str] = {}
+    for spec in specs:
+        name, sep, count_text = spec.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"--class expects NAME=COUNT, got {spec!r}")
+        try:
+            count = int(count_text)
+        except ValueError:
+            raise ValueError(f"--class {spec!r}: COUNT must be an integer") from None
+        if count < 0:
+            raise ValueError(f"--class {spec!r}: COUNT must be >= 0")
+        if count in out and out[count] != name:
+            raise ValueError(f"--class: count {count} given to both {out[count]!r} and {name!r}")
+        out[count] = name
+    return out
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """How to map a response to a version: by item count per channel, or by a response header value."""
+
+    grpc_classes: Mapping[int, str] = field(default_factory=lambda: dict(DEFAULT_GRPC_CLASSES))
+    html_classes: Mapping[int, str] = field(default_factory=lambda: dict(DEFAULT_HTML_CLASSES))
+    header: str | None = None  # e.g. "x-version" set by Istio headers.response.set on each destination
+
+    @classmethod
+    def with_overrides(cls, class_specs: list[str] | None = None, header: str | None = None,
+                       channel: str | None = None) -> Attribution:
+        """Build from CLI-style overrides. ``--class`` replaces the count map of ``channel`` (both if None)."""
+        if not class_specs:
+            return cls(header=header.lower() if header else None)
+        classes = parse_class_overrides(class_specs)
+        grpc = classes if channel in (None, "grpc") else dict(DEFAULT_GRPC_CLASSES)
+        html = classes if channel in (None, "http") else dict(DEFAULT_HTML_CLASSES)
+        return cls(grpc_classes=grpc, html_classes=html, header=header.lower() if header else None)
+
+    def classes_for(self, channel: str) -> Mapping[int, str]:
+        return self.grpc_classes if channel == "grpc" else self.html_classes
+
+    def versions(self) -> list[str]:
+        """Every version name this attribution can produce by count (header values are open-ended)."""
+        names: list[str] = []
+        for mapping in (self.grpc_classes, self.html_classes):
+            for name in mapping.values():
+                if name not in names:
+                    names.append(name)
+        return names
+
+    def by_count(self, channel: str, items: int | None) -> str | None:
+        if items is None:
+            return None
+        return self.classes_for(channel).get(items)
+
+    def by_header(self, headers: Mapping[str, str] | None) -> str | None:
+        if self.header is None or not headers:
+            return None
+        for key, value in headers.items():
+            if key.lower() == self.header:
+                value = value.strip()
+                return value or None
+        return None
+
+    def attribute(self, channel: str, items: int | None, headers: Mapping[str, str] | None = None) -> str | None:
+        """The version of one successful response, or None (unattributed)."""
+        if self.header is not None:
+            return self.by_header(headers)
+        return self.by_count(channel, items)
