@@ -1,0 +1,160 @@
+"""Locust file for the Online Boutique canary: every product page and every ListRecommendations reply is
+attributed to a version and recorded for ``verify-split``.
+
+    locust -f loadtest/boutique.py --host http://INGRESS [--grpc-target HOST:PORT] \\
+        --split-results out.jsonl --expected 20 [--stop-on-verdict]
+
+Users (pick them with Locust's class names on the command line, ``--class-picker`` or the web UI):
+  ShopperUser         browses the shop through the ingress like the upstream load generator; product pages are
+                      attributed by counting the items of their recommendations section (4 production, 2 canary).
+  RecommendationUser  calls RecommendationService/ListRecommendations on --grpc-target, one real product id per
+                      call (5 production, 2 canary); reported to Locust as request type "grpc".
+
+Options, recording, the live split and the verdict exit code are in loadtest/plugin.py (see README).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Mapping
+
+import grpc
+from locust import FastHttpUser, User, task
+from locust.exception import StopUser
+
+from loadtest import grpc_client, plugin
+from loadtest.outcome import grpc_reply_outcome, product_page_outcome
+from protos import demo_pb2
+
+# gevent integration for grpc must precede every gRPC object of the process (FACTS.md).
+grpc_client.ensure_gevent()
+plugin.install()
+
+# The upstream catalog's product ids, as the upstream load generator hard-codes them.
+PRODUCT_IDS: tuple[str, ...] = (
+    "0PUK6V6EV0", "1YMWWN1N4O", "2ZYFJ3GM2N", "66VCHSJNUP", "6E92ZMYYFZ",
+    "9SIQT8TOJO", "L9ECAV7KIM", "LS4PSXUNUM", "OLJCESPC7Z",
+)
+CURRENCIES: tuple[str, ...] = ("EUR", "USD", "JPY", "CAD", "GBP", "TRY")
+PRODUCT_PAGE_NAME = "/product/[id]"
+GRPC_REQUEST_NAME = "ListRecommendations"
+GRPC_TIMEOUT_S = 10.0
+
+CHECKOUT_FORM = {
+    "email": "someone@example.com",
+    "street_address": "1600 Amphitheatre Parkway",
+    "zip_code": "94043",
+    "city": "Mountain View",
+    "state": "CA",
+    "country": "United States",
+    "credit_card_number": "4432-8015-6152-0454",
+    "credit_card_expiration_month": "1",
+    "credit_card_expiration_year": "2039",
+    "credit_card_cvv": "672",
+}
+
+
+class ShopperUser(FastHttpUser):
+    """A shopper on the storefront (``--host`` = the ingress). Task weights: ``--shopper-tasks``."""
+
+    wait_time = plugin.think_time
+
+    @classmethod
+    def apply_task_weights(cls, weights: Mapping[str, int]) -> None:
+        """``--shopper-tasks``: replace the task table (names as in loadtest.options.SHOPPER_TASKS)."""
+        by_name = {"index": cls.index, "setCurrency": cls.set_currency, "browseProduct": cls.browse_product,
+                   "addToCart": cls.add_to_cart, "viewCart": cls.view_cart, "checkout": cls.checkout}
+        cls.tasks = [by_name[name] for name, weight in weights.items() for _ in range(weight)]
+
+    def on_start(self) -> None:
+        self.index()
+
+    def product_page(self, product_id: str) -> None:
+        """GET one product page, attribute it, report it to Locust and record it."""
+        session = plugin.session(self.environment)
+        with self.client.get(f"/product/{product_id}", name=PRODUCT_PAGE_NAME, catch_response=True) as resp:
+            status = resp.status_code
+            outcome = product_page_outcome(status, resp.text if status and status < 400 else None,
+                                           session.attribution)
+            if outcome.failure is not None and status and status < 400:
+                resp.failure(outcome.failure)
+            latency_ms = float(resp.request_meta["response_time"])
+        session.recorder.add(outcome.record(time.time(), latency_ms, source=type(self).__name__))
+
+    @task(1)
+    def index(self) -> None:
+        self.client.get("/")
+
+    @task(2)
+    def set_currency(self) -> None:
+        self.client.post("/setCurrency", {"currency_code": random.choice(CURRENCIES)})
+
+    @task(10)
+    def browse_product(self) -> None:
+        self.product_page(random.choice(PRODUCT_IDS))
+
+    @task(2)
+    def add_to_cart(self) -> None:
+        product_id = random.choice(PRODUCT_IDS)
+        self.product_page(product_id)
+        self.client.post("/cart", {"product_id": product_id, "quantity": random.choice((1, 2, 3, 4, 5, 10))})
+
+    @task(3)
+    def view_cart(self) -> None:
+        # Cart pages also show recommendations, but their count depends on the cart (ids in the cart are excluded
+        # before the cut), so they are checked by HTTP status only and never become split records.
+        self.client.get("/cart")
+
+    @task(1)
+    def checkout(self) -> None:
+        self.add_to_cart()
+        self.client.post("/cart/checkout", CHECKOUT_FORM)
+
+
+class RecommendationUser(User):
+    """A gRPC client of RecommendationService at ``--grpc-target`` (a proxy that applies the split)."""
+
+    wait_time = plugin.think_time
+
+    def on_start(self) -> None:
+        target = plugin.session(self.environment).config.grpc_target
+        if not target:
+            plugin.report_missing_grpc_target(self.environment)
+            raise StopUser()
+        self.stub = grpc_client.recommendation_stub(target)
+        self.user_id = str(uuid.uuid4())
+
+    @task
+    def list_recommendations(self) -> None:
+        session = plugin.session(self.environment)
+        request = demo_pb2.ListRecommendationsRequest(user_id=self.user_id, product_ids=[random.choice(PRODUCT_IDS)])
+        start_time = time.time()
+        start = time.perf_counter()
+        reply = None
+        error: grpc.RpcError | None = None
+        try:
+            reply = self.stub.ListRecommendations(request, timeout=GRPC_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            error = exc
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        code = grpc_client.status_name(error) if error is not None else None
+        outcome = grpc_reply_outcome(list(reply.product_ids) if reply is not None else None, code,
+                                     session.attribution)
+        exception: Exception | None = None
+        if outcome.failure is not None:
+            exception = (grpc_client.call_error(error) if error is not None
+                         else plugin.UnattributableResponse(outcome.failure))
+        self.environment.events.request.fire(
+            request_type="grpc",
+            name=GRPC_REQUEST_NAME,
+            response_time=latency_ms,
+            response_length=reply.ByteSize() if reply is not None else 0,
+            response=reply,
+            context={},
+            exception=exception,
+            start_time=start_time,
+            url=None,
+        )
+        session.recorder.add(outcome.record(time.time(), latency_ms, source=type(self).__name__))

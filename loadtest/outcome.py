@@ -1,0 +1,79 @@
+"""Turn one response (a product page or a ListRecommendations reply) into a split record and a Locust verdict.
+
+Pure functions: no Locust, no I/O. The counting and the count->version mapping are the verifier's
+(``verifier.attribution``); this module only decides what Locust should call a failure and what the record says.
+
+A response is one of
+  * attributed  -- counted items map to a version: Locust success, record ``status="ok"`` with the version;
+  * unattributable -- the call worked but the count maps to no version (e.g. 3 items): Locust failure
+    ``unattributable: 3 recommendations``, record ``status="ok"`` with ``items=3`` and ``version=null``;
+  * missing section -- a 200 product page without ``<section class="recommendations">`` (the frontend hides the
+    section when its recommendation call failed): Locust failure ``no recommendations section``, record
+    ``status="error:no_recommendations"``, ``items=null``;
+  * failed -- HTTP status >= 400, a connection error, or a gRPC error: Locust failure (Locust's own for HTTP, the
+    gRPC status for gRPC), record ``status="error:<cause>"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from verifier.attribution import Attribution, count_recommendations
+from verifier.records import STATUS_OK, Record, error_status
+
+NO_SECTION_CAUSE = "no_recommendations"
+NO_SECTION_FAILURE = "no recommendations section (the frontend's recommendation call failed)"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one response means: the record's fields plus the Locust failure message (None = success)."""
+
+    channel: str
+    items: int | None
+    version: str | None
+    status: str
+    failure: str | None
+
+    def record(self, t: float, latency_ms: float, source: str | None = None) -> Record:
+        return Record(t=t, channel=self.channel, items=self.items, version=self.version, status=self.status,
+                      latency_ms=latency_ms, source=source)
+
+
+def unattributable_failure(items: int, known: list[int]) -> str:
+    expected = ", ".join(str(n) for n in sorted(known, reverse=True))
+    return f"unattributable: {items} recommendations (expected one of {expected})"
+
+
+def _from_count(channel: str, items: int, attribution: Attribution) -> Outcome:
+    version = attribution.attribute(channel, items)
+    if version is None:
+        failure = unattributable_failure(items, list(attribution.classes_for(channel)))
+        return Outcome(channel, items, None, STATUS_OK, failure)
+    return Outcome(channel, items, version, STATUS_OK, None)
+
+
+def http_error_cause(status_code: int | None) -> str:
+    """``http_503`` for an HTTP error status, ``connection`` when no response arrived (status 0/None)."""
+    if not status_code:
+        return "connection"
+    return f"http_{status_code}"
+
+
+def product_page_outcome(status_code: int | None, html: str | None, attribution: Attribution) -> Outcome:
+    """Classify one product page. ``status_code`` 0/None means the request itself failed (no response)."""
+    if not status_code or status_code >= 400:
+        cause = http_error_cause(status_code)
+        # Locust already names HTTP failures itself; the failure text here is for callers that need one.
+        return Outcome("http", None, None, error_status(cause), cause)
+    items = count_recommendations(html or "")
+    if items is None:
+        return Outcome("http", None, None, error_status(NO_SECTION_CAUSE), NO_SECTION_FAILURE)
+    return _from_count("http", items, attribution)
+
+
+def grpc_reply_outcome(product_ids: list[str] | None, error_code: str | None, attribution: Attribution) -> Outcome:
+    """Classify one ListRecommendations call: ``error_code`` is the gRPC status name (e.g. ``UNAVAILABLE``)."""
+    if error_code is not None:
+        return Outcome("grpc", None, None, error_status(error_code), error_code)
+    return _from_count("grpc", len(product_ids or ()), attribution)

@@ -1,0 +1,95 @@
+"""Where split records go: straight to the file (local runner), or to the master with the worker's stats report.
+
+Only one process ever writes ``--split-results``: the local runner, or the master in distributed mode
+(``--master``/``--worker`` or ``--processes``). Workers buffer serialised records and attach them to the stats
+report Locust already sends to the master every few seconds (``report_to_master`` -> ``worker_report``), so records
+travel in the same message as the request counts Locust shows: the file's line count equals the number of split
+requests Locust counted, including the final report a worker sends when it quits.
+
+Each record is appended and flushed as it is produced (local) or per received batch (master), so a run that is
+killed keeps every complete line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from verifier.records import Record, RecordWriter
+
+REPORT_KEY = "splitproof_records"
+
+# Called with each batch of (version or None) in the order the records were written.
+Observer = Callable[[list[str | None]], None]
+
+
+def open_results(path: str | Path, append: bool) -> RecordWriter:
+    """Open the results file: truncated like Locust's --csv/--html unless ``append``. OSError propagates."""
+    target = Path(path)
+    if not append:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "w", encoding="utf-8"):
+            pass
+    return RecordWriter(target)
+
+
+@dataclass
+class SplitRecorder:
+    """Collects the records of one Locust process.
+
+    mode "local": write each record now (if a file is configured) and tell the observers.
+    mode "worker": buffer; ``drain_into(report)`` moves the buffer into the stats report for the master.
+    mode "master": ``receive(report)`` writes a worker's batch and tells the observers.
+    """
+
+    mode: str
+    writer: RecordWriter | None = None
+    observers: list[Observer] = field(default_factory=list)
+    _lines: list[str] = field(default_factory=list)
+    _versions: list[str | None] = field(default_factory=list)
+    received: int = 0  # records this process has accounted for (written or observed)
+
+    def add(self, record: Record) -> None:
+        if self.mode == "worker":
+            self._lines.append(record.to_json())
+            self._versions.append(record.version)
+            return
+        if self.writer is not None:
+            self.writer.write(record)
+        self._observe([record.version])
+
+    def drain_into(self, report: dict[str, Any]) -> None:
+        """Worker side: attach the buffered records to the outgoing stats report (and forget them)."""
+        if not self._lines:
+            return
+        report[REPORT_KEY] = {"lines": self._lines, "versions": self._versions}
+        self._lines = []
+        self._versions = []
+
+    def receive(self, report: dict[str, Any]) -> int:
+        """Master side: write the records a worker attached to its report; returns how many."""
+        batch = report.get(REPORT_KEY)
+        if not batch:
+            return 0
+        lines: list[str] = list(batch.get("lines", ()))
+        versions: list[str | None] = list(batch.get("versions", ()))
+        if self.writer is not None:
+            self.writer.write_lines(lines)
+        self._observe(versions)
+        return len(lines)
+
+    def _observe(self, versions: Iterable[str | None]) -> None:
+        batch = list(versions)
+        self.received += len(batch)
+        for observer in self.observers:
+            observer(batch)
+
+    @property
+    def pending(self) -> int:
+        return len(self._lines)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
