@@ -639,5 +639,5 @@ def serve_frontend(host: str = "127.0.0.1", port: int = 0, recommendation_addr: 
                    catalog_ttl: float = CATALOG_TTL_S) -> tuple[FrontendServer, int]:
     """Build and start the frontend in a background thread; returns (server, bound port). Stop with ``stop()``."""
     server = build_frontend(host, port, recommendation_addr, catalog_addr, catalog_ttl)
-    threading.Thread(target=server.serve_forever, name="frontend", daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="frontend", daemon=True).start()
     return server, server.port

@@ -22,7 +22,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import Popen
@@ -234,11 +234,13 @@ def service_argv(service: str, args: Sequence[str] = (), python: str | None = No
 
 
 def spawn(service: str, args: Sequence[str] = (), *, log: Path, env: Mapping[str, str] | None = None,
-          timeout: float = 20.0, python: str | None = None) -> Spawned:
+          timeout: float = 20.0, python: str | None = None,
+          on_start: Callable[[Popen[bytes]], None] | None = None) -> Spawned:
     """Start ``service`` as a child (stdout+stderr to ``log``), wait for its READY line, return where it listens.
 
     ``args`` are the service's own options (default ``--port 0`` when no port is given). The child runs in its own
-    session; the caller must ``stop()`` it. Raises PortInUseError/SetupError (child stopped) when it fails to start.
+    session; the caller must ``stop()`` it (``on_start`` receives the Popen as soon as it exists, so a supervisor
+    can stop it even if this call is interrupted). Raises PortInUseError/SetupError (child stopped) when it fails.
     """
     if service not in SERVICES:
         raise SetupError(f"unknown boutique service {service!r} (one of {', '.join(SERVICES)})", EXIT_USAGE)
@@ -247,20 +249,22 @@ def spawn(service: str, args: Sequence[str] = (), *, log: Path, env: Mapping[str
         argv += ["--port", "0"]
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_bytes(b"")
-    child = proc.start(argv, env=dict(env or {}), log=log)
     found: list[tuple[str, int]] = []
-
-    def ready() -> bool:
-        try:
-            hit = parse_ready(log.read_text(errors="replace"), service)
-        except OSError:
-            hit = None
-        if hit:
-            found.append(hit)
-            return True
-        return child.poll() is not None
-
+    child = proc.start(argv, env=dict(env or {}), log=log)
     try:
+        if on_start is not None:
+            on_start(child)
+
+        def ready() -> bool:
+            try:
+                hit = parse_ready(log.read_text(errors="replace"), service)
+            except OSError:
+                hit = None
+            if hit:
+                found.append(hit)
+                return True
+            return child.poll() is not None
+
         proc.wait_until(ready, timeout, f"{service} to print READY (log: {log})")
     except BaseException:
         proc.stop(child)
@@ -273,3 +277,50 @@ def spawn(service: str, args: Sequence[str] = (), *, log: Path, env: Mapping[str
         raise SetupError(f"{service} exited with code {code} before it was ready: {detail}")
     host, port = found[0]
     return Spawned(service, child, host, port, log)
+
+
+def stop_all(children: list[Popen[bytes]], timeout: float = 5.0) -> None:
+    """Stop every child, last started first, removing each from ``children`` once reaped. A Ctrl-C during the
+    stop does not leave the rest running: the stop goes on, and KeyboardInterrupt is re-raised at the end."""
+    interrupted = False
+    while children:
+        try:
+            proc.stop(children[-1], timeout)
+        except KeyboardInterrupt:
+            interrupted = True
+            continue
+        children.pop()
+    if interrupted:
+        raise KeyboardInterrupt
+
+
+class ServiceGroup:
+    """Boutique services started together and always stopped together (a context manager).
+
+    >>> with ServiceGroup(Path("logs")) as group:
+    ...     catalog = group.start("catalog")
+    ...     recs = group.start("recommendation", ["--catalog-addr", catalog.addr])
+    """
+
+    def __init__(self, logs: Path, timeout: float = 20.0) -> None:
+        self.logs = logs
+        self.timeout = timeout
+        self.services: list[Spawned] = []
+        self._children: list[Popen[bytes]] = []
+
+    def start(self, service: str, args: Sequence[str] = (), *, name: str | None = None,
+              env: Mapping[str, str] | None = None) -> Spawned:
+        """Spawn ``service`` (log ``<logs>/<name or service>.log``) and wait for READY."""
+        spawned = spawn(service, args, log=self.logs / f"{name or service}.log", env=env, timeout=self.timeout,
+                        on_start=self._children.append)
+        self.services.append(spawned)
+        return spawned
+
+    def stop(self) -> None:
+        stop_all(self._children)
+
+    def __enter__(self) -> ServiceGroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
