@@ -173,13 +173,15 @@ def parse_expected(expected: Any, weights: Any) -> Expected | None:
     expected_text, weights_text = _text(expected), _text(weights)
     if expected_text is not None and weights_text is not None:
         raise UsageError("give either --expected or --weights, not both")
+    option = "--expected" if expected_text is not None else "--weights"
     try:
         if expected_text is not None:
             return from_canary_percent(expected_text)
         if weights_text is not None:
             return from_weights_spec(weights_text)
     except InputError as exc:
-        raise UsageError(str(exc)) from None
+        message = str(exc)
+        raise UsageError(message if message.startswith(option) else f"{option}: {message}") from None
     return None
 
 

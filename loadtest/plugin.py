@@ -149,7 +149,7 @@ def _on_init(environment: Environment, runner: Any = None, web_ui: Any = None, *
 
         s.live = LiveSplit(config)
         recorder.observers.append(s.live.observe)
-        recorder.observers.append(lambda _batch: _maybe_stop(environment, s))
+        recorder.observers.append(lambda _versions, _causes: _maybe_stop(environment, s))
     if role != "worker":
         if web_ui is not None:
             from loadtest import webui

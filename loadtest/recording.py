@@ -12,7 +12,7 @@ killed keeps every complete line.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,18 @@ from verifier.records import Record, RecordWriter
 
 REPORT_KEY = "splitproof_records"
 
-# Called with each batch of (version or None) in the order the records were written.
-Observer = Callable[[list[str | None]], None]
+# Called with each batch: the versions (None = unattributed) in the order the records were written, and the
+# causes of the batch's unattributed records.
+Observer = Callable[[list[str | None], list[str]], None]
+
+
+def unattributed_cause(record: Record) -> str | None:
+    """Why a record is unattributed (its error status, or its unexpected item count); None when attributed."""
+    if record.version is not None:
+        return None
+    if record.ok:
+        return f"unexpected_count:{record.items}"
+    return record.status
 
 
 def open_results(path: str | Path, append: bool) -> RecordWriter:
@@ -49,24 +59,29 @@ class SplitRecorder:
     observers: list[Observer] = field(default_factory=list)
     _lines: list[str] = field(default_factory=list)
     _versions: list[str | None] = field(default_factory=list)
+    _causes: list[str] = field(default_factory=list)
     received: int = 0  # records this process has accounted for (written or observed)
 
     def add(self, record: Record) -> None:
+        cause = unattributed_cause(record)
         if self.mode == "worker":
             self._lines.append(record.to_json())
             self._versions.append(record.version)
+            if cause is not None:
+                self._causes.append(cause)
             return
         if self.writer is not None:
             self.writer.write(record)
-        self._observe([record.version])
+        self._observe([record.version], [cause] if cause is not None else [])
 
     def drain_into(self, report: dict[str, Any]) -> None:
         """Worker side: attach the buffered records to the outgoing stats report (and forget them)."""
         if not self._lines:
             return
-        report[REPORT_KEY] = {"lines": self._lines, "versions": self._versions}
+        report[REPORT_KEY] = {"lines": self._lines, "versions": self._versions, "causes": self._causes}
         self._lines = []
         self._versions = []
+        self._causes = []
 
     def receive(self, report: dict[str, Any]) -> int:
         """Master side: write the records a worker attached to its report; returns how many."""
@@ -75,16 +90,16 @@ class SplitRecorder:
             return 0
         lines: list[str] = list(batch.get("lines", ()))
         versions: list[str | None] = list(batch.get("versions", ()))
+        causes: list[str] = [str(c) for c in batch.get("causes", ())]
         if self.writer is not None:
             self.writer.write_lines(lines)
-        self._observe(versions)
+        self._observe(versions, causes)
         return len(lines)
 
-    def _observe(self, versions: Iterable[str | None]) -> None:
-        batch = list(versions)
-        self.received += len(batch)
+    def _observe(self, versions: list[str | None], causes: list[str]) -> None:
+        self.received += len(versions)
         for observer in self.observers:
-            observer(batch)
+            observer(versions, causes)
 
     @property
     def pending(self) -> int:

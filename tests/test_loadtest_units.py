@@ -1,0 +1,270 @@
+"""loadtest/: attribution outcomes, option validation, record shipping and the live verdict (no processes)."""
+
+from __future__ import annotations
+
+import json
+import random
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from loadtest.live import UNATTRIBUTED, LiveSplit
+from loadtest.options import SHOPPER_TASKS, UsageError, config_from_options, parse_think_time
+from loadtest.outcome import NO_SECTION_FAILURE, grpc_reply_outcome, product_page_outcome
+from loadtest.recording import REPORT_KEY, SplitRecorder, open_results
+from verifier.attribution import Attribution
+from verifier.records import ReadStats, Record, read_records
+from verifier.stats import judge
+
+
+def page(items: int | None, ad: bool = True) -> str:
+    """A product page shaped like the frontend's: an ad linking to a product, then the section (if any)."""
+    ad_html = '<div class="ad"><a href="/product/OLJCESPC7Z">Ad</a></div>' if ad else ""
+    if items is None:
+        return f"<html><body>{ad_html}<footer></footer></body></html>"
+    cards = "".join(f'<div class="col-md-3"><a href="/product/X{i}">x</a></div>' for i in range(items))
+    return (f'<html><body><div class="col-md-3">not a recommendation</div>{ad_html}'
+            f'<section class="recommendations"><h2>You May Also Like</h2>{cards}</section></body></html>')
+
+
+ATTR = Attribution()
+
+
+# --------------------------------------------------------------------------------------------- outcomes
+
+
+@pytest.mark.parametrize(("items", "version"), [(4, "production"), (2, "canary")])
+def test_product_page_counts_inside_the_section_only(items: int, version: str) -> None:
+    outcome = product_page_outcome(200, page(items), ATTR)
+    assert (outcome.items, outcome.version, outcome.status, outcome.failure) == (items, version, "ok", None)
+
+
+def test_missing_section_is_a_named_failure_and_unattributed() -> None:
+    outcome = product_page_outcome(200, page(None), ATTR)
+    assert outcome.version is None and outcome.items is None
+    assert outcome.status == "error:no_recommendations"
+    assert outcome.failure == NO_SECTION_FAILURE
+
+
+def test_unexpected_count_is_unattributable_not_a_version() -> None:
+    outcome = product_page_outcome(200, page(3), ATTR)
+    assert outcome.version is None and outcome.items == 3 and outcome.status == "ok"
+    assert outcome.failure is not None and outcome.failure.startswith("unattributable: 3 recommendations")
+
+
+@pytest.mark.parametrize(("status", "cause"), [(503, "error:http_503"), (500, "error:http_500"),
+                                               (0, "error:connection"), (None, "error:connection")])
+def test_http_errors_are_unattributed_records(status: int | None, cause: str) -> None:
+    outcome = product_page_outcome(status, page(4), ATTR)  # a body never rescues an error status
+    assert (outcome.version, outcome.items, outcome.status) == (None, None, cause)
+    assert outcome.failure
+
+
+def test_grpc_replies() -> None:
+    assert grpc_reply_outcome(["a"] * 5, None, ATTR).version == "production"
+    assert grpc_reply_outcome(["a"] * 2, None, ATTR).version == "canary"
+    four = grpc_reply_outcome(["a"] * 4, None, ATTR)  # 4 is a product page's production count, not gRPC's
+    assert four.version is None and four.failure and four.status == "ok"
+    err = grpc_reply_outcome(None, "UNAVAILABLE", ATTR)
+    assert (err.version, err.items, err.status, err.failure) == (None, None, "error:UNAVAILABLE", "UNAVAILABLE")
+
+
+def test_outcome_record_is_the_verifier_format() -> None:
+    rec = product_page_outcome(200, page(2), ATTR).record(1700000000.5, 3.25, source="ShopperUser")
+    obj = json.loads(rec.to_json())
+    assert obj == {"v": 1, "t": 1700000000.5, "channel": "http", "items": 2, "version": "canary", "status": "ok",
+                   "latency_ms": 3.25, "source": "ShopperUser"}
+
+
+# ---------------------------------------------------------------------------------------------- options
+
+
+def opts(**kw: object) -> Namespace:
+    return Namespace(**kw)
+
+
+def test_defaults_without_any_option() -> None:
+    cfg = config_from_options(opts())
+    assert cfg.expected is None and cfg.results_path is None and cfg.grpc_target is None
+    assert cfg.think_time == (0.0, 0.0) and cfg.shopper_tasks is None
+    assert config_from_options(None) == cfg
+
+
+def test_expected_and_weights() -> None:
+    assert dict(config_from_options(opts(expected="20")).expected) == {"production": 0.8, "canary": 0.2}
+    cfg = config_from_options(opts(weights="production=50,canary=50", tolerance="2", alpha="0.05",
+                                   max_unattributed="0.5"))
+    assert dict(cfg.expected) == {"production": 0.5, "canary": 0.5}
+    assert (cfg.tolerance, cfg.alpha, cfg.max_unattributed) == (2.0, 0.05, 0.5)
+
+
+@pytest.mark.parametrize(("kw", "fragment"), [
+    ({"expected": "150"}, "--expected"),
+    ({"expected": "abc"}, "--expected"),
+    ({"expected": "20", "weights": "production=80,canary=20"}, "not both"),
+    ({"weights": "production=80,canary=30"}, "--weights"),
+    ({"weights": "production=80,v3=20"}, "v3"),  # no response can be attributed to v3
+    ({"alpha": "0"}, "--alpha"),
+    ({"alpha": "0.7"}, "--alpha"),
+    ({"tolerance": "nan"}, "--tolerance"),
+    ({"max_unattributed": "-1"}, "--max-unattributed"),
+    ({"stop_on_verdict": True}, "--stop-on-verdict"),
+    ({"grpc_target": "localhost"}, "--grpc-target"),
+    ({"grpc_target": "h:99999"}, "--grpc-target"),
+    ({"shopper_tasks": "browse=3"}, "--shopper-tasks"),
+    ({"shopper_tasks": "index=x"}, "--shopper-tasks"),
+    ({"shopper_tasks": ",".join(f"{k}=0" for k in SHOPPER_TASKS)}, "positive"),
+    ({"think_time": "2:1"}, "--think-time"),
+    ({"html_class": ["canary"]}, "NAME=COUNT"),
+])
+def test_bad_options_are_one_line_usage_errors(kw: dict[str, object], fragment: str) -> None:
+    with pytest.raises(UsageError) as info:
+        config_from_options(opts(**kw))
+    message = str(info.value)
+    assert fragment in message and "\n" not in message
+
+
+def test_class_overrides_make_a_third_version_attributable() -> None:
+    cfg = config_from_options(opts(weights="production=60,canary=30,v3=10",
+                                   html_class=["production=4", "canary=2", "v3=3"]))
+    assert cfg.attribution.attribute("http", 3) == "v3"
+    assert cfg.attribution.attribute("grpc", 5) == "production"  # gRPC keeps its defaults
+
+
+def test_shopper_tasks_and_think_time() -> None:
+    cfg = config_from_options(opts(shopper_tasks="browseProduct=5, index=0", grpc_target="127.0.0.1:8080",
+                                   think_time="0.5:2"))
+    assert cfg.shopper_tasks == {**SHOPPER_TASKS, "browseProduct": 5, "index": 0}
+    assert cfg.grpc_target == "127.0.0.1:8080" and cfg.think_time == (0.5, 2.0)
+    assert parse_think_time("1") == (1.0, 1.0) and parse_think_time("") == (0.0, 0.0)
+
+
+def test_product_ids_are_the_catalogs() -> None:
+    from loadtest.boutique import PRODUCT_IDS
+    from setup.boutique.catalog import PRODUCT_IDS as CATALOG_IDS
+
+    assert sorted(PRODUCT_IDS) == sorted(CATALOG_IDS) and len(PRODUCT_IDS) == 9
+
+
+def test_shopper_task_weights_replace_the_task_table() -> None:
+    from loadtest.boutique import ShopperUser
+
+    saved = list(ShopperUser.tasks)
+    try:
+        ShopperUser.apply_task_weights({**dict.fromkeys(SHOPPER_TASKS, 0), "browseProduct": 3, "viewCart": 1})
+        names = sorted(t.__name__ for t in ShopperUser.tasks)
+        assert names == ["browse_product"] * 3 + ["view_cart"]
+    finally:
+        ShopperUser.tasks = saved
+    assert len(saved) == sum(SHOPPER_TASKS.values())  # the upstream load generator's weights by default
+
+
+# ------------------------------------------------------------------------------------------- recording
+
+
+def rec(version: str | None, status: str = "ok", items: int | None = None) -> Record:
+    if items is None and status == "ok":
+        items = {"production": 5, "canary": 2}.get(version or "", 3)
+    return Record(1700000000.0, "grpc", items, version, status, 1.5, "RecommendationUser")
+
+
+def test_worker_batches_reach_the_master_file_exactly(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    master = SplitRecorder("master", open_results(out, append=False))
+    seen: list[tuple[list[str | None], list[str]]] = []
+    master.observers.append(lambda versions, causes: seen.append((versions, causes)))
+    workers = [SplitRecorder("worker"), SplitRecorder("worker")]
+    sent = [rec("production"), rec("canary"), rec(None, "error:UNAVAILABLE"), rec(None), rec("production")]
+    for i, r in enumerate(sent):
+        workers[i % 2].add(r)
+    assert workers[0].pending == 3 and workers[1].pending == 2
+    for w in workers:
+        report: dict[str, object] = {"stats": []}
+        w.drain_into(report)
+        assert REPORT_KEY in report and w.pending == 0
+        master.receive(report)
+        empty: dict[str, object] = {}
+        w.drain_into(empty)
+        assert empty == {}  # nothing twice
+    master.close()
+    stats = ReadStats()
+    got = list(read_records(out, stats))
+    assert stats.malformed == stats.truncated == 0
+    assert sorted(r.to_json() for r in got) == sorted(r.to_json() for r in sent)
+    assert master.received == 5
+    versions = [v for batch, _ in seen for v in batch]
+    causes = [c for _, batch in seen for c in batch]
+    assert sorted(map(str, versions)) == sorted(["production", "canary", "None", "None", "production"])
+    assert sorted(causes) == ["error:UNAVAILABLE", "unexpected_count:3"]
+
+
+def test_results_file_is_fresh_unless_append(tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "out.jsonl"
+    for append, expected_lines in ((False, 1), (True, 2), (False, 1)):
+        recorder = SplitRecorder("local", open_results(out, append=append))
+        recorder.add(rec("canary"))
+        recorder.close()
+        assert len(out.read_text().splitlines()) == expected_lines
+
+
+def test_local_record_is_on_disk_before_the_next_one(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    recorder = SplitRecorder("local", open_results(out, append=False))
+    recorder.add(rec("canary"))
+    assert out.read_text().count("\n") == 1  # flushed per record: a SIGKILL now keeps it
+    recorder.close()
+
+
+# ------------------------------------------------------------------------------------------- live split
+
+
+def feed(live: LiveSplit, shares: dict[str | None, float], n: int, seed: int) -> dict[str | None, int]:
+    rng = random.Random(seed)
+    names = list(shares)
+    drawn = rng.choices(names, weights=[shares[k] for k in names], k=n)
+    for start in range(0, n, 97):  # batches, as from worker reports
+        batch = drawn[start:start + 97]
+        live.observe(batch, ["error:UNAVAILABLE" for v in batch if v is None])
+    return {k: drawn.count(k) for k in names}
+
+
+def test_final_verdict_is_verify_splits_fixed_n_judge() -> None:
+    cfg = config_from_options(opts(expected="20"))
+    live = LiveSplit(cfg)
+    drawn = feed(live, {"production": 0.8, "canary": 0.2}, 3000, seed=7)
+    verdict = live.final_verdict()
+    same = judge({"production": drawn["production"], "canary": drawn["canary"]}, 0, cfg.expected)
+    assert verdict.method == "fixed-n" and verdict.outcome == same.outcome == "PASS"
+    assert (verdict.n, verdict.rows) == (same.n, same.rows)
+    assert LiveSplit.exit_code(verdict) == 0
+
+
+def test_misroute_fails_and_unattributed_counts_with_causes() -> None:
+    live = LiveSplit(config_from_options(opts(expected="20")))
+    drawn = feed(live, {"production": 0.49, "canary": 0.49, None: 0.02}, 1500, seed=3)
+    verdict = live.final_verdict()
+    assert verdict.outcome == "FAIL" and LiveSplit.exit_code(verdict) == 1
+    assert verdict.unattributed == drawn[None] == verdict.unattributed_causes["error:UNAVAILABLE"]
+    rows = {r["version"]: r for r in live.rows()}
+    assert rows[UNATTRIBUTED]["count"] == drawn[None]
+    assert rows["canary"]["count"] == drawn["canary"] and rows["canary"]["expected"] == "20%"
+
+
+def test_too_few_samples_is_inconclusive() -> None:
+    live = LiveSplit(config_from_options(opts(expected="20")))
+    feed(live, {"production": 0.8, "canary": 0.2}, 40, seed=1)
+    verdict = live.final_verdict()
+    assert verdict.outcome == "INCONCLUSIVE" and LiveSplit.exit_code(verdict) == 3
+    assert not live.decided and "undecided" in live.console_line()
+
+
+def test_stop_on_verdict_uses_the_sequential_gate() -> None:
+    live = LiveSplit(config_from_options(opts(expected="20", stop_on_verdict=True)))
+    feed(live, {"production": 0.5, "canary": 0.5}, 600, seed=11)
+    assert live.decided and live.sequential_outcome() == "FAIL"
+    verdict = live.final_verdict()
+    assert verdict.method == "sequential" and verdict.outcome == "FAIL"
+    snap = live.snapshot()
+    assert snap["decided"] and snap["sequential"] == "FAIL" and "FAIL" in snap["status"]
+    json.dumps(snap)  # the web UI serves it as JSON
