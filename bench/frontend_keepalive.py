@@ -1,0 +1,91 @@
+"""Frontend product pages per second over one HTTP/1.1 keep-alive connection: Nagle on (baseline) vs off (shipped).
+
+Why: a Python ``http.server`` writes headers and body in two sends; with Nagle on, the second waits for the
+client's delayed ACK (~40 ms), so keep-alive traffic (Envoy, Locust) crawls. The shipped handler sets
+``disable_nagle_algorithm = True``. Each page makes one real ListRecommendations call (catalog + recommendation
+run as child processes). Run: ``.venv/bin/python bench/frontend_keepalive.py [--seconds 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from setup import proc
+from setup.boutique.launcher import Spawned, parse_ready, spawn
+from verifier.attribution import count_recommendations
+
+PRODUCT = "OLJCESPC7Z"
+
+
+def pages_per_second(port: int, seconds: float) -> tuple[float, int]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Cookie": "shop_session-id=bench"}
+    done = 0
+    bad = 0
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        conn.request("GET", f"/product/{PRODUCT}", headers=headers)
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        if resp.status != 200 or count_recommendations(body) != 4:
+            bad += 1
+        done += 1
+    elapsed = time.monotonic() - start
+    conn.close()
+    return done / elapsed, bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = Path(tmp)
+        cat = spawn("catalog", log=logs / "catalog.log")
+        rec = spawn("recommendation", ["--catalog-addr", cat.addr], log=logs / "rec.log")
+        results: dict[str, tuple[float, int]] = {}
+        try:
+            for label, nagle_off in (("nagle on (baseline)", False), ("nagle off (shipped)", True)):
+                code = ("import sys; from setup.boutique import frontend; "
+                        f"frontend.FrontendHandler.disable_nagle_algorithm = {nagle_off}; "
+                        "from setup.boutique.launcher import main; sys.exit(main(sys.argv[1:]))")
+                fe = _spawn_code(code, cat.addr, rec.addr, logs / f"fe-{nagle_off}.log")
+                try:
+                    results[label] = pages_per_second(fe.port, args.seconds)
+                finally:
+                    fe.stop()
+        finally:
+            rec.stop()
+            cat.stop()
+    base = results["nagle on (baseline)"][0]
+    for label, (rate, bad) in results.items():
+        print(f"{label:22s} {rate:8.1f} pages/s  x{rate / base:5.1f}  bad pages: {bad}")
+    return 0
+
+
+def _spawn_code(code: str, catalog: str, recs: str, log: Path) -> Spawned:
+    """Like launcher.spawn, but runs ``code`` (which patches the handler class) instead of ``-m setup.boutique``."""
+    argv = [sys.executable, "-c", code, "frontend", "--port", "0", "--catalog-addr", catalog,
+            "--recommendation-addr", recs]
+    child = proc.start(argv, log=log)
+    found: list[tuple[str, int]] = []
+
+    def ready() -> bool:
+        hit = parse_ready(log.read_text(errors="replace"), "frontend") if log.exists() else None
+        if hit:
+            found.append(hit)
+        return bool(hit) or child.poll() is not None
+
+    proc.wait_until(ready, 20, "frontend READY")
+    if not found:
+        raise SystemExit(f"frontend failed: {log.read_text()}")
+    return Spawned("frontend", child, found[0][0], found[0][1], log)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
