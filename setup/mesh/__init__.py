@@ -1,0 +1,44 @@
+"""The local mesh: the lab's Istio YAML enforced by a real Envoy on 127.0.0.1 (no cluster needed).
+
+The Gateway, VirtualServices and DestinationRule come from setup.manifests (the same templates the cluster path
+applies) and are translated into Envoy configuration the way istiod does (setup/mesh/translate.py). Topology:
+
+- ingress listener (Gateway port 80 -> a local port) -> frontend instances;
+- one outbound ("sidecar") listener per service: the frontend reaches recommendationservice and the catalog
+  through them, so the weighted VirtualService decides every product page (4 items = production, 2 = canary);
+- the recommendationservice outbound listener is also the mesh gRPC entry for in-mesh clients (verify-split
+  --target, the Locust gRPC user): Envoy draws the split per call;
+- instances with pod labels: productcatalogservice, recommendationservice ``version: production``
+  (MAX_RESPONSES 5) and ``version: canary`` (2), frontend -- replicas configurable.
+
+Python API (what the verifier/loadtest tests and the demo use)::
+
+    from setup.manifests import CanaryParams
+    from setup.mesh import LocalMesh
+
+    with LocalMesh(CanaryParams(), replicas={"production": 1, "canary": 1}) as mesh:  # starts in the foreground
+        mesh.ingress_url      # "http://127.0.0.1:PORT"  -- product pages through the ingress gateway
+        mesh.grpc_entry       # "127.0.0.1:PORT"         -- gRPC RecommendationService, split per call
+        mesh.admin_url        # "http://127.0.0.1:PORT"  -- Envoy admin
+        mesh.mesh_address("productcatalogservice")       # any service's outbound listener
+        mesh.set_weights(50)  # or {"production": 50, "canary": 50}; returns once Envoy serves them (seconds)
+        mesh.apply(CanaryParams(subsets=...))            # any params change (re-rendered from the templates)
+        mesh.status()         # MeshStatus: weights read back from Envoy's config_dump, subsets, processes, warnings
+    # leaving the block stops every process it started
+
+Keyword arguments: ``replicas`` (production/canary 0-8, frontend/productcatalogservice 1-8), ``state_dir`` (default:
+a fresh temporary directory, removed on stop -- give one to use ``canary-setup local status --state-dir``),
+``documents`` (Istio documents to enforce instead of the rendered templates), ``ingress_port``, ``grpc_port``,
+``admin_port`` (0 = ephemeral, the default), ``envoy`` (binary path), ``concurrency`` (Envoy worker threads).
+Errors are setup.errors.SetupError subclasses (ConfigError for an unsupported Istio field, PortInUseError,
+MissingBinaryError, WaitTimeoutError). Envoy and the instances are children of an internal supervisor thread
+and get SIGTERM if this process dies, so nothing is orphaned even without ``stop()``.
+
+Command line: ``canary-setup local up|status|weights|down`` (setup/mesh/cli.py).
+"""
+
+from __future__ import annotations
+
+from setup.mesh.supervisor import LocalMesh, MeshStatus, mesh_status
+
+__all__ = ["LocalMesh", "MeshStatus", "mesh_status"]
