@@ -1,0 +1,118 @@
+"""The HTML report: self-contained, has the verdict, the table and real charts, and renders in headless Chromium."""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from verifier.htmlreport import render_html, write_html
+from verifier.records import Record
+from verifier.stats import judge
+from verifier.timeline import Timeline, latency_bin
+
+
+def simulated(n: int, canary: float, seed: int = 7) -> tuple[dict[str, int], int, Timeline]:
+    rng = random.Random(seed)
+    timeline = Timeline(max_points=100)
+    counts = {"production": 0, "canary": 0}
+    unattributed = 0
+    for i in range(n):
+        if i % 500 == 499:
+            timeline.add(Record(1000.0 + i / 100, "http", None, None, "error:no_recommendations", 4.0))
+            unattributed += 1
+            continue
+        version = "canary" if rng.random() < canary else "production"
+        counts[version] += 1
+        latency = rng.lognormvariate(1.0, 0.4) * (2 if version == "canary" else 1)
+        timeline.add(Record(1000.0 + i / 100, "grpc", 2 if version == "canary" else 5, version, "ok", latency))
+    return counts, unattributed, timeline
+
+
+def test_timeline_memory_is_bounded_and_final_point_exact() -> None:
+    counts, unattributed, timeline = simulated(30_000, 0.2)
+    timeline.finish()
+    assert len(timeline.checkpoints) <= timeline.max_points
+    assert timeline.checkpoints[-1].n == sum(counts.values())
+    assert timeline.checkpoints[-1].counts == counts
+    assert timeline.n_unattributed == unattributed == timeline.errors["error:no_recommendations"]
+    # checkpoints are in order and cover the run from its start
+    ns = [p.n for p in timeline.checkpoints]
+    assert ns == sorted(ns) and ns[0] <= 2 * timeline.stride
+
+
+def test_latency_quantiles_follow_the_data() -> None:
+    timeline = Timeline()
+    for i in range(1000):
+        timeline.add(Record(float(i), "grpc", 5, "production", "ok", 10.0 if i < 900 else 1000.0))
+    p50 = timeline.latency_quantile("production", 0.5)
+    p99 = timeline.latency_quantile("production", 0.99)
+    assert p50 is not None and 10.0 <= p50 < 12.5
+    assert p99 is not None and 1000.0 <= p99 < 1200.0
+    assert latency_bin(0.0) == 0 and latency_bin(1e12) == latency_bin(1e13)
+
+
+def test_report_is_self_contained_with_verdict_table_and_charts(tmp_path: Path) -> None:
+    counts, unattributed, timeline = simulated(8_000, 0.2)
+    verdict = judge(counts, unattributed, {"production": 0.8, "canary": 0.2})
+    page = render_html(verdict, timeline, source="unit test")
+    assert f"<h1>{verdict.outcome}</h1>" in page
+    # no external resources: nothing fetched from anywhere
+    assert not re.search(r"""(src|href)\s*=\s*["']https?:""", page)
+    assert "<script" not in page
+    # table rows carry the observed counts
+    for version, count in counts.items():
+        assert f"<td>{version}</td>" in page and f"{count:,}" in page
+    # both charts are real matplotlib SVGs with drawn paths
+    share = page.split('id="share-chart"', 1)[1].split("</figure>", 1)[0]
+    assert share.count("<path") > 10 and "confidence sequence" in share
+    latency = page.split('id="latency-chart"', 1)[1].split("</figure>", 1)[0]
+    assert latency.count("<path") > 5
+    assert "error:no_recommendations" in page
+
+
+def test_fail_report_has_a_fail_banner() -> None:
+    counts, unattributed, timeline = simulated(3_000, 0.5)
+    verdict = judge(counts, unattributed, {"production": 0.8, "canary": 0.2})
+    assert verdict.outcome == "FAIL"
+    page = render_html(verdict, timeline)
+    assert "<h1>FAIL</h1>" in page and "#cf222e" in page
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (make test installs it when run as root)")
+def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    from matplotlib import image
+
+    counts, unattributed, timeline = simulated(8_000, 0.2)
+    verdict = judge(counts, unattributed, {"production": 0.8, "canary": 0.2})
+    assert verdict.outcome == "PASS"
+    report = write_html(tmp_path / "report.html", verdict, timeline)
+    shot = tmp_path / "shot.png"
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,1400",
+    ]
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", report.as_uri()],
+                   check=True, timeout=120, capture_output=True)
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", report.as_uri()],
+                         check=True, timeout=120, capture_output=True, text=True).stdout
+    assert "<h1>PASS</h1>" in dom and 'id="share-chart"' in dom and "<svg" in dom
+
+    pixels = image.imread(str(shot))[:, :, :3]
+    height, width = pixels.shape[:2]
+    assert (height, width) == (1400, 1000)
+    # the banner (top of page) is the PASS green #1a7f37
+    banner = pixels[40:80, 40:400].reshape(-1, 3).mean(axis=0)
+    assert abs(banner[0] - 0x1A / 255) < 0.08 and abs(banner[1] - 0x7F / 255) < 0.08
+    # the chart area below the table holds plotted colour (blue/pink lines, shaded bands), not a blank page
+    lower = pixels[height // 3:, :, :]
+    coloured = ((lower.max(axis=2) - lower.min(axis=2)) > 0.15).sum()
+    assert coloured > 2_000
