@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import special
 from scipy import stats as sps
 from scipy.special import gammaln
 
@@ -150,34 +151,64 @@ def clopper_pearson(x: int, n: int, alpha: float) -> tuple[float, float]:
     """Equal-tailed interval at level 1 - 2 alpha (each tail alpha): the TOST-consistent interval."""
     if n == 0:
         return 0.0, 1.0
-    lo = 0.0 if x == 0 else float(sps.beta.ppf(alpha, x, n - x + 1))
-    hi = 1.0 if x == n else float(sps.beta.ppf(1 - alpha, x + 1, n - x))
+    lo = 0.0 if x == 0 else float(special.betaincinv(x, n - x + 1, alpha))
+    hi = 1.0 if x == n else float(special.betaincinv(x + 1, n - x, 1 - alpha))
     return lo, hi
 
 
+def _log_binom_pmf(y: int, n: int, p: float) -> float:
+    log_choose = gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)
+    return float(log_choose + special.xlogy(y, p) + special.xlog1py(n - y, -p))
+
+
 def binomial_p_value(x: int, n: int, p: float) -> float:
-    """Two-sided exact binomial test of share == p."""
+    """Two-sided exact binomial test of share == p (the "minimum likelihood" method, as scipy's binomtest):
+    the probability of all outcomes no more likely than the observed one."""
     if n == 0:
         return 1.0
     if p <= 0.0:
         return 1.0 if x == 0 else 0.0
     if p >= 1.0:
         return 1.0 if x == n else 0.0
-    return float(sps.binomtest(x, n, p).pvalue)
+    observed = _log_binom_pmf(x, n, p) + 1e-7  # relative tolerance, as binomtest's 1 + 1e-7
+    mode = math.floor((n + 1) * p)
+    if x == mode or (x < mode and x + 1 == mode and _log_binom_pmf(mode, n, p) <= observed):
+        return 1.0
+    if x < n * p:  # other tail: the first y above the mode whose pmf is <= the observed one
+        lo_y, hi_y = max(mode, x + 1), n + 1
+        while lo_y < hi_y:
+            mid = (lo_y + hi_y) // 2
+            lo_y, hi_y = (lo_y, mid) if _log_binom_pmf(mid, n, p) <= observed else (mid + 1, hi_y)
+        total = p_at_most(x, n, p) + (p_at_least(lo_y, n, p) if lo_y <= n else 0.0)
+    else:
+        lo_y, hi_y = -1, min(mode, x - 1)  # the last y below the mode whose pmf is <= the observed one
+        while lo_y < hi_y:
+            mid = (lo_y + hi_y + 1) // 2
+            lo_y, hi_y = (mid, hi_y) if _log_binom_pmf(mid, n, p) <= observed else (lo_y, mid - 1)
+        total = p_at_least(x, n, p) + (p_at_most(lo_y, n, p) if lo_y >= 0 else 0.0)
+    return float(min(1.0, total))
 
 
 def p_at_least(x: int, n: int, p: float) -> float:
     """P(X >= x) for X ~ Binomial(n, p): one-sided p-value against H0 "share <= p" (p < 0: empty null -> 0)."""
     if p < 0.0:
         return 0.0
-    return float(sps.binom.sf(x - 1, n, min(p, 1.0)))
+    if x <= 0:
+        return 1.0
+    if x > n:
+        return 0.0
+    return float(special.bdtrc(x - 1, n, min(p, 1.0)))
 
 
 def p_at_most(x: int, n: int, p: float) -> float:
     """P(X <= x) for X ~ Binomial(n, p): one-sided p-value against H0 "share >= p" (p > 1: empty null -> 0)."""
     if p > 1.0:
         return 0.0
-    return float(sps.binom.cdf(x, n, max(p, 0.0)))
+    if x >= n:
+        return 1.0
+    if x < 0:
+        return 0.0
+    return float(special.bdtr(x, n, max(p, 0.0)))
 
 
 def tost_p_value(x: int, n: int, expected: float, tolerance: float) -> float:
@@ -331,8 +362,9 @@ def unattributed_fixed(u: int, total: int, limit: float, alpha: float) -> Unattr
     return UnattributedRow(u, total, u / total, lo, hi, limit, p_exceeds, p_within, status)
 
 
-def _gap(row: VersionRow) -> float:
-    return abs((row.share or 0.0) - row.expected)
+def _gap(row: VersionRow) -> tuple[float, float]:
+    """Largest gap first; on a tie (two versions) name the smaller one -- usually the canary."""
+    return round(abs((row.share or 0.0) - row.expected), 12), -row.expected
 
 
 def decide(rows: list[VersionRow], urow: UnattributedRow, gof_reject: bool, gof_p: float, gof_method: str, n: int,
