@@ -238,6 +238,8 @@ def _on_quit(exit_code: int, **_kw: Any) -> None:
         if s.config.results_path:
             log.info("%d split records in %s", s.recorder.received, s.config.results_path)
         if s.live is not None and s.verdict is not None:
+            log.info("split verdict (%s): %s - %s (exit code %d)", s.verdict.method, s.verdict.outcome,
+                     s.verdict.reason, s.live.exit_code(s.verdict))
             s.live.print_verdict(s.verdict)
 
 

@@ -1,0 +1,315 @@
+"""loadtest/boutique.py run by real Locust processes against the real local boutique services.
+
+Every process runs on 127.0.0.1 with ephemeral ports and is stopped by a finalizer. Runs are short (a few
+seconds, a handful of users) to keep the suite cheap on 2 shared cores.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from setup import proc
+from setup.boutique.launcher import Spawned, spawn
+from verifier.records import ReadStats, Record, read_records
+from verifier.stats import judge
+
+REPO = Path(__file__).resolve().parent.parent
+LOCUSTFILE = str(REPO / "loadtest" / "boutique.py")
+PYTHON = sys.executable
+RUN_TIMEOUT = 90.0
+
+
+# ---------------------------------------------------------------------------------------------- services
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("loadtest-services")
+
+
+def _start(request: pytest.FixtureRequest, logs: Path, name: str, service: str, args: list[str]) -> Spawned:
+    spawned = spawn(service, args, log=logs / f"{name}.log")
+    request.addfinalizer(spawned.stop)
+    return spawned
+
+
+@pytest.fixture(scope="module")
+def catalog(request: pytest.FixtureRequest, logs: Path) -> Spawned:
+    return _start(request, logs, "catalog", "catalog", [])
+
+
+@pytest.fixture(scope="module")
+def production(request: pytest.FixtureRequest, logs: Path, catalog: Spawned) -> Spawned:
+    return _start(request, logs, "production", "recommendation", ["--catalog-addr", catalog.addr])
+
+
+@pytest.fixture(scope="module")
+def canary(request: pytest.FixtureRequest, logs: Path, catalog: Spawned) -> Spawned:
+    return _start(request, logs, "canary", "recommendation", ["--catalog-addr", catalog.addr, "--max-responses", "2"])
+
+
+@pytest.fixture(scope="module")
+def frontend(request: pytest.FixtureRequest, logs: Path, catalog: Spawned, production: Spawned) -> Spawned:
+    """Frontend whose recommendations come straight from production: every product page shows 4 items."""
+    return _start(request, logs, "frontend", "frontend",
+                  ["--catalog-addr", catalog.addr, "--recommendation-addr", production.addr])
+
+
+@pytest.fixture(scope="module")
+def broken_frontend(request: pytest.FixtureRequest, logs: Path, catalog: Spawned) -> Spawned:
+    """Frontend whose recommendation service is down: pages come back 200 without the section (as upstream)."""
+    dead = f"127.0.0.1:{proc.free_port()}"
+    return _start(request, logs, "broken-frontend", "frontend",
+                  ["--catalog-addr", catalog.addr, "--recommendation-addr", dead])
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def locust_argv(*args: str) -> list[str]:
+    return [PYTHON, "-m", "locust", "-f", LOCUSTFILE, *args]
+
+
+def run_locust(tmp_path: Path, *args: str, timeout: float = RUN_TIMEOUT) -> tuple[int, str]:
+    """Run one headless Locust to completion; return (exit code, combined output)."""
+    log = tmp_path / "locust.log"
+    with open(log, "wb") as out:
+        done = subprocess.run(locust_argv("--headless", *args), stdout=out, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, timeout=timeout, cwd=tmp_path, check=False)
+    return done.returncode, log.read_text(errors="replace")
+
+
+def records(path: Path) -> tuple[list[Record], ReadStats]:
+    stats = ReadStats()
+    return list(read_records(path, stats)), stats
+
+
+def final_counts(prefix: Path) -> dict[tuple[str, str], tuple[int, int]]:
+    """(method, name) -> (requests, failures) from Locust's final --json-file stats (its CSV is a 1 s snapshot)."""
+    with open(f"{prefix}.json") as fh:
+        return {(e["method"], e["name"]): (e["num_requests"], e["num_failures"]) for e in json.load(fh)}
+
+
+def csv_failures(prefix: Path) -> list[dict[str, str]]:
+    with open(f"{prefix}_failures.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def split_requests(counts: dict[tuple[str, str], tuple[int, int]]) -> int:
+    """How many requests Locust counted on the split endpoints (product pages + ListRecommendations)."""
+    return counts.get(("GET", "/product/[id]"), (0, 0))[0] + counts.get(("grpc", "ListRecommendations"), (0, 0))[0]
+
+
+def verify_split(results: Path, *args: str) -> int:
+    """The verifier's exit code for a results file (the verify-split CLI when installed, else its judge)."""
+    exe = Path(PYTHON).with_name("verify-split")
+    try:
+        import verifier.cli  # noqa: F401
+    except ImportError:  # TODO(loadtest): drop once verify-split lands
+        from verifier.expected import from_canary_percent
+        from verifier.stats import EXIT_CODES
+
+        got, _ = records(results)
+        expected = from_canary_percent(args[args.index("--expected") + 1])
+        return EXIT_CODES[judge(Counter(r.version for r in got if r.version), sum(r.version is None for r in got),
+                                expected).outcome]
+    return subprocess.run([str(exe), "--results", str(results), *args], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, check=False, timeout=60).returncode
+
+
+# ------------------------------------------------------------------------------------------------- tests
+
+
+def test_headless_run_records_every_split_response(tmp_path: Path, frontend: Spawned, canary: Spawned) -> None:
+    out = tmp_path / "out.jsonl"
+    # Product pages all from production (4 items), gRPC calls all to the canary (2 items): each channel's
+    # records must say so, and their number must equal what Locust itself counted on those endpoints.
+    code, output = run_locust(tmp_path, "-u", "4", "-r", "4", "-t", "3s", "--host", frontend.url,
+                              "--grpc-target", canary.addr, "--split-results", str(out), "--csv", "stats",
+                              "--html", "report.html", "--json-file", "final")
+    assert code == 0, output[-3000:]
+    got, stats = records(out)
+    assert stats.malformed == stats.truncated == 0
+    counts = final_counts(tmp_path / "final")
+    assert len(got) == split_requests(counts) > 0
+    by_channel = Counter((r.channel, r.version, r.status) for r in got)
+    assert set(by_channel) == {("http", "production", "ok"), ("grpc", "canary", "ok")}, by_channel
+    assert by_channel[("http", "production", "ok")] == counts[("GET", "/product/[id]")][0]
+    assert by_channel[("grpc", "canary", "ok")] == counts[("grpc", "ListRecommendations")][0]
+    assert {r.source for r in got} == {"ShopperUser", "RecommendationUser"}
+    # Every other Locust output still works alongside: the shop pages were counted and the HTML report written.
+    assert counts[("GET", "/")][0] > 0 and (tmp_path / "report.html").stat().st_size > 0
+    assert (tmp_path / "stats_stats.csv").stat().st_size > 0
+
+
+def test_pass_run_exits_0_and_its_file_passes_verify_split(tmp_path: Path, frontend: Spawned) -> None:
+    out = tmp_path / "out.jsonl"
+    # A production-only frontend against "0% canary": the split is right, so PASS (exit 0) once enough pages.
+    code, output = run_locust(tmp_path, "-u", "4", "-r", "4", "-t", "4s", "--host", frontend.url,
+                              "--split-results", str(out), "--expected", "0", "ShopperUser")
+    assert code == 0, output[-3000:]
+    assert "PASS" in output
+    got, _ = records(out)
+    verdict = judge(Counter(r.version for r in got if r.version), sum(r.version is None for r in got),
+                    {"production": 1.0, "canary": 0.0})
+    assert verdict.outcome == "PASS"
+    assert verify_split(out, "--expected", "0") == 0
+
+
+def test_missing_section_is_a_locust_failure_and_an_unattributed_record(
+        tmp_path: Path, broken_frontend: Spawned) -> None:
+    out = tmp_path / "out.jsonl"
+    code, output = run_locust(tmp_path, "-u", "2", "-r", "2", "-t", "2s", "--host", broken_frontend.url,
+                              "--split-results", str(out), "--csv", "stats", "--json-file", "final",
+                              "--expected", "20",
+                              "--shopper-tasks", "index=0,setCurrency=0,addToCart=0,viewCart=0,checkout=0",
+                              "ShopperUser")
+    assert code == 1, output[-3000:]  # FAIL: every response unattributed, far above the 1% limit
+    got, _ = records(out)
+    counts = final_counts(tmp_path / "final")
+    pages, page_failures = counts[("GET", "/product/[id]")]
+    assert len(got) == pages == page_failures > 0
+    assert {(r.version, r.items, r.status) for r in got} == {(None, None, "error:no_recommendations")}
+    failures = csv_failures(tmp_path / "stats")
+    assert [f["Name"] for f in failures] == ["/product/[id]"]
+    assert "no recommendations section" in failures[0]["Error"]
+    # --shopper-tasks left only product pages; the home page is each shopper's first visit (on_start).
+    assert set(counts) == {("GET", "/product/[id]"), ("GET", "/")} and counts[("GET", "/")][0] == 2
+    assert verify_split(out, "--expected", "20") == 1
+
+
+def test_stop_on_verdict_stops_at_the_sequential_decision(tmp_path: Path, canary: Spawned) -> None:
+    out = tmp_path / "out.jsonl"
+    # All canary against an expected 20%: the sequential test FAILs within a few dozen calls; -t 10m is
+    # never reached (the run would otherwise time out below).
+    code, output = run_locust(tmp_path, "-u", "2", "-r", "2", "-t", "10m", "--grpc-target", canary.addr,
+                              "--split-results", str(out), "--expected", "20", "--stop-on-verdict",
+                              "--host", "http://127.0.0.1:9", "RecommendationUser", timeout=60)
+    assert code == 1, output[-3000:]
+    assert "--stop-on-verdict" in output and "sequential" in output
+    got, stats = records(out)
+    assert stats.malformed == 0 and got and all(r.version == "canary" for r in got)
+
+
+def test_usage_errors_are_one_line_exit_2(tmp_path: Path) -> None:
+    for args, fragment in ((["--expected", "150"], "--expected"),
+                           (["--grpc-target", "nohost"], "--grpc-target"),
+                           (["RecommendationUser"], "--grpc-target"),
+                           (["--weights", "production=80,canary=20", "--expected", "20"], "not both"),
+                           (["--split-results", str(tmp_path)], "--split-results")):
+        code, output = run_locust(tmp_path, "-t", "1s", "--host", "http://127.0.0.1:9", *args, timeout=30)
+        assert code == 2, output
+        errors = [line for line in output.splitlines() if "error:" in line]
+        assert len(errors) == 1 and fragment in errors[0], output
+        assert "Traceback" not in output
+
+
+def _wait_lines(path: Path, n: int, child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    def enough() -> bool:
+        if child.poll() is not None:
+            raise AssertionError(f"locust exited early with {child.returncode}")
+        return path.exists() and path.read_bytes().count(b"\n") >= n
+
+    proc.wait_until(enough, timeout, f"{n} records in {path}")
+
+
+def test_sigkill_mid_run_leaves_a_readable_file(tmp_path: Path, canary: Spawned) -> None:
+    out = tmp_path / "out.jsonl"
+    child = proc.start(locust_argv("--headless", "-u", "4", "-r", "4", "-t", "5m", "--grpc-target", canary.addr,
+                                   "--host", "http://127.0.0.1:9", "--split-results", str(out),
+                                   "RecommendationUser"), log=tmp_path / "locust.log")
+    try:
+        _wait_lines(out, 500, child)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        proc.stop(child)
+    got, stats = records(out)
+    assert len(got) >= 500 and stats.malformed == 0 and stats.truncated <= 1
+    assert all(r.version == "canary" and r.ok for r in got)
+
+
+def test_distributed_master_and_two_workers_lose_nothing(tmp_path: Path, frontend: Spawned, canary: Spawned) -> None:
+    out = tmp_path / "out.jsonl"
+    port = proc.free_port()
+    common = ["--host", frontend.url, "--grpc-target", canary.addr]
+    master = proc.start(locust_argv("--master", "--headless", "--master-bind-host", "127.0.0.1",
+                                    "--master-bind-port", str(port), "--expect-workers", "2",
+                                    "-u", "6", "-r", "6", "-t", "4s", "--split-results", str(out),
+                                    "--json-file", str(tmp_path / "final"), *common),
+                        log=tmp_path / "master.log", new_session=True)
+    workers = []
+    try:
+        for i in range(2):
+            workers.append(proc.start(locust_argv("--worker", "--master-host", "127.0.0.1", "--master-port",
+                                                  str(port)), log=tmp_path / f"worker{i}.log"))
+        code = master.wait(timeout=RUN_TIMEOUT)
+        for w in workers:
+            w.wait(timeout=30)
+    finally:
+        for p in [master, *workers]:
+            proc.stop(p)
+    master_log = (tmp_path / "master.log").read_text(errors="replace")
+    assert code == 0, master_log[-3000:]
+    got, stats = records(out)
+    assert stats.malformed == stats.truncated == 0
+    counts = final_counts(tmp_path / "final")
+    assert len(got) == split_requests(counts) > 0
+    assert Counter(r.channel for r in got) == {"http": counts[("GET", "/product/[id]")][0],
+                                               "grpc": counts[("grpc", "ListRecommendations")][0]}
+    # Only the master wrote: the workers were given no path and wrote nothing of their own.
+    assert sorted(p.name for p in tmp_path.glob("*.jsonl")) == ["out.jsonl"]
+    assert "2 workers" in master_log or "worker" in master_log
+
+
+def test_web_ui_split_tab_and_verdict_exit_code(tmp_path: Path, frontend: Spawned) -> None:
+    out = tmp_path / "out.jsonl"
+    web_port = proc.free_port()
+    child = proc.start(locust_argv("--web-host", "127.0.0.1", "--web-port", str(web_port), "--autostart",
+                                   "-u", "2", "-r", "2", "--host", frontend.url, "--split-results", str(out),
+                                   "--expected", "0", "ShopperUser"), log=tmp_path / "locust.log")
+    base = f"http://127.0.0.1:{web_port}"
+    try:
+        def split() -> dict:
+            with urllib.request.urlopen(f"{base}/splitproof/split", timeout=2) as resp:  # noqa: S310
+                return json.loads(resp.read())
+
+        def has_records() -> bool:
+            if child.poll() is not None:
+                raise AssertionError("locust exited early")
+            try:
+                return split()["records"] >= 800
+            except OSError:
+                return False
+
+        proc.wait_until(has_records, 30, "the web UI to show split records")
+        snap = split()
+        rows = {r["version"]: r for r in snap["rows"]}
+        assert rows["production"]["count"] > 0 and rows["canary"]["count"] == 0
+        assert rows["production"]["share"] == "100.0%" and snap["expected"] == "production=100%,canary=0%"
+        with urllib.request.urlopen(f"{base}/stats/requests", timeout=2) as resp:  # noqa: S310
+            payload = json.loads(resp.read())
+        tab = [t for t in payload["extended_stats"] if t["key"] == "splitproof"]
+        assert tab and tab[0]["data"][0]["version"] == "production"
+        assert payload["stats"]  # Locust's own stats are untouched
+        with urllib.request.urlopen(f"{base}/", timeout=2) as resp:  # noqa: S310
+            index = resp.read().decode()
+        assert "extendedTabs" in index and "splitproof" in index
+        child.send_signal(signal.SIGTERM)  # Locust's shutdown path: verdict, exit code
+        code = child.wait(timeout=30)
+    finally:
+        proc.stop(child)
+    log = (tmp_path / "locust.log").read_text(errors="replace")
+    assert code == 0, log[-3000:]
+    got, _ = records(out)
+    assert got and all(r.version == "production" for r in got)
