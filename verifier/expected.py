@@ -267,12 +267,14 @@ def from_virtualservice_live(name: str, namespace: str, host: str = DEFAULT_HOST
     Tries the served API versions newest first. A missing object or kubeconfig is an InputError; an API server
     that cannot be reached is :class:`Unreachable`.
     """
+    import os
+
     from kubernetes import client, config
     from kubernetes.client.exceptions import ApiException
     from kubernetes.config.config_exception import ConfigException
 
-    try:
-        config.load_kube_config(context=context)
+    try:  # KUBECONFIG is read now, not when the kubernetes package was first imported
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None, context=context)
     except (ConfigException, OSError, TypeError, ValueError) as exc:
         raise InputError(f"--from-virtualservice {name}: no usable kube context ({_first_line(exc)})") from None
     api = client.CustomObjectsApi()
