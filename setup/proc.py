@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -81,11 +82,20 @@ def grpc_healthy(address: str, service: str = "", timeout: float = 0.5) -> bool:
 
 
 def start(argv: Sequence[str], *, env: dict[str, str] | None = None, log: Path | None = None,
-          new_session: bool = True) -> subprocess.Popen[bytes]:
-    """Start ``argv`` (a list, never a shell string) with stdout/stderr to ``log`` (or discarded)."""
+          new_session: bool = True,
+          on_start: Callable[[subprocess.Popen[bytes]], None] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``argv`` (a list, never a shell string) with stdout/stderr to ``log`` (or discarded).
+
+    ``on_start`` receives the child before a Ctrl-C can interrupt us: in the main thread a SIGINT arriving between
+    the fork and the callback is deferred (not lost) and re-raised once the child is registered, so a supervisor
+    that cleans up on KeyboardInterrupt never misses a child that was being started at that instant.
+    """
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 -- handed to the child
+    deferred: list[int] = []
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: deferred.append(signum)) if in_main else None
     try:
-        return subprocess.Popen(
+        child = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -93,7 +103,14 @@ def start(argv: Sequence[str], *, env: dict[str, str] | None = None, log: Path |
             env={**os.environ, **(env or {})},
             start_new_session=new_session,
         )
+        if on_start is not None:
+            on_start(child)
+        return child
     finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+            if deferred:
+                signal.raise_signal(signal.SIGINT)
         if log:
             out.close()  # type: ignore[union-attr]
 

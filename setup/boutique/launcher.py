@@ -250,10 +250,8 @@ def spawn(service: str, args: Sequence[str] = (), *, log: Path, env: Mapping[str
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_bytes(b"")
     found: list[tuple[str, int]] = []
-    child = proc.start(argv, env=dict(env or {}), log=log)
+    child = proc.start(argv, env=dict(env or {}), log=log, on_start=on_start)
     try:
-        if on_start is not None:
-            on_start(child)
 
         def ready() -> bool:
             try:
