@@ -1,0 +1,90 @@
+"""Weights as a VirtualService declares them and as a proxy holds them (``istioctl proxy-config routes -o json``).
+
+Istio turns a weighted route into Envoy ``weighted_clusters`` whose clusters are named
+``outbound|<port>|<subset>|<service fqdn>``; a destination with weight 0 is left out, and a route with a single
+remaining destination becomes a plain ``cluster``. ``normalize`` applies the same rules to the expected weights so
+the two can be compared.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+Weights = dict[str, int]
+
+
+def fqdn(service: str, namespace: str) -> str:
+    return f"{service}.{namespace}.svc.cluster.local"
+
+
+def normalize(weights: Mapping[str, int]) -> Weights:
+    """Drop zero weights (Istio does); a lone destination carries 100."""
+    kept = {k: int(v) for k, v in weights.items() if int(v) != 0}
+    if len(kept) == 1:
+        return {next(iter(kept)): 100}
+    return kept
+
+
+def fmt(weights: Mapping[str, int] | None) -> str:
+    if weights is None:
+        return "(no route)"
+    return ",".join(f"{k}={v}" for k, v in weights.items()) or "(none)"
+
+
+def virtual_service_weights(vs: Mapping[str, Any], host: str) -> Weights | None:
+    """Weights per subset of the first http route of ``vs`` that routes to ``host`` (short or FQDN match)."""
+    short = host.split(".")[0]
+    for http in vs.get("spec", {}).get("http") or []:
+        route = http.get("route") or []
+        dests = [r for r in route if str(r.get("destination", {}).get("host", "")).split(".")[0] == short]
+        if not dests:
+            continue
+        if len(route) == 1 and "weight" not in route[0]:
+            return {str(route[0]["destination"].get("subset", "")): 100}
+        return {str(r["destination"].get("subset", "")): int(r.get("weight", 0)) for r in dests}
+    return None
+
+
+def _subset_of(cluster: str) -> str:
+    parts = cluster.split("|")
+    return parts[2] if len(parts) == 4 else cluster
+
+
+def _route_weights(route: Mapping[str, Any]) -> Weights | None:
+    action = route.get("route")
+    if not isinstance(action, Mapping):
+        return None
+    weighted = action.get("weightedClusters") or action.get("weighted_clusters")
+    if isinstance(weighted, Mapping):
+        return {_subset_of(str(c.get("name", ""))): int(c.get("weight", 0)) for c in weighted.get("clusters") or []}
+    if "cluster" in action:
+        return {_subset_of(str(action["cluster"])): 100}
+    return None
+
+
+def _host_matches(vhost: Mapping[str, Any], hosts: Iterable[str]) -> bool:
+    wanted = set(hosts)
+    name = str(vhost.get("name", ""))
+    if name.rsplit(":", 1)[0] in wanted:
+        return True
+    return any(str(d).rsplit(":", 1)[0] in wanted for d in vhost.get("domains") or [])
+
+
+def route_weights(routes_json: str | list[Any], hosts: Iterable[str]) -> Weights | None:
+    """The weights a proxy holds for the first virtual host answering one of ``hosts``; None when it has none."""
+    data = json.loads(routes_json) if isinstance(routes_json, str) else routes_json
+    configs = data if isinstance(data, list) else [data]
+    host_list = list(hosts)
+    for config in configs:
+        if not isinstance(config, Mapping):
+            continue
+        for vhost in config.get("virtualHosts") or config.get("virtual_hosts") or []:
+            if not _host_matches(vhost, host_list):
+                continue
+            for route in vhost.get("routes") or []:
+                weights = _route_weights(route)
+                if weights is not None:
+                    return weights
+    return None

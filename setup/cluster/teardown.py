@@ -1,0 +1,85 @@
+"""``canary-setup down``: undo the steps in reverse order; Istio and the cluster only when asked to."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from setup.cluster import resources
+from setup.cluster.kube import ref
+from setup.cluster.options import CANARY_DEPLOYMENT, ISTIO_NAMESPACE, PRODUCTION_DEPLOYMENT, SERVICE
+from setup.cluster.runner import CHANGE, CommandFailed
+from setup.errors import ConfigError
+
+if TYPE_CHECKING:
+    from setup.cluster.steps import Ctx
+
+LOCUST_PREFIX = "locust"
+GONE_MARKERS = ("doesn't have a resource type", "the server could not find the requested resource")
+
+
+def _delete(ctx: Ctx, kind: str, name: str, namespace: str | None, what: str | None = None) -> None:
+    try:
+        result = ctx.kube.delete(kind, name, namespace)
+    except CommandFailed as exc:
+        if any(marker in exc.result.stderr for marker in GONE_MARKERS):  # its CRD is gone with Istio
+            ctx.ui.done("absent", what or f"{kind}/{name}")
+            return
+        raise
+    gone = ctx.dry or "deleted" in result.stdout
+    ctx.ui.done(("would" if ctx.dry else "removed") if gone else "absent", what or f"{kind}/{name}")
+
+
+def tear_down(ctx: Ctx) -> None:
+    opts, kube, ns = ctx.opts, ctx.kube, ctx.ns
+    if ctx.down.delete_cluster and opts.provider == "existing":
+        raise ConfigError("--delete-cluster deletes only clusters canary-setup creates (--provider gke or kind)")
+    namespace = kube.get("Namespace", ns)
+    if namespace is None and not ctx.dry:
+        ctx.ui.done("absent", f"namespace {ns} (nothing of the app to remove)")
+    else:
+        # 8 loadtest leftovers, 6 weights, 5 canary, 4 expose, 3 app -- in that order.
+        ctx.runner.run(kube.kubectl("delete", "job,deployment,service,configmap", "-l", f"app={LOCUST_PREFIX}",
+                                    "-n", ns, "--ignore-not-found"), kind=CHANGE, timeout=120,
+                       what="deleting loadtest leftovers")
+        for name in (resources.GRPC_VS_NAME, SERVICE):
+            _delete(ctx, "VirtualService", name, ns)
+        _delete(ctx, "Deployment", CANARY_DEPLOYMENT, ns)
+        _delete(ctx, "DestinationRule", SERVICE, ns)
+        production = kube.get("Deployment", PRODUCTION_DEPLOYMENT, ns)
+        labels = (production or {}).get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+        patch = resources.unpatch(opts, labels) if production else None
+        if patch:
+            ctx.runner.run(kube.kubectl("patch", "deployment", PRODUCTION_DEPLOYMENT, "-n", ns, "--type=json",
+                                        "-p", patch), kind=CHANGE, what="removing the production label")
+            ctx.ui.done("removed", f"deployment/{PRODUCTION_DEPLOYMENT} production label")
+        docs = (resources.grpc_gateway_documents(opts) + resources.egress_documents(opts)
+                + resources.ingress_documents(opts))
+        for doc in reversed(docs):
+            _delete(ctx, str(doc["kind"]), str(doc["metadata"]["name"]), ns, ref(doc))
+        _delete(ctx, "Namespace", ns, None, f"namespace {ns} (and the Online Boutique in it)")
+    if ctx.down.uninstall_istio or ctx.down.delete_cluster:
+        ctx.runner.run(kube.istioctl("uninstall", "--purge", "-y"), kind=CHANGE, timeout=600,
+                       what="uninstalling Istio")
+        ctx.ui.done("would" if ctx.dry else "removed", "Istio (istioctl uninstall --purge)")
+        _delete(ctx, "Namespace", ISTIO_NAMESPACE, None, f"namespace {ISTIO_NAMESPACE}")
+    else:
+        ctx.ui.done("skipped", "Istio (kept; --uninstall-istio removes it)")
+    if ctx.down.delete_cluster:
+        _delete_cluster(ctx)
+    else:
+        ctx.ui.done("skipped", "cluster (kept; --delete-cluster deletes it)")
+
+
+def _delete_cluster(ctx: Ctx) -> None:
+    from setup.cluster.steps import gcloud
+
+    opts = ctx.opts
+    if opts.provider == "gke":
+        argv = gcloud(opts, "container", "clusters", "delete", opts.cluster_name, "--region", opts.region, "--quiet")
+        result = ctx.runner.run(argv, kind=CHANGE, timeout=2400, check=False, what="deleting the GKE cluster")
+        if not result.ok and "not found" not in result.stderr.lower():
+            raise CommandFailed(result, "deleting the GKE cluster")
+    else:
+        ctx.runner.run(["kind", "delete", "cluster", "--name", opts.cluster_name], kind=CHANGE, timeout=600,
+                       what="deleting the kind cluster")
+    ctx.ui.done("would" if ctx.dry else "removed", f"{opts.provider} cluster {opts.cluster_name}")
