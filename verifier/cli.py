@@ -374,6 +374,8 @@ def observe_live(args: argparse.Namespace, observer: Observer, attribution: Attr
                     raise Unreachable(f"target unreachable: no successful response from {probe.target} in the first "
                                       f"{observer.total} attempts (last error: {probe.last_error or 'unknown'})")
                 progress.update()
+                if observer.ok == 0 and observer.total < UNREACHABLE_AFTER:
+                    return False  # all failures so far: keep going until it is clear whether anything answers
                 return observer.gate is not None and observer.gate.decided
 
             result = sampler.sample(probe, concurrency=args.concurrency, max_samples=observer.max_samples,
