@@ -223,7 +223,8 @@ def cmd_step(args: argparse.Namespace) -> int:
     ctx = make_ctx(args, opts)
     step = step_named(args.command)
     preflight(ctx.runner, ctx.ui, needs(opts, [step.name], uninstall_istio=ctx.down.uninstall_istio,
-                                        delete_cluster=ctx.down.delete_cluster, loadtest_image=ctx.loadtest.image))
+                                        delete_cluster=ctx.down.delete_cluster, loadtest_image=ctx.loadtest.image),
+              versions=False)
     code = run_steps(ctx, [step], single=True)
     if step.name not in ("status", "loadtest"):
         _summary(ctx, step.name)

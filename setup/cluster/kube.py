@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, Result, Runner
-from setup.errors import SetupError
+from setup.errors import EXIT_FAILED, EXIT_TIMEOUT, SetupError
 
 # kind -> the fully qualified resource name kubectl is given (never the bare "gateway": Gateway API has one too).
 RESOURCES = {
@@ -137,11 +137,9 @@ class Kube:
                             f"--timeout={timeout:g}s")
         result = self.runner.run(argv, kind=WAIT, check=False, timeout=timeout + 30)
         if not result.ok:
-            from setup.errors import EXIT_TIMEOUT
-
             timed_out = "timed out" in (result.stderr + result.stdout).lower()
             raise CommandFailed(result, f"deployment/{deployment} did not become ready",
-                                EXIT_TIMEOUT if timed_out else 1)
+                                EXIT_TIMEOUT if timed_out else EXIT_FAILED)
 
     @staticmethod
     def _ns(kind: str, namespace: str | None) -> list[str]:

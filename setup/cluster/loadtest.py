@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any
 from setup.cluster.kube import ref
 from setup.cluster.options import SERVICE, SERVICE_PORT, repo_root
 from setup.cluster.proxy import fmt
-from setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, which
+from setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, poll, which
 from setup.errors import ConfigError, MissingBinaryError, SetupError, WaitTimeoutError
 from setup.manifests import documents
-from setup.proc import wait_until
 
 if TYPE_CHECKING:
     from setup.cluster.steps import Ctx
@@ -36,6 +35,7 @@ RESULTS_FILE = f"{RESULTS_DIR}/results.jsonl"
 COLLECTED_FILE = f"{RESULTS_DIR}/collected"
 LOCUSTFILE_MOUNT = "/mnt/locust"
 DEFAULT_CLASSES = ("ShopperUser", "RecommendationUser")
+POLL_S = 2.0  # between `kubectl exec ... cat status.json` checks
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ def _wait_master_pod(ctx: Ctx, job: str, timeout: float) -> str:
         return bool(name)
 
     with ctx.ui.waiting("waiting for the Locust master pod"):
-        wait_until(running, timeout=timeout, what=f"the {job} pod to run", interval=1.0)
+        poll(running, timeout=timeout, what=f"the {job} pod to run", interval=POLL_S)
     return found[-1]
 
 
@@ -198,7 +198,7 @@ def _wait_status(ctx: Ctx, pod: str, timeout: float) -> dict[str, Any]:
 
     try:
         with ctx.ui.waiting("Locust is running in the mesh"):
-            wait_until(finished, timeout=timeout, what="Locust to finish", interval=2.0)
+            poll(finished, timeout=timeout, what="Locust to finish", interval=POLL_S)
     except WaitTimeoutError:
         raise WaitTimeoutError(f"Locust did not finish within {timeout:g}s "
                                f"(`kubectl logs -n {ctx.ns} {pod} -c locust`)") from None

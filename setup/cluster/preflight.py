@@ -80,8 +80,15 @@ def _version(runner: Runner, binary: str) -> str:
     return first.removeprefix("client version: ") or "?"
 
 
-def preflight(runner: Runner, ui: Ui, wanted: Sequence[Need]) -> None:
-    """Print each binary with its version; raise MissingBinaryError naming every missing required one."""
+def preflight(runner: Runner, ui: Ui, wanted: Sequence[Need], versions: bool = True) -> None:
+    """Print each binary with its version; raise MissingBinaryError naming every missing required one.
+
+    With ``versions=False`` (a single step) only presence is checked, silently unless something is missing.
+    """
+    if not versions:
+        absent = [n.binary for n in wanted if n.required and which(n.binary) is None]
+        if not absent:
+            return
     rows, missing = [], []
     for need in wanted:
         path = which(need.binary)

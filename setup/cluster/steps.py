@@ -31,16 +31,17 @@ from setup.cluster.options import (
     repo_root,
 )
 from setup.cluster.proxy import fmt, fqdn, normalize, route_weights
-from setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, Result, Runner, command_line
+from setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, Result, Runner, command_line, poll
 from setup.cluster.ui import Ui
 from setup.errors import ConfigError, NotRunningError, SetupError, WaitTimeoutError
-from setup.proc import wait_until
 
 ISTIO_CRDS = ("gateways.networking.istio.io", "virtualservices.networking.istio.io",
               "destinationrules.networking.istio.io", "serviceentries.networking.istio.io")
 SIDECAR = "istio-proxy"
 LAB_PATCH = ("max_responses = 5", "max_responses = 2")  # the lab's sed patch of recommendation_server.py
 DOCKERFILE = "setup/docker/Dockerfile"
+POLL_S = 2.0        # between reads of slow-changing state (LoadBalancer address)
+PROXY_POLL_S = 0.5  # between `istioctl proxy-config routes` rounds
 
 
 @dataclass(frozen=True)
@@ -360,7 +361,7 @@ def _wait_ingress_address(ctx: Ctx) -> str | None:
 
     try:
         with ctx.ui.waiting("waiting for the ingress LoadBalancer address"):
-            wait_until(assigned, timeout=min(ctx.opts.wait_timeout, 180.0), what="the ingress address", interval=2.0)
+            poll(assigned, timeout=min(ctx.opts.wait_timeout, 180.0), what="the ingress address", interval=POLL_S)
     except WaitTimeoutError:
         ctx.ui.warn("the ingress LoadBalancer has no address yet (check `kubectl get svc -n istio-system`)")
         return None
@@ -691,7 +692,7 @@ def wait_for_proxies(ctx: Ctx, gateway_hosts: Sequence[str] = ()) -> None:
 
     try:
         with ctx.ui.waiting(f"waiting for the proxies to serve {fmt(expected)}"):
-            wait_until(serving, timeout=ctx.opts.proxy_timeout, what="the proxies", interval=0.5)
+            poll(serving, timeout=ctx.opts.proxy_timeout, what="the proxies", interval=PROXY_POLL_S)
     except WaitTimeoutError:
         held = "; ".join(f"{t.label} {t.pod} holds {t.last}" for t in targets)
         raise WaitTimeoutError(f"the proxies did not serve {fmt(expected)} within {ctx.opts.proxy_timeout:g}s: "

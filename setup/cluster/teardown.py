@@ -52,8 +52,8 @@ def tear_down(ctx: Ctx) -> None:
             ctx.runner.run(kube.kubectl("patch", "deployment", PRODUCTION_DEPLOYMENT, "-n", ns, "--type=json",
                                         "-p", patch), kind=CHANGE, what="removing the production label")
             ctx.ui.done("removed", f"deployment/{PRODUCTION_DEPLOYMENT} production label")
-        docs = (resources.grpc_gateway_documents(opts) + resources.egress_documents(opts)
-                + resources.ingress_documents(opts))
+        docs = (resources.ingress_documents(opts) + resources.egress_documents(opts)
+                + resources.grpc_gateway_documents(opts))  # expose's order; removed in reverse
         for doc in reversed(docs):
             _delete(ctx, str(doc["kind"]), str(doc["metadata"]["name"]), ns, ref(doc))
         _delete(ctx, "Namespace", ns, None, f"namespace {ns} (and the Online Boutique in it)")

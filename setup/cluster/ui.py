@@ -22,6 +22,8 @@ MARKS = {
 class Ui:
     def __init__(self, file: IO[str] | None = None, verbose: bool = False) -> None:
         self.console = Console(file=file or sys.stdout, highlight=False, soft_wrap=True, emoji=False)
+        if not self.console.is_terminal:  # logs and pipes: never wrap or truncate table cells at 80 columns
+            self.console.width = 200
         self.verbose = verbose
 
     def header(self, number: int, total: int, name: str, title: str) -> None:
