@@ -282,6 +282,11 @@ def test_loadtest_runs_locust_in_the_mesh_collects_the_results_and_gates_on_veri
     assert workers["spec"]["replicas"] == 3
     assert "--worker" in workers["spec"]["template"]["spec"]["containers"][0]["command"]
 
+    # The real verify-split accepts exactly that command line (a verdict, not a usage error, on the records).
+    real_verifier = subprocess.run([str(REPO / ".venv" / "bin" / "verify-split"), *commands[-1][1:]],
+                                   capture_output=True, text=True, timeout=120, check=False)
+    assert real_verifier.returncode in (0, 1, 3), real_verifier.stderr
+
     # The ConfigMap is what `kubectl create configmap --from-file` makes of loadtest/boutique.py (real kubectl).
     real = subprocess.run([str(KUBECTL), "create", "configmap", "locust-locustfile", "-n", NS,
                            f"--from-file=boutique.py={REPO / 'loadtest' / 'boutique.py'}", "--dry-run=client",
@@ -303,6 +308,14 @@ def test_preflight_names_every_missing_binary(fake: FakeCluster, capsys, monkeyp
     assert "istioctl: curl -L https://istio.io/downloadIstio" in err
     assert "MISSING" in out and "v1.37.1" in out  # the present ones with their versions
     assert fake.mutations() == []
+
+
+def test_expose_before_istio_says_to_install_istio_first(fake: FakeCluster, capsys) -> None:
+    fake.update(lambda w: w.update(istio=False))
+    code, _, err = run(capsys, "expose", *KIND)
+    assert code == EXIT_FAILED
+    assert "step 4/9 'expose' failed: reading Gateway/frontend-gateway (Istio's CRDs are not installed: run " \
+           "`canary-setup istio` first)" in err
 
 
 def test_unreachable_context_and_unknown_context(fake: FakeCluster, capsys) -> None:

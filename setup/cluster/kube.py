@@ -98,6 +98,9 @@ class Kube:
             return _json(result)
         if self.runner.dry_run or is_not_found(result):
             return None
+        if "doesn't have a resource type" in result.stderr and ".istio.io" in resource_of(kind):
+            raise CommandFailed(result, f"reading {kind}/{name} (Istio's CRDs are not installed: run "
+                                        "`canary-setup istio` first)")
         raise CommandFailed(result, f"reading {kind}/{name}")
 
     def list(self, kind: str, namespace: str | None = None, selector: str | None = None) -> list[dict[str, Any]]:
