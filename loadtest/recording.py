@@ -27,11 +27,11 @@ Observer = Callable[[list[str | None], list[str]], None]
 
 
 def unattributed_cause(record: Record) -> str | None:
-    """Why a record is unattributed (its error status, or its unexpected item count); None when attributed."""
+    """Why a record is unattributed, named as verify-split names it; None when attributed."""
     if record.version is not None:
         return None
     if record.ok:
-        return f"unexpected_count:{record.items}"
+        return f"{record.channel} reply with {record.items} items"
     return record.status
 
 

@@ -14,14 +14,15 @@ import subprocess
 import sys
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from setup import proc
 from setup.boutique.launcher import Spawned, spawn
 from verifier.records import ReadStats, Record, read_records
-from verifier.stats import judge
 
 REPO = Path(__file__).resolve().parent.parent
 LOCUSTFILE = str(REPO / "loadtest" / "boutique.py")
@@ -110,21 +111,21 @@ def split_requests(counts: dict[tuple[str, str], tuple[int, int]]) -> int:
     return counts.get(("GET", "/product/[id]"), (0, 0))[0] + counts.get(("grpc", "ListRecommendations"), (0, 0))[0]
 
 
-def verify_split(results: Path, *args: str) -> int:
-    """The verifier's exit code for a results file (the verify-split CLI when installed, else its judge)."""
+def verify_split(results: Path, *args: str) -> tuple[int, dict]:
+    """``verify-split --results FILE ARGS --json -``: (exit code, its verdict as JSON)."""
     exe = Path(PYTHON).with_name("verify-split")
-    try:
-        import verifier.cli  # noqa: F401
-    except ImportError:  # TODO(loadtest): drop once verify-split lands
-        from verifier.expected import from_canary_percent
-        from verifier.stats import EXIT_CODES
+    done = subprocess.run([str(exe), "--results", str(results), *args, "--json", "-"], capture_output=True,
+                          check=False, timeout=60, text=True)
+    return done.returncode, json.loads(done.stdout)
 
-        got, _ = records(results)
-        expected = from_canary_percent(args[args.index("--expected") + 1])
-        return EXIT_CODES[judge(Counter(r.version for r in got if r.version), sum(r.version is None for r in got),
-                                expected).outcome]
-    return subprocess.run([str(exe), "--results", str(results), *args], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, check=False, timeout=60).returncode
+
+def locust_verdict(output: str) -> tuple[str, str, int]:
+    """(outcome, reason, exit code) from the verdict line the locustfile logs at the end of a run."""
+    line = next(ln for ln in output.splitlines() if "split verdict (" in ln)
+    body = line.split("): ", 1)[1]
+    outcome, rest = body.split(" - ", 1)
+    reason, code = rest.rsplit(" (exit code ", 1)
+    return outcome, reason, int(code.rstrip(")"))
 
 
 # ------------------------------------------------------------------------------------------------- tests
@@ -158,12 +159,14 @@ def test_pass_run_exits_0_and_its_file_passes_verify_split(tmp_path: Path, front
     code, output = run_locust(tmp_path, "-u", "4", "-r", "4", "-t", "4s", "--host", frontend.url,
                               "--split-results", str(out), "--expected", "0", "ShopperUser")
     assert code == 0, output[-3000:]
-    assert "PASS" in output
+    outcome, reason, logged_code = locust_verdict(output)
+    assert (outcome, logged_code) == ("PASS", 0)
+    assert "every version within" in output and "production" in output  # the verifier's table was printed
+    # The same file through verify-split: the same fixed-n verdict, word for word.
+    vs_code, vs = verify_split(out, "--expected", "0")
+    assert (vs_code, vs["outcome"], vs["reason"]) == (0, outcome, reason)
     got, _ = records(out)
-    verdict = judge(Counter(r.version for r in got if r.version), sum(r.version is None for r in got),
-                    {"production": 1.0, "canary": 0.0})
-    assert verdict.outcome == "PASS"
-    assert verify_split(out, "--expected", "0") == 0
+    assert vs["n"] == len(got) > 0
 
 
 def test_missing_section_is_a_locust_failure_and_an_unattributed_record(
@@ -185,7 +188,9 @@ def test_missing_section_is_a_locust_failure_and_an_unattributed_record(
     assert "no recommendations section" in failures[0]["Error"]
     # --shopper-tasks left only product pages; the home page is each shopper's first visit (on_start).
     assert set(counts) == {("GET", "/product/[id]"), ("GET", "/")} and counts[("GET", "/")][0] == 2
-    assert verify_split(out, "--expected", "20") == 1
+    vs_code, vs = verify_split(out, "--expected", "20")
+    assert vs_code == 1 and vs["unattributed"] == len(got)
+    assert locust_verdict(output)[:2] == (vs["outcome"], vs["reason"])
 
 
 def test_stop_on_verdict_stops_at_the_sequential_decision(tmp_path: Path, canary: Spawned) -> None:
@@ -313,3 +318,46 @@ def test_web_ui_split_tab_and_verdict_exit_code(tmp_path: Path, frontend: Spawne
     assert code == 0, log[-3000:]
     got, _ = records(out)
     assert got and all(r.version == "production" for r in got)
+
+
+# ------------------------------------------------------------------------------------ through the local mesh
+
+
+@pytest.fixture(scope="module")
+def mesh() -> Iterator[object]:
+    """The lab's topology on a real Envoy at 80/20 (ingress -> frontend -> weighted recommendationservice)."""
+    from setup.manifests import CanaryParams
+    from setup.mesh import LocalMesh
+
+    with LocalMesh(CanaryParams()) as running:
+        yield running
+
+
+def test_mesh_80_20_passes_and_a_50_50_misroute_fails(tmp_path: Path, mesh: Any) -> None:
+    assert dict(mesh.params.weights) == {"production": 80, "canary": 20}
+    out = tmp_path / "out.jsonl"
+    code, output = run_locust(tmp_path, "-u", "8", "-r", "8", "-t", "6s", "--host", mesh.ingress_url,
+                              "--grpc-target", mesh.grpc_entry, "--split-results", str(out), "--expected", "20",
+                              "--json-file", "final")
+    got, stats = records(out)
+    assert code == 0, output[-3000:]
+    assert stats.malformed == stats.truncated == 0
+    assert len(got) == split_requests(final_counts(tmp_path / "final"))
+    # Both channels see the split: product pages (4 vs 2 items) and direct gRPC calls (5 vs 2).
+    assert {(r.channel, r.items, r.version) for r in got} == {
+        ("http", 4, "production"), ("http", 2, "canary"), ("grpc", 5, "production"), ("grpc", 2, "canary")}
+    vs_code, vs = verify_split(out, "--expected", "20")
+    assert vs_code == 0 and locust_verdict(output)[:2] == (vs["outcome"], vs["reason"]) == ("PASS", vs["reason"])
+
+    mesh.set_weights(50)
+    try:
+        out50 = tmp_path / "out50.jsonl"
+        code, output = run_locust(tmp_path, "-u", "4", "-r", "4", "-t", "10m", "--host", mesh.ingress_url,
+                                  "--grpc-target", mesh.grpc_entry, "--split-results", str(out50),
+                                  "--expected", "20", "--stop-on-verdict", timeout=60)
+        assert code == 1, output[-3000:]
+        assert locust_verdict(output)[0] == "FAIL" and "sequential" in output
+        vs_code, vs = verify_split(out50, "--expected", "20")
+        assert vs_code == 1 and vs["outcome"] == "FAIL"
+    finally:
+        mesh.set_weights(20)
