@@ -194,6 +194,15 @@ def test_dry_run_prints_the_lab_sequence_and_touches_nothing(fake: FakeCluster, 
     assert "--context gke_PROJECT_ID_us-central1_istio-traffic-lab" in out
     assert "dry run: 19 command(s) above would change the cluster; nothing was touched" in out
 
+    # The other commands' dry runs touch nothing either.
+    for argv in (["down", "--provider", "gke", "--uninstall-istio", "--delete-cluster"], ["loadtest", *KIND],
+                 ["weights", "50", *KIND], ["status", *KIND]):
+        code, out, err = run(capsys, *argv, "--dry-run")
+        assert (code, err) == (0, ""), out
+        assert fake.calls() == [] and fake.world() == world
+    assert "$ gcloud container clusters delete istio-traffic-lab --region us-central1 --quiet" in \
+        run(capsys, "down", "--dry-run", "--provider", "gke", "--delete-cluster")[1]
+
 
 def test_gke_provider_creates_network_cluster_and_uses_the_credentials_context(fake: FakeCluster, capsys) -> None:
     code, out, err = run(capsys, "up", "--provider", "gke", "--project", "fake-project", "--static-ip",

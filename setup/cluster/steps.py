@@ -782,7 +782,7 @@ def run_steps(ctx: Ctx, steps: Sequence[Step], single: bool = False) -> int:
     for step in steps:
         ctx.ui.header(step.number, total, step.name, step.title)
         try:
-            if step.name not in ("cluster",) and not (step.name == "down" and ctx.opts.dry_run):
+            if step.name != "cluster":
                 resolve_context(ctx)
             result = step.run(ctx)
         except StepFailed:

@@ -38,20 +38,24 @@ def tear_down(ctx: Ctx) -> None:
         ctx.ui.done("absent", f"namespace {ns} (nothing of the app to remove)")
     else:
         # 8 loadtest leftovers, 6 weights, 5 canary, 4 expose, 3 app -- in that order.
-        ctx.runner.run(kube.kubectl("delete", "job,deployment,service,configmap", "-l", f"app={LOCUST_PREFIX}",
-                                    "-n", ns, "--ignore-not-found"), kind=CHANGE, timeout=120,
-                       what="deleting loadtest leftovers")
+        leftovers = ctx.runner.run(kube.kubectl("delete", "job,deployment,service,configmap", "-l",
+                                                f"app={LOCUST_PREFIX}", "-n", ns, "--ignore-not-found"),
+                                   kind=CHANGE, timeout=120, what="deleting loadtest leftovers")
+        if ctx.dry or "deleted" in leftovers.stdout:
+            ctx.ui.done("would" if ctx.dry else "removed", "loadtest leftovers (app=locust)")
         for name in (resources.GRPC_VS_NAME, SERVICE):
             _delete(ctx, "VirtualService", name, ns)
         _delete(ctx, "Deployment", CANARY_DEPLOYMENT, ns)
         _delete(ctx, "DestinationRule", SERVICE, ns)
         production = kube.get("Deployment", PRODUCTION_DEPLOYMENT, ns)
         labels = (production or {}).get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
-        patch = resources.unpatch(opts, labels) if production else None
+        if ctx.dry:
+            labels = resources.subset_labels(opts, "production")
+        patch = resources.unpatch(opts, labels) if production or ctx.dry else None
         if patch:
             ctx.runner.run(kube.kubectl("patch", "deployment", PRODUCTION_DEPLOYMENT, "-n", ns, "--type=json",
                                         "-p", patch), kind=CHANGE, what="removing the production label")
-            ctx.ui.done("removed", f"deployment/{PRODUCTION_DEPLOYMENT} production label")
+            ctx.ui.done("would" if ctx.dry else "removed", f"deployment/{PRODUCTION_DEPLOYMENT} production label")
         docs = (resources.ingress_documents(opts) + resources.egress_documents(opts)
                 + resources.grpc_gateway_documents(opts))  # expose's order; removed in reverse
         for doc in reversed(docs):
