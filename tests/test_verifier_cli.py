@@ -185,6 +185,7 @@ def test_from_virtualservice_file_and_live(tmp_path, capsys, monkeypatch):
     (["--from-virtualservice", "BADYAML", "--results", "x"], "not valid YAML"),
     (["--from-virtualservice", "MISSING", "--results", "x"], "no such file"),
     (["--expected", "20", "--results", "GOOD", "--json", "/nonexistent-dir/v.json"], "--json: cannot write"),
+    (["--expected", "20", "--results", "GOOD", "--save-results", "copy.jsonl"], "applies to live sampling"),
 ])
 def test_user_mistakes_are_one_line_exit_2(tmp_path, capsys, argv, message):
     (tmp_path / "EMPTY").write_text("")
@@ -227,6 +228,7 @@ class SplittingRecommendations(demo_pb2_grpc.RecommendationServiceServicer):
 
     def __init__(self, canary: float, fail: bool = False) -> None:
         self.canary, self.fail = canary, fail
+        self.header: str | None = None  # set: also name the version in this response metadata key
         self.rng = random.Random(5)
         self.lock = threading.Lock()
         self.requested: list[str] = []
@@ -237,6 +239,9 @@ class SplittingRecommendations(demo_pb2_grpc.RecommendationServiceServicer):
         with self.lock:
             self.requested.extend(request.product_ids)
             n = 2 if self.rng.random() < self.canary else 5
+        if self.header:  # what Istio's headers.response.set on each route destination adds
+            context.send_initial_metadata(((self.header, "blue" if n == 2 else "green"),))
+            n = 3  # the item count no longer tells the versions apart
         return demo_pb2.ListRecommendationsResponse(product_ids=[f"P{i}" for i in range(n)])
 
 
@@ -271,6 +276,39 @@ def test_live_grpc_sequential_pass_fail_and_max_samples(grpc_fake, capsys, tmp_p
     assert rc == 3 and data["total"] == 100 and any("--max-samples" in n for n in data["notes"])
     rc, out, _ = run(capsys, "--expected", "20", "--target", target, "--fixed", "--max-samples", "300", "--json", "-")
     assert json.loads(out)["method"] == "fixed-n" and json.loads(out)["total"] == 300 and rc in (0, 3)
+
+
+def test_live_attribution_by_response_header(grpc_fake, capsys):
+    target, servicer = grpc_fake
+    servicer.header = "x-version"
+    rc, out, _ = run(capsys, "--weights", "green=80,blue=20", "--target", target, "--header", "X-Version",
+                     "--json", "-")
+    data = json.loads(out)
+    assert rc == 0 and {r["version"]: r["count"] > 0 for r in data["rows"]} == {"green": True, "blue": True}
+    rc, out, _ = run(capsys, "--weights", "green=80,blue=20", "--target", target, "--json", "-")
+    assert rc == 2  # by item count, green/blue cannot be attributed at all: an input error, not a FAIL
+
+
+def test_live_progress_shows_shares_and_intervals():
+    import io
+
+    from rich.console import Console
+
+    from verifier.cli import LiveProgress, Observer
+    from verifier.expected import from_canary_percent
+    from verifier.sequential import SequentialGate
+
+    expected = from_canary_percent(20)
+    observer = Observer(expected, SequentialGate(expected), [], 1000)
+    console = Console(file=io.StringIO(), force_terminal=True, width=160)
+    with LiveProgress(console, observer, 1000, "sampling", 0.01, enabled=True) as progress:
+        for i in range(200):
+            observer.observe("canary" if i % 5 == 0 else "production")
+        observer.observe(None, "error:UNAVAILABLE")
+        progress.update(force=True)
+        status = progress.progress.tasks[0].fields["status"]
+        assert progress.progress.tasks[0].completed == 201
+    assert "canary 20.0% [" in status and "production 80.0% [" in status and "unattributed 1" in status
 
 
 def test_live_target_that_always_fails_or_is_closed_exits_4(grpc_fake, capsys):

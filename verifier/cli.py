@@ -125,6 +125,8 @@ def _defaults_for_mode(args: argparse.Namespace) -> None:
     if args.header and args.results:
         raise InputError("--header needs live sampling: result records carry no headers (use --class or the "
                          "record's version)")
+    if args.save_results and not live:
+        raise InputError("--save-results applies to live sampling (--target/--url)")
     if args.namespace and not args.from_virtualservice:
         raise InputError("-n/--namespace only applies to --from-virtualservice NAME")
     if args.max_samples is not None and args.max_samples < 1:
