@@ -6,7 +6,7 @@ Method (documented for users in README "verify-split: the gate"):
   or an exact test when an expected count is below 5 (exact binomial for two versions, exact multinomial
   otherwise) -- at ``alpha``; or when a version with 0% expected (or not in the split at all) answered; or when
   the unattributed rate is shown above ``max_unattributed`` (exact one-sided binomial test).
-* **PASS** when not FAIL and every version's share is shown within expected +- ``tolerance``: two one-sided exact
+* **PASS** when not FAIL and every version's share is shown within expected ± ``tolerance``: two one-sided exact
   binomial tests (TOST) per version, each at ``alpha``, i.e. its (1 - 2 alpha) Clopper-Pearson interval lies
   inside the margin; and the unattributed rate is shown below its limit. PASS needs *every* version's test to
   reject -- an intersection-union test, whose level is the largest of the component levels, so no multiplicity
@@ -396,12 +396,12 @@ def decide(rows: list[VersionRow], urow: UnattributedRow, gof_reject: bool, gof_
     pending = [r for r in rows if r.status != WITHIN]
     if not pending and urow.status == WITHIN:
         worst = max(rows, key=_gap)
-        return PASS, (f"every version within +-{pp(tolerance)} of its expected share (largest gap: {worst.version} "
+        return PASS, (f"every version within ±{pp(tolerance)} of its expected share (largest gap: {worst.version} "
                       f"{pct(worst.share)} vs {pct(worst.expected, 0)}, {interval_name} {pct(worst.lo)}-"
                       f"{pct(worst.hi)}); unattributed {pct(urow.share)} below the {pct(urow.limit, 0)} limit")
     parts = []
     if pending:
-        parts.append("not yet shown within +-" + pp(tolerance) + ": " + ", ".join(
+        parts.append("not yet shown within ±" + pp(tolerance) + ": " + ", ".join(
             f"{r.version} {pct(r.share)} ({interval_name} {pct(r.lo)}-{pct(r.hi)}, expected {pct(r.expected, 0)})"
             for r in pending))
     if urow.status != WITHIN:
