@@ -318,6 +318,16 @@ def test_expose_before_istio_says_to_install_istio_first(fake: FakeCluster, caps
            "`canary-setup istio` first)" in err
 
 
+def test_a_docker_client_without_daemon_is_reported_before_anything_runs(fake: FakeCluster, capsys) -> None:
+    fake.rule("version --format {{.Server.Version}}", tool="docker", rc=1,
+              stderr="Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon "
+                     "running?\n")
+    code, out, err = run(capsys, "up", *KIND)
+    assert code == EXIT_MISSING_BINARY
+    assert "missing docker (docker: the docker daemon does not answer" in err and "no daemon" in out
+    assert fake.mutations() == []
+
+
 def test_unreachable_context_and_unknown_context(fake: FakeCluster, capsys) -> None:
     fake.update(lambda w: w.update(unreachable=["kind-istio-traffic-lab"]))
     code, _, err = run(capsys, "status", *KIND)
@@ -332,6 +342,7 @@ def test_unreachable_context_and_unknown_context(fake: FakeCluster, capsys) -> N
     (["weights", "150"], "canary weight must be an integer from 0 to 100, got 150"),
     (["up", "--weights", "production=70,canary=20"], "weights must sum to 100, got 90"),
     (["up", "--dry-run", "--api-version", "networking.istio.io/v2"], "unsupported apiVersion"),
+    (["up", "--dry-run"], "the canary step needs an image: pass --canary-image IMAGE, or --image-repo REPO"),
 ])
 def test_user_mistakes_are_one_line_without_traceback(fake: FakeCluster, capsys, argv, message) -> None:
     code, out, err = run(capsys, *argv)

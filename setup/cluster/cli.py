@@ -22,7 +22,7 @@ from setup.cluster.options import (
 )
 from setup.cluster.preflight import needs, preflight
 from setup.cluster.runner import Runner
-from setup.cluster.steps import STEPS, UP_STEPS, Ctx, DownOptions, Step, run_steps, step_named
+from setup.cluster.steps import STEPS, UP_STEPS, Ctx, DownOptions, Step, check_plan, run_steps, step_named
 from setup.cluster.ui import Ui
 from setup.errors import EXIT_BAD_CONFIG, ConfigError
 from setup.manifests import canary_weights, mesh_documents, parse_weights
@@ -103,8 +103,6 @@ def options_from_args(args: argparse.Namespace) -> Options:
         weights = canary_weights(args.canary_weight)
     else:
         weights = canary_weights(20)
-    if args.context and args.provider == "existing":
-        pass
     opts = Options(
         provider=args.provider, context=args.context, cluster_name=args.cluster_name, region=args.region,
         project=args.project, network=args.network, num_nodes=args.num_nodes, machine_type=args.machine_type,
@@ -208,7 +206,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     ctx = make_ctx(args, opts)
     steps = _steps_between(args.from_step, args.to_step)
     lint_or_raise(ctx.ui, setup_documents(opts), opts.namespace, quiet_ok=True)
-    preflight(ctx.runner, ctx.ui, needs(opts, [s.name for s in steps]))
+    check_plan(opts, steps)
+    preflight(ctx.runner, ctx.ui, needs(opts, ["up", *(s.name for s in steps)]))
     if args.from_step and steps[0].name != "cluster":
         ctx.ui.info(f"resuming at step {steps[0].number} ({steps[0].name})")
     code = run_steps(ctx, steps)

@@ -48,7 +48,9 @@ def needs(opts: Options, steps: Iterable[str], *, uninstall_istio: bool = False,
     if names & {"istio", "weights", "status"} or ("down" in names and (uninstall_istio or delete_cluster)):
         out["istioctl"] = Need("istioctl", "install, proxy-config routes, analyze")
     if ("canary" in names and not opts.canary_image) or ("loadtest" in names and not loadtest_image):
-        out["docker"] = Need("docker", "building the canary/Locust image", required=bool(opts.boutique_src))
+        # Required when `up` may have to build; a single step that finds its Deployment in place builds nothing.
+        out["docker"] = Need("docker", "building the canary/Locust image (or pass --canary-image)",
+                             required=bool(opts.boutique_src) or "up" in names)
     if "loadtest" in names:
         out["verify-split"] = Need("verify-split", "judging the loadtest results")
     return list(out.values())
@@ -80,6 +82,15 @@ def _version(runner: Runner, binary: str) -> str:
     return first.removeprefix("client version: ") or "?"
 
 
+def _docker_daemon(runner: Runner) -> bool:
+    """docker's client exists without a daemon on many machines; building needs the daemon."""
+    try:
+        return runner.run(["docker", "version", "--format", "{{.Server.Version}}"], kind=READ, check=False,
+                          timeout=20).ok
+    except CommandTimeout:
+        return False
+
+
 def preflight(runner: Runner, ui: Ui, wanted: Sequence[Need], versions: bool = True) -> None:
     """Print each binary with its version; raise MissingBinaryError naming every missing required one.
 
@@ -99,12 +110,18 @@ def preflight(runner: Runner, ui: Ui, wanted: Sequence[Need], versions: bool = T
                 missing.append(need.binary)
             continue
         version = "(not run in dry-run)" if runner.dry_run else _version(runner, need.binary)
-        rows.append((need.binary, "ok", version, need.why))
+        state = "ok"
+        if need.binary == "docker" and not runner.dry_run and not _docker_daemon(runner):
+            state = "no daemon" if need.required else "no daemon (optional)"
+            if need.required:
+                missing.append("docker")
+        rows.append((need.binary, state, version, need.why))
     ui.table("preflight", ("binary", "found", "version", "needed for"), rows)
     if missing and not runner.dry_run:
         from setup.cluster.runner import INSTALL_HINTS
 
-        hints = "; ".join(f"{b}: {INSTALL_HINTS.get(b, 'install it')}" for b in missing)
+        hints = "; ".join(f"{b}: {INSTALL_HINTS.get(b, 'install it')}" if which(b) is None else
+                          f"{b}: the docker daemon does not answer (`docker version`)" for b in missing)
         raise MissingBinaryError(f"missing {', '.join(missing)} ({hints})")
     if missing:
         ui.warn(f"a real run needs {', '.join(missing)} on PATH")

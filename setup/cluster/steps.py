@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -770,6 +770,14 @@ def step_named(name: str) -> Step:
     raise ConfigError(f"no step named {name!r} (steps: {', '.join(STEP_NAMES)})")
 
 
+def check_plan(opts: Options, steps: Sequence[Step]) -> None:
+    """Refuse, before anything runs, a combination a later step would refuse halfway through."""
+    names = {s.name for s in steps}
+    if "canary" in names and not opts.canary_image and opts.provider == "existing" and not opts.image_repo:
+        raise ConfigError("the canary step needs an image: pass --canary-image IMAGE, or --image-repo REPO where "
+                          "the image docker builds can be pushed and pulled by the cluster")
+
+
 def resume_command(opts: Options, step: Step, single: bool) -> str:
     argv = ["canary-setup", *([step.name] if single else ["up", "--from-step", step.name]), *opts.to_argv()]
     return command_line(argv)
@@ -793,6 +801,3 @@ def run_steps(ctx: Ctx, steps: Sequence[Step], single: bool = False) -> int:
             code = result
     return code
 
-
-def with_weights(opts: Options, weights: Mapping[str, int]) -> Options:
-    return replace(opts, weights=dict(weights))
