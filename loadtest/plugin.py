@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gevent
@@ -21,7 +21,7 @@ from locust.env import Environment
 from locust.exception import CatchResponseError
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtest.options import SplitConfig, UsageError, add_arguments, config_from_options
+from loadtest.options import SplitConfig, UsageError, add_arguments, config_from_options, parse_target
 from loadtest.recording import SplitRecorder, open_results
 from verifier.attribution import Attribution
 
@@ -168,6 +168,15 @@ def _on_test_start(environment: Environment, **_kw: Any) -> None:
             s.config = config_from_options(environment.parsed_options)
         except UsageError as exc:
             log.warning("ignoring the master's splitproof options: %s", exc)
+    else:
+        # --grpc-target is on the web UI's start form: take what the user typed there.
+        try:
+            target = parse_target(getattr(environment.parsed_options, "grpc_target", None))
+        except UsageError as exc:
+            log.error("%s", exc)
+        else:
+            if target != s.config.grpc_target:
+                s.config = replace(s.config, grpc_target=target)
     _apply_shopper_tasks(environment, s.config)
 
 

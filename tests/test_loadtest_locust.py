@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -277,47 +278,72 @@ def test_distributed_master_and_two_workers_lose_nothing(tmp_path: Path, fronten
     assert "2 workers" in master_log or "worker" in master_log
 
 
-def test_web_ui_split_tab_and_verdict_exit_code(tmp_path: Path, frontend: Spawned) -> None:
+def test_processes_2_writes_once_and_loses_nothing(tmp_path: Path, frontend: Spawned, canary: Spawned) -> None:
+    out = tmp_path / "out.jsonl"
+    code, output = run_locust(tmp_path, "--processes", "2", "-u", "4", "-r", "4", "-t", "3s", "--host",
+                              frontend.url, "--grpc-target", canary.addr, "--split-results", str(out),
+                              "--json-file", "final", "--expected", "0")
+    # Direct gRPC calls reach the canary, which the expected split gives 0%: the master's verdict is FAIL, exit 1.
+    assert code == 1 and locust_verdict(output)[0] == "FAIL", output[-3000:]
+    got, stats = records(out)
+    assert stats.malformed == stats.truncated == 0
+    assert len(got) == split_requests(final_counts(tmp_path / "final")) > 0
+    assert {r.channel for r in got} == {"http", "grpc"}
+
+
+def test_web_ui_class_picker_split_tab_and_verdict_exit_code(tmp_path: Path, frontend: Spawned,
+                                                              canary: Spawned) -> None:
     out = tmp_path / "out.jsonl"
     web_port = proc.free_port()
-    child = proc.start(locust_argv("--web-host", "127.0.0.1", "--web-port", str(web_port), "--autostart",
-                                   "-u", "2", "-r", "2", "--host", frontend.url, "--split-results", str(out),
-                                   "--expected", "0", "ShopperUser"), log=tmp_path / "locust.log")
+    child = proc.start(locust_argv("--web-host", "127.0.0.1", "--web-port", str(web_port), "--class-picker",
+                                   "--host", frontend.url, "--split-results", str(out), "--expected", "0"),
+                       log=tmp_path / "locust.log")
     base = f"http://127.0.0.1:{web_port}"
-    try:
-        def split() -> dict:
-            with urllib.request.urlopen(f"{base}/splitproof/split", timeout=2) as resp:  # noqa: S310
-                return json.loads(resp.read())
 
-        def has_records() -> bool:
+    def get_json(path: str) -> dict:
+        with urllib.request.urlopen(f"{base}{path}", timeout=2) as resp:  # noqa: S310 -- loopback
+            return json.loads(resp.read())
+
+    try:
+        def web_up() -> bool:
             if child.poll() is not None:
                 raise AssertionError("locust exited early")
-            try:
-                return split()["records"] >= 800
-            except OSError:
-                return False
+            return proc.http_ok(f"{base}/")
 
-        proc.wait_until(has_records, 30, "the web UI to show split records")
-        snap = split()
-        rows = {r["version"]: r for r in snap["rows"]}
-        assert rows["production"]["count"] > 0 and rows["canary"]["count"] == 0
-        assert rows["production"]["share"] == "100.0%" and snap["expected"] == "production=100%,canary=0%"
-        with urllib.request.urlopen(f"{base}/stats/requests", timeout=2) as resp:  # noqa: S310
-            payload = json.loads(resp.read())
-        tab = [t for t in payload["extended_stats"] if t["key"] == "splitproof"]
-        assert tab and tab[0]["data"][0]["version"] == "production"
-        assert payload["stats"]  # Locust's own stats are untouched
+        proc.wait_until(web_up, 30, "the Locust web UI")
         with urllib.request.urlopen(f"{base}/", timeout=2) as resp:  # noqa: S310
             index = resp.read().decode()
-        assert "extendedTabs" in index and "splitproof" in index
-        child.send_signal(signal.SIGTERM)  # Locust's shutdown path: verdict, exit code
+        assert "extendedTabs" in index and "splitproof" in index  # the Split tab is declared
+        # Start from the web form: both users picked, the gRPC target typed into the form's custom field.
+        form = urllib.parse.urlencode([("user_count", "4"), ("spawn_rate", "4"), ("host", frontend.url),
+                                       ("user_classes", "ShopperUser"), ("user_classes", "RecommendationUser"),
+                                       ("grpc_target", canary.addr)]).encode()
+        with urllib.request.urlopen(f"{base}/swarm", data=form, timeout=5) as resp:  # noqa: S310
+            assert json.loads(resp.read())["success"]
+
+        def both_channels() -> bool:
+            if child.poll() is not None:
+                raise AssertionError("locust exited early")
+            rows = {r["version"]: r["count"] for r in get_json("/splitproof/split")["rows"]}
+            return rows["production"] >= 50 and rows["canary"] >= 50
+
+        proc.wait_until(both_channels, 30, "split records from both users")
+        snap = get_json("/splitproof/split")
+        assert snap["expected"] == "production=100%,canary=0%" and snap["decided"] and snap["sequential"] == "FAIL"
+        payload = get_json("/stats/requests")
+        tab = next(t for t in payload["extended_stats"] if t["key"] == "splitproof")
+        assert [r["version"] for r in tab["data"]] == ["production", "canary", "(unattributed)", "verdict"]
+        stats = {e["name"]: e for e in payload["stats"]}  # Locust's own stats are untouched
+        assert stats["ListRecommendations"]["num_failures"] == 0 and stats["/product/[id]"]["num_requests"] > 0
+        child.send_signal(signal.SIGTERM)  # Locust's shutdown path: final verdict, exit code
         code = child.wait(timeout=30)
     finally:
         proc.stop(child)
     log = (tmp_path / "locust.log").read_text(errors="replace")
-    assert code == 0, log[-3000:]
+    # A canary answered although the expected split gives it 0%: FAIL, exit 1 (Locust itself saw no failure).
+    assert code == 1 and locust_verdict(log)[::2] == ("FAIL", 1), log[-3000:]
     got, _ = records(out)
-    assert got and all(r.version == "production" for r in got)
+    assert {(r.channel, r.version) for r in got} == {("http", "production"), ("grpc", "canary")}
 
 
 # ------------------------------------------------------------------------------------ through the local mesh
