@@ -182,8 +182,10 @@ def pods_without_sidecar(pods: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def running_pod(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """The first (by name) running, not terminating pod whose containers are all ready (its proxy answers)."""
     ready = [p for p in pods if p.get("status", {}).get("phase") == "Running"
-             and not p.get("metadata", {}).get("deletionTimestamp")]
+             and not p.get("metadata", {}).get("deletionTimestamp")
+             and all(c.get("ready", True) for c in p.get("status", {}).get("containerStatuses") or [])]
     names = sorted(str(p["metadata"]["name"]) for p in ready)
     return names[0] if names else None
 
