@@ -116,3 +116,22 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     lower = pixels[height // 3:, :, :]
     coloured = ((lower.max(axis=2) - lower.min(axis=2)) > 0.15).sum()
     assert coloured > 2_000
+
+
+def test_verify_split_html_flag_writes_the_report_from_a_results_file(tmp_path: Path) -> None:
+    from verifier.cli import main
+
+    rng = random.Random(11)
+    results = tmp_path / "run.jsonl"
+    lines = []
+    for i in range(3_000):
+        version = "canary" if rng.random() < 0.5 else "production"
+        lines.append(Record(1000.0 + i / 50, "grpc", 2 if version == "canary" else 5, version, "ok", 3.0).to_json())
+    results.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "report.html"
+    code = main(["--expected", "20", "--results", str(results), "--html", str(out), "--no-progress"])
+    assert code == 1  # a 50/50 reality against 20 expected
+    page = out.read_text()
+    assert "<h1>FAIL</h1>" in page and page.count("<svg") == 2
+    # an unwritable path is a one-line input error (exit 2), not a traceback
+    assert main(["--expected", "20", "--results", str(results), "--html", str(tmp_path / "no" / "r.html")]) == 2

@@ -31,9 +31,11 @@ from verifier.expected import (
     from_virtualservice_live,
     from_weights_spec,
 )
+from verifier.htmlreport import write_html
 from verifier.records import ReadStats, Record, RecordWriter, read_records
 from verifier.sequential import SequentialGate
 from verifier.stats import Verdict, check_parameters, clopper_pearson, judge, pct, plan
+from verifier.timeline import Timeline
 
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 4
@@ -116,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("outputs")
     g.add_argument("--json", metavar="PATH|-", help="write the verdict as JSON (- = stdout; the table goes to stderr)")
     g.add_argument("--junit", metavar="PATH", help="write JUnit XML: one testcase per version + the verdict")
+    g.add_argument("--html", metavar="PATH",
+                   help="write a self-contained HTML report: verdict, table, share over time, latencies")
     return p
 
 
@@ -195,10 +199,25 @@ class _SaveSink:
         self.writer.close()
 
 
+class _TimelineSink:
+    """Feeds the HTML report's streaming Timeline (bounded memory whatever the number of records)."""
+
+    def __init__(self) -> None:
+        self.timeline = Timeline()
+
+    def add(self, record: Record) -> None:
+        self.timeline.add(record)
+
+    def close(self) -> None:
+        self.timeline.finish()
+
+
 def record_sinks(args: argparse.Namespace) -> list[RecordSink]:
     sinks: list[RecordSink] = []
     if getattr(args, "save_results", None) and (args.target or args.url):
         sinks.append(_SaveSink(args.save_results))
+    if getattr(args, "html", None):
+        sinks.append(_TimelineSink())
     return sinks
 
 
@@ -237,13 +256,17 @@ class Observer:
 
     def record(self, rec: Record, reattribute: Attribution | None = None) -> None:
         """One response record; ``reattribute`` maps its item count anew (``--class`` over a results file)."""
-        for sink in self.sinks:
-            sink.add(rec)
         if not rec.ok:
+            for sink in self.sinks:
+                sink.add(rec)
             self.observe(None, rec.status)
             return
         self.ok += 1
         version = reattribute.by_count(rec.channel, rec.items) if reattribute is not None else rec.version
+        if version != rec.version:
+            rec = dataclasses.replace(rec, version=version)
+        for sink in self.sinks:
+            sink.add(rec)
         self.observe(version, None if version else f"{rec.channel} reply with {rec.items} items")
 
     def verdict(self, alpha: float, tolerance: float, max_unattributed: float, power: float) -> Verdict:
@@ -443,7 +466,8 @@ def _write_text(path: str, text: str, what: str) -> None:
         raise InputError(f"{what}: cannot write {path}: {exc.strerror or exc}") from None
 
 
-def write_outputs(args: argparse.Namespace, verdict: Verdict, extra: dict[str, Any], console: Console) -> None:
+def write_outputs(args: argparse.Namespace, verdict: Verdict, extra: dict[str, Any], console: Console,
+                  sinks: list[RecordSink] | None = None) -> None:
     report.print_verdict(verdict, console)
     if args.json:
         text = report.verdict_json(verdict, extra)
@@ -463,7 +487,13 @@ def write_outputs(args: argparse.Namespace, verdict: Verdict, extra: dict[str, A
             report.append_github_summary(verdict, summary)
         except OSError as exc:
             console.print(f"[yellow]warning:[/yellow] cannot append to $GITHUB_STEP_SUMMARY: {exc}", highlight=False)
-    # issue 7 hooks in here: `--html PATH` renders from the verdict and its Timeline sink.
+    if getattr(args, "html", None):
+        timeline = next((s.timeline for s in sinks or () if isinstance(s, _TimelineSink)), Timeline())
+        source = f"{extra.get('target') or args.results} · expected {extra.get('expected_source', '')}"
+        try:
+            write_html(args.html, verdict, timeline, source=source)
+        except OSError as exc:
+            raise InputError(f"--html: cannot write {args.html}: {exc.strerror or exc}") from None
 
 
 # ------------------------------------------------------------------------------------------------------ the run
@@ -534,7 +564,7 @@ def run(args: argparse.Namespace, console: Console, err: Console) -> int:
     if gate is not None and gate.observed_after_decision:
         notes.append(f"{gate.observed_after_decision} responses after the decision were not counted")
     verdict = dataclasses.replace(verdict, notes=tuple(verdict.notes) + tuple(notes))
-    write_outputs(args, verdict, extra, console)
+    write_outputs(args, verdict, extra, console, sinks)
     return EXIT_INTERRUPTED if interrupted else verdict.exit_code
 
 
