@@ -43,7 +43,7 @@ def verify_split_commands(doc: Any) -> list[list[str]]:
             text = re.sub(pattern, value, text)
         for segment in re.split(r";|&&|\n(?=\S)", text):
             words = shlex.split(segment)
-            if words and words[0] == "verify-split":  # a command, not e.g. a container named verify-split
+            if len(words) > 1 and words[0] == "verify-split":  # a command, not a container named verify-split
                 found.append(words[1:])
     return found
 
