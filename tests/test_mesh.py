@@ -1,0 +1,285 @@
+"""The local mesh on a real Envoy with the real boutique services (127.0.0.1, ephemeral ports, always stopped).
+
+Statistical checks use the binomial 99.9% band: a correct mesh fails one of them about once in a thousand runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from scipy.stats import binom
+
+from protos import demo_pb2, demo_pb2_grpc
+from setup.manifests import CanaryParams
+from setup.mesh import LocalMesh
+from setup.mesh.state import read_state, same_process
+from setup.proc import port_open, wait_until
+from verifier.attribution import count_recommendations
+
+HEADER = "x-version"
+PRODUCT = "OLJCESPC7Z"
+REQUEST = demo_pb2.ListRecommendationsRequest(user_id="test", product_ids=[PRODUCT])
+GRPC_CLASS = {5: "production", 2: "canary"}
+PAGE_CLASS = {4: "production", 2: "canary"}
+
+
+def band(n: int, p: float) -> tuple[int, int]:
+    lo, hi = binom.interval(0.999, n, p)
+    return int(lo), int(hi)
+
+
+def call_many(entry: str, n: int, window: int = 32) -> Counter[str]:
+    """n unary calls over ONE channel (several in flight): outcome per call = version by count, or the error code.
+    Also checks every reply's x-version header (headers.response.set per destination) agrees with its count."""
+    out: Counter[str] = Counter()
+    with grpc.insecure_channel(entry) as channel:
+        stub = demo_pb2_grpc.RecommendationServiceStub(channel)
+        pending = []
+
+        def settle(fut) -> None:  # noqa: ANN001 -- grpc future
+            try:
+                reply = fut.result()
+            except grpc.RpcError as exc:
+                out[f"error:{exc.code().name}"] += 1
+                return
+            version = GRPC_CLASS.get(len(reply.product_ids), f"count:{len(reply.product_ids)}")
+            header = dict(fut.initial_metadata()).get(HEADER)
+            out[version if header == version else f"{version}/header:{header}"] += 1
+
+        for _ in range(n):
+            pending.append(stub.ListRecommendations.future(REQUEST, timeout=10))
+            if len(pending) >= window:
+                settle(pending.pop(0))
+        for fut in pending:
+            settle(fut)
+    return out
+
+
+def fetch_pages(url: str, n: int) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for _ in range(n):
+        with urllib.request.urlopen(f"{url}/product/{PRODUCT}", timeout=10) as resp:  # noqa: S310 -- loopback
+            count = count_recommendations(resp.read().decode("utf-8"))
+        out[PAGE_CLASS.get(count, f"count:{count}") if count is not None else "no-section"] += 1
+    return out
+
+
+@pytest.fixture(scope="module")
+def mesh() -> Iterator[LocalMesh]:
+    with LocalMesh(CanaryParams(version_header=HEADER)) as m:
+        yield m
+
+
+def test_grpc_split_80_20_per_call(mesh: LocalMesh) -> None:
+    counts = call_many(mesh.grpc_entry, 4000)
+    assert set(counts) <= {"production", "canary"}, counts  # no error, no unattributed count, header agrees
+    lo, hi = band(4000, 0.2)
+    assert lo <= counts["canary"] <= hi, counts
+    st = mesh.status()
+    assert st.weights == {"production": 80, "canary": 20}  # read back from Envoy's config_dump
+    assert st.warnings == []
+
+
+def test_product_pages_through_ingress_show_4_or_2(mesh: LocalMesh) -> None:
+    n = 300
+    counts = fetch_pages(mesh.ingress_url, n)
+    assert set(counts) <= {"production", "canary"}, counts
+    lo, hi = band(n, 0.2)
+    assert lo <= counts["canary"] <= hi, counts
+
+
+def test_weights_change_under_load_fails_no_call(mesh: LocalMesh) -> None:
+    stop = threading.Event()
+    lock = threading.Lock()
+    during: Counter[str] = Counter()
+
+    def load() -> None:  # closed-loop clients on their own channels, calling across the switch
+        with grpc.insecure_channel(mesh.grpc_entry) as channel:
+            stub = demo_pb2_grpc.RecommendationServiceStub(channel)
+            while not stop.is_set():
+                try:
+                    outcome = GRPC_CLASS.get(len(stub.ListRecommendations(REQUEST, timeout=10).product_ids), "?")
+                except grpc.RpcError as exc:
+                    outcome = f"error:{exc.code().name}"
+                with lock:
+                    during[outcome] += 1
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: sum(during.values()) >= 100, 20, "load to begin")
+        took = mesh.set_weights(50)
+        at_switch = sum(during.values())
+        after = call_many(mesh.grpc_entry, 2000)
+        wait_until(lambda: sum(during.values()) >= at_switch + 100, 20, "load to continue after the switch")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        mesh.set_weights(20)
+    assert set(during) <= {"production", "canary"}, during  # zero failed calls across the switch
+    assert set(after) <= {"production", "canary"}, after
+    lo, hi = band(2000, 0.5)
+    assert lo <= after["canary"] <= hi, after
+    assert took < 10
+    assert mesh.status().weights == {"production": 80, "canary": 20}
+
+
+def test_empty_subset_gives_unavailable_share_and_status_warns(mesh: LocalMesh) -> None:
+    original = mesh.params
+    mesh.apply(CanaryParams(version_header=HEADER,
+                            subsets={"production": {"version": "production"}, "canary": {"version": "v3"}}))
+    try:
+        st = mesh.status()
+        assert st.subsets["canary"]["instances"] == []
+        assert any("selects no ready instance (labels version=v3)" in w and "20%" in w for w in st.warnings), \
+            st.warnings
+        counts = call_many(mesh.grpc_entry, 1000)
+        assert set(counts) <= {"production", "error:UNAVAILABLE"}, counts
+        lo, hi = band(1000, 0.2)
+        assert lo <= counts["error:UNAVAILABLE"] <= hi, counts
+        pages = fetch_pages(mesh.ingress_url, 60)  # the page silently loses its recommendations
+        assert set(pages) <= {"production", "no-section"} and pages["no-section"] > 0, pages
+    finally:
+        mesh.apply(original)
+    assert mesh.status().warnings == []
+
+
+def test_crashed_instance_is_restarted_and_status_shows_it(mesh: LocalMesh) -> None:
+    before = {p["name"]: p for p in mesh.status().processes}
+    victim = before["recommendationservice-canary-0"]
+    os.kill(victim["pid"], signal.SIGKILL)
+    wait_until(lambda: next(p for p in mesh.status().processes if p["name"] == victim["name"])["restarts"] == 1,
+               10, "the crash to be noticed")
+    mesh.wait_ready(30)
+    after = {p["name"]: p for p in mesh.status().processes}[victim["name"]]
+    assert after["pid"] != victim["pid"] and after["alive"] and after["state"] == "ready"
+    st = mesh.status()
+    assert any("recommendationservice-canary-0 crashed and was restarted 1 time(s) (last: killed by signal 9)" in w
+               for w in st.warnings), st.warnings
+    assert st.subsets["canary"]["instances"] == ["recommendationservice-canary-0"]
+    counts = call_many(mesh.grpc_entry, 200)
+    assert set(counts) <= {"production", "canary"} and counts["canary"] > 0, counts
+
+
+# --- the command line ------------------------------------------------------------------------------------------
+
+
+def cli(*args: str, state_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "setup", "local", *args, "--state-dir", str(state_dir)],
+                          capture_output=True, text=True, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def recorded_pids(state_dir: Path) -> list[dict]:
+    state = read_state(state_dir)
+    assert state is not None
+    return [state["supervisor"], *state["pids"]]
+
+
+def listening_ports(state_dir: Path) -> list[int]:
+    bound = read_state(state_dir)["ports"]["bound"]
+    admin = int(bound["admin_url"].rpartition(":")[2])
+    return [*map(int, bound["gateway"].values()), *map(int, bound["services"].values()), admin]
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    if read_state(tmp_path) is not None:  # a failed test must not leave a mesh behind
+        cli("down", state_dir=tmp_path, check=False)
+
+
+def test_cli_detach_weights_crash_down_leaves_nothing(state_dir: Path) -> None:
+    up = cli("up", "--detach", "--ingress-port", "0", "--grpc-port", "0", "--canary-weight", "20",
+             state_dir=state_dir)
+    assert "weights (from Envoy)   production=80,canary=20" in up.stdout
+    st = json.loads(cli("status", "--json", state_dir=state_dir).stdout)
+    assert st["status"] == "ready" and st["weights"] == {"production": 80, "canary": 20}
+    out = cli("weights", "50", state_dir=state_dir).stdout
+    assert "Envoy serves production=50,canary=50" in out
+    assert json.loads(cli("status", "--json", state_dir=state_dir).stdout)["weights"] == \
+        {"production": 50, "canary": 50}
+    counts = call_many(st["grpc_entry"], 300)
+    assert set(counts) <= {"production/header:None", "canary/header:None"}, counts  # no header by default
+    # crash an instance: the supervisor restarts it, status shows it
+    victim = next(p for p in st["processes"] if p["name"] == "productcatalogservice-0")
+    os.kill(victim["pid"], signal.SIGKILL)
+
+    def restarted() -> bool:
+        procs = json.loads(cli("status", "--json", state_dir=state_dir).stdout)["processes"]
+        p = next(p for p in procs if p["name"] == victim["name"])
+        return p["restarts"] == 1 and p["state"] == "ready"
+
+    wait_until(restarted, 30, "the catalog to be restarted")
+    pids = recorded_pids(state_dir)
+    ports = listening_ports(state_dir)
+    assert len(pids) >= 7  # supervisor, envoy, 4 instances, the restarted catalog
+    down = cli("down", state_dir=state_dir)
+    assert "local mesh stopped" in down.stdout
+    assert not any(same_process(ref) for ref in pids)
+    assert not any(port_open("127.0.0.1", p) for p in ports)
+    assert read_state(state_dir) is None
+    again = cli("down", state_dir=state_dir, check=False)
+    assert again.returncode == 6 and again.stderr.count("\n") == 1
+
+
+def test_children_die_with_a_killed_supervisor_and_down_cleans_up(state_dir: Path) -> None:
+    cli("up", "--detach", "--ingress-port", "0", "--grpc-port", "0", state_dir=state_dir)
+    pids = recorded_pids(state_dir)
+    os.kill(pids[0]["pid"], signal.SIGKILL)
+    wait_until(lambda: not any(same_process(ref) for ref in pids), 10, "Envoy and the instances to exit")
+    status = cli("status", state_dir=state_dir, check=False)
+    assert status.returncode == 6 and "supervisor" in status.stdout
+    cli("down", state_dir=state_dir)
+    assert read_state(state_dir) is None
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["--envoy", "/nonexistent/envoy"], 5, "envoy binary not found"),
+    (["--manifests", "BAD"], 3, "bad YAML"),
+    (["--manifests", "UNSUPPORTED"], 3, "spec.http[0].mirror is not supported by the local mesh"),
+    (["--replicas", "canary=99"], 3, "replicas for 'canary'"),
+    (["--weights", "production=70,canary=20"], 3, "weights must sum to 100"),
+    (["--ingress-port", "BUSY"], 4, "is already in use"),
+])
+def test_up_errors_are_one_line_with_distinct_exit_codes(state_dir: Path, args: list[str], code: int,
+                                                         message: str) -> None:
+    bad = state_dir / "bad.yaml"
+    bad.write_text("kind: [unclosed\n")
+    unsupported = state_dir / "unsupported.yaml"
+    unsupported.write_text(
+        "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata: {name: r}\n"
+        "spec:\n  hosts: [recommendationservice]\n  http:\n  - mirror: {host: recommendationservice}\n"
+        "    route:\n    - destination: {host: recommendationservice}\n")
+    with __import__("socket").socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        subst = {"BAD": str(bad), "UNSUPPORTED": str(unsupported), "BUSY": str(busy.getsockname()[1])}
+        argv = [subst.get(a, a) for a in args]
+        if "--ingress-port" not in argv:
+            argv += ["--ingress-port", "0"]
+        proc = cli("up", *argv, "--grpc-port", "0", state_dir=state_dir, check=False)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert read_state(state_dir) is None  # nothing was started
+
+
+def test_status_and_weights_with_nothing_running(state_dir: Path) -> None:
+    for args in (["status"], ["weights", "50"]):
+        proc = cli(*args, state_dir=state_dir, check=False)
+        assert proc.returncode == 6 and "no local mesh is running" in proc.stderr
