@@ -1,109 +1,207 @@
-"""``canary-setup demo`` -- what ``make demo`` runs.
+"""``canary-setup demo`` -- what ``make demo`` runs: the whole local canary story in about a minute.
 
-This first version starts the three local boutique services as real processes on ephemeral 127.0.0.1 ports
-(catalog, recommendation with 5 responses, frontend), fetches one product page, prints how many recommendations
-it shows, and stops everything -- also on Ctrl-C or any error. Later issues grow it into the full local canary run.
+1. Start the lab's topology on a real Envoy at 80/20 (setup.mesh.LocalMesh: ingress, frontend, catalog,
+   production recommendationservice returning 5 items, canary returning 2).
+2. Load it with the real Locust file (loadtest/boutique.py, headless): shoppers browse product pages through
+   the ingress, a gRPC user calls the mesh entry; every response is attributed and recorded.
+3. ``verify-split --expected 20 --results ...`` on that file: the gate must say PASS.
+4. Misroute: weights 50/50 while 20 is still expected (changed live, Envoy not restarted).
+5. ``verify-split --expected 20 --target <mesh entry>``: the sequential test samples live and must FAIL fast.
+6. Stop everything (also on Ctrl-C or any error).
+
+Exit 0 only when the verdicts came out PASS then FAIL. The demo runs the gate at alpha 0.001 (the default is
+0.01) so a correct split fails ``make demo`` about once in a thousand runs rather than once in a hundred; the
+50/50 misroute still fails within a few hundred samples.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-import grpc
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from protos import demo_pb2, demo_pb2_grpc
+import loadtest
 from setup import proc
-from setup.boutique.launcher import ServiceGroup
-from setup.errors import EXIT_FAILED, EXIT_OK, SetupError
-from verifier.attribution import Attribution, count_recommendations
+from setup.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, SetupError
+from setup.manifests import CanaryParams, canary_weights
 
-DEFAULT_PRODUCT = "OLJCESPC7Z"
-READY_TIMEOUT_S = 20.0
-
-
-def _say(message: str) -> None:
-    print(f"demo: {message}", flush=True)
+EXPECTED_CANARY = 20
+MISROUTE_CANARY = 50
+LOCUST_GRACE_S = 30.0     # beyond --duration: Locust start-up, ramp and stop
+VERIFY_TIMEOUT_S = 120.0
 
 
-def fetch_page(url: str, timeout: float = 10.0) -> tuple[int, str]:
-    """(HTTP status, body) of GET ``url``; error statuses are returned, not raised."""
+def locustfile() -> Path:
+    """loadtest/boutique.py of the installed package (works from a wheel, not only from the repository)."""
+    return Path(loadtest.__file__).resolve().parent / "boutique.py"
+
+
+def locust_argv(host: str, grpc_target: str, results: Path, *, users: int, duration: int, alpha: float,
+                csv_prefix: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "locust", "-f", str(locustfile()),
+        "--headless", "-u", str(users), "-r", str(users), "-t", f"{duration}s", "--stop-timeout", "5",
+        "--host", host, "--grpc-target", grpc_target,
+        "--split-results", str(results), "--expected", str(EXPECTED_CANARY), "--alpha", str(alpha),
+        "--csv", str(csv_prefix), "--only-summary", "--loglevel", "WARNING",
+    ]
+
+
+def verify_argv(*, alpha: float, results: Path | None = None, target: str | None = None,
+                html: Path, json_path: Path, save: Path | None = None) -> list[str]:
+    argv = [sys.executable, "-m", "verifier.cli", "--expected", str(EXPECTED_CANARY), "--alpha", str(alpha),
+            "--html", str(html), "--json", str(json_path)]
+    if results is not None:
+        argv += ["--results", str(results)]
+    if target is not None:
+        argv += ["--target", target, "--max-samples", "5000", "--duration", "60", "--no-progress"]
+    if save is not None:
+        argv += ["--save-results", str(save)]
+    return argv
+
+
+def count_lines(path: Path) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 -- loopback URL we built
-            return int(resp.status), resp.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read().decode("utf-8", "replace")
-    except (urllib.error.URLError, OSError) as exc:
-        raise SetupError(f"GET {url} failed: {exc}") from None
+        with open(path, "rb") as fh:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 16), b""))
+    except OSError:
+        return 0
 
 
-def direct_recommendations(addr: str, product_id: str) -> list[str]:
-    with grpc.insecure_channel(addr) as channel:
-        stub = demo_pb2_grpc.RecommendationServiceStub(channel)
-        request = demo_pb2.ListRecommendationsRequest(user_id="demo", product_ids=[product_id])
+class Demo:
+    def __init__(self, out: Path, duration: int, users: int, alpha: float, console: Console) -> None:
+        self.out = out
+        self.duration = duration
+        self.users = users
+        self.alpha = alpha
+        self.console = console
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def say(self, message: str) -> None:
+        self.console.print(f"[bold cyan]demo[/] {message}", highlight=False)
+
+    def run_child(self, argv: list[str], timeout: float, log: Path | None = None) -> int:
+        """Run a real child process to completion, registered so Ctrl-C or an error always stops it."""
+        sys.stdout.flush()
+        child = proc.start(argv, log=log, inherit_output=log is None, on_start=self.children.append)
         try:
-            return list(stub.ListRecommendations(request, timeout=5).product_ids)
-        except grpc.RpcError as exc:
-            raise SetupError(f"ListRecommendations on {addr} failed: {exc.code().name}: {exc.details()}") from None
-
-
-def run_boutique_once(logs: Path, product_id: str) -> int:
-    """Start catalog, recommendation (5) and frontend; fetch one product page; always stop them."""
-    with ServiceGroup(logs, timeout=READY_TIMEOUT_S) as group:
-        try:
-            return _show_one_page(group, product_id)
+            return child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise SetupError(f"{Path(argv[2]).name if len(argv) > 2 else argv[0]} did not finish within "
+                             f"{timeout:g}s") from None
         finally:
-            if group.services:
-                _say("stopping " + ", ".join(s.service for s in reversed(group.services)))
+            proc.stop(child)
+
+    def stop_children(self) -> None:
+        for child in self.children:
+            proc.stop(child)
+
+    # ------------------------------------------------------------------------------------------------ phases
+
+    def load(self, mesh_ingress: str, grpc_entry: str, results: Path) -> int:
+        log = self.out / "locust.log"
+        argv = locust_argv(mesh_ingress, grpc_entry, results, users=self.users, duration=self.duration,
+                           alpha=self.alpha, csv_prefix=self.out / "locust")
+        self.say(f"load: Locust headless, {self.users} users for {self.duration}s "
+                 f"(shoppers via the ingress, gRPC user via the mesh entry) -> {results}")
+        child = proc.start(argv, log=log, on_start=self.children.append)
+        deadline = time.monotonic() + self.duration + LOCUST_GRACE_S
+        columns = (TextColumn("  {task.description}"), BarColumn(), TextColumn("{task.fields[records]:>8,} records"),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=self.console, transient=True) as progress:
+            task = progress.add_task("Locust", total=self.duration, records=0)
+            start = time.monotonic()
+            while child.poll() is None:
+                if time.monotonic() > deadline:
+                    proc.stop(child)
+                    raise SetupError(f"Locust did not finish within {self.duration + LOCUST_GRACE_S:g}s "
+                                     f"(log: {log})")
+                progress.update(task, completed=min(time.monotonic() - start, self.duration),
+                                records=count_lines(results))
+                time.sleep(0.25)
+        code = child.returncode
+        self.say(f"Locust finished (exit {code}: its own live verdict), {count_lines(results):,} records")
+        if code not in (0, 1, 3):
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
+            raise SetupError(f"Locust failed with exit code {code}: {' | '.join(tail) or 'no output'} (log: {log})")
+        return code
+
+    def run(self) -> int:
+        from setup.mesh import LocalMesh  # imported here: `canary-setup --help` stays fast
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        results = self.out / "run-80-20.jsonl"
+        results.unlink(missing_ok=True)
+        started = time.monotonic()
+        verdicts: list[tuple[str, int, int]] = []
+        self.say(f"starting the local mesh at {100 - EXPECTED_CANARY}/{EXPECTED_CANARY} on a real Envoy ...")
+        with LocalMesh(CanaryParams(weights=canary_weights(EXPECTED_CANARY))) as mesh:
+            served = mesh.status().weights
+            self.say(f"mesh ready: ingress {mesh.ingress_url}, gRPC entry {mesh.grpc_entry}; "
+                     f"Envoy serves {served}")
+            self.load(mesh.ingress_url, mesh.grpc_entry, results)
+
+            self.say(f"gate 1: verify-split --expected {EXPECTED_CANARY} --results {results.name} "
+                     f"(expect [green]PASS[/])")
+            code = self.run_child(verify_argv(alpha=self.alpha, results=results, html=self.out / "report-80-20.html",
+                                              json_path=self.out / "verdict-80-20.json"), VERIFY_TIMEOUT_S)
+            verdicts.append(("80/20, results file", 0, code))
+
+            took = mesh.set_weights(MISROUTE_CANARY)
+            self.say(f"misroute: weights now {mesh.status().weights} (applied in {took * 1000:.0f} ms, Envoy not "
+                     f"restarted) while {EXPECTED_CANARY}% is still expected")
+            self.say(f"gate 2: verify-split --expected {EXPECTED_CANARY} --target {mesh.grpc_entry} "
+                     f"(sequential; expect [red]FAIL[/])")
+            t0 = time.monotonic()
+            code = self.run_child(verify_argv(alpha=self.alpha, target=mesh.grpc_entry,
+                                              html=self.out / "report-misroute.html",
+                                              json_path=self.out / "verdict-misroute.json",
+                                              save=self.out / "misroute.jsonl"), VERIFY_TIMEOUT_S)
+            verdicts.append((f"{100 - MISROUTE_CANARY}/{MISROUTE_CANARY}, live sequential", 1, code))
+            sampled = count_lines(self.out / "misroute.jsonl")
+            self.say(f"the sequential gate decided after {sampled:,} responses in {time.monotonic() - t0:.1f}s")
+            self.say("stopping the mesh ...")
+        return self.summary(verdicts, time.monotonic() - started)
+
+    def summary(self, verdicts: list[tuple[str, int, int]], elapsed: float) -> int:
+        names = {0: "PASS", 1: "FAIL", 2: "USAGE ERROR", 3: "INCONCLUSIVE", 4: "UNREACHABLE"}
+        ok = True
+        for label, want, got in verdicts:
+            good = want == got
+            ok &= good
+            mark = "[green]as expected[/]" if good else f"[red]expected {names[want]}[/]"
+            self.say(f"{label}: [bold]{names.get(got, f'exit {got}')}[/] ({mark})")
+        self.say(f"reports: {self.out / 'report-80-20.html'}, {self.out / 'report-misroute.html'}")
+        self.say(f"done in {elapsed:.0f}s: " + ("[green]the gate passed the right split and failed the "
+                                                 "misroute[/]" if ok else "[red]the verdicts were not as expected[/]"))
+        return EXIT_OK if ok else EXIT_FAILED
 
 
-def _show_one_page(group: ServiceGroup, product_id: str) -> int:
-    catalog = group.start("catalog")
-    proc.wait_until(lambda: proc.grpc_healthy(catalog.addr), READY_TIMEOUT_S, "catalog health")
-    _say(f"catalog         {catalog.addr}")
-
-    recommendation = group.start("recommendation", ["--catalog-addr", catalog.addr, "--max-responses", "5"])
-    proc.wait_until(lambda: proc.grpc_healthy(recommendation.addr), READY_TIMEOUT_S, "recommendation health")
-    _say(f"recommendation  {recommendation.addr} (5 responses, like production)")
-
-    frontend = group.start("frontend", ["--catalog-addr", catalog.addr, "--recommendation-addr", recommendation.addr])
-    proc.wait_until(lambda: proc.http_ok(f"{frontend.url}/_healthz"), READY_TIMEOUT_S, "frontend /_healthz")
-    _say(f"frontend        {frontend.url}")
-
-    ids = direct_recommendations(recommendation.addr, product_id)
-    _say(f"direct gRPC ListRecommendations([{product_id}]) -> {len(ids)} ids")
-
-    status, page = fetch_page(f"{frontend.url}/product/{product_id}")
-    items = count_recommendations(page)
-    version = Attribution().attribute("http", items)
-    shown = "no recommendations section" if items is None else f"{items} recommendations"
-    _say(f"GET /product/{product_id} -> HTTP {status}, {shown} ({version or 'unattributed'})")
-    if status != 200 or version != "production":
-        _say(f"unexpected page: expected HTTP 200 with 4 recommendations; logs kept in {group.logs}")
-        return EXIT_FAILED
-    return EXIT_OK
-
-
-def run(args: argparse.Namespace) -> int:
-    logs = Path(tempfile.mkdtemp(prefix="splitproof-demo-"))
-    code = EXIT_FAILED
+def run_demo(args: argparse.Namespace) -> int:
+    if args.duration < 5 or args.duration > 600:
+        raise SetupError("--duration must be between 5 and 600 seconds", EXIT_USAGE)
+    if args.users < 1 or args.users > 200:
+        raise SetupError("--users must be between 1 and 200", EXIT_USAGE)
+    if not 0 < args.alpha < 0.5:
+        raise SetupError("--alpha must be between 0 and 0.5", EXIT_USAGE)
+    demo = Demo(Path(args.out), args.duration, args.users, args.alpha, Console(highlight=False))
     try:
-        code = run_boutique_once(logs, args.product)
-    except SetupError:
-        _say(f"logs kept in {logs}")
-        raise
+        return demo.run()
     finally:
-        if code == EXIT_OK:
-            shutil.rmtree(logs, ignore_errors=True)
-    return code
+        demo.stop_children()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("demo", help="what `make demo` runs: start the local boutique and show one page",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--product", default=DEFAULT_PRODUCT, help=f"product page to fetch (default {DEFAULT_PRODUCT})")
-    parser.set_defaults(func=run)
+    p = subparsers.add_parser(
+        "demo", help="the whole local canary run: mesh at 80/20, Locust, verify PASS; misroute, verify FAIL",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=int, default=45, help="seconds of Locust load (default: %(default)s)")
+    p.add_argument("--users", type=int, default=20, help="Locust users (default: %(default)s)")
+    p.add_argument("--alpha", type=float, default=0.001, help="the gate's error rate (default: %(default)s)")
+    p.add_argument("--out", default="out/demo", help="where results and reports go (default: %(default)s)")
+    p.set_defaults(func=run_demo)

@@ -82,15 +82,16 @@ def grpc_healthy(address: str, service: str = "", timeout: float = 0.5) -> bool:
 
 
 def start(argv: Sequence[str], *, env: dict[str, str] | None = None, log: Path | None = None,
-          new_session: bool = True,
+          new_session: bool = True, inherit_output: bool = False,
           on_start: Callable[[subprocess.Popen[bytes]], None] | None = None) -> subprocess.Popen[bytes]:
-    """Start ``argv`` (a list, never a shell string) with stdout/stderr to ``log`` (or discarded).
+    """Start ``argv`` (a list, never a shell string) with stdout/stderr to ``log`` (or discarded, or -- with
+    ``inherit_output`` -- to our own stdout/stderr).
 
     ``on_start`` receives the child before a Ctrl-C can interrupt us: in the main thread a SIGINT arriving between
     the fork and the callback is deferred (not lost) and re-raised once the child is registered, so a supervisor
     that cleans up on KeyboardInterrupt never misses a child that was being started at that instant.
     """
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 -- handed to the child
+    out = open(log, "ab") if log else None if inherit_output else subprocess.DEVNULL  # noqa: SIM115
     deferred: list[int] = []
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, lambda signum, _frame: deferred.append(signum)) if in_main else None
@@ -99,7 +100,7 @@ def start(argv: Sequence[str], *, env: dict[str, str] | None = None, log: Path |
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=out,
-            stderr=subprocess.STDOUT,
+            stderr=None if out is None else subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             start_new_session=new_session,
         )

@@ -473,21 +473,6 @@ def test_spawn_reports_a_child_that_fails_to_start(tmp_path: Path) -> None:
     assert "exited with code 2" in str(err.value) and "PRODUCT_CATALOG_SERVICE_ADDR" in str(err.value)
 
 
-# ---------------------------------------------------------------- make demo (first version)
-
-
-def test_demo_prints_the_product_page_count_and_stops_everything() -> None:
-    result = subprocess.run([sys.executable, "-m", "setup", "demo"], capture_output=True, text=True, timeout=90,
-                            env=_env_without_boutique_vars())
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"GET /product/OLJCESPC7Z -> HTTP 200, 4 recommendations \(production\)", result.stdout)
-    assert "direct gRPC ListRecommendations([OLJCESPC7Z]) -> 5 ids" in result.stdout
-    addrs = re.findall(r"(?:catalog|recommendation|frontend)\s+(?:http://)?127\.0\.0\.1:(\d+)", result.stdout)
-    assert len(addrs) == 3
-    for port in addrs:  # every service was stopped before the demo returned
-        assert not proc.port_open("127.0.0.1", int(port))
-
-
 def test_service_group_stops_all_children_even_when_interrupted(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from setup.boutique import launcher
