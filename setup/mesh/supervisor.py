@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import re
@@ -132,7 +133,15 @@ def params_from_json(data: Mapping[str, Any]) -> CanaryParams:
 def desired_documents(state: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The Istio documents the mesh enforces: the user's own, or the templates rendered with the params."""
     docs = state.get("documents")
-    return list(docs) if docs is not None else mesh_documents(params_from_json(state["params"]))
+    if docs is not None:
+        return list(docs)
+    return json.loads(_rendered(json.dumps(state["params"])))  # key order matters: weights order
+
+
+@functools.lru_cache(maxsize=32)
+def _rendered(params_json: str) -> str:
+    """mesh_documents() for these params, as JSON (render + YAML parse cost ~20 ms; weights flip back and forth)."""
+    return json.dumps(mesh_documents(params_from_json(json.loads(params_json))))
 
 
 def _listener_ports(ports: Mapping[str, Any]) -> ListenerPorts:
@@ -164,12 +173,13 @@ def reconfigure(state_dir: Path, state: dict[str, Any], *, wait: bool = True,
     admin = Admin(state["envoy"]["admin_url"]) if wait and state.get("envoy", {}).get("admin_url") else None
     log = state_dir / "logs" / "envoy.log"
     start = time.monotonic()
+    before = files.current_cds_version()
     cds = files.write_clusters(cfg)
-    if admin:
+    if admin and cds != before:  # new clusters must be served before routes may point at them
         wait_applied(admin, cfg, Written(lds, cds, {}), timeout, log)
     routes = files.write_routes(cfg)
     if admin:
-        wait_applied(admin, cfg, Written(lds, cds, routes), timeout, log)
+        wait_applied(admin, cfg, Written(lds, cds, routes), timeout, log, clusters=False)
     state["warnings"] = cfg.warnings
     return time.monotonic() - start
 
