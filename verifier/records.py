@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,8 +75,28 @@ class RecordError(ValueError):
     """A line that is not a valid record; the message says why."""
 
 
+_NUM = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_STR = r'"([^"\\\x00-\x1f]+)"'
+# The exact shape RecordWriter/Record.to_json produce. Lines of that shape (all of them, in files we wrote) are
+# parsed without json.loads; anything else -- escapes, other key orders, extra fields -- takes the general path.
+_CANONICAL = re.compile(
+    rf'\{{"v":1,"t":({_NUM}),"channel":"(grpc|http)","items":(?:null|(0|[1-9][0-9]*)),'
+    rf'"version":(?:null|{_STR}),"status":{_STR},"latency_ms":({_NUM})(?:,"source":{_STR})?\}}'
+)
+
+
 def parse_record(line: str) -> Record:
     """Parse one JSON line into a Record, raising RecordError with a reason when it is not valid."""
+    m = _CANONICAL.fullmatch(line)
+    if m is not None:
+        t, channel, items, version, status, latency, source = m.groups()
+        tf, lf = float(t), float(latency)
+        if math.isfinite(tf) and math.isfinite(lf):
+            return Record(tf, channel, int(items) if items is not None else None, version, status, lf, source)
+    return _parse_general(line)
+
+
+def _parse_general(line: str) -> Record:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
