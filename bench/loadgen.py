@@ -124,7 +124,11 @@ _startup_cpu: dict[tuple[str, ...], float] = {}
 def startup_cpu(argv: list[str], workdir: Path) -> float:
     """CPU seconds of the same Locust command with no users for 1 s (imports, init, the end-of-run verdict):
     subtracted from each run so that CPU per request is the load generation's own."""
-    idle = [*argv[:argv.index("-u")], "-u", "0", "-r", "1", "-t", "1s", *argv[argv.index("--host"):]]
+    tail = argv[argv.index("--host"):]
+    if "--json-file" in tail:  # never overwrite the measured run's stats
+        at = tail.index("--json-file")
+        tail = tail[:at] + tail[at + 2:]
+    idle = [*argv[:argv.index("-u")], "-u", "0", "-r", "1", "-t", "1s", *tail]
     key = tuple(idle)
     if key not in _startup_cpu:
         _startup_cpu[key] = statistics.median(run_child(idle, workdir / "startup.log", 60)[1] for _ in range(3))
@@ -137,8 +141,9 @@ def locust_sample(name: str, workdir: Path, locustfile: str, host: str, users: i
     argv = [sys.executable, "-m", "locust", "-f", locustfile, "--headless", "--only-summary", "-u", str(users),
             "-r", str(users), "-t", f"{seconds:g}s", "--host", host, "--json-file", str(stats), "--loglevel",
             "WARNING", *extra]
+    idle_cpu = startup_cpu(argv, workdir)
     code, cpu = run_child(argv, workdir / f"{name}.log", seconds + 60)
-    cpu = max(cpu - startup_cpu(argv, workdir), 0.0)
+    cpu = max(cpu - idle_cpu, 0.0)
     if code not in (0, 1, 3):
         raise RuntimeError(f"{name}: locust exited {code} (log: {workdir / f'{name}.log'})")
     entries = json.loads(Path(f"{stats}.json").read_text())
