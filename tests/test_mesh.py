@@ -174,6 +174,25 @@ def test_crashed_instance_is_restarted_and_status_shows_it(mesh: LocalMesh) -> N
     assert set(counts) <= {"production", "canary"} and counts["canary"] > 0, counts
 
 
+def test_crashed_envoy_is_restarted_on_the_same_ports(mesh: LocalMesh) -> None:
+    entry, ingress = mesh.grpc_entry, mesh.ingress_url
+    envoy = next(p for p in mesh.status().processes if p["name"] == "envoy")
+    os.kill(envoy["pid"], signal.SIGKILL)
+
+    def back() -> bool:
+        now = next(p for p in mesh.status().processes if p["name"] == "envoy")
+        return bool(now["restarts"] == 1 and now["alive"])
+
+    wait_until(back, 15, "Envoy to be restarted")
+    st = mesh.status()
+    assert (st.grpc_entry, st.ingress_url) == (entry, ingress)  # clients keep their addresses
+    assert st.weights == {"production": 80, "canary": 20} and "Envoy restarted 1 time(s)" in st.warnings
+    assert not any("503" in w or "not ready" in w for w in st.warnings), st.warnings
+    counts = call_many(entry, 400)
+    assert set(counts) <= {"production", "canary"} and counts["canary"] > 0, counts
+    assert set(fetch_pages(ingress, 20)) <= {"production", "canary"}
+
+
 # --- the command line ------------------------------------------------------------------------------------------
 
 
