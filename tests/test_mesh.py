@@ -247,7 +247,9 @@ def test_cli_detach_weights_crash_down_leaves_nothing(state_dir: Path) -> None:
     wait_until(restarted, 30, "the catalog to be restarted")
     pids = recorded_pids(state_dir)
     ports = listening_ports(state_dir)
-    assert len(pids) >= 7  # supervisor, envoy, 4 instances, the restarted catalog
+    procs = json.loads(cli("status", "--json", state_dir=state_dir).stdout)["processes"]
+    assert {p["pid"] for p in procs} <= {ref["pid"] for ref in pids}  # incl. the restarted catalog and Envoy
+    assert len(pids) == 6 and victim["pid"] not in {ref["pid"] for ref in pids}
     down = cli("down", state_dir=state_dir)
     assert "local mesh stopped" in down.stdout
     assert not any(same_process(ref) for ref in pids)

@@ -195,6 +195,21 @@ def test_gateway_hosts_and_selector() -> None:
     assert any("does not select the local ingress" in w for w in cfg.warnings)
 
 
+@pytest.mark.parametrize(("server_host", "domains"), [
+    ("online-boutique/*", [["*"]]),                    # the VirtualService's namespace may bind
+    ("./*", []),                                       # only the Gateway's own namespace (istio-system)
+    ("other/*", []),
+    ("*/shop.example.com", [["shop.example.com", "shop.example.com:*"]]),  # VS host "*" narrowed to the server's
+])
+def test_gateway_server_host_namespaces(server_host: str, domains: list[list[str]]) -> None:
+    docs = mesh_documents(CanaryParams())
+    docs[0]["metadata"]["namespace"] = "istio-system"
+    docs[0]["spec"]["servers"][0]["hosts"] = [server_host]
+    docs[1]["spec"]["gateways"] = ["istio-system/frontend-gateway"]
+    vhosts = run(docs).routes[ingress_route_name(80)]["virtual_hosts"]
+    assert [v["domains"] for v in vhosts] == domains  # none -> Envoy answers 404, as the lab shows before the VS
+
+
 UNSUPPORTED = [
     (lambda d: d[4]["spec"]["http"][0].__setitem__("retries", {"attempts": 3}), "spec.http[0].retries"),
     (lambda d: d[4]["spec"]["http"][0].__setitem__("fault", {}), "spec.http[0].fault"),

@@ -202,6 +202,8 @@ def change(state_dir: Path, params: CanaryParams | None = None, documents: Seque
         if params is not None:
             params.validate()
             new["params"] = params_to_json(params)
+            if documents is None:
+                new["documents"] = None  # new params = the templates rendered with them
         if documents is not None:
             new["documents"] = [dict(d) for d in documents]
         if weights is not None:
@@ -753,13 +755,17 @@ class LocalMesh:
         run.backoff = min(run.backoff * 2, BACKOFF_MAX)
 
     def _record_pid(self, ref: dict[str, Any], state: dict[str, Any] | None = None) -> None:
+        """Remember every child for `local down` (dead ones are dropped: a crash loop must not grow the state)."""
+        def add(st: dict[str, Any]) -> None:
+            st["pids"] = [r for r in st.get("pids", []) if same_process(r)] + [ref]
+
         if state is not None:
-            state.setdefault("pids", []).append(ref)
+            add(state)
             return
         with locked(self.state_dir):
             st = read_state(self.state_dir)
             if st is not None:
-                st.setdefault("pids", []).append(ref)
+                add(st)
                 write_state(self.state_dir, st)
 
     def _sync(self, status: str | None = None, apply_config: bool = False) -> None:
