@@ -193,6 +193,28 @@ def test_crashed_envoy_is_restarted_on_the_same_ports(mesh: LocalMesh) -> None:
     assert set(fetch_pages(ingress, 20)) <= {"production", "canary"}
 
 
+def test_ctrl_c_while_starting_leaves_nothing(tmp_path: Path) -> None:
+    seen: list[dict] = []
+
+    def interrupt_once_envoy_runs() -> None:  # a real SIGINT while start() waits for the instances
+        def envoy_up() -> bool:
+            state = read_state(tmp_path) or {}
+            return bool((state.get("envoy") or {}).get("pid"))
+
+        wait_until(envoy_up, 20, "Envoy to start")
+        seen.extend(read_state(tmp_path)["pids"])
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=interrupt_once_envoy_runs)
+    watcher.start()
+    with pytest.raises(KeyboardInterrupt):
+        with LocalMesh(state_dir=tmp_path):
+            pytest.fail("the mesh finished starting before the interrupt")
+    watcher.join()
+    assert seen and not any(same_process(ref) for ref in seen)
+    assert read_state(tmp_path) is None
+
+
 # --- the command line ------------------------------------------------------------------------------------------
 
 

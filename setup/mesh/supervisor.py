@@ -480,7 +480,11 @@ class LocalMesh:
         self._preflight()
         self._thread = threading.Thread(target=self._supervise, name="mesh-supervisor", daemon=True)
         self._thread.start()
-        self._started.wait()
+        try:
+            self._started.wait()
+        except BaseException:  # Ctrl-C while starting (a `with` block has no __exit__ yet): stop what started
+            self.stop()
+            raise
         if self._error is not None:
             self._thread.join()
             if self._own_dir:
