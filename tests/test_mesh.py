@@ -215,6 +215,27 @@ def test_ctrl_c_while_starting_leaves_nothing(tmp_path: Path) -> None:
     assert read_state(tmp_path) is None
 
 
+def test_a_failing_supervision_tick_does_not_end_the_mesh(monkeypatch: pytest.MonkeyPatch) -> None:
+    from setup.errors import WaitTimeoutError
+
+    ticks = Counter()
+    with LocalMesh(CanaryParams(weights={"production": 100, "canary": 0}), replicas={"canary": 0}) as m:
+        real_tick = m._tick
+
+        def flaky_tick() -> None:
+            ticks["n"] += 1
+            if ticks["n"] == 1:
+                raise WaitTimeoutError("simulated: Envoy slow to confirm")
+            real_tick()
+
+        monkeypatch.setattr(m, "_tick", flaky_tick)  # this mesh only, not the module's
+        wait_until(lambda: ticks["n"] >= 3, 10, "supervision to go on after the failure")
+        st = m.status()
+        assert st.status == "ready"
+        assert any("last supervisor error" in w and "simulated" in w for w in st.warnings), st.warnings
+        assert set(call_many(m.grpc_entry, 20)) == {"production/header:None"}
+
+
 # --- the command line ------------------------------------------------------------------------------------------
 
 

@@ -363,6 +363,8 @@ def mesh_status(state_dir: Path | str | None = None) -> MeshStatus:
             if weights and {k: v for k, v in weights.items() if v} != {k: v for k, v in params.weights.items() if v}:
                 warnings.append(f"Envoy serves {_fmt(weights)} but the desired weights are {_fmt(params.weights)}")
     warnings.extend(state.get("warnings") or [])
+    if state.get("supervisor_error"):
+        warnings.append(f"last supervisor error: {state['supervisor_error']}")
     bound = state["ports"].get("bound") or {}
     gw = (bound.get("gateway") or {}).get(str(GATEWAY_PORT))
     svc_ports = bound.get("services") or {}
@@ -587,9 +589,19 @@ class LocalMesh:
         self._started.set()
         try:
             while not self._stop.wait(TICK):
-                self._tick()
+                try:
+                    self._tick()
+                except Exception as exc:  # a transient failure (e.g. Envoy slow to confirm) must not end the mesh
+                    self._note_error(exc)
         finally:
             self._teardown()
+
+    def _note_error(self, exc: Exception) -> None:
+        with contextlib.suppress(Exception), locked(self.state_dir):
+            state = read_state(self.state_dir)
+            if state is not None:
+                state["supervisor_error"] = f"{_now()} {type(exc).__name__}: {exc}"
+                write_state(self.state_dir, state)
 
     def _startup(self) -> None:
         self._start_envoy(first=True)
