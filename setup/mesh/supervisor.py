@@ -692,36 +692,49 @@ class LocalMesh:
             self._envoy = spawn(argv, log)
             self._envoy_ref = proc_ref(self._envoy.pid)
             self._record_pid(self._envoy_ref, state)
-            deadline = time.monotonic() + ENVOY_START_TIMEOUT
-            admin: Admin | None = None
-            while admin is None or not admin.ready():
-                if self._envoy.poll() is not None:
-                    tail = log_tail(log, 2)
-                    if "ddress already in use" in tail:
-                        raise PortInUseError(f"admin port {self.requested['admin']} is already in use")
-                    raise SetupError(f"envoy exited with code {self._envoy.returncode}: {tail}")
-                if time.monotonic() > deadline:
-                    raise WaitTimeoutError(f"timed out after {ENVOY_START_TIMEOUT:g}s waiting for Envoy /ready "
-                                           f"({log_tail(log, 2)})")
-                if admin is None and addr_file.exists() and addr_file.read_text().strip():
-                    admin = Admin("http://" + addr_file.read_text().strip())
-                time.sleep(0.01)
-            bound = admin.listener_ports()
-            lds = state["ports"]["lds"]
-            gateway = {k: bound.get(ingress_listener_name(int(k))) for k in lds["gateway"]}
-            svc = {k: bound.get(mesh_listener_name(k)) for k in lds["services"]}
-            expected = {l_["name"] for l_ in cfg.listeners}
-            missing = [name for name in expected if name not in bound]
-            if missing:
-                raise PortInUseError(f"Envoy could not listen for {', '.join(missing)} (port in use?): "
-                                     f"{log_tail(log, 2)}")
-            self._bound = {"gateway": {k: v for k, v in gateway.items() if v},
-                           "services": {k: v for k, v in svc.items() if v}, "admin_url": admin.url}
-            state["ports"]["bound"] = self._bound
-            state["envoy"] = {**state.get("envoy", {}), **self._envoy_ref, "admin_url": admin.url,
-                              "restarts": self._envoy_restarts, "log": str(log)}
-            state["warnings"] = cfg.warnings
-            write_state(self.state_dir, state)
+            try:
+                self._await_envoy(state, cfg, addr_file, log)
+            except BaseException:
+                # never leave a half-started Envoy (not ready, or missing a listener): the next tick retries
+                self._envoy.kill()
+                self._envoy.wait()
+                raise
+
+    def _await_envoy(self, state: dict[str, Any], cfg: EnvoyConfig, addr_file: Path, log: Path) -> None:
+        """Wait for /ready, resolve the bound listener ports, record them (caller holds the lock)."""
+        assert self._envoy is not None
+        deadline = time.monotonic() + ENVOY_START_TIMEOUT
+        admin: Admin | None = None
+        while admin is None or not admin.ready():
+            if self._envoy.poll() is not None:
+                tail = log_tail(log, 2)
+                if "ddress already in use" in tail:
+                    raise PortInUseError(f"admin port {self.requested['admin']} is already in use")
+                raise SetupError(f"envoy exited with code {self._envoy.returncode}: {tail}")
+            if time.monotonic() > deadline:
+                raise WaitTimeoutError(f"timed out after {ENVOY_START_TIMEOUT:g}s waiting for Envoy /ready "
+                                       f"({log_tail(log, 2)})")
+            if admin is None and addr_file.exists() and addr_file.read_text().strip():
+                admin = Admin("http://" + addr_file.read_text().strip())
+            time.sleep(0.01)
+        bound = admin.listener_ports()
+        lds = state["ports"]["lds"]
+        gateway = {k: bound.get(ingress_listener_name(int(k))) for k in lds["gateway"]}
+        svc = {k: bound.get(mesh_listener_name(k)) for k in lds["services"]}
+        expected = {l_["name"] for l_ in cfg.listeners}
+        missing = [name for name in expected if name not in bound]
+        if missing:
+            wanted = {ingress_listener_name(int(k)): v for k, v in lds["gateway"].items()}
+            wanted.update({mesh_listener_name(k): v for k, v in lds["services"].items()})
+            where = ", ".join(f"{LOOPBACK}:{wanted.get(name)} ({name})" for name in sorted(missing))
+            raise PortInUseError(f"Envoy could not listen on {where}: address already in use (see {log})")
+        self._bound = {"gateway": {k: v for k, v in gateway.items() if v},
+                       "services": {k: v for k, v in svc.items() if v}, "admin_url": admin.url}
+        state["ports"]["bound"] = self._bound
+        state["envoy"] = {**state.get("envoy", {}), **self._envoy_ref, "admin_url": admin.url,
+                          "restarts": self._envoy_restarts, "log": str(log)}
+        state["warnings"] = cfg.warnings
+        write_state(self.state_dir, state)
 
     # --- supervision -------------------------------------------------------------------------------------------
 
@@ -849,10 +862,6 @@ def cleanup_processes(state: Mapping[str, Any]) -> list[int]:
 
 # ---------------------------------------------------------------------------------------------------------------
 # detached supervisor process
-
-
-def launch_spec(mesh_kwargs: Mapping[str, Any], params: CanaryParams) -> dict[str, Any]:
-    return {"params": params_to_json(params), **mesh_kwargs}
 
 
 def _signal_stop(event: threading.Event) -> None:
