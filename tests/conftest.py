@@ -22,3 +22,13 @@ def free_port() -> int:
 @pytest.fixture
 def port() -> int:
     return free_port()
+
+
+@pytest.fixture(autouse=True)
+def _no_gevent_in_the_test_process(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Importing Locust (or the locustfile) gevent-monkey-patches the whole process: threads silently become
+    greenlets and a later test that blocks in gRPC hangs the session. Tests must import them in a child process."""
+    yield
+    if "gevent.monkey" in sys.modules or "locust" in sys.modules:
+        pytest.fail(f"{request.node.nodeid} imported locust/gevent into the test process; run it in a child process",
+                    pytrace=False)

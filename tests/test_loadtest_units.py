@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
+import textwrap
 from argparse import Namespace
 from pathlib import Path
 
@@ -140,24 +143,40 @@ def test_shopper_tasks_and_think_time() -> None:
     assert parse_think_time("1") == (1.0, 1.0) and parse_think_time("") == (0.0, 0.0)
 
 
-def test_product_ids_are_the_catalogs() -> None:
-    from loadtest.boutique import PRODUCT_IDS
-    from setup.boutique.catalog import PRODUCT_IDS as CATALOG_IDS
+def in_fresh_interpreter(code: str) -> None:
+    """Run ``code`` in a child Python: importing the locustfile imports Locust, which gevent-monkey-patches the
+    whole process (threads become greenlets) -- that must never leak into the rest of the test session."""
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
 
-    assert sorted(PRODUCT_IDS) == sorted(CATALOG_IDS) and len(PRODUCT_IDS) == 9
+
+def test_product_ids_are_the_catalogs() -> None:
+    in_fresh_interpreter("""
+        from loadtest.boutique import PRODUCT_IDS
+        from setup.boutique.catalog import PRODUCT_IDS as CATALOG_IDS
+
+        assert sorted(PRODUCT_IDS) == sorted(CATALOG_IDS) and len(PRODUCT_IDS) == 9, PRODUCT_IDS
+    """)
 
 
 def test_shopper_task_weights_replace_the_task_table() -> None:
-    from loadtest.boutique import ShopperUser
+    in_fresh_interpreter("""
+        from loadtest.boutique import ShopperUser
+        from loadtest.options import SHOPPER_TASKS
 
-    saved = list(ShopperUser.tasks)
-    try:
+        saved = list(ShopperUser.tasks)
+        assert len(saved) == sum(SHOPPER_TASKS.values()), saved  # the upstream load generator's weights by default
         ShopperUser.apply_task_weights({**dict.fromkeys(SHOPPER_TASKS, 0), "browseProduct": 3, "viewCart": 1})
         names = sorted(t.__name__ for t in ShopperUser.tasks)
-        assert names == ["browse_product"] * 3 + ["view_cart"]
-    finally:
-        ShopperUser.tasks = saved
-    assert len(saved) == sum(SHOPPER_TASKS.values())  # the upstream load generator's weights by default
+        assert names == ["browse_product"] * 3 + ["view_cart"], names
+    """)
+
+
+def test_the_test_session_itself_is_not_monkey_patched() -> None:
+    import threading
+
+    assert "gevent" not in sys.modules and "locust" not in sys.modules
+    assert threading.Thread.__module__ == "threading"
 
 
 # ------------------------------------------------------------------------------------------- recording
