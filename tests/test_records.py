@@ -99,3 +99,24 @@ def test_blank_lines_are_not_counted() -> None:
     line = Record(1.0, "grpc", 5, "production", "ok", 1.0).to_json()
     assert len(list(iter_records(io.StringIO(f"\n{line}\n\n{line}\n"), stats))) == 2
     assert (stats.lines, stats.malformed) == (2, 0)
+
+
+def test_to_json_is_byte_identical_to_the_json_dumps_reference() -> None:
+    rng = random.Random(9)
+    alphabet = 'abcXYZ09 -_:/"\\\t\n\x01é€😀<>{}'
+    for _ in range(20_000):
+        def text() -> str:
+            return "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))
+
+        rec = Record(
+            t=rng.choice([rng.uniform(-1e3, 2e9), 0.0, 1e-9, 1e16, 123.4567891]),
+            channel=rng.choice(["grpc", "http"]),
+            items=rng.choice([None, 0, 5, 10**12]),
+            version=rng.choice([None, "production", text()]),
+            status=rng.choice(["ok", "error:UNAVAILABLE", text()]),
+            latency_ms=rng.choice([0.0, rng.uniform(0, 1e5), 1e-7, 2.5e10]),
+            source=rng.choice([None, "ShopperUser", text()]),
+        )
+        assert rec.to_json() == rec.to_json_reference()
+    odd = Record(float("nan"), "grpc", 5, "production", "ok", float("inf"))
+    assert odd.to_json() == odd.to_json_reference()  # non-finite: the reference path (and readers reject it)

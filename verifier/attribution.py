@@ -20,11 +20,42 @@ _SECTION_CLOSE = re.compile(r"</section\s*>", re.I)
 _ITEM = re.compile(r"<div\b[^>]*\bclass\s*=\s*[\"'][^\"']*\bcol-md-3\b[^\"']*[\"']", re.I)
 
 
+_OPEN_EXACT = '<section class="recommendations">'
+_CLOSE_EXACT = "</section>"
+_ITEM_EXACT = '<div class="col-md-3">'
+
+
 def count_recommendations(html: str) -> int | None:
     """Items inside the page's recommendations section, or None when the section is missing.
 
     Counts only inside ``<section class="recommendations">`` -- the page also has an ad linking to a product.
+    Pages in the upstream markup take a fast path of plain substring searches (the Locust file calls this for
+    every product page); any variation -- other attribute order, case, class lists -- takes the general regex path.
+    Both give the same answer: the fast path is used only when it provably matches what the regexes would find.
     """
+    fast = _count_upstream_markup(html)
+    return fast if fast is not None else count_recommendations_general(html)
+
+
+def _count_upstream_markup(html: str) -> int | None:
+    i = html.find(_OPEN_EXACT)
+    if i < 0 or "<section" in html[:i].lower():  # the regex could match an earlier, differently written section
+        return None
+    start = i + len(_OPEN_EXACT)
+    j = html.find(_CLOSE_EXACT, start)
+    if j < 0:
+        return None
+    segment = html[start:j]
+    lowered = segment.lower()
+    if "</section" in lowered:  # an earlier closing tag in another spelling
+        return None
+    n = segment.count(_ITEM_EXACT)
+    # every "col-md-3" inside is an exact item marker, so the item regex counts exactly these
+    return n if lowered.count("col-md-3") == n else None
+
+
+def count_recommendations_general(html: str) -> int | None:
+    """The reference implementation (regexes): what count_recommendations must always agree with."""
     opening = _SECTION_OPEN.search(html)
     if opening is None:
         return None

@@ -1,0 +1,65 @@
+"""Attribution: the fast upstream-markup path of count_recommendations always agrees with the regex reference."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from verifier.attribution import (
+    Attribution,
+    count_recommendations,
+    count_recommendations_general,
+    parse_class_overrides,
+)
+
+FRAGMENTS = (
+    '<section class="recommendations">', '<SECTION class="recommendations">',
+    '<section id="r" class="recommendations wide">', "<section class='recommendations'>", '<section class="ads">',
+    "</section>", "</SECTION >", "</section\n>",
+    '<div class="col-md-3">', '<div class="col-md-3 x">', "<DIV class='col-md-3'>", '<div class="col-md-30">',
+    '<div id="a" class="col-md-3">', "col-md-3", '<div class="col-md-4">',
+    '<a href="/product/OLJCESPC7Z">', "<h2>You May Also Like</h2>", "text ", "\n",
+)
+
+
+def test_fast_path_agrees_with_the_reference_on_random_markup() -> None:
+    rng = random.Random(2026)
+    fast_taken = 0
+    for _ in range(20_000):
+        page = "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(0, 14)))
+        assert count_recommendations(page) == count_recommendations_general(page), page
+        fast_taken += page.find('<section class="recommendations">') >= 0
+    assert fast_taken > 1_000  # the fast path was really exercised
+
+
+def upstream_page(n_items: int, with_ad: bool = True) -> str:
+    items = "".join(f'<div class="col-md-3"><div><a href="/product/P{i}"><img alt="" src="/x.jpg"></a>'
+                    f"<div><h5>Item {i}</h5></div></div></div>" for i in range(n_items))
+    ad = '<div class="ad"><a href="/product/OLJCESPC7Z">Ad</a></div>' if with_ad else ""
+    section = ('<section class="recommendations"><div class="container"><div class="row"><div class="col-xl-10">'
+               f'<h2>You May Also Like</h2><div class="row">{items}</div></div></div></div></section>')
+    return f"<html><body><main>product</main>{section}{ad}</body></html>"
+
+
+@pytest.mark.parametrize("n", [0, 2, 4])
+def test_counts_only_inside_the_section(n: int) -> None:
+    assert count_recommendations(upstream_page(n)) == n
+
+
+def test_missing_section_is_none_not_zero() -> None:
+    assert count_recommendations("<html><body>no recs</body></html>") is None
+
+
+def test_attribution_maps_counts_and_headers() -> None:
+    attr = Attribution()
+    assert attr.attribute("grpc", 5) == "production" and attr.attribute("grpc", 2) == "canary"
+    assert attr.attribute("http", 4) == "production" and attr.attribute("http", 5) is None
+    assert attr.attribute("grpc", None) is None
+    by_header = Attribution.with_overrides(header="X-Version")
+    assert by_header.attribute("grpc", 5, {"x-version": "canary"}) == "canary"
+    assert by_header.attribute("grpc", 5, {}) is None
+    with pytest.raises(ValueError, match="NAME=COUNT"):
+        parse_class_overrides(["canary"])
+    with pytest.raises(ValueError, match="both"):
+        parse_class_overrides(["a=2", "b=2"])
