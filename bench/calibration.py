@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import os
-import platform
 import re
 import time
 from collections import Counter
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
+from bench.machine import describe
 from verifier.sequential import SequentialGate
 from verifier.simulation import naive_repeated_chi_square, simulate_sequential
 from verifier.stats import FAIL, PASS, judge, plan
@@ -36,18 +35,6 @@ MULTI = {"a": 0.6, "b": 0.3, "c": 0.1}
 ALPHA, TOLERANCE = 0.01, 0.05
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADING = "## Statistics calibration"
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, {platform.system()}"
 
 
 def fixed_rates(n: int, truths: list[float]) -> dict[float, dict[str, float]]:
@@ -98,7 +85,7 @@ def run(runs: int) -> str:
     ever_fail = float(np.mean(null.first_fail > 0))
 
     lines = [HEADING + " (`bench/calibration.py`)", ""]
-    lines.append(f"Run {dt.date.today().isoformat()} on {machine()}; {runs:,} simulated runs per sequential row, "
+    lines.append(f"Run {dt.date.today().isoformat()} on {describe()}; {runs:,} simulated runs per sequential row, "
                  f"exact binomial sums for fixed-n rows; ELAPSED s. Expected split 80/20, alpha "
                  f"{ALPHA:g}, tolerance ±{100 * TOLERANCE:g} pp, power 0.9. Baseline: the fixed-n test at its "
                  f"planned n = **{n:,}** (`--plan`).")

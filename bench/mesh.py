@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import platform
 import re
 import statistics
 import subprocess
@@ -33,6 +31,7 @@ from pathlib import Path
 
 import grpc
 
+from bench.machine import describe
 from protos import demo_pb2, demo_pb2_grpc
 from setup.manifests import CanaryParams, mesh_documents
 from setup.mesh import LocalMesh
@@ -48,18 +47,9 @@ REQUEST = demo_pb2.ListRecommendationsRequest(user_id="bench", product_ids=["OLJ
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     out = subprocess.run([find_envoy(), "--version"], capture_output=True, text=True).stdout
     match = re.search(r"version: \S+?/(\d+\.\d+\.\d+)", out)
-    return (f"{cpu}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, "
-            f"Envoy {match.group(1) if match else '?'}")
+    return f"{describe()}, Envoy {match.group(1) if match else '?'}"
 
 
 def grpc_sync_rate(target: str, seconds: float) -> float:

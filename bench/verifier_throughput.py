@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
 import random
 import re
 import subprocess
@@ -26,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.machine import describe
 from verifier.records import Record
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -115,11 +114,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def render(m: dict[str, Any], size_mib: float, ratio: float, per_rec_us: float, rss_big: int, rss_small: int,
            rss_base: int, n: int) -> str:
-    cpu = platform.processor() or platform.machine()
     base_us = m["baseline_s"] / m["lines"] * 1e6
     return f"""{HEADING} (`bench/verifier_throughput.py`)
 
-Run {dt.date.today().isoformat()} on {cpu}, {os.cpu_count()} cores (shared), Python {platform.python_version()}.
+Run {dt.date.today().isoformat()} on {describe()}.
 File: {m['lines']:,} records ({size_mib:,.0f} MiB), true split 80/20 with 0.2% errors, as RecordWriter writes them.
 Baseline: a Python child that only counts the file's lines. Measured: `verify-split --expected 20 --results FILE
 --json -` (fixed-n verdict: {m['outcome']}), same file, same run.

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from setup.boutique.launcher import Spawned, spawn
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
@@ -32,3 +34,36 @@ def _no_gevent_in_the_test_process(request: pytest.FixtureRequest):  # type: ign
     if "gevent.monkey" in sys.modules or "locust" in sys.modules:
         pytest.fail(f"{request.node.nodeid} imported locust/gevent into the test process; run it in a child process",
                     pytrace=False)
+
+
+# ------------------------------------------------------------------ local boutique services (real processes)
+
+
+def start_service(request: pytest.FixtureRequest, logs: Path, name: str, service: str, args: list[str],
+                  env: dict[str, str] | None = None) -> Spawned:
+    """Spawn a boutique service on an ephemeral port; stopped by ``request``'s finalizer (its fixture's scope)."""
+    spawned = spawn(service, args, log=logs / f"{name}.log", env=env)
+    request.addfinalizer(spawned.stop)
+    return spawned
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("service-logs")
+
+
+@pytest.fixture(scope="module")
+def catalog(request: pytest.FixtureRequest, logs: Path) -> Spawned:
+    return start_service(request, logs, "catalog", "catalog", [])
+
+
+@pytest.fixture(scope="module")
+def production(request: pytest.FixtureRequest, logs: Path, catalog: Spawned) -> Spawned:
+    return start_service(request, logs, "production", "recommendation", ["--catalog-addr", catalog.addr])
+
+
+@pytest.fixture(scope="module")
+def canary(request: pytest.FixtureRequest, logs: Path, catalog: Spawned) -> Spawned:
+    # The canary is the same code with MAX_RESPONSES=2, given the upstream way: by environment.
+    return start_service(request, logs, "canary", "recommendation", [],
+                         env={"MAX_RESPONSES": "2", "PRODUCT_CATALOG_SERVICE_ADDR": catalog.addr})

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import start_service
 
 from protos import demo_pb2, demo_pb2_grpc
 from setup import proc
@@ -42,44 +43,15 @@ LINK_RE = re.compile(r'href="/product/([^"]+)"')
 
 
 @pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("boutique-logs")
-
-
-def _start(request: pytest.FixtureRequest, logs: Path, name: str, service: str, args: list[str],
-           env: dict[str, str] | None = None) -> Spawned:
-    spawned = spawn(service, args, log=logs / f"{name}.log", env=env)
-    request.addfinalizer(spawned.stop)
-    return spawned
-
-
-@pytest.fixture(scope="module")
-def catalog(request: pytest.FixtureRequest, logs: Path) -> Spawned:
-    return _start(request, logs, "catalog", "catalog", [])
-
-
-@pytest.fixture(scope="module")
-def production(request: pytest.FixtureRequest, logs: Path, catalog: Spawned) -> Spawned:
-    return _start(request, logs, "production", "recommendation", ["--catalog-addr", catalog.addr])
-
-
-@pytest.fixture(scope="module")
-def canary(request: pytest.FixtureRequest, logs: Path, catalog: Spawned) -> Spawned:
-    # The canary is the same code with MAX_RESPONSES=2, given the upstream way: by environment.
-    return _start(request, logs, "canary", "recommendation", [],
-                  env={"MAX_RESPONSES": "2", "PRODUCT_CATALOG_SERVICE_ADDR": catalog.addr})
-
-
-@pytest.fixture(scope="module")
 def frontend_production(request: pytest.FixtureRequest, logs: Path, catalog: Spawned,
                         production: Spawned) -> Spawned:
-    return _start(request, logs, "frontend-production", "frontend",
+    return start_service(request, logs, "frontend-production", "frontend",
                   ["--catalog-addr", catalog.addr, "--recommendation-addr", production.addr])
 
 
 @pytest.fixture(scope="module")
 def frontend_canary(request: pytest.FixtureRequest, logs: Path, catalog: Spawned, canary: Spawned) -> Spawned:
-    return _start(request, logs, "frontend-canary", "frontend",
+    return start_service(request, logs, "frontend-canary", "frontend",
                   ["--catalog-addr", catalog.addr, "--recommendation-addr", canary.addr])
 
 
@@ -111,7 +83,7 @@ def recording(request: pytest.FixtureRequest) -> tuple[RecordingRecommendations,
 @pytest.fixture(scope="module")
 def frontend_recording(request: pytest.FixtureRequest, logs: Path, catalog: Spawned,
                        recording: tuple[RecordingRecommendations, str]) -> Spawned:
-    return _start(request, logs, "frontend-recording", "frontend",
+    return start_service(request, logs, "frontend-recording", "frontend",
                   ["--catalog-addr", catalog.addr, "--recommendation-addr", recording[1]])
 
 
@@ -291,7 +263,7 @@ def test_requesting_five_ids_makes_production_return_four(production: Spawned, c
 def test_catalog_down_gives_unavailable_and_no_crash(request: pytest.FixtureRequest, logs: Path,
                                                      grpc_channel: list[grpc.Channel]) -> None:
     dead = f"127.0.0.1:{proc.free_port()}"
-    orphan = _start(request, logs, "rec-no-catalog", "recommendation", ["--catalog-addr", dead])
+    orphan = start_service(request, logs, "rec-no-catalog", "recommendation", ["--catalog-addr", dead])
     for _ in range(3):
         with pytest.raises(grpc.RpcError) as err:
             _recs(grpc_channel, orphan.addr, [REQUESTED])
@@ -336,7 +308,7 @@ def test_unknown_product_is_500(frontend_production: Spawned) -> None:
 def test_missing_recommendation_backend_gives_page_without_section(request: pytest.FixtureRequest, logs: Path,
                                                                   catalog: Spawned) -> None:
     dead = f"127.0.0.1:{proc.free_port()}"
-    fe = _start(request, logs, "frontend-dead-recs", "frontend",
+    fe = start_service(request, logs, "frontend-dead-recs", "frontend",
                 ["--catalog-addr", catalog.addr, "--recommendation-addr", dead])
     status, _, page = _http(fe.url, "GET", f"/product/{REQUESTED}")
     assert status == 200 and "Sunglasses" in page
@@ -347,7 +319,7 @@ def test_missing_recommendation_backend_gives_page_without_section(request: pyte
 
 def test_frontend_without_catalog_addr_uses_builtin_catalog(request: pytest.FixtureRequest, logs: Path,
                                                              production: Spawned) -> None:
-    fe = _start(request, logs, "frontend-builtin", "frontend", ["--recommendation-addr", production.addr])
+    fe = start_service(request, logs, "frontend-builtin", "frontend", ["--recommendation-addr", production.addr])
     status, _, page = _http(fe.url, "GET", "/product/6E92ZMYYFZ")
     assert status == 200 and count_recommendations(page) == 4
     assert _http(fe.url, "GET", "/product/NOPE")[0] == 500

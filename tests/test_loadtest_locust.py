@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import start_service
 
 from setup import proc
-from setup.boutique.launcher import Spawned, spawn
+from setup.boutique.launcher import Spawned
 from verifier.records import ReadStats, Record, read_records
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,35 +35,9 @@ RUN_TIMEOUT = 90.0
 
 
 @pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("loadtest-services")
-
-
-def _start(request: pytest.FixtureRequest, logs: Path, name: str, service: str, args: list[str]) -> Spawned:
-    spawned = spawn(service, args, log=logs / f"{name}.log")
-    request.addfinalizer(spawned.stop)
-    return spawned
-
-
-@pytest.fixture(scope="module")
-def catalog(request: pytest.FixtureRequest, logs: Path) -> Spawned:
-    return _start(request, logs, "catalog", "catalog", [])
-
-
-@pytest.fixture(scope="module")
-def production(request: pytest.FixtureRequest, logs: Path, catalog: Spawned) -> Spawned:
-    return _start(request, logs, "production", "recommendation", ["--catalog-addr", catalog.addr])
-
-
-@pytest.fixture(scope="module")
-def canary(request: pytest.FixtureRequest, logs: Path, catalog: Spawned) -> Spawned:
-    return _start(request, logs, "canary", "recommendation", ["--catalog-addr", catalog.addr, "--max-responses", "2"])
-
-
-@pytest.fixture(scope="module")
 def frontend(request: pytest.FixtureRequest, logs: Path, catalog: Spawned, production: Spawned) -> Spawned:
     """Frontend whose recommendations come straight from production: every product page shows 4 items."""
-    return _start(request, logs, "frontend", "frontend",
+    return start_service(request, logs, "frontend", "frontend",
                   ["--catalog-addr", catalog.addr, "--recommendation-addr", production.addr])
 
 
@@ -70,7 +45,7 @@ def frontend(request: pytest.FixtureRequest, logs: Path, catalog: Spawned, produ
 def broken_frontend(request: pytest.FixtureRequest, logs: Path, catalog: Spawned) -> Spawned:
     """Frontend whose recommendation service is down: pages come back 200 without the section (as upstream)."""
     dead = f"127.0.0.1:{proc.free_port()}"
-    return _start(request, logs, "broken-frontend", "frontend",
+    return start_service(request, logs, "broken-frontend", "frontend",
                   ["--catalog-addr", catalog.addr, "--recommendation-addr", dead])
 
 
