@@ -489,7 +489,7 @@ def write_outputs(args: argparse.Namespace, verdict: Verdict, extra: dict[str, A
             console.print(f"[yellow]warning:[/yellow] cannot append to $GITHUB_STEP_SUMMARY: {exc}", highlight=False)
     if getattr(args, "html", None):
         timeline = next((s.timeline for s in sinks or () if isinstance(s, _TimelineSink)), Timeline())
-        source = f"{extra.get('target') or args.results} · expected {extra.get('expected_source', '')}"
+        source = f"{extra.get('target') or args.results} · expected split from {extra.get('expected_source', '?')}"
         try:
             write_html(args.html, verdict, timeline, source=source)
         except OSError as exc:

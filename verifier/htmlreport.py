@@ -63,11 +63,12 @@ def share_chart_svg(timeline: Timeline, expected: Mapping[str, float], alpha: fl
             ax.axhspan(max(e - tolerance, 0), min(e + tolerance, 1), color=colour, alpha=0.05)
         if xs:
             ax.set_xscale("log")
+            _plain_log_ticks(ax.xaxis)
             ax.set_xlim(max(1, xs[0]), max(xs[-1], 2))
         ax.set_ylim(0, 1)
         ax.set_xlabel("attributed responses (log scale)")
         ax.set_ylabel("cumulative share")
-        ax.set_title(f"Share over time — shaded: anytime-valid {1 - alpha:.0%} confidence sequence; "
+        ax.set_title(f"Share over time — shaded: anytime-valid {_level(alpha)} confidence sequence; "
                      f"light band: expected ± {tolerance:.0%}", fontsize=9)
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8, loc="upper right", ncols=2)
@@ -80,6 +81,25 @@ def _colour(version: str, order: list[str]) -> str:
     if version not in order:
         return "#8c959f"  # unattributed and unknown: grey
     return _PALETTE[order.index(version) % len(_PALETTE)]
+
+
+def _level(alpha: float) -> str:
+    """Confidence level as a percentage with the digits alpha needs: 0.01 -> '99%', 0.001 -> '99.9%'."""
+    level = 100 * (1 - alpha)
+    for digits in range(0, 5):
+        text = f"{level:.{digits}f}"
+        if abs(float(text) - level) < 1e-9:
+            return f"{text}%"
+    return f"{level:.4f}%"
+
+
+def _plain_log_ticks(axis: object, subs: tuple[float, ...] = (1.0,)) -> None:
+    """Label a log axis with plain numbers at ``subs`` x each decade, no minor labels (they overlap)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=subs))  # type: ignore[attr-defined]
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))  # type: ignore[attr-defined]
+    axis.set_minor_formatter(NullFormatter())  # type: ignore[attr-defined]
 
 
 def latency_chart_svg(timeline: Timeline, order: list[str]) -> str:
@@ -104,6 +124,7 @@ def latency_chart_svg(timeline: Timeline, order: list[str]) -> str:
             fractions = [bins[j] / total for j in range(first, last + 1)]
             ax.step(edges, fractions, where="pre", color=_colour(key, order), lw=1.4, label=f"{key} (n={total:,})")
         ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis, subs=(1.0, 2.0, 5.0))
         ax.set_xlabel("latency (ms, log scale)")
         ax.set_ylabel("fraction of responses")
         ax.set_title("Latency distribution per version", fontsize=9)
