@@ -135,3 +135,9 @@ def test_verify_split_html_flag_writes_the_report_from_a_results_file(tmp_path: 
     assert "<h1>FAIL</h1>" in page and page.count("<svg") == 2
     # an unwritable path is a one-line input error (exit 2), not a traceback
     assert main(["--expected", "20", "--results", str(results), "--html", str(tmp_path / "no" / "r.html")]) == 2
+
+
+def test_confidence_level_keeps_the_digits_alpha_needs() -> None:
+    from verifier.htmlreport import _level
+
+    assert [_level(a) for a in (0.01, 0.001, 0.05, 0.025)] == ["99%", "99.9%", "95%", "97.5%"]
