@@ -96,8 +96,59 @@ def validate_weights(weights: Mapping[str, int], subsets: Mapping[str, Any] | No
             raise ConfigError(f"weights name subsets the DestinationRule does not define: {', '.join(unknown)}")
 
 
-def _fmt(weights: Mapping[str, int]) -> str:
+def format_weights(weights: Mapping[str, int]) -> str:
+    """``production=80,canary=20`` -- the one spelling of weights in messages and tables."""
     return ",".join(f"{k}={v}" for k, v in weights.items())
+
+
+_fmt = format_weights
+
+
+def weighted_route(vs: Mapping[str, Any]) -> dict[str, int]:
+    """The split a VirtualService document configures, as {subset: weight} -- the one reading of it that the
+    verifier (expected split), the local mesh and cluster status share.
+
+    Takes the route that catches the remaining traffic: the last ``http`` entry without ``match`` (a canary VS
+    often routes testers by header first), or the only entry. A destination without a subset is named by its
+    host's short name. A single destination without ``weight`` gets 100 (Istio's rule); with several, a missing
+    weight is an error. Raises ConfigError with a one-line reason.
+    """
+    meta = vs.get("metadata")
+    name = str(meta.get("name", "?")) if isinstance(meta, Mapping) else "?"
+    spec = vs.get("spec")
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"VirtualService {name}: no spec")
+    http = spec.get("http")
+    if not isinstance(http, list) or not http:
+        raise ConfigError(f"VirtualService {name}: no http routes (only http/gRPC routes are supported)")
+    unmatched = [r for r in http if isinstance(r, Mapping) and not r.get("match")]
+    if unmatched:
+        rule = unmatched[-1]
+    elif len(http) == 1 and isinstance(http[0], Mapping):
+        rule = http[0]
+    else:
+        raise ConfigError(f"VirtualService {name}: every http route has a match condition; "
+                          "cannot tell which one carries the split")
+    route = rule.get("route")
+    if not isinstance(route, list) or not route:
+        raise ConfigError(f"VirtualService {name}: the http route has no destinations")
+    weights: dict[str, int] = {}
+    for entry in route:
+        dest = entry.get("destination") if isinstance(entry, Mapping) else None
+        if not isinstance(dest, Mapping) or not isinstance(dest.get("host"), str):
+            raise ConfigError(f"VirtualService {name}: a route destination has no host")
+        version = str(dest.get("subset") or dest["host"].split(".")[0])
+        weight = entry.get("weight")
+        if weight is None:
+            if len(route) != 1:
+                raise ConfigError(f"VirtualService {name}: destination {version!r} has no weight")
+            weight = 100
+        if isinstance(weight, bool) or not isinstance(weight, int):
+            raise ConfigError(f"VirtualService {name}: weight of {version!r} must be an integer, got {weight!r}")
+        if version in weights:
+            raise ConfigError(f"VirtualService {name}: subset {version!r} appears twice in the route")
+        weights[version] = weight
+    return weights
 
 
 _ENV = jinja2.Environment(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from setup.errors import ConfigError
-from setup.manifests import API_VERSIONS, canary_weights, parse_weights, validate_weights
+from setup.manifests import API_VERSIONS, canary_weights, parse_weights, validate_weights, weighted_route
 
 DEFAULT_HOST = "recommendationservice"
 ISTIO_GROUP = "networking.istio.io"
@@ -153,48 +153,12 @@ def _check_api_version(doc: Mapping[str, Any]) -> None:
 
 
 def weights_from_virtualservice(vs: Mapping[str, Any], host: str = DEFAULT_HOST) -> dict[str, int]:
-    """The weighted route of one VirtualService document as {subset: weight}.
-
-    Takes the route that catches the remaining traffic: the last ``http`` entry without ``match`` (a canary VS
-    often routes testers by header first), or the only entry. A destination without a subset is named by its
-    host. A single destination without ``weight`` gets 100 (Istio's rule).
-    """
+    """The weighted route of one VirtualService document as {subset: weight} (setup.manifests.weighted_route)."""
     _check_api_version(vs)
-    name = _name(vs)
-    spec = vs.get("spec")
-    if not isinstance(spec, dict):
-        raise InputError(f"VirtualService {name}: no spec")
-    http = spec.get("http")
-    if not isinstance(http, list) or not http:
-        raise InputError(f"VirtualService {name}: no http routes (only http/gRPC routes are supported)")
-    unmatched = [r for r in http if isinstance(r, dict) and not r.get("match")]
-    if unmatched:
-        rule = unmatched[-1]
-    elif len(http) == 1 and isinstance(http[0], dict):
-        rule = http[0]
-    else:
-        raise InputError(f"VirtualService {name}: every http route has a match condition; "
-                         "cannot tell which one carries the split")
-    route = rule.get("route")
-    if not isinstance(route, list) or not route:
-        raise InputError(f"VirtualService {name}: the http route has no destinations")
-    weights: dict[str, int] = {}
-    for entry in route:
-        dest = entry.get("destination") if isinstance(entry, dict) else None
-        if not isinstance(dest, dict) or not isinstance(dest.get("host"), str):
-            raise InputError(f"VirtualService {name}: a route destination has no host")
-        version = str(dest.get("subset") or dest["host"].split(".")[0])
-        weight = entry.get("weight")
-        if weight is None:
-            if len(route) != 1:
-                raise InputError(f"VirtualService {name}: destination {version!r} has no weight")
-            weight = 100
-        if isinstance(weight, bool) or not isinstance(weight, int):
-            raise InputError(f"VirtualService {name}: weight of {version!r} must be an integer, got {weight!r}")
-        if version in weights:
-            raise InputError(f"VirtualService {name}: subset {version!r} appears twice in the route")
-        weights[version] = weight
-    return weights
+    try:
+        return weighted_route(vs)
+    except ConfigError as exc:
+        raise InputError(str(exc)) from None
 
 
 def expected_from_documents(docs: Iterable[Any], host: str = DEFAULT_HOST, origin: str = "") -> Expected:

@@ -12,6 +12,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from setup.errors import ConfigError
+from setup.manifests import format_weights, weighted_route
+
 Weights = dict[str, int]
 
 
@@ -30,21 +33,22 @@ def normalize(weights: Mapping[str, int]) -> Weights:
 def fmt(weights: Mapping[str, int] | None) -> str:
     if weights is None:
         return "(no route)"
-    return ",".join(f"{k}={v}" for k, v in weights.items()) or "(none)"
+    return format_weights(weights) or "(none)"
 
 
 def virtual_service_weights(vs: Mapping[str, Any], host: str) -> Weights | None:
-    """Weights per subset of the first http route of ``vs`` that routes to ``host`` (short or FQDN match)."""
+    """The split ``vs`` routes to ``host`` with (setup.manifests.weighted_route), or None when it has none.
+
+    Matched on the destinations, not on ``spec.hosts``: the gateway-bound gRPC VirtualService has the shop's
+    host there and routes to the service."""
     short = host.split(".")[0]
-    for http in vs.get("spec", {}).get("http") or []:
-        route = http.get("route") or []
-        dests = [r for r in route if str(r.get("destination", {}).get("host", "")).split(".")[0] == short]
-        if not dests:
-            continue
-        if len(route) == 1 and "weight" not in route[0]:
-            return {str(route[0]["destination"].get("subset", "")): 100}
-        return {str(r["destination"].get("subset", "")): int(r.get("weight", 0)) for r in dests}
-    return None
+    routes = [r for http in (vs.get("spec") or {}).get("http") or [] for r in (http or {}).get("route") or []]
+    if not any(str((r or {}).get("destination", {}).get("host", "")).split(".")[0] == short for r in routes):
+        return None
+    try:
+        return weighted_route(vs)
+    except ConfigError:
+        return None
 
 
 def _subset_of(cluster: str) -> str:

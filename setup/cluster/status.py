@@ -73,8 +73,10 @@ def collect_status(ctx: Ctx) -> StatusReport:
         targets.append(ProxyTarget("frontend sidecar", frontend, ns, [fqdn(SERVICE, ns)]))
     grpc_vs = kube.get("VirtualService", resources.GRPC_VS_NAME, ns)
     if grpc_vs is not None:
-        out.add(f"VirtualService/{resources.GRPC_VS_NAME}", fmt(virtual_service_weights(grpc_vs, SERVICE)),
-                "ok" if virtual_service_weights(grpc_vs, SERVICE) == declared else "bad")
+        gateway_weights = virtual_service_weights(grpc_vs, SERVICE)
+        same = gateway_weights is not None and declared is not None and \
+            normalize(gateway_weights) == normalize(declared)
+        out.add(f"VirtualService/{resources.GRPC_VS_NAME}", fmt(gateway_weights), "ok" if same else "bad")
         gateway = running_pod(kube.list("Pod", ISTIO_NAMESPACE, INGRESS_SELECTOR))
         if gateway:
             targets.append(ProxyTarget("ingress gateway", gateway, ISTIO_NAMESPACE,

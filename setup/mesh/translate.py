@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from setup.errors import ConfigError
-from setup.manifests import API_VERSIONS
+from setup.manifests import API_VERSIONS, weighted_route
 from setup.mesh.topology import Endpoint, Service
 
 SUPPORTED_KINDS = ("Gateway", "VirtualService", "DestinationRule")
@@ -790,7 +790,7 @@ def reweight(documents: Sequence[Any], service_fqdn: str, weights: Mapping[str, 
 
 def split_of(documents: Sequence[Any], service_fqdn: str, default_namespace: str
              ) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
-    """(DestinationRule subsets, weights of the first route splitting the service) found in ``documents``.
+    """(DestinationRule subsets, the split the service's mesh VirtualService configures) found in ``documents``.
 
     Used for a mesh started from the user's own YAML, so status can compare served and desired weights.
     """
@@ -804,12 +804,10 @@ def split_of(documents: Sequence[Any], service_fqdn: str, default_namespace: str
         if doc.get("kind") == "DestinationRule" and _resolve_host(str(spec.get("host", "")), ns) == service_fqdn:
             for s in spec.get("subsets") or []:
                 subsets[str(s.get("name"))] = {str(k): str(v) for k, v in (s.get("labels") or {}).items()}
-        if doc.get("kind") == "VirtualService" and not weights:
-            for route in spec.get("http") or []:
-                dests = [(d or {}).get("destination") or {} for d in route.get("route") or []]
-                if dests and all(_resolve_host(str(d.get("host", "")), ns) == service_fqdn and d.get("subset")
-                                 for d in dests):
-                    weights = {str(d["destination"]["subset"]): int(d.get("weight", 100))
-                               for d in route["route"]}
-                    break
+        if doc.get("kind") == "VirtualService" and not weights and not spec.get("gateways") and any(
+                _resolve_host(str(h), ns) == service_fqdn for h in spec.get("hosts") or []):
+            try:
+                weights = weighted_route(doc)  # the same reading as verify-split and cluster status
+            except ConfigError:
+                continue
     return subsets, weights
