@@ -33,12 +33,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from setup.boutique.catalog import PRODUCT_IDS
+
 REPO = Path(__file__).resolve().parent.parent
 BOUTIQUE = str(REPO / "loadtest" / "boutique.py")
 THIS = str(Path(__file__).resolve())
 PAGE_ID = "OLJCESPC7Z"
-PRODUCT_IDS = ("0PUK6V6EV0", "1YMWWN1N4O", "2ZYFJ3GM2N", "66VCHSJNUP", "6E92ZMYYFZ",
-               "9SIQT8TOJO", "L9ECAV7KIM", "LS4PSXUNUM", "OLJCESPC7Z")
 ONLY_BROWSE = "index=0,setCurrency=0,browseProduct=1,addToCart=0,viewCart=0,checkout=0"
 
 if __name__ != "__main__":

@@ -27,16 +27,12 @@ from locust.exception import StopUser
 from loadtest import grpc_client, plugin
 from loadtest.outcome import grpc_reply_outcome, product_page_outcome
 from protos import demo_pb2
+from setup.boutique.catalog import PRODUCT_IDS  # the upstream catalog's 9 ids (FACTS.md)
 
 # gevent integration for grpc must precede every gRPC object of the process (FACTS.md).
 grpc_client.ensure_gevent()
 plugin.install()
 
-# The upstream catalog's product ids, as the upstream load generator hard-codes them.
-PRODUCT_IDS: tuple[str, ...] = (
-    "0PUK6V6EV0", "1YMWWN1N4O", "2ZYFJ3GM2N", "66VCHSJNUP", "6E92ZMYYFZ",
-    "9SIQT8TOJO", "L9ECAV7KIM", "LS4PSXUNUM", "OLJCESPC7Z",
-)
 CURRENCIES: tuple[str, ...] = ("EUR", "USD", "JPY", "CAD", "GBP", "TRY")
 PRODUCT_PAGE_NAME = "/product/[id]"
 GRPC_REQUEST_NAME = "ListRecommendations"

@@ -21,14 +21,12 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from setup.boutique.catalog import PRODUCT_IDS
 from verifier.attribution import Attribution, count_recommendations
 from verifier.expected import InputError, Unreachable
 from verifier.records import STATUS_OK, Record, error_status
 
 SOURCE = "verify-split"
-# The upstream catalog's 9 product ids (FACTS.md); setup.boutique.catalog is the source when it is importable.
-FALLBACK_PRODUCT_IDS = ("OLJCESPC7Z", "66VCHSJNUP", "1YMWWN1N4O", "L9ECAV7KIM", "2ZYFJ3GM2N", "0PUK6V6EV0",
-                        "LS4PSXUNUM", "9SIQT8TOJO", "6E92ZMYYFZ")
 
 PROXY_WARNING = (
     "The target must be a proxy that applies the split: the local mesh entry, a client's sidecar, or an ingress "
@@ -42,18 +40,8 @@ URL_WARNING = (
 
 
 def product_ids() -> tuple[str, ...]:
-    """Real product ids to request, one per call, rotating."""
-    try:
-        from setup.boutique import catalog
-    except ImportError:
-        return FALLBACK_PRODUCT_IDS
-    for name in ("PRODUCT_IDS", "PRODUCTS"):
-        items = getattr(catalog, name, None)
-        if items:
-            ids = tuple(str(getattr(item, "id", item)) for item in items)
-            if all(ids):
-                return ids
-    return FALLBACK_PRODUCT_IDS
+    """Real product ids to request, one per call, rotating: the upstream catalog's 9 (setup.boutique.catalog)."""
+    return PRODUCT_IDS
 
 
 def parse_target(text: str) -> tuple[str, int]:
