@@ -21,6 +21,7 @@ from locust.env import Environment
 from locust.exception import CatchResponseError
 from locust.runners import MasterRunner, WorkerRunner
 
+from loadtest import grpc_client
 from loadtest.options import SplitConfig, UsageError, add_arguments, config_from_options, parse_target
 from loadtest.recording import SplitRecorder, open_results
 from verifier.attribution import Attribution
@@ -252,6 +253,10 @@ def _on_quit(exit_code: int, **_kw: Any) -> None:
             s.live.print_verdict(s.verdict)
 
 
+def _close_grpc_channels(**_kw: Any) -> None:
+    grpc_client.close_channels()  # every role: the RecommendationUser channels of this process
+
+
 def install(events: Any = locust_events) -> None:
     """Register the listeners once per process (the locustfile may be imported more than once)."""
     global _installed
@@ -265,3 +270,4 @@ def install(events: Any = locust_events) -> None:
     events.worker_report.add_listener(_on_worker_report)
     events.quitting.add_listener(_on_quitting)
     events.quit.add_listener(_on_quit)
+    events.quit.add_listener(_close_grpc_channels)

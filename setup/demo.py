@@ -73,6 +73,26 @@ def count_lines(path: Path) -> int:
         return 0
 
 
+class LineCounter:
+    """Lines of a growing file, reading only what was appended since the last look (for a live progress bar)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.lines = 0
+
+    def __call__(self) -> int:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                for chunk in iter(lambda: fh.read(1 << 16), b""):
+                    self.lines += chunk.count(b"\n")
+                    self.offset += len(chunk)
+        except OSError:
+            pass
+        return self.lines
+
+
 class Demo:
     def __init__(self, out: Path, duration: int, users: int, alpha: float, console: Console) -> None:
         self.out = out
@@ -113,6 +133,7 @@ class Demo:
         deadline = time.monotonic() + self.duration + LOCUST_GRACE_S
         columns = (TextColumn("  {task.description}"), BarColumn(), TextColumn("{task.fields[records]:>8,} records"),
                    TimeRemainingColumn())
+        counted = LineCounter(results)
         with Progress(*columns, console=self.console, transient=True) as progress:
             task = progress.add_task("Locust", total=self.duration, records=0)
             start = time.monotonic()
@@ -122,7 +143,7 @@ class Demo:
                     raise SetupError(f"Locust did not finish within {self.duration + LOCUST_GRACE_S:g}s "
                                      f"(log: {log})")
                 progress.update(task, completed=min(time.monotonic() - start, self.duration),
-                                records=count_lines(results))
+                                records=counted())
                 time.sleep(0.25)
         code = child.returncode
         self.say(f"Locust finished (exit {code}: its own live verdict), {count_lines(results):,} records")

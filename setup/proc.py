@@ -42,16 +42,6 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
-def port_free(host: str, port: int) -> bool:
-    """True when ``host:port`` can be bound right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
 def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))

@@ -135,10 +135,6 @@ class SequentialGate:
         if self._check() is not None:
             self._decision = self._build()
 
-    def observe_many(self, versions: list[str | None]) -> None:
-        for version in versions:
-            self.observe(version)
-
     def _count_attributed_in_total(self) -> None:
         if self.max_unattributed > 0:
             self._lbf_u += _log(self._ub + self._total - self._u) - math.log(self._ua + self._ub + self._total) \
