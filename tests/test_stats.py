@@ -60,8 +60,17 @@ def test_false_fail_rate_at_the_correct_split_is_at_most_alpha(plan_8020, table_
     simulated = float(np.mean(table_at_plan[canary] == FAIL))
     exact = float(sps.binom.pmf(np.arange(n + 1), n, 0.2)[table_at_plan == FAIL].sum())
     assert simulated <= mc_bound(ALPHA, RUNS)
-    assert exact <= ALPHA * 1.1  # chi-square is approximate; it stays at the nominal level here
+    assert exact <= ALPHA  # the exact binomial test never exceeds its level
     assert simulated > 0.002  # the test is not vacuous: it does reject sometimes, near alpha
+
+
+@pytest.mark.parametrize("canary, n", [(0.2, 45), (0.2, 60), (0.1, 80), (0.05, 118), (0.01, 515), (0.5, 200)])
+def test_two_way_false_fail_rate_is_at_most_alpha_exactly(canary: float, n: int) -> None:
+    """Exact over every outcome, at sizes where a chi-square approximation overshot alpha (1.4-1.6%)."""
+    expected = {"production": 1 - canary, "canary": canary}
+    table = outcome_table(n, expected)
+    rate = float(sps.binom.pmf(np.arange(n + 1), n, canary)[table == FAIL].sum())
+    assert rate <= ALPHA, rate
 
 
 def test_power_to_fail_a_70_30_reality_at_the_planned_n(plan_8020, table_at_plan):
@@ -131,7 +140,7 @@ def test_pass_fail_inconclusive_verdicts_and_reasons():
     v = judge({"production": 8000, "canary": 2000}, 0, SPLIT)
     assert v.outcome == PASS and v.exit_code == 0 and v.samples_needed is None
     assert all(r.status == WITHIN for r in v.rows)
-    assert "within" in v.reason and v.gof_method == "chi-square"
+    assert "within" in v.reason and v.gof_method == "exact binomial"  # two versions: always exact
 
     v = judge({"production": 500, "canary": 500}, 0, SPLIT)
     assert v.outcome == FAIL and v.exit_code == 1
@@ -150,6 +159,9 @@ def test_samples_needed_is_enough_when_the_shares_hold():
     n = v.n + v.samples_needed
     canary = round(0.2 * n)
     assert judge({"production": n - canary, "canary": canary}, 0, SPLIT).outcome == PASS
+    # and with the promised power: exact P(PASS) at that n when the truth is 80/20 (was 0.79 with z(power))
+    p_pass = float(sps.binom.pmf(np.arange(n + 1), n, 0.2)[outcome_table(n) == PASS].sum())
+    assert p_pass >= 0.88, (n, p_pass)
 
 
 def test_every_response_from_one_version_hints_at_a_bypassed_split():

@@ -54,7 +54,7 @@ def write_results(path: Path, shares: dict[str, float], n: int, *, seed: int = 1
 def test_results_pass_fail_inconclusive_exit_codes(tmp_path, capsys):
     good = write_results(tmp_path / "good.jsonl", SPLIT_80_20, 3000)
     rc, out, _ = run(capsys, "--expected", "20", "--results", str(good))
-    assert rc == 0 and "PASS" in out and "chi-square" in out and "production" in out and "98% CI" in out
+    assert rc == 0 and "PASS" in out and "exact binomial" in out and "production" in out and "98% CI" in out
     bad = write_results(tmp_path / "bad.jsonl", {"production": 0.5, "canary": 0.5}, 400)
     rc, out, _ = run(capsys, "--expected", "20", "--results", str(bad))
     assert rc == 1 and "FAIL" in out and "canary got" in out
@@ -111,7 +111,7 @@ def test_json_junit_and_github_step_summary(tmp_path, capsys, monkeypatch):
     assert data["outcome"] == "PASS" and data["exit_code"] == 0 and "PASS" in err
     assert [r["version"] for r in data["rows"]] == ["production", "canary"]
     assert {"expected", "count", "share", "lo", "hi", "p_value", "p_equivalence", "status"} <= set(data["rows"][0])
-    assert data["parameters"]["alpha"] == 0.01 and data["gof_method"] == "chi-square"
+    assert data["parameters"]["alpha"] == 0.01 and data["gof_method"] == "exact binomial"
     assert data["expected"] == SPLIT_80_20 and data["input"]["valid"] == 3000
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None and suite.get("tests") == "3" and suite.get("failures") == "0"
