@@ -91,7 +91,7 @@ def run(runs: int) -> str:
                  f"planned n = **{n:,}** (`--plan`).")
     lines += ["", "**False FAIL at the correct split (80/20)** -- the promise is at most alpha = 0.01:", "",
               "| procedure | looks | false-FAIL rate |", "| --- | --- | --- |",
-              f"| fixed-n chi-square at n = {n:,} (exact) | 1 | {fixed[0.2][FAIL]:.4f} |",
+              f"| fixed-n exact test at n = {n:,} (exact) | 1 | {fixed[0.2][FAIL]:.4f} |",
               f"| sequential gate, horizon {horizon:,} | after every response | {ever_fail:.4f} "
               f"(± {se(ever_fail, runs):.4f}) |",
               f"| naive chi-square re-run, up to n = {n:,} | every 10 responses | **{naive:.4f}** "

@@ -8,10 +8,12 @@ Fed by the recorder with each batch of versions (None = unattributed), on the pr
   :class:`SequentialGate`'s -- which is also what ``--stop-on-verdict`` stops on.
 * At the end the verdict that sets the exit code is
 
-  - with ``--stop-on-verdict``: the sequential gate's (it was looked at after every response);
-  - otherwise: the fixed-n ``verifier.stats.judge`` over all records of the run -- the run length was fixed
-    beforehand (``-t``/Ctrl-C, not the data), and it is exactly what ``verify-split --results FILE`` computes
-    from the same file.
+  - the fixed-n ``verifier.stats.judge`` over all records of the run when the run ended at its ``-t`` limit --
+    a length fixed before any response was seen; it is exactly what ``verify-split --results FILE`` computes
+    from the same file;
+  - otherwise the sequential gate's: with ``--stop-on-verdict`` (it was looked at after every response), and
+    when a person stopped the run (Ctrl-C, the web UI's Stop, no ``-t``) -- a stop chosen while watching the live
+    shares, where a fixed-n test would be peeking (false FAILs at several times alpha).
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ from verifier.sequential import SequentialGate
 from verifier.stats import EXIT_CODES, INCONCLUSIVE, Verdict, judge
 
 UNATTRIBUTED = "(unattributed)"
+
+
+def ran_its_preset_time(run_time: float | None, stopped_after: float | None, slack: float = 1.0) -> bool:
+    """True when the run ended at its ``-t`` limit (a length fixed before any response was seen), not earlier."""
+    if not run_time or stopped_after is None:
+        return False
+    return stopped_after >= float(run_time) - slack
 
 
 def _pct(value: float | None, digits: int = 1) -> str:
@@ -112,9 +121,13 @@ class LiveSplit:
 
     # ----------------------------------------------------------------------------------------------- the end
 
-    def final_verdict(self) -> Verdict:
-        if self.config.stop_on_verdict:
+    def final_verdict(self, fixed_length: bool = True) -> Verdict:
+        """The verdict that sets the exit code; ``fixed_length``: the run ended at its preset ``-t``."""
+        if self.config.stop_on_verdict or not fixed_length:
             verdict = self.gate.verdict()
+            if not self.config.stop_on_verdict:
+                verdict = replace(verdict, notes=(*verdict.notes, "the run was stopped before its -t limit: "
+                                                  "verdict of the sequential test (valid at any stopping time)"))
         else:
             verdict = judge(dict(self.counts), self.unattributed, self.expected, alpha=self.alpha,
                             tolerance=self.tolerance, max_unattributed=self.max_unattributed)
@@ -128,6 +141,7 @@ class LiveSplit:
 
     def print_verdict(self, verdict: Verdict) -> None:
         from rich.console import Console
+
         from verifier.report import print_verdict
 
         print_verdict(verdict, Console())

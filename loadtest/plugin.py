@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,6 +23,7 @@ from locust.exception import CatchResponseError
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtest import grpc_client
+from loadtest.live import ran_its_preset_time
 from loadtest.options import SplitConfig, UsageError, add_arguments, config_from_options, parse_target
 from loadtest.recording import SplitRecorder, open_results
 from verifier.attribution import Attribution
@@ -46,6 +48,8 @@ class SplitSession:
     stopping: bool = False
     verdict: Any = None
     greenlets: list[gevent.Greenlet] = field(default_factory=list)
+    started: float | None = None       # monotonic time of test_start (master/local)
+    stopped_after: float | None = None  # seconds from test_start to test_stop
 
     @property
     def attribution(self) -> Attribution:
@@ -163,6 +167,7 @@ def _on_init(environment: Environment, runner: Any = None, web_ui: Any = None, *
 
 def _on_test_start(environment: Environment, **_kw: Any) -> None:
     s = session(environment)
+    s.started, s.stopped_after = time.monotonic(), None
     if s.role == "worker":
         # Workers receive the master's options with the spawn message, right before test_start.
         try:
@@ -224,6 +229,12 @@ def _console_printer(s: SplitSession) -> None:
             log.info("split records: %d", s.recorder.received)
 
 
+def _on_test_stop(environment: Environment, **_kw: Any) -> None:
+    s = _sessions.get(environment)
+    if s is not None and s.started is not None and s.stopped_after is None:
+        s.stopped_after = time.monotonic() - s.started
+
+
 def _on_quitting(environment: Environment, **_kw: Any) -> None:
     s = _sessions.get(environment)
     if s is None or s.role == "worker":
@@ -236,7 +247,10 @@ def _on_quitting(environment: Environment, **_kw: Any) -> None:
     for greenlet in s.greenlets:
         greenlet.kill(block=False)
     if s.live is not None:
-        s.verdict = s.live.final_verdict()
+        if s.stopped_after is None and s.started is not None:
+            s.stopped_after = time.monotonic() - s.started
+        run_time = getattr(environment.parsed_options, "run_time", None)
+        s.verdict = s.live.final_verdict(fixed_length=ran_its_preset_time(run_time, s.stopped_after))
         environment.process_exit_code = s.live.exit_code(s.verdict)
     s.recorder.close()
 
@@ -266,6 +280,7 @@ def install(events: Any = locust_events) -> None:
     events.init_command_line_parser.add_listener(_on_parser)
     events.init.add_listener(_on_init)
     events.test_start.add_listener(_on_test_start)
+    events.test_stop.add_listener(_on_test_stop)
     events.report_to_master.add_listener(_on_report_to_master)
     events.worker_report.add_listener(_on_worker_report)
     events.quitting.add_listener(_on_quitting)

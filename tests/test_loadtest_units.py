@@ -8,11 +8,12 @@ import subprocess
 import sys
 import textwrap
 from argparse import Namespace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from loadtest.live import UNATTRIBUTED, LiveSplit
+from loadtest.live import UNATTRIBUTED, LiveSplit, ran_its_preset_time
 from loadtest.options import SHOPPER_TASKS, UsageError, config_from_options, parse_think_time
 from loadtest.outcome import NO_SECTION_FAILURE, grpc_reply_outcome, product_page_outcome
 from loadtest.recording import REPORT_KEY, SplitRecorder, open_results
@@ -276,6 +277,25 @@ def test_too_few_samples_is_inconclusive() -> None:
     verdict = live.final_verdict()
     assert verdict.outcome == "INCONCLUSIVE" and LiveSplit.exit_code(verdict) == 3
     assert not live.decided and "undecided" in live.console_line()
+
+
+def test_a_run_stopped_early_by_a_person_is_judged_sequentially() -> None:
+    """Ctrl-C / web UI Stop while watching the live shares: a fixed-n test there would be peeking."""
+    cfg = config_from_options(opts(expected="20"))
+    live = LiveSplit(cfg)
+    drawn = feed(live, {"production": 0.8, "canary": 0.2}, 3000, seed=7)
+    early = live.final_verdict(fixed_length=False)
+    assert early.method == "sequential" and any("before its -t limit" in note for note in early.notes)
+    assert early == replace(live.gate.verdict(), notes=early.notes, unattributed_causes=early.unattributed_causes)
+    full = live.final_verdict(fixed_length=True)
+    assert full.method == "fixed-n" and full.n == drawn["production"] + drawn["canary"]
+
+
+@pytest.mark.parametrize("run_time, stopped_after, fixed", [
+    (30, 30.2, True), (30, 29.5, True), (30, 12.0, False), (None, 100.0, False), (30, None, False), (0, 5.0, False),
+])
+def test_only_a_run_that_reached_its_time_limit_counts_as_fixed_length(run_time, stopped_after, fixed) -> None:
+    assert ran_its_preset_time(run_time, stopped_after) is fixed
 
 
 def test_stop_on_verdict_uses_the_sequential_gate() -> None:
