@@ -15,9 +15,9 @@ import pytest
 
 from loadtest.live import UNATTRIBUTED, LiveSplit, ran_its_preset_time
 from loadtest.options import SHOPPER_TASKS, UsageError, config_from_options, parse_think_time
-from loadtest.outcome import NO_SECTION_FAILURE, grpc_reply_outcome, product_page_outcome
 from loadtest.recording import REPORT_KEY, SplitRecorder, open_results
 from verifier.attribution import Attribution
+from verifier.outcome import NO_SECTION_FAILURE, grpc_reply_outcome, product_page_outcome
 from verifier.records import ReadStats, Record, read_records
 from verifier.stats import judge
 

@@ -22,8 +22,9 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from setup.boutique.catalog import PRODUCT_IDS
-from verifier.attribution import Attribution, count_recommendations
+from verifier.attribution import Attribution
 from verifier.expected import InputError, Unreachable
+from verifier.outcome import grpc_reply_outcome, product_page_outcome
 from verifier.records import STATUS_OK, Record, error_status
 
 SOURCE = "verify-split"
@@ -116,14 +117,13 @@ class GrpcProbe:
             code = exc.code() if hasattr(exc, "code") else None
             name = code.name if code is not None else "UNKNOWN"
             self.last_error = f"{name}: {exc.details() if hasattr(exc, 'details') else exc}"
-            return Record(time.time(), "grpc", None, None, error_status(name), latency, SOURCE)
+            return grpc_reply_outcome(None, name, self.attribution).record(time.time(), latency, SOURCE)
         latency = 1000 * (time.perf_counter() - start)
-        items = len(response.product_ids)
-        headers = None
+        metadata = None
         if self.attribution.header is not None:
-            headers = {str(k): str(v) for k, v in (call.initial_metadata() or ())}
-        version = self.attribution.attribute("grpc", items, headers)
-        return Record(time.time(), "grpc", items, version, STATUS_OK, latency, SOURCE)
+            metadata = {str(k): str(v) for k, v in (call.initial_metadata() or ())}
+        outcome = grpc_reply_outcome(list(response.product_ids), None, self.attribution, metadata)
+        return outcome.record(time.time(), latency, SOURCE)
 
     def close(self) -> None:
         self._channel.close()
@@ -180,15 +180,11 @@ class HttpProbe:
             return Record(time.time(), "http", None, None, error_status("connection"),
                           1000 * (time.perf_counter() - start), SOURCE)
         latency = 1000 * (time.perf_counter() - start)
-        if status != 200:
-            self.last_error = f"HTTP {status} for {path}"
-            return Record(time.time(), "http", None, None, error_status(f"http_{status}"), latency, SOURCE)
-        items = count_recommendations(body.decode("utf-8", errors="replace"))
-        if items is None:  # the recommendation call failed: the page lost its section (never "canary")
-            self.last_error = f"no recommendations section in {path}"
-            return Record(time.time(), "http", None, None, error_status("no_recommendations"), latency, SOURCE)
-        version = self.attribution.attribute("http", items, headers)
-        return Record(time.time(), "http", items, version, STATUS_OK, latency, SOURCE)
+        # a page without the section (its recommendation call failed) is an error, never "canary"
+        outcome = product_page_outcome(status, body.decode("utf-8", errors="replace"), self.attribution, headers)
+        if outcome.status != STATUS_OK:
+            self.last_error = f"{outcome.failure} for {path}"
+        return outcome.record(time.time(), latency, SOURCE)
 
     def close(self) -> None:
         with self._lock:

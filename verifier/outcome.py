@@ -1,7 +1,8 @@
-"""Turn one response (a product page or a ListRecommendations reply) into a split record and a Locust verdict.
+"""Turn one response (a product page or a ListRecommendations reply) into a split record and a failure message.
 
-Pure functions: no Locust, no I/O. The counting and the count->version mapping are the verifier's
-(``verifier.attribution``); this module only decides what Locust should call a failure and what the record says.
+Pure functions: no Locust, no I/O -- the one classification shared by the Locust file (loadtest/boutique.py) and
+verify-split's live sampler (verifier/sampler.py). The counting and the count->version mapping are
+``verifier.attribution``'s; this module decides what counts as a failure and what the record says.
 
 A response is one of
   * attributed  -- counted items map to a version: Locust success, record ``status="ok"`` with the version;
@@ -10,12 +11,13 @@ A response is one of
   * missing section -- a 200 product page without ``<section class="recommendations">`` (the frontend hides the
     section when its recommendation call failed): Locust failure ``no recommendations section``, record
     ``status="error:no_recommendations"``, ``items=null``;
-  * failed -- HTTP status >= 400, a connection error, or a gRPC error: Locust failure (Locust's own for HTTP, the
-    gRPC status for gRPC), record ``status="error:<cause>"``.
+  * failed -- an HTTP status outside 2xx, a connection error, or a gRPC error: Locust failure (Locust's own for
+    HTTP, the gRPC status for gRPC), record ``status="error:<cause>"``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from verifier.attribution import Attribution, count_recommendations
@@ -45,9 +47,12 @@ def unattributable_failure(items: int, known: list[int]) -> str:
     return f"unattributable: {items} recommendations (expected one of {expected})"
 
 
-def _from_count(channel: str, items: int, attribution: Attribution) -> Outcome:
-    version = attribution.attribute(channel, items)
+def _from_count(channel: str, items: int, attribution: Attribution,
+                headers: Mapping[str, str] | None = None) -> Outcome:
+    version = attribution.attribute(channel, items, headers)
     if version is None:
+        if attribution.header is not None:
+            return Outcome(channel, items, None, STATUS_OK, f"unattributable: no {attribution.header} header")
         failure = unattributable_failure(items, list(attribution.classes_for(channel)))
         return Outcome(channel, items, None, STATUS_OK, failure)
     return Outcome(channel, items, version, STATUS_OK, None)
@@ -60,20 +65,22 @@ def http_error_cause(status_code: int | None) -> str:
     return f"http_{status_code}"
 
 
-def product_page_outcome(status_code: int | None, html: str | None, attribution: Attribution) -> Outcome:
+def product_page_outcome(status_code: int | None, html: str | None, attribution: Attribution,
+                         headers: Mapping[str, str] | None = None) -> Outcome:
     """Classify one product page. ``status_code`` 0/None means the request itself failed (no response)."""
-    if not status_code or status_code >= 400:
+    if not status_code or not 200 <= status_code < 300:
         cause = http_error_cause(status_code)
         # Locust already names HTTP failures itself; the failure text here is for callers that need one.
         return Outcome("http", None, None, error_status(cause), cause)
     items = count_recommendations(html or "")
     if items is None:
         return Outcome("http", None, None, error_status(NO_SECTION_CAUSE), NO_SECTION_FAILURE)
-    return _from_count("http", items, attribution)
+    return _from_count("http", items, attribution, headers)
 
 
-def grpc_reply_outcome(product_ids: list[str] | None, error_code: str | None, attribution: Attribution) -> Outcome:
+def grpc_reply_outcome(product_ids: list[str] | None, error_code: str | None, attribution: Attribution,
+                       metadata: Mapping[str, str] | None = None) -> Outcome:
     """Classify one ListRecommendations call: ``error_code`` is the gRPC status name (e.g. ``UNAVAILABLE``)."""
     if error_code is not None:
         return Outcome("grpc", None, None, error_status(error_code), error_code)
-    return _from_count("grpc", len(product_ids or ()), attribution)
+    return _from_count("grpc", len(product_ids or ()), attribution, metadata)
