@@ -89,7 +89,7 @@ def validate_weights(weights: Mapping[str, int], subsets: Mapping[str, Any] | No
             raise ConfigError(f"weight for {name!r} must be an integer from 0 to 100, got {w!r}")
     total = sum(weights.values())
     if total != 100:
-        raise ConfigError(f"weights must sum to 100, got {total} ({_fmt(weights)})")
+        raise ConfigError(f"weights must sum to 100, got {total} ({format_weights(weights)})")
     if subsets is not None:
         unknown = [name for name in weights if name not in subsets]
         if unknown:
@@ -100,8 +100,6 @@ def format_weights(weights: Mapping[str, int]) -> str:
     """``production=80,canary=20`` -- the one spelling of weights in messages and tables."""
     return ",".join(f"{k}={v}" for k, v in weights.items())
 
-
-_fmt = format_weights
 
 
 def weighted_route(vs: Mapping[str, Any]) -> dict[str, int]:

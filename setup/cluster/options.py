@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from setup.manifests import CanaryParams
+from setup.manifests import CanaryParams, format_weights
 
 PROVIDERS = ("existing", "gke", "kind")
 
@@ -95,7 +95,7 @@ class Options:
                 continue
             flag = "--" + f.name.replace("_", "-")
             if f.name == "weights":
-                out += ["--weights", ",".join(f"{k}={v}" for k, v in value.items())]
+                out += ["--weights", format_weights(value)]
             elif isinstance(value, bool):
                 out.append(flag)
             elif isinstance(value, float):

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from setup.errors import EXIT_NOT_RUNNING, ConfigError, NotRunningError, SetupError, WaitTimeoutError
-from setup.manifests import CanaryParams, canary_weights, parse_weights
+from setup.manifests import CanaryParams, canary_weights, format_weights, parse_weights
 from setup.mesh.state import default_state_dir, locked, read_state, remove_state, same_process, terminate
 from setup.mesh.supervisor import LocalMesh, MeshStatus, change, cleanup_processes, mesh_status, params_to_json
 from setup.mesh.topology import parse_replicas, services
@@ -202,16 +202,13 @@ def _last_error(log: Path) -> str | None:
     return None
 
 
-def _fmt(weights: dict[str, int]) -> str:
-    return ",".join(f"{k}={v}" for k, v in weights.items()) or "(none)"
-
 
 def _print_endpoints(st: MeshStatus) -> None:
     print(f"local mesh {st.status} (state dir {st.state_dir})")
     print(f"  ingress (Gateway :80)  {st.ingress_url or '(not listening: no Gateway selects it)'}")
     print(f"  mesh gRPC entry        {st.grpc_entry}  (recommendationservice, split per call)")
     print(f"  Envoy admin            {st.admin_url}")
-    print(f"  weights (from Envoy)   {_fmt(st.weights)}")
+    print(f"  weights (from Envoy)   {format_weights(st.weights) or '(none)'}")
     for warning in st.warnings:
         print(f"  WARNING: {warning}")
     sys.stdout.flush()
@@ -243,7 +240,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
     took = change(state_dir, weights=weights, timeout=args.timeout)
     served = mesh_status(state_dir).weights
-    print(f"Envoy serves {_fmt(served)} (applied in {took * 1000:.0f} ms, no restart)")
+    print(f"Envoy serves {format_weights(served) or '(none)'} (applied in {took * 1000:.0f} ms, no restart)")
     return 0
 
 

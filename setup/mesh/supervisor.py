@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from setup.errors import ConfigError, NotRunningError, PortInUseError, SetupError, WaitTimeoutError
-from setup.manifests import CanaryParams, canary_weights, mesh_documents, validate_weights
+from setup.manifests import CanaryParams, canary_weights, format_weights, mesh_documents, validate_weights
 from setup.mesh import envoy as envoy_mod
 from setup.mesh.envoy import Admin, ConfigFiles, Written, find_envoy, log_tail, parse_config_dump, wait_applied
 from setup.mesh.state import (
@@ -361,7 +361,8 @@ def mesh_status(state_dir: Path | str | None = None) -> MeshStatus:
             subsets = _served_subsets(served.clusters, canaried.fqdn)
             warnings.extend(served_warnings(served.routes, served.clusters))
             if weights and {k: v for k, v in weights.items() if v} != {k: v for k, v in params.weights.items() if v}:
-                warnings.append(f"Envoy serves {_fmt(weights)} but the desired weights are {_fmt(params.weights)}")
+                warnings.append(f"Envoy serves {format_weights(weights)} but the desired weights are "
+                                f"{format_weights(params.weights)}")
     warnings.extend(state.get("warnings") or [])
     if state.get("supervisor_error"):
         warnings.append(f"last supervisor error: {state['supervisor_error']}")
@@ -383,9 +384,6 @@ def mesh_status(state_dir: Path | str | None = None) -> MeshStatus:
         warnings=list(dict.fromkeys(warnings)),
     )
 
-
-def _fmt(weights: Mapping[str, int]) -> str:
-    return ",".join(f"{k}={v}" for k, v in weights.items())
 
 
 # ---------------------------------------------------------------------------------------------------------------
