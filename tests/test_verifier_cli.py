@@ -364,3 +364,10 @@ def test_live_url_counts_inside_the_section_and_reports_unattributed(capsys):
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def test_a_tolerance_as_wide_as_a_share_is_warned_about(capsys):
+    rc, out, err = run(capsys, "--expected", "3", "--plan")
+    assert rc == 0 and "a version receiving nothing would be inside its" in " ".join(err.split())
+    rc, out, err = run(capsys, "--expected", "3", "--tolerance", "1.5", "--plan")
+    assert rc == 0 and "inside its margin" not in err

@@ -148,6 +148,16 @@ def _defaults_for_mode(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------------------------------- the inputs
 
 
+def tolerance_notes(expected: Expected, tolerance: float) -> list[str]:
+    """A margin as wide as a version's own share lets a dead version (0%) count as 'within' it."""
+    small = [v for v, e in expected.items() if 0 < e <= tolerance + 1e-12]
+    if not small:
+        return []
+    return [f"--tolerance {100 * tolerance:g} pp is at least the expected share of {', '.join(small)}: a version "
+            f"receiving nothing would be inside its margin (only the goodness-of-fit test stands between it and "
+            f"a PASS); use a tolerance below {100 * min(expected[v] for v in small):g} pp"]
+
+
 def load_expected(args: argparse.Namespace) -> Expected:
     if args.expected is not None:
         return from_canary_percent(args.expected)
@@ -521,6 +531,9 @@ def run(args: argparse.Namespace, console: Console, err: Console) -> int:
                          .replace("max_unattributed must be a fraction from 0 to below 1",
                                   "--max-unattributed must be a percentage from 0 to below 100")) from None
     expected = load_expected(args)
+    margin_notes = tolerance_notes(expected, tolerance)
+    for note in margin_notes:
+        err.print(f"[yellow]warning:[/yellow] {note}", highlight=False)
     if args.plan:
         data = print_plan(args, expected, console, alpha, tolerance, max_unattributed)
         if args.json:
@@ -541,7 +554,7 @@ def run(args: argparse.Namespace, console: Console, err: Console) -> int:
     sinks = record_sinks(args)
     observer = Observer(expected, gate, sinks, max_samples)
     extra: dict[str, Any] = {"expected_source": expected.source, "expected": dict(expected)}
-    notes: list[str] = []
+    notes: list[str] = list(margin_notes)
     interrupted = False
     try:
         if live:
