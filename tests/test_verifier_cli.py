@@ -294,8 +294,8 @@ def test_live_progress_shows_shares_and_intervals():
 
     from rich.console import Console
 
-    from verifier.cli import LiveProgress, Observer
     from verifier.expected import from_canary_percent
+    from verifier.gate import LiveProgress, Observer
     from verifier.sequential import SequentialGate
 
     expected = from_canary_percent(20)
