@@ -70,9 +70,16 @@ def grpc_virtual_service(opts: Options) -> Doc:
     return doc
 
 
-def routing_documents(opts: Options) -> list[Doc]:
-    """What the weights step applies: the mesh route, and the gateway-bound one when the gRPC gateway is on."""
-    return [weighted_virtual_service(opts)] + ([grpc_virtual_service(opts)] if opts.grpc_gateway else [])
+def routing_documents(opts: Options, grpc_live: Doc | None = None) -> list[Doc]:
+    """What the weights step applies: the mesh route, and the gateway-bound one when the gRPC gateway is on or
+    was exposed before (``grpc_live``: then it keeps the host it was exposed with)."""
+    docs = [weighted_virtual_service(opts)]
+    if opts.grpc_gateway or grpc_live is not None:
+        grpc = grpc_virtual_service(opts)
+        if grpc_live is not None:
+            grpc["spec"]["hosts"] = grpc_live.get("spec", {}).get("hosts") or grpc["spec"]["hosts"]
+        docs.append(grpc)
+    return docs
 
 
 def subset_labels(opts: Options, subset: str) -> dict[str, str]:

@@ -625,13 +625,8 @@ def step_weights(ctx: Ctx) -> None:
         if undefined:
             raise ConfigError(f"the live DestinationRule {SERVICE} defines no subset {', '.join(undefined)} "
                               f"(it has: {', '.join(sorted(defined)) or 'none'})")
-    docs = [resources.weighted_virtual_service(opts)]
     grpc_live = None if opts.grpc_gateway else kube.get("VirtualService", resources.GRPC_VS_NAME, ctx.ns)
-    if opts.grpc_gateway or grpc_live is not None:
-        grpc = resources.grpc_virtual_service(opts)
-        if grpc_live is not None:  # keep the host it was exposed with
-            grpc["spec"]["hosts"] = grpc_live.get("spec", {}).get("hosts") or grpc["spec"]["hosts"]
-        docs.append(grpc)
+    docs = resources.routing_documents(opts, grpc_live)
     for doc in docs:
         ensure(ctx, doc)
     gateway_hosts = list(docs[1]["spec"]["hosts"]) if len(docs) > 1 else []
