@@ -42,6 +42,18 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
+def bindable(host: str, port: int) -> bool:
+    """True when a server could listen on ``host:port`` now (SO_REUSEADDR, as servers and Envoy set it: a socket
+    in TIME_WAIT does not count as taken)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from concurrent import futures
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from setup.errors import PortInUseError
+from setup.proc import bindable
 
 GRPC_SERVER_OPTIONS = (
     ("grpc.so_reuseport", 0),  # gRPC sets SO_REUSEPORT by default: two servers could silently share a port
@@ -17,14 +17,8 @@ GRPC_SERVER_OPTIONS = (
 
 def check_bindable(host: str, port: int) -> None:
     """Raise PortInUseError when ``host:port`` is taken (port 0 always binds). Same socket options as gRPC."""
-    if port == 0:
-        return
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            raise PortInUseError(f"cannot bind {host}:{port}: {exc.strerror or exc}") from None
+    if port != 0 and not bindable(host, port):
+        raise PortInUseError(f"cannot bind {host}:{port}: address already in use")
 
 
 def new_grpc_server(max_workers: int = 16) -> grpc.Server:

@@ -18,10 +18,8 @@ import contextlib
 import functools
 import json
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from setup.boutique.launcher import parse_ready
 from setup.errors import ConfigError, NotRunningError, PortInUseError, SetupError, WaitTimeoutError
 from setup.manifests import CanaryParams, canary_weights, format_weights, mesh_documents, validate_weights
 from setup.mesh import envoy as envoy_mod
@@ -69,7 +68,7 @@ from setup.mesh.translate import (
     subset_weights,
     translate,
 )
-from setup.proc import LOOPBACK, grpc_healthy, http_ok
+from setup.proc import LOOPBACK, bindable, grpc_healthy, http_ok
 
 GATEWAY_PORT = 80              # the lab's Gateway server port, mapped to the local ingress port
 BACKOFF_START = 0.2            # seconds before the first restart of a crashed instance
@@ -79,7 +78,6 @@ INSTANCE_START_TIMEOUT = 30.0
 ENVOY_START_TIMEOUT = 15.0
 APPLY_TIMEOUT = 10.0
 TICK = 0.05
-_READY = re.compile(rb"READY \S+ ([0-9.]+):(\d+)")
 
 # Sets PR_SET_PDEATHSIG (1) = SIGTERM, checks the parent is still the one that started us, then execs the real
 # command: the instance dies with its supervisor even if the supervisor is SIGKILLed.
@@ -98,17 +96,6 @@ def spawn(argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) 
     with open(log, "ab") as out:
         return subprocess.Popen(wrapped, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
-
-
-def bindable(port: int, host: str = LOOPBACK) -> bool:
-    """True when a server could listen on ``host:port`` now (SO_REUSEADDR like Envoy: TIME_WAIT does not count)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def _now() -> str:
@@ -544,7 +531,7 @@ class LocalMesh:
         render(self._initial_state(), self.files, [])  # ConfigError for unsupported fields
         _refuse_running(self.state_dir, read_state(self.state_dir))
         for what, port in self.requested.items():
-            if port and not bindable(port):
+            if port and not bindable(LOOPBACK, port):
                 raise PortInUseError(f"{what} port {LOOPBACK}:{port} is already in use")
 
     def _preflight(self) -> None:
@@ -648,11 +635,11 @@ class LocalMesh:
             try:
                 with open(run.log, "rb") as fh:
                     fh.seek(run.log_offset)
-                    match = _READY.search(fh.read())
+                    ready = parse_ready(fh.read().decode("utf-8", "replace"), run.spec.kind)
             except OSError:
-                match = None
-            if match:
-                run.port = int(match.group(2))
+                ready = None
+            if ready:
+                run.port = ready[1]
         if run.port:
             addr = f"{LOOPBACK}:{run.port}"
             healthy = (http_ok(f"http://{addr}/_healthz") if run.spec.kind == "frontend"
