@@ -227,3 +227,23 @@ def test_bad_parameters():
         SequentialGate(SPLIT, alpha=1.5)
     with pytest.raises(InputError):
         SequentialGate({"production": 0.8, "canary": 0.1})
+
+
+def test_unattributed_rate_right_at_its_limit_neither_passes_nor_inflates_false_fails() -> None:
+    """The gate object itself (not the vectorised simulation, which models no unattributed responses): with the
+    split correct and errors at exactly the 1% limit, a look after every response FAILs at most alpha of the time
+    (for either reason), and never PASSes -- the rate is not shown below its limit."""
+    rng = np.random.default_rng(5)
+    runs, n = 600, 3000
+    outcomes = {PASS: 0, FAIL: 0, INCONCLUSIVE: 0}
+    for _ in range(runs):
+        gate = SequentialGate(SPLIT, alpha=ALPHA, tolerance=0.05, max_unattributed=0.01)
+        errors = rng.random(n) < 0.01
+        canary = rng.random(n) < 0.2
+        for i in range(n):
+            gate.observe(None if errors[i] else ("canary" if canary[i] else "production"))
+            if gate.decided:
+                break
+        outcomes[gate.verdict().outcome] += 1
+    assert outcomes[PASS] == 0, outcomes
+    assert outcomes[FAIL] / runs <= mc_bound(ALPHA, runs), outcomes
