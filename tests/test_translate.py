@@ -278,3 +278,18 @@ def test_cluster_names_round_trip() -> None:
     assert parse_cluster_name(CANARY) == (8080, "canary", REC)
     assert parse_cluster_name("outbound|80||frontend") == (80, "", "frontend")
     assert parse_cluster_name("BlackHoleCluster") is None
+
+
+def test_the_served_split_is_the_catch_all_route_not_a_testers_header_route() -> None:
+    from setup.mesh.translate import split_route
+
+    docs = mesh_documents(CanaryParams())
+    vs = next(d for d in docs if d["kind"] == "VirtualService" and d["metadata"]["name"] == "recommendationservice")
+    split = vs["spec"]["http"][0]
+    testers = {"match": [{"headers": {"x-tester": {"exact": "1"}}}],
+               "route": [{"destination": {"host": "recommendationservice", "subset": "canary"}}]}
+    vs["spec"]["http"] = [testers, split]
+    routes = subset_weights(run(docs).routes[mesh_route_name(services(CanaryParams())[2])])
+    assert [r["catch_all"] for r in routes] == [False, True]
+    assert routes[0]["weights"] == {"canary": 100}
+    assert split_route(routes) == {"production": 80, "canary": 20}  # what status reports as served

@@ -65,6 +65,7 @@ from setup.mesh.translate import (
     parse_cluster_name,
     reweight,
     route_destinations,
+    split_route,
     subset_weights,
     translate,
 )
@@ -224,7 +225,7 @@ class MeshStatus:
     grpc_entry: str | None
     admin_url: str | None
     mesh: dict[str, str]                  # service -> "127.0.0.1:PORT" of its outbound (sidecar) listener
-    weights: dict[str, int]               # canaried service's subsets as Envoy serves them (first route)
+    weights: dict[str, int]               # canaried service's subsets as Envoy serves them (its catch-all route)
     desired_weights: dict[str, int]
     routes: dict[str, list[dict[str, Any]]]  # route config -> [{virtual_host, route, weights}]
     subsets: dict[str, dict[str, Any]]    # canaried service's subsets -> {selector, instances} as Envoy has them
@@ -341,8 +342,7 @@ def mesh_status(state_dir: Path | str | None = None) -> MeshStatus:
             warnings.append(f"Envoy admin {admin_url} unreachable: {exc}")
         else:
             routes = {name: subset_weights(rc) for name, (_v, rc) in served.routes.items()}
-            first = routes.get(mesh_route_name(canaried)) or []
-            weights = dict(first[0]["weights"]) if first else {}
+            weights = split_route(routes.get(mesh_route_name(canaried)) or [])
             for name in params.weights:
                 weights.setdefault(name, 0)
             subsets = _served_subsets(served.clusters, canaried.fqdn)

@@ -738,8 +738,17 @@ def route_destinations(route: Mapping[str, Any]) -> dict[str, int]:
     return {c["name"]: int(c.get("weight", 0)) for c in clusters}
 
 
+def matches_everything(route: Mapping[str, Any]) -> bool:
+    """True for a catch-all Envoy route (prefix "/", no header or query condition): what a VirtualService http
+    entry without ``match`` becomes -- the route that carries the split (setup.manifests.weighted_route)."""
+    match = route.get("match") or {}
+    if match.get("headers") or match.get("query_parameters") or match.get("path") or match.get("safe_regex"):
+        return False
+    return match.get("prefix", "/") == "/"
+
+
 def subset_weights(route_config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per Envoy route: its name and {subset: weight} (subset "" = the whole service)."""
+    """Per Envoy route: its name, {subset: weight} (subset "" = the whole service) and whether it is a catch-all."""
     out = []
     for vhost in route_config.get("virtual_hosts") or []:
         for route in vhost.get("routes") or []:
@@ -747,8 +756,17 @@ def subset_weights(route_config: Mapping[str, Any]) -> list[dict[str, Any]]:
             for name, weight in route_destinations(route).items():
                 parsed = parse_cluster_name(name)
                 weights[parsed[1] if parsed else name] = weight
-            out.append({"virtual_host": vhost.get("name", ""), "route": route.get("name", ""), "weights": weights})
+            out.append({"virtual_host": vhost.get("name", ""), "route": route.get("name", ""), "weights": weights,
+                        "catch_all": matches_everything(route)})
     return out
+
+
+def split_route(routes: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """The weights of the route that carries the split among ``subset_weights`` entries: the last catch-all
+    (testers' header routes come first), else the only route; {} when there is none."""
+    catch_all = [r for r in routes if r.get("catch_all")]
+    chosen = catch_all[-1] if catch_all else (routes[0] if len(routes) == 1 else None)
+    return dict(chosen["weights"]) if chosen else {}
 
 
 def reweight(documents: Sequence[Any], service_fqdn: str, weights: Mapping[str, int],
