@@ -66,3 +66,22 @@ def test_a_missing_weight_among_several_is_an_error_not_100_each() -> None:
         weights_from_virtualservice(doc)
     assert virtual_service_weights(doc, "recommendationservice") is None
     assert split_of([doc], FQDN, NS)[1] == {}
+
+
+def test_a_proxys_routes_are_read_from_the_catch_all_too() -> None:
+    """istioctl proxy-config routes -o json (camelCase): a testers' header route before the weighted one."""
+    from setup.cluster.proxy import route_weights
+
+    def cluster(subset: str) -> str:
+        return f"outbound|8080|{subset}|{FQDN}"
+
+    routes = [{"name": "8080", "virtualHosts": [{"name": f"{FQDN}:8080", "domains": [FQDN], "routes": [
+        {"match": {"prefix": "/", "headers": [{"name": "x-tester", "stringMatch": {"exact": "1"}}]},
+         "route": {"cluster": cluster("canary")}},
+        {"match": {"prefix": "/"}, "route": {"weightedClusters": {"clusters": [
+            {"name": cluster("production"), "weight": 80}, {"name": cluster("canary"), "weight": 20}]}}},
+    ]}]}]
+    assert route_weights(routes, [FQDN]) == {"production": 80, "canary": 20}
+    only = [{"virtualHosts": [{"name": f"{FQDN}:8080", "domains": [FQDN], "routes": [
+        {"match": {"prefix": "/"}, "route": {"cluster": cluster("production")}}]}]}]
+    assert route_weights(only, [FQDN]) == {"production": 100}

@@ -14,6 +14,7 @@ from typing import Any
 
 from setup.errors import ConfigError
 from setup.manifests import format_weights, weighted_route
+from setup.mesh.translate import matches_everything
 
 Weights = dict[str, int]
 
@@ -77,7 +78,8 @@ def _host_matches(vhost: Mapping[str, Any], hosts: Iterable[str]) -> bool:
 
 
 def route_weights(routes_json: str | list[Any], hosts: Iterable[str]) -> Weights | None:
-    """The weights a proxy holds for the first virtual host answering one of ``hosts``; None when it has none."""
+    """The weights a proxy holds for the first virtual host answering one of ``hosts`` -- read from its catch-all
+    route (the last one; testers' header routes come first), else its only route; None when it has none."""
     data = json.loads(routes_json) if isinstance(routes_json, str) else routes_json
     configs = data if isinstance(data, list) else [data]
     host_list = list(hosts)
@@ -87,8 +89,8 @@ def route_weights(routes_json: str | list[Any], hosts: Iterable[str]) -> Weights
         for vhost in config.get("virtualHosts") or config.get("virtual_hosts") or []:
             if not _host_matches(vhost, host_list):
                 continue
-            for route in vhost.get("routes") or []:
-                weights = _route_weights(route)
-                if weights is not None:
-                    return weights
+            routes = [r for r in vhost.get("routes") or [] if _route_weights(r) is not None]
+            catch_all = [r for r in routes if matches_everything(r)]
+            if catch_all or len(routes) == 1:
+                return _route_weights((catch_all or routes)[-1])
     return None

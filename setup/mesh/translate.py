@@ -740,9 +740,11 @@ def route_destinations(route: Mapping[str, Any]) -> dict[str, int]:
 
 def matches_everything(route: Mapping[str, Any]) -> bool:
     """True for a catch-all Envoy route (prefix "/", no header or query condition): what a VirtualService http
-    entry without ``match`` becomes -- the route that carries the split (setup.manifests.weighted_route)."""
+    entry without ``match`` becomes -- the route that carries the split (setup.manifests.weighted_route). Accepts
+    Envoy's JSON in either key spelling (our config: snake_case; ``istioctl proxy-config -o json``: camelCase)."""
     match = route.get("match") or {}
-    if match.get("headers") or match.get("query_parameters") or match.get("path") or match.get("safe_regex"):
+    conditions = ("headers", "query_parameters", "queryParameters", "path", "safe_regex", "safeRegex")
+    if any(match.get(key) for key in conditions):
         return False
     return match.get("prefix", "/") == "/"
 
