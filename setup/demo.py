@@ -65,14 +65,6 @@ def verify_argv(*, alpha: float, results: Path | None = None, target: str | None
     return argv
 
 
-def count_lines(path: Path) -> int:
-    try:
-        with open(path, "rb") as fh:
-            return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 16), b""))
-    except OSError:
-        return 0
-
-
 class LineCounter:
     """Lines of a growing file, reading only what was appended since the last look (for a live progress bar)."""
 
@@ -91,6 +83,11 @@ class LineCounter:
         except OSError:
             pass
         return self.lines
+
+
+def count_lines(path: Path) -> int:
+    """Lines of ``path`` now (0 when it does not exist)."""
+    return LineCounter(path)()
 
 
 class Demo:
