@@ -35,7 +35,7 @@ browser:
 
 # Regenerate protos/demo_pb2*.py from protos/demo.proto (tests/test_protos.py checks they are current).
 protos: $(STAMP)
-	$(BIN)/python -m protos.generate
+	$(BIN)/python -m splitproof.protos.generate
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -26,9 +26,9 @@ import numpy as np
 from scipy import stats as sps
 
 from bench.machine import describe
-from verifier.sequential import SequentialGate
-from verifier.simulation import naive_repeated_chi_square, simulate_sequential
-from verifier.stats import FAIL, PASS, judge, plan
+from splitproof.verifier.sequential import SequentialGate
+from splitproof.verifier.simulation import naive_repeated_chi_square, simulate_sequential
+from splitproof.verifier.stats import FAIL, PASS, judge, plan
 
 SPLIT = {"production": 0.8, "canary": 0.2}
 MULTI = {"a": 0.6, "b": 0.3, "c": 0.1}

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from setup import proc
-from setup.boutique.launcher import Spawned, parse_ready, spawn
-from verifier.attribution import count_recommendations
+from splitproof.setup import proc
+from splitproof.setup.boutique.launcher import Spawned, parse_ready, spawn
+from splitproof.verifier.attribution import count_recommendations
 
 PRODUCT = "OLJCESPC7Z"
 
@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, tuple[float, int]] = {}
         try:
             for label, nagle_off in (("nagle on (baseline)", False), ("nagle off (shipped)", True)):
-                code = ("import sys; from setup.boutique import frontend; "
+                code = ("import sys; from splitproof.setup.boutique import frontend; "
                         f"frontend.FrontendHandler.disable_nagle_algorithm = {nagle_off}; "
-                        "from setup.boutique.launcher import main; sys.exit(main(sys.argv[1:]))")
+                        "from splitproof.setup.boutique.launcher import main; sys.exit(main(sys.argv[1:]))")
                 fe = _spawn_code(code, cat.addr, rec.addr, logs / f"fe-{nagle_off}.log")
                 try:
                     results[label] = pages_per_second(fe.port, args.seconds)

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from setup.boutique.catalog import PRODUCT_IDS
+from splitproof.setup.boutique.catalog import PRODUCT_IDS
 
 REPO = Path(__file__).resolve().parent.parent
 BOUTIQUE = str(REPO / "loadtest" / "boutique.py")
@@ -48,7 +48,7 @@ if __name__ != "__main__":
     import grpc.experimental.gevent as grpc_gevent
     from locust import FastHttpUser, User, task
 
-    from protos import demo_pb2, demo_pb2_grpc
+    from splitproof.protos import demo_pb2, demo_pb2_grpc
 
     grpc_gevent.init_gevent()  # before any channel exists
 
@@ -157,7 +157,7 @@ def bare_grpc_loop(target: str, seconds: float) -> None:
     """Child mode: a synchronous grpcio loop for ``seconds``; prints calls and failures as JSON."""
     import grpc
 
-    from protos import demo_pb2, demo_pb2_grpc
+    from splitproof.protos import demo_pb2, demo_pb2_grpc
 
     calls = failures = 0
     with grpc.insecure_channel(target) as channel:
@@ -195,7 +195,7 @@ def envoy_page_server(page: bytes, workdir: Path) -> tuple[subprocess.Popen[byte
     """A real Envoy answering every GET with ``page`` (direct_response): a server far faster than the client."""
     import envoy
 
-    from setup import proc
+    from splitproof.setup import proc
 
     port, admin = proc.free_port(), proc.free_port()
     router = {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
@@ -238,8 +238,8 @@ def envoy_page_server(page: bytes, workdir: Path) -> tuple[subprocess.Popen[byte
 def measure(seconds: float, users: int, rounds: int) -> dict[str, list[Sample]]:
     import urllib.request
 
-    from setup import proc
-    from setup.boutique.launcher import spawn
+    from splitproof.setup import proc
+    from splitproof.setup.boutique.launcher import spawn
 
     samples: dict[str, list[Sample]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-loadgen-") as tmp:

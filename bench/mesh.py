@@ -32,14 +32,14 @@ from pathlib import Path
 import grpc
 
 from bench.machine import describe
-from protos import demo_pb2, demo_pb2_grpc
-from setup.manifests import CanaryParams, mesh_documents
-from setup.mesh import LocalMesh
-from setup.mesh.envoy import Admin, ConfigFiles, bootstrap, envoy_argv, find_envoy
-from setup.mesh.supervisor import spawn
-from setup.mesh.topology import services
-from setup.mesh.translate import ListenerPorts, translate
-from verifier.attribution import count_recommendations
+from splitproof.protos import demo_pb2, demo_pb2_grpc
+from splitproof.setup.manifests import CanaryParams, mesh_documents
+from splitproof.setup.mesh import LocalMesh
+from splitproof.setup.mesh.envoy import Admin, ConfigFiles, bootstrap, envoy_argv, find_envoy
+from splitproof.setup.mesh.supervisor import spawn
+from splitproof.setup.mesh.topology import services
+from splitproof.setup.mesh.translate import ListenerPorts, translate
+from splitproof.verifier.attribution import count_recommendations
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADING = "## Local mesh"

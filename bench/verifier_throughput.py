@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe
-from verifier.records import Record
+from splitproof.verifier.records import Record
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADING = "## Verifier throughput"
@@ -68,7 +68,8 @@ def run_child(argv: list[str]) -> tuple[float, str]:
 
 def measure(path: Path) -> dict[str, Any]:
     base_s, base_out = run_child([sys.executable, "-c", BASELINE, str(path)])
-    verify = [sys.executable, "-m", "verifier.cli", "--expected", "20", "--results", str(path), "--json", "-"]
+    verify = [sys.executable, "-m", "splitproof.verifier.cli", "--expected", "20", "--results", str(path),
+              "--json", "-"]
     ver_s, ver_out = run_child(verify)
     outcome = re.search(r'"outcome":\s*"(\w+)"', ver_out)
     return {"lines": int(base_out.strip()), "baseline_s": base_s, "verify_s": ver_s,
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         gen_s = time.perf_counter() - t0
         size_mib = big.stat().st_size / 2**20
         m = measure(big)
-        verify = [sys.executable, "-m", "verifier.cli", "--expected", "20", "--results"]
+        verify = [sys.executable, "-m", "splitproof.verifier.cli", "--expected", "20", "--results"]
         rss_big = peak_rss_isolated([*verify, str(big), "--json", "-"])
         rss_small = peak_rss_isolated([*verify, str(small), "--json", "-"])
         rss_base = peak_rss_isolated([sys.executable, "-c", BASELINE, str(big)])

@@ -24,10 +24,10 @@ import grpc
 from locust import FastHttpUser, User, task
 from locust.exception import StopUser
 
-from loadtest import grpc_client, plugin
-from protos import demo_pb2
-from setup.boutique.catalog import PRODUCT_IDS  # the upstream catalog's 9 ids (FACTS.md)
-from verifier.outcome import grpc_reply_outcome, product_page_outcome
+from splitproof.loadtest import grpc_client, plugin
+from splitproof.protos import demo_pb2
+from splitproof.setup.boutique.catalog import PRODUCT_IDS  # the upstream catalog's 9 ids (FACTS.md)
+from splitproof.verifier.outcome import grpc_reply_outcome, product_page_outcome
 
 # gevent integration for grpc must precede every gRPC object of the process (FACTS.md).
 grpc_client.ensure_gevent()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import grpc
 
-from protos import demo_pb2_grpc
+from splitproof.protos import demo_pb2_grpc
 
 _gevent_ready = False
 _channels: dict[str, tuple[grpc.Channel, demo_pb2_grpc.RecommendationServiceStub]] = {}

@@ -22,10 +22,10 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from loadtest.options import SplitConfig
-from verifier.mixture import confidence_sequence, share_prior
-from verifier.sequential import SequentialGate
-from verifier.stats import EXIT_CODES, INCONCLUSIVE, Verdict, judge
+from splitproof.loadtest.options import SplitConfig
+from splitproof.verifier.mixture import confidence_sequence, share_prior
+from splitproof.verifier.sequential import SequentialGate
+from splitproof.verifier.stats import EXIT_CODES, INCONCLUSIVE, Verdict, judge
 
 UNATTRIBUTED = "(unattributed)"
 
@@ -142,6 +142,6 @@ class LiveSplit:
     def print_verdict(self, verdict: Verdict) -> None:
         from rich.console import Console
 
-        from verifier.report import print_verdict
+        from splitproof.verifier.report import print_verdict
 
         print_verdict(verdict, Console())

@@ -13,8 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from verifier.attribution import DEFAULT_GRPC_CLASSES, DEFAULT_HTML_CLASSES, Attribution, parse_class_overrides
-from verifier.expected import Expected, InputError, check_attributable, from_canary_percent, from_weights_spec
+from splitproof.verifier.attribution import (
+    DEFAULT_GRPC_CLASSES,
+    DEFAULT_HTML_CLASSES,
+    Attribution,
+    parse_class_overrides,
+)
+from splitproof.verifier.expected import (
+    Expected,
+    InputError,
+    check_attributable,
+    from_canary_percent,
+    from_weights_spec,
+)
 
 DEFAULT_ALPHA = 0.01
 DEFAULT_TOLERANCE = 5.0  # percentage points

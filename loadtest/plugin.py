@@ -22,11 +22,11 @@ from locust.env import Environment
 from locust.exception import CatchResponseError
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtest import grpc_client
-from loadtest.live import ran_its_preset_time
-from loadtest.options import SplitConfig, UsageError, add_arguments, config_from_options, parse_target
-from loadtest.recording import SplitRecorder, open_results
-from verifier.attribution import Attribution
+from splitproof.loadtest import grpc_client
+from splitproof.loadtest.live import ran_its_preset_time
+from splitproof.loadtest.options import SplitConfig, UsageError, add_arguments, config_from_options, parse_target
+from splitproof.loadtest.recording import SplitRecorder, open_results
+from splitproof.verifier.attribution import Attribution
 
 log = logging.getLogger("splitproof")
 
@@ -150,14 +150,14 @@ def _on_init(environment: Environment, runner: Any = None, web_ui: Any = None, *
     s = SplitSession(config, recorder, role)
     _sessions[environment] = s
     if role != "worker" and config.expected is not None:
-        from loadtest.live import LiveSplit
+        from splitproof.loadtest.live import LiveSplit
 
         s.live = LiveSplit(config)
         recorder.observers.append(s.live.observe)
         recorder.observers.append(lambda _versions, _causes: _maybe_stop(environment, s))
     if role != "worker":
         if web_ui is not None:
-            from loadtest import webui
+            from splitproof.loadtest import webui
 
             webui.install(web_ui, lambda: s)
         opts = environment.parsed_options

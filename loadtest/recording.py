@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from verifier.records import Record, RecordWriter
+from splitproof.verifier.records import Record, RecordWriter
 
 REPORT_KEY = "splitproof_records"
 

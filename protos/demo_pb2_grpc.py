@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from protos import demo_pb2 as protos_dot_demo__pb2
+from splitproof.protos import demo_pb2 as splitproof_dot_protos_dot_demo__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/demo_pb2_grpc.py depends on'
+        + ' but the generated code in splitproof/protos/demo_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -38,8 +38,8 @@ class RecommendationServiceStub:
         """
         self.ListRecommendations = channel.unary_unary(
                 '/hipstershop.RecommendationService/ListRecommendations',
-                request_serializer=protos_dot_demo__pb2.ListRecommendationsRequest.SerializeToString,
-                response_deserializer=protos_dot_demo__pb2.ListRecommendationsResponse.FromString,
+                request_serializer=splitproof_dot_protos_dot_demo__pb2.ListRecommendationsRequest.SerializeToString,
+                response_deserializer=splitproof_dot_protos_dot_demo__pb2.ListRecommendationsResponse.FromString,
                 _registered_method=True)
 
 
@@ -59,8 +59,8 @@ def add_RecommendationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ListRecommendations': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRecommendations,
-                    request_deserializer=protos_dot_demo__pb2.ListRecommendationsRequest.FromString,
-                    response_serializer=protos_dot_demo__pb2.ListRecommendationsResponse.SerializeToString,
+                    request_deserializer=splitproof_dot_protos_dot_demo__pb2.ListRecommendationsRequest.FromString,
+                    response_serializer=splitproof_dot_protos_dot_demo__pb2.ListRecommendationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,8 +90,8 @@ class RecommendationService:
             request,
             target,
             '/hipstershop.RecommendationService/ListRecommendations',
-            protos_dot_demo__pb2.ListRecommendationsRequest.SerializeToString,
-            protos_dot_demo__pb2.ListRecommendationsResponse.FromString,
+            splitproof_dot_protos_dot_demo__pb2.ListRecommendationsRequest.SerializeToString,
+            splitproof_dot_protos_dot_demo__pb2.ListRecommendationsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -116,18 +116,18 @@ class ProductCatalogServiceStub:
         """
         self.ListProducts = channel.unary_unary(
                 '/hipstershop.ProductCatalogService/ListProducts',
-                request_serializer=protos_dot_demo__pb2.Empty.SerializeToString,
-                response_deserializer=protos_dot_demo__pb2.ListProductsResponse.FromString,
+                request_serializer=splitproof_dot_protos_dot_demo__pb2.Empty.SerializeToString,
+                response_deserializer=splitproof_dot_protos_dot_demo__pb2.ListProductsResponse.FromString,
                 _registered_method=True)
         self.GetProduct = channel.unary_unary(
                 '/hipstershop.ProductCatalogService/GetProduct',
-                request_serializer=protos_dot_demo__pb2.GetProductRequest.SerializeToString,
-                response_deserializer=protos_dot_demo__pb2.Product.FromString,
+                request_serializer=splitproof_dot_protos_dot_demo__pb2.GetProductRequest.SerializeToString,
+                response_deserializer=splitproof_dot_protos_dot_demo__pb2.Product.FromString,
                 _registered_method=True)
         self.SearchProducts = channel.unary_unary(
                 '/hipstershop.ProductCatalogService/SearchProducts',
-                request_serializer=protos_dot_demo__pb2.SearchProductsRequest.SerializeToString,
-                response_deserializer=protos_dot_demo__pb2.SearchProductsResponse.FromString,
+                request_serializer=splitproof_dot_protos_dot_demo__pb2.SearchProductsRequest.SerializeToString,
+                response_deserializer=splitproof_dot_protos_dot_demo__pb2.SearchProductsResponse.FromString,
                 _registered_method=True)
 
 
@@ -159,18 +159,18 @@ def add_ProductCatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ListProducts': grpc.unary_unary_rpc_method_handler(
                     servicer.ListProducts,
-                    request_deserializer=protos_dot_demo__pb2.Empty.FromString,
-                    response_serializer=protos_dot_demo__pb2.ListProductsResponse.SerializeToString,
+                    request_deserializer=splitproof_dot_protos_dot_demo__pb2.Empty.FromString,
+                    response_serializer=splitproof_dot_protos_dot_demo__pb2.ListProductsResponse.SerializeToString,
             ),
             'GetProduct': grpc.unary_unary_rpc_method_handler(
                     servicer.GetProduct,
-                    request_deserializer=protos_dot_demo__pb2.GetProductRequest.FromString,
-                    response_serializer=protos_dot_demo__pb2.Product.SerializeToString,
+                    request_deserializer=splitproof_dot_protos_dot_demo__pb2.GetProductRequest.FromString,
+                    response_serializer=splitproof_dot_protos_dot_demo__pb2.Product.SerializeToString,
             ),
             'SearchProducts': grpc.unary_unary_rpc_method_handler(
                     servicer.SearchProducts,
-                    request_deserializer=protos_dot_demo__pb2.SearchProductsRequest.FromString,
-                    response_serializer=protos_dot_demo__pb2.SearchProductsResponse.SerializeToString,
+                    request_deserializer=splitproof_dot_protos_dot_demo__pb2.SearchProductsRequest.FromString,
+                    response_serializer=splitproof_dot_protos_dot_demo__pb2.SearchProductsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -200,8 +200,8 @@ class ProductCatalogService:
             request,
             target,
             '/hipstershop.ProductCatalogService/ListProducts',
-            protos_dot_demo__pb2.Empty.SerializeToString,
-            protos_dot_demo__pb2.ListProductsResponse.FromString,
+            splitproof_dot_protos_dot_demo__pb2.Empty.SerializeToString,
+            splitproof_dot_protos_dot_demo__pb2.ListProductsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -227,8 +227,8 @@ class ProductCatalogService:
             request,
             target,
             '/hipstershop.ProductCatalogService/GetProduct',
-            protos_dot_demo__pb2.GetProductRequest.SerializeToString,
-            protos_dot_demo__pb2.Product.FromString,
+            splitproof_dot_protos_dot_demo__pb2.GetProductRequest.SerializeToString,
+            splitproof_dot_protos_dot_demo__pb2.Product.FromString,
             options,
             channel_credentials,
             insecure,
@@ -254,8 +254,8 @@ class ProductCatalogService:
             request,
             target,
             '/hipstershop.ProductCatalogService/SearchProducts',
-            protos_dot_demo__pb2.SearchProductsRequest.SerializeToString,
-            protos_dot_demo__pb2.SearchProductsResponse.FromString,
+            splitproof_dot_protos_dot_demo__pb2.SearchProductsRequest.SerializeToString,
+            splitproof_dot_protos_dot_demo__pb2.SearchProductsResponse.FromString,
             options,
             channel_credentials,
             insecure,

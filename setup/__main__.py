@@ -1,5 +1,5 @@
 import sys
 
-from setup.cli import main
+from splitproof.setup.cli import main
 
 sys.exit(main())

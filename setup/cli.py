@@ -10,14 +10,14 @@ import argparse
 import importlib
 import sys
 
-from setup.errors import EXIT_INTERRUPTED, SetupError
+from splitproof.setup.errors import EXIT_INTERRUPTED, SetupError
 
 # Modules that contribute subcommands, in help order.
 COMMAND_MODULES = (
-    "setup.boutique.launcher",  # serve: run one local boutique service
-    "setup.mesh.cli",           # local up/status/weights/down: the lab's mesh on a real Envoy
-    "setup.cluster.cli",        # up/plan/cluster/istio/app/expose/canary/weights/status/loadtest/down/lint
-    "setup.demo",               # demo: what `make demo` runs
+    "splitproof.setup.boutique.launcher",  # serve: run one local boutique service
+    "splitproof.setup.mesh.cli",           # local up/status/weights/down: the lab's mesh on a real Envoy
+    "splitproof.setup.cluster.cli",        # up/plan/cluster/istio/app/expose/canary/weights/status/loadtest/down/lint
+    "splitproof.setup.demo",               # demo: what `make demo` runs
 )
 
 

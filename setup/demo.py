@@ -25,10 +25,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-import loadtest
-from setup import proc
-from setup.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, SetupError
-from setup.manifests import CanaryParams, canary_weights
+from splitproof import loadtest
+from splitproof.setup import proc
+from splitproof.setup.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, SetupError
+from splitproof.setup.manifests import CanaryParams, canary_weights
 
 EXPECTED_CANARY = 20
 MISROUTE_CANARY = 50
@@ -54,7 +54,7 @@ def locust_argv(host: str, grpc_target: str, results: Path, *, users: int, durat
 
 def verify_argv(*, alpha: float, results: Path | None = None, target: str | None = None,
                 html: Path, json_path: Path, save: Path | None = None) -> list[str]:
-    argv = [sys.executable, "-m", "verifier.cli", "--expected", str(EXPECTED_CANARY), "--alpha", str(alpha),
+    argv = [sys.executable, "-m", "splitproof.verifier.cli", "--expected", str(EXPECTED_CANARY), "--alpha", str(alpha),
             "--html", str(html), "--json", str(json_path)]
     if results is not None:
         argv += ["--results", str(results)]
@@ -150,7 +150,7 @@ class Demo:
         return code
 
     def run(self) -> int:
-        from setup.mesh import LocalMesh  # imported here: `canary-setup --help` stays fast
+        from splitproof.setup.mesh import LocalMesh  # imported here: `canary-setup --help` stays fast
 
         self.out.mkdir(parents=True, exist_ok=True)
         results = self.out / "run-80-20.jsonl"

@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from setup.errors import ConfigError
+from splitproof.setup.errors import ConfigError
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 API_VERSIONS = ("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3")

@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from setup.errors import WaitTimeoutError
+from splitproof.setup.errors import WaitTimeoutError
 
 LOOPBACK = "127.0.0.1"
 

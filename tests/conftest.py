@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from setup.boutique.launcher import Spawned, spawn
+from splitproof.setup.boutique.launcher import Spawned, spawn
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

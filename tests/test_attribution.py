@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from verifier.attribution import (
+from splitproof.verifier.attribution import (
     Attribution,
     _count_upstream_markup,
     count_recommendations,

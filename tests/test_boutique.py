@@ -21,15 +21,15 @@ import grpc
 import pytest
 from conftest import start_service
 
-from protos import demo_pb2, demo_pb2_grpc
-from setup import proc
-from setup.boutique.catalog import PRODUCT_IDS, PRODUCTS
-from setup.boutique.frontend import FrontendHandler, RateLimitedLog, format_money
-from setup.boutique.grpcutil import bind_and_start, new_grpc_server
-from setup.boutique.launcher import Spawned, parse_ready, resolve_options, spawn
-from setup.boutique.recommendation import recommend
-from setup.errors import EXIT_PORT_IN_USE, EXIT_USAGE, SetupError
-from verifier.attribution import Attribution, count_recommendations
+from splitproof.protos import demo_pb2, demo_pb2_grpc
+from splitproof.setup import proc
+from splitproof.setup.boutique.catalog import PRODUCT_IDS, PRODUCTS
+from splitproof.setup.boutique.frontend import FrontendHandler, RateLimitedLog, format_money
+from splitproof.setup.boutique.grpcutil import bind_and_start, new_grpc_server
+from splitproof.setup.boutique.launcher import Spawned, parse_ready, resolve_options, spawn
+from splitproof.setup.boutique.recommendation import recommend
+from splitproof.setup.errors import EXIT_PORT_IN_USE, EXIT_USAGE, SetupError
+from splitproof.verifier.attribution import Attribution, count_recommendations
 
 # FACTS.md: the 9 upstream products.
 UPSTREAM_IDS = ["OLJCESPC7Z", "66VCHSJNUP", "1YMWWN1N4O", "L9ECAV7KIM", "2ZYFJ3GM2N",
@@ -401,7 +401,7 @@ def _env_without_boutique_vars() -> dict[str, str]:
 
 
 def test_recommendation_without_catalog_addr_is_a_one_line_usage_error() -> None:
-    result = subprocess.run([sys.executable, "-m", "setup.boutique", "recommendation", "--port", "0"],
+    result = subprocess.run([sys.executable, "-m", "splitproof.setup.boutique", "recommendation", "--port", "0"],
                             capture_output=True, text=True, timeout=30, env=_env_without_boutique_vars())
     assert result.returncode == EXIT_USAGE
     assert result.stdout == ""
@@ -415,7 +415,7 @@ def test_port_in_use_exits_4(service: str) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "setup.boutique", service, "--port", str(port)],
+        result = subprocess.run([sys.executable, "-m", "splitproof.setup.boutique", service, "--port", str(port)],
                                 capture_output=True, text=True, timeout=30, env=_env_without_boutique_vars())
     assert result.returncode == EXIT_PORT_IN_USE
     lines = result.stderr.strip().splitlines()
@@ -424,7 +424,7 @@ def test_port_in_use_exits_4(service: str) -> None:
 
 def test_canary_setup_serve_prints_ready_and_stops_on_sigterm(tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
-    child = proc.start([sys.executable, "-m", "setup", "serve", "catalog", "--port", "0"], log=log)
+    child = proc.start([sys.executable, "-m", "splitproof.setup", "serve", "catalog", "--port", "0"], log=log)
     try:
         proc.wait_until(lambda: parse_ready(log.read_text(), "catalog") is not None or child.poll() is not None,
                         20, "READY line")
@@ -447,7 +447,7 @@ def test_spawn_reports_a_child_that_fails_to_start(tmp_path: Path) -> None:
 
 def test_service_group_stops_all_children_even_when_interrupted(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from setup.boutique import launcher
+    from splitproof.setup.boutique import launcher
 
     real_stop = proc.stop
     calls: list[int] = []

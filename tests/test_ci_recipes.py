@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from verifier.cli import build_parser
+from splitproof.verifier.cli import build_parser
 
 CI_DIR = Path(__file__).resolve().parent.parent / "docs" / "ci"
 RECIPES = sorted(CI_DIR.glob("*.y*ml"))

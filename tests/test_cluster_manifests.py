@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 import yaml
 
-from setup.cli import build_parser
-from setup.cluster import resources
-from setup.cluster.cli import options_from_args, setup_documents
-from setup.cluster.kube import covers, desired_fields, to_yaml
-from setup.cluster.lint import ERROR, WARNING, lint_documents, load_documents
-from setup.cluster.options import Options
-from setup.cluster.proxy import normalize, route_weights, virtual_service_weights
-from setup.cluster.steps import patch_recommendation_server, pods_without_sidecar
-from setup.manifests import mesh_documents
-from setup.proc import wait_until
+from splitproof.setup.cli import build_parser
+from splitproof.setup.cluster import resources
+from splitproof.setup.cluster.cli import options_from_args, setup_documents
+from splitproof.setup.cluster.kube import covers, desired_fields, to_yaml
+from splitproof.setup.cluster.lint import ERROR, WARNING, lint_documents, load_documents
+from splitproof.setup.cluster.options import Options
+from splitproof.setup.cluster.proxy import normalize, route_weights, virtual_service_weights
+from splitproof.setup.cluster.steps import patch_recommendation_server, pods_without_sidecar
+from splitproof.setup.manifests import mesh_documents
+from splitproof.setup.proc import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 KUBECTL = REPO / ".venv" / "bin" / "kubectl"
@@ -170,7 +170,7 @@ def test_lint_findings() -> None:
 
 
 def test_lint_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from setup.cli import main
+    from splitproof.setup.cli import main
 
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(LAB_DR + "---" + LAB_VS % 20 + "---" + PODS % "canary")
@@ -231,7 +231,7 @@ def test_the_labs_sed_patch_on_a_copy(tmp_path: Path) -> None:
     (tmp_path / "recommendation_server.py").write_text("    max_responses = 5\n    # max_responses = 5 too\n")
     assert patch_recommendation_server(tmp_path) == 2
     assert (tmp_path / "recommendation_server.py").read_text() == "    max_responses = 2\n    # max_responses = 2 too\n"
-    from setup.errors import ConfigError
+    from splitproof.setup.errors import ConfigError
 
     with pytest.raises(ConfigError, match="the lab's patch does not apply"):
         patch_recommendation_server(tmp_path)
@@ -264,8 +264,8 @@ def test_podrun_publishes_the_exit_code_waits_for_collection_then_stops_the_side
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     status, collected = tmp_path / "status.json", tmp_path / "collected"
-    proc = subprocess.Popen([sys.executable, "-m", "setup.cluster.podrun", "--status", str(status), "--collected",
-                             str(collected), "--collect-timeout", "30", "--quit-url",
+    proc = subprocess.Popen([sys.executable, "-m", "splitproof.setup.cluster.podrun", "--status", str(status),
+                             "--collected", str(collected), "--collect-timeout", "30", "--quit-url",
                              f"http://127.0.0.1:{server.server_address[1]}/quitquitquit", "--",
                              sys.executable, "-c", "raise SystemExit(3)"], cwd=REPO)
     try:

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from fakes.harness import RECORDED, FakeCluster
 
-from setup.cli import main
-from setup.errors import EXIT_BAD_CONFIG, EXIT_FAILED, EXIT_MISSING_BINARY, EXIT_NOT_RUNNING, EXIT_TIMEOUT
+from splitproof.setup.cli import main
+from splitproof.setup.errors import EXIT_BAD_CONFIG, EXIT_FAILED, EXIT_MISSING_BINARY, EXIT_NOT_RUNNING, EXIT_TIMEOUT
 
 KIND = ["--provider", "kind"]
 NS = "online-boutique"
@@ -36,8 +36,9 @@ def finished_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, finished_world: dict[str, Any],
          capsys: pytest.CaptureFixture[str]) -> FakeCluster:
     capsys.readouterr()
-    monkeypatch.setattr("setup.cluster.steps.PROXY_POLL_S", 0.01)  # the fakes answer at once; no need to pace
-    monkeypatch.setattr("setup.cluster.loadtest.POLL_S", 0.01)
+    # the fakes answer at once; no need to pace
+    monkeypatch.setattr("splitproof.setup.cluster.steps.PROXY_POLL_S", 0.01)
+    monkeypatch.setattr("splitproof.setup.cluster.loadtest.POLL_S", 0.01)
     cluster = FakeCluster(tmp_path, monkeypatch)
     cluster.save_world(json.loads(json.dumps(finished_world)))
     return cluster
@@ -270,7 +271,7 @@ def test_loadtest_runs_locust_in_the_mesh_collects_the_results_and_gates_on_veri
     configmap, _, job, workers = docs
     master = job["spec"]["template"]["spec"]["containers"][0]
     assert master["image"] == "registry.example/splitproof:1"
-    assert master["command"][:3] == ["python", "-m", "setup.cluster.podrun"]
+    assert master["command"][:3] == ["python", "-m", "splitproof.setup.cluster.podrun"]
     args = master["args"]
     assert args[:3] == ["locust", "-f", "/mnt/locust/boutique.py"]
     for flag, value in (("--host", f"http://frontend.{NS}.svc.cluster.local"),

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from fakes.harness import FakeCluster
 
-from setup.cli import main
-from setup.cluster.lint import lint_documents
-from setup.cluster.options import OB_MANIFESTS_URL, Options
-from setup.errors import EXIT_FAILED
-from setup.manifests import mesh_documents
+from splitproof.setup.cli import main
+from splitproof.setup.cluster.lint import lint_documents
+from splitproof.setup.cluster.options import OB_MANIFESTS_URL, Options
+from splitproof.setup.errors import EXIT_FAILED
+from splitproof.setup.manifests import mesh_documents
 
 KIND = ["--provider", "kind", "--host", "shop.example.com"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from setup import proc
+from splitproof.setup import proc
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,7 +37,7 @@ def _descendants_gone(pids: list[int]) -> bool:
 def test_demo_passes_the_right_split_then_fails_the_misroute(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "setup", "demo", "--duration", "8", "--users", "10", "--out", str(out)],
+        [sys.executable, "-m", "splitproof.setup", "demo", "--duration", "8", "--users", "10", "--out", str(out)],
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
     )
     text = result.stdout + result.stderr
@@ -59,7 +59,7 @@ def test_demo_passes_the_right_split_then_fails_the_misroute(tmp_path: Path) -> 
 def test_ctrl_c_during_the_load_leaves_nothing_running(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     child = subprocess.Popen(
-        [sys.executable, "-m", "setup", "demo", "--duration", "60", "--users", "4", "--out", str(out)],
+        [sys.executable, "-m", "splitproof.setup", "demo", "--duration", "60", "--users", "4", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
     )
     try:
@@ -80,7 +80,7 @@ def test_ctrl_c_during_the_load_leaves_nothing_running(tmp_path: Path) -> None:
 
 
 def test_demo_rejects_bad_options_with_one_line() -> None:
-    result = subprocess.run([sys.executable, "-m", "setup", "demo", "--duration", "2"],
+    result = subprocess.run([sys.executable, "-m", "splitproof.setup", "demo", "--duration", "2"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["canary-setup: error: --duration must be between 5 and 600 seconds"]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from setup.manifests import CanaryParams, mesh_yaml, render
-from verifier.expected import (
+from splitproof.setup.manifests import CanaryParams, mesh_yaml, render
+from splitproof.verifier.expected import (
     Expected,
     InputError,
     Unreachable,

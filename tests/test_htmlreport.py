@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from verifier.htmlreport import render_html, write_html
-from verifier.records import Record
-from verifier.stats import judge
-from verifier.timeline import Timeline, latency_bin
+from splitproof.verifier.htmlreport import render_html, write_html
+from splitproof.verifier.records import Record
+from splitproof.verifier.stats import judge
+from splitproof.verifier.timeline import Timeline, latency_bin
 
 
 def simulated(n: int, canary: float, seed: int = 7) -> tuple[dict[str, int], int, Timeline]:
@@ -119,7 +119,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
 
 
 def test_verify_split_html_flag_writes_the_report_from_a_results_file(tmp_path: Path) -> None:
-    from verifier.cli import main
+    from splitproof.verifier.cli import main
 
     rng = random.Random(11)
     results = tmp_path / "run.jsonl"
@@ -138,6 +138,6 @@ def test_verify_split_html_flag_writes_the_report_from_a_results_file(tmp_path: 
 
 
 def test_confidence_level_keeps_the_digits_alpha_needs() -> None:
-    from verifier.htmlreport import _level
+    from splitproof.verifier.htmlreport import _level
 
     assert [_level(a) for a in (0.01, 0.001, 0.05, 0.025)] == ["99%", "99.9%", "95%", "97.5%"]

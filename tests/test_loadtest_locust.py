@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from conftest import start_service
 
-from setup import proc
-from setup.boutique.launcher import Spawned
-from verifier.records import ReadStats, Record, read_records
+from splitproof.setup import proc
+from splitproof.setup.boutique.launcher import Spawned
+from splitproof.verifier.records import ReadStats, Record, read_records
 
 REPO = Path(__file__).resolve().parent.parent
 LOCUSTFILE = str(REPO / "loadtest" / "boutique.py")
@@ -326,8 +326,8 @@ def test_web_ui_class_picker_split_tab_and_verdict_exit_code(tmp_path: Path, fro
 @pytest.fixture(scope="module")
 def mesh() -> Iterator[object]:
     """The lab's topology on a real Envoy at 80/20 (ingress -> frontend -> weighted recommendationservice)."""
-    from setup.manifests import CanaryParams
-    from setup.mesh import LocalMesh
+    from splitproof.setup.manifests import CanaryParams
+    from splitproof.setup.mesh import LocalMesh
 
     with LocalMesh(CanaryParams()) as running:
         yield running

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.live import UNATTRIBUTED, LiveSplit, ran_its_preset_time
-from loadtest.options import SHOPPER_TASKS, UsageError, config_from_options, parse_think_time
-from loadtest.recording import REPORT_KEY, SplitRecorder, open_results
-from verifier.attribution import Attribution
-from verifier.outcome import NO_SECTION_FAILURE, grpc_reply_outcome, product_page_outcome
-from verifier.records import ReadStats, Record, read_records
-from verifier.stats import judge
+from splitproof.loadtest.live import UNATTRIBUTED, LiveSplit, ran_its_preset_time
+from splitproof.loadtest.options import SHOPPER_TASKS, UsageError, config_from_options, parse_think_time
+from splitproof.loadtest.recording import REPORT_KEY, SplitRecorder, open_results
+from splitproof.verifier.attribution import Attribution
+from splitproof.verifier.outcome import NO_SECTION_FAILURE, grpc_reply_outcome, product_page_outcome
+from splitproof.verifier.records import ReadStats, Record, read_records
+from splitproof.verifier.stats import judge
 
 
 def page(items: int | None, ad: bool = True) -> str:
@@ -153,8 +153,8 @@ def in_fresh_interpreter(code: str) -> None:
 
 def test_product_ids_are_the_catalogs() -> None:
     in_fresh_interpreter("""
-        from loadtest.boutique import PRODUCT_IDS
-        from setup.boutique.catalog import PRODUCT_IDS as CATALOG_IDS
+        from splitproof.loadtest.boutique import PRODUCT_IDS
+        from splitproof.setup.boutique.catalog import PRODUCT_IDS as CATALOG_IDS
 
         assert sorted(PRODUCT_IDS) == sorted(CATALOG_IDS) and len(PRODUCT_IDS) == 9, PRODUCT_IDS
     """)
@@ -162,8 +162,8 @@ def test_product_ids_are_the_catalogs() -> None:
 
 def test_shopper_task_weights_replace_the_task_table() -> None:
     in_fresh_interpreter("""
-        from loadtest.boutique import ShopperUser
-        from loadtest.options import SHOPPER_TASKS
+        from splitproof.loadtest.boutique import ShopperUser
+        from splitproof.loadtest.options import SHOPPER_TASKS
 
         saved = list(ShopperUser.tasks)
         assert len(saved) == sum(SHOPPER_TASKS.values()), saved  # the upstream load generator's weights by default

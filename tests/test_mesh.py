@@ -20,12 +20,12 @@ import grpc
 import pytest
 from scipy.stats import binom
 
-from protos import demo_pb2, demo_pb2_grpc
-from setup.manifests import CanaryParams
-from setup.mesh import LocalMesh
-from setup.mesh.state import read_state, same_process
-from setup.proc import port_open, wait_until
-from verifier.attribution import count_recommendations
+from splitproof.protos import demo_pb2, demo_pb2_grpc
+from splitproof.setup.manifests import CanaryParams
+from splitproof.setup.mesh import LocalMesh
+from splitproof.setup.mesh.state import read_state, same_process
+from splitproof.setup.proc import port_open, wait_until
+from splitproof.verifier.attribution import count_recommendations
 
 HEADER = "x-version"
 PRODUCT = "OLJCESPC7Z"
@@ -216,7 +216,7 @@ def test_ctrl_c_while_starting_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_a_failing_supervision_tick_does_not_end_the_mesh(monkeypatch: pytest.MonkeyPatch) -> None:
-    from setup.errors import WaitTimeoutError
+    from splitproof.setup.errors import WaitTimeoutError
 
     ticks = Counter()
     with LocalMesh(CanaryParams(weights={"production": 100, "canary": 0}), replicas={"canary": 0}) as m:
@@ -240,7 +240,7 @@ def test_a_failing_supervision_tick_does_not_end_the_mesh(monkeypatch: pytest.Mo
 
 
 def cli(*args: str, state_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "setup", "local", *args, "--state-dir", str(state_dir)],
+    proc = subprocess.run([sys.executable, "-m", "splitproof.setup", "local", *args, "--state-dir", str(state_dir)],
                           capture_output=True, text=True, timeout=120)
     if check:
         assert proc.returncode == 0, proc.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import importlib.metadata
 import json
 import os
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from protos.generate import GENERATED, generate
+from splitproof.protos.generate import GENERATED, generate
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,12 +23,12 @@ def test_committed_stubs_match_a_fresh_generation(tmp_path: Path) -> None:
     written = generate(tmp_path)
     assert sorted(p.name for p in written) == sorted(GENERATED)
     stale = [name for name in GENERATED
-             if (tmp_path / "protos" / name).read_bytes() != (REPO / "protos" / name).read_bytes()]
+             if (tmp_path / name).read_bytes() != (REPO / "protos" / name).read_bytes()]
     assert not stale, f"protos/{', '.join(stale)} differ from protos/demo.proto: run `make protos` and commit"
 
 
 def test_stubs_speak_the_upstream_contract() -> None:
-    from protos import demo_pb2
+    from splitproof.protos import demo_pb2
 
     assert demo_pb2.DESCRIPTOR.package == "hipstershop"
     services = demo_pb2.DESCRIPTOR.services_by_name
@@ -47,16 +46,25 @@ def test_stubs_speak_the_upstream_contract() -> None:
 # ---------------------------------------------------------------- installed wheel
 
 
+def _setuptools_config() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+
+
+def test_every_package_folder_is_packaged_under_the_splitproof_name() -> None:
+    config = _setuptools_config()
+    folders = {"splitproof." + ".".join(init.parent.relative_to(REPO).parts)
+               for top in config["package-dir"].values() for init in (REPO / top).rglob("__init__.py")}
+    assert folders == set(config["packages"]), "pyproject's [tool.setuptools] packages must list every package folder"
+    assert config["package-dir"] == {f"splitproof.{top}": top for top in ("protos", "verifier", "setup", "loadtest")}
+
+
 def _source_copy(dest: Path) -> Path:
-    """Copy what the wheel is built from (pyproject's packages.find includes) so the build never touches the repo."""
-    config = tomllib.loads((REPO / "pyproject.toml").read_text())
-    patterns = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    """Copy what the wheel is built from (the mapped package folders) so the build never touches the repo."""
     dest.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, dest / name)
-    for entry in REPO.iterdir():
-        if entry.is_dir() and any(fnmatch.fnmatch(entry.name, p) for p in patterns):
-            shutil.copytree(entry, dest / entry.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for top in _setuptools_config()["package-dir"].values():
+        shutil.copytree(REPO / top, dest / top, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return dest
 
 
@@ -95,14 +103,18 @@ def _run_from(site: Path, cwd: Path, code: str) -> subprocess.CompletedProcess[s
 
 
 IMPORT_CHECK = """
-import json, protos, verifier, setup, setup.cli, setup.boutique.launcher, verifier.attribution
-from protos import demo_pb2, demo_pb2_grpc
+import importlib.util, json
+import splitproof.protos as protos, splitproof.verifier as verifier, splitproof.setup as setup
+import splitproof.setup.cli, splitproof.setup.boutique.launcher as launcher, splitproof.verifier.attribution
+from splitproof.protos import demo_pb2, demo_pb2_grpc
 from importlib import resources
 print(json.dumps({
-    "files": [m.__file__ for m in (protos, verifier, setup, demo_pb2, demo_pb2_grpc, setup.boutique.launcher)],
-    "proto": resources.files("protos").joinpath("demo.proto").is_file(),
-    "templates": sorted(p.name for p in resources.files("setup").joinpath("templates").iterdir())
-                 if resources.files("setup").joinpath("templates").is_dir() else [],
+    "files": [m.__file__ for m in (protos, verifier, setup, demo_pb2, demo_pb2_grpc, launcher)],
+    "proto": resources.files("splitproof.protos").joinpath("demo.proto").is_file(),
+    "templates": sorted(p.name for p in resources.files("splitproof.setup").joinpath("templates").iterdir())
+                 if resources.files("splitproof.setup").joinpath("templates").is_dir() else [],
+    "generic_names": [name for name in ("setup", "protos", "verifier", "loadtest")
+                      if importlib.util.find_spec(name) is not None],
 }))
 """
 
@@ -114,26 +126,28 @@ def test_packages_import_from_the_installed_wheel(installed: Path, tmp_path: Pat
     for path in info["files"]:
         assert Path(path).resolve().is_relative_to(installed.resolve()), f"imported from {path}, not the wheel"
     assert info["proto"] is True
+    assert info["generic_names"] == [], "the wheel must not install generic top-level import names"
     templates = {p.name for p in (REPO / "setup" / "templates").iterdir() if p.is_file()}
     missing = templates - set(info["templates"])
     assert not missing, f"the wheel lacks setup/templates/{sorted(missing)}: fix [tool.setuptools.package-data]"
     entry_points = next(installed.glob("splitproof-*.dist-info")).joinpath("entry_points.txt").read_text()
-    assert "canary-setup = setup.cli:main" in entry_points
-    assert "verify-split = verifier.cli:main" in entry_points
+    assert "canary-setup = splitproof.setup.cli:main" in entry_points
+    assert "verify-split = splitproof.verifier.cli:main" in entry_points
 
 
 def test_canary_setup_help_from_the_installed_wheel(installed: Path, tmp_path: Path) -> None:
-    result = _run_from(installed, tmp_path, "from setup.cli import main; main(['--help'])")
+    result = _run_from(installed, tmp_path, "from splitproof.setup.cli import main; main(['--help'])")
     assert result.returncode == 0, result.stderr
     assert "usage: canary-setup" in result.stdout
     for command in ("serve", "demo"):
         assert command in result.stdout, f"canary-setup --help does not list {command!r}"
-    result = _run_from(installed, tmp_path, "from setup.cli import main; main(['serve', 'frontend', '--help'])")
+    result = _run_from(installed, tmp_path,
+                       "from splitproof.setup.cli import main; main(['serve', 'frontend', '--help'])")
     assert result.returncode == 0 and "--recommendation-addr" in result.stdout, result.stderr
 
 
 def test_verify_split_help_from_the_installed_wheel(installed: Path, tmp_path: Path) -> None:
-    # pyproject declares `verify-split = verifier.cli:main`: the module must exist and answer --help.
-    result = _run_from(installed, tmp_path, "from verifier.cli import main; main(['--help'])")
+    # pyproject declares `verify-split = splitproof.verifier.cli:main`: the module must exist and answer --help.
+    result = _run_from(installed, tmp_path, "from splitproof.verifier.cli import main; main(['--help'])")
     assert result.returncode == 0, f"verify-split --help failed from the wheel:\n{result.stderr}"
     assert "usage: verify-split" in result.stdout

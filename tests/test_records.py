@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from verifier.records import (
+from splitproof.verifier.records import (
     ReadStats,
     Record,
     RecordError,

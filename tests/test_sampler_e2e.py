@@ -24,8 +24,8 @@ def verify(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture(scope="module")
 def mesh() -> Iterator[object]:
-    from setup.manifests import CanaryParams
-    from setup.mesh import LocalMesh
+    from splitproof.setup.manifests import CanaryParams
+    from splitproof.setup.mesh import LocalMesh
 
     with LocalMesh(CanaryParams(weights={"production": 80, "canary": 20})) as running:
         yield running

@@ -11,15 +11,15 @@ import math
 import numpy as np
 import pytest
 
-from verifier.expected import InputError
-from verifier.sequential import SequentialGate, samples_on_path
-from verifier.simulation import (
+from splitproof.verifier.expected import InputError
+from splitproof.verifier.sequential import SequentialGate, samples_on_path
+from splitproof.verifier.simulation import (
     _first_true,
     naive_repeated_chi_square,
     sequential_statistics,
     simulate_sequential,
 )
-from verifier.stats import DIFFERS, FAIL, INCONCLUSIVE, PASS, UNEXPECTED, WITHIN, plan
+from splitproof.verifier.stats import DIFFERS, FAIL, INCONCLUSIVE, PASS, UNEXPECTED, WITHIN, plan
 
 SPLIT = {"production": 0.8, "canary": 0.2}
 ALPHA = 0.01

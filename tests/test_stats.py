@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from verifier.expected import InputError
-from verifier.stats import (
+from splitproof.verifier.expected import InputError
+from splitproof.verifier.stats import (
     DIFFERS,
     EXIT_CODES,
     FAIL,

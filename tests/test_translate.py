@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from setup.errors import ConfigError
-from setup.manifests import API_VERSIONS, CanaryParams, mesh_documents
-from setup.mesh.supervisor import served_warnings
-from setup.mesh.topology import Endpoint, parse_replicas, plan_instances, services
-from setup.mesh.translate import (
+from splitproof.setup.errors import ConfigError
+from splitproof.setup.manifests import API_VERSIONS, CanaryParams, mesh_documents
+from splitproof.setup.mesh.supervisor import served_warnings
+from splitproof.setup.mesh.topology import Endpoint, parse_replicas, plan_instances, services
+from splitproof.setup.mesh.translate import (
     ListenerPorts,
     cluster_name,
     ingress_route_name,
@@ -281,7 +281,7 @@ def test_cluster_names_round_trip() -> None:
 
 
 def test_the_served_split_is_the_catch_all_route_not_a_testers_header_route() -> None:
-    from setup.mesh.translate import split_route
+    from splitproof.setup.mesh.translate import split_route
 
     docs = mesh_documents(CanaryParams())
     vs = next(d for d in docs if d["kind"] == "VirtualService" and d["metadata"]["name"] == "recommendationservice")

@@ -21,10 +21,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from protos import demo_pb2, demo_pb2_grpc
-from setup import proc
-from setup.boutique.catalog import PRODUCT_IDS
-from setup.boutique.launcher import Spawned, spawn
+from splitproof.protos import demo_pb2, demo_pb2_grpc
+from splitproof.setup import proc
+from splitproof.setup.boutique.catalog import PRODUCT_IDS
+from splitproof.setup.boutique.launcher import Spawned, spawn
 
 UPSTREAM_ENV = "UPSTREAM_MICROSERVICES_DEMO"
 UPSTREAM_PYTHON_ENV = "UPSTREAM_RECOMMENDATION_PYTHON"

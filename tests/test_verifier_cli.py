@@ -21,9 +21,9 @@ import grpc
 import pytest
 from conftest import REPO, free_port
 
-from protos import demo_pb2, demo_pb2_grpc
-from verifier.cli import main
-from verifier.records import Record, RecordWriter
+from splitproof.protos import demo_pb2, demo_pb2_grpc
+from splitproof.verifier.cli import main
+from splitproof.verifier.records import Record, RecordWriter
 
 SPLIT_80_20 = {"production": 0.8, "canary": 0.2}
 
@@ -136,7 +136,7 @@ def test_plan(capsys):
 def test_from_virtualservice_file_and_live(tmp_path, capsys, monkeypatch):
     from test_expected import FakeApiHandler, write_kubeconfig
 
-    from setup.manifests import CanaryParams, mesh_yaml
+    from splitproof.setup.manifests import CanaryParams, mesh_yaml
 
     path = write_results(tmp_path / "r.jsonl", {"production": 0.7, "canary": 0.3}, 3000)
     vs = tmp_path / "mesh.yaml"
@@ -213,7 +213,7 @@ def test_the_installed_command_never_shows_a_traceback(tmp_path):
     garbage.write_bytes(b"\xff\xfe\x00binary\n")
     for argv, code in ((["--expected", "150", "--plan"], 2), (["--expected", "20", "--results", str(garbage)], 2),
                        (["--expected", "20", "--target", f"127.0.0.1:{free_port()}", "--connect-timeout", "0.5"], 4)):
-        proc = subprocess.run([sys.executable, "-m", "verifier.cli", *argv], cwd=REPO, capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "splitproof.verifier.cli", *argv], cwd=REPO, capture_output=True,
                               text=True, timeout=60)
         assert proc.returncode == code, proc.stderr
         assert "Traceback" not in proc.stderr
@@ -294,9 +294,9 @@ def test_live_progress_shows_shares_and_intervals():
 
     from rich.console import Console
 
-    from verifier.expected import from_canary_percent
-    from verifier.gate import LiveProgress, Observer
-    from verifier.sequential import SequentialGate
+    from splitproof.verifier.expected import from_canary_percent
+    from splitproof.verifier.gate import LiveProgress, Observer
+    from splitproof.verifier.sequential import SequentialGate
 
     expected = from_canary_percent(20)
     observer = Observer(expected, SequentialGate(expected), [], 1000)

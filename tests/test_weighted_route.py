@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from setup.cluster import resources
-from setup.cluster.options import Options
-from setup.cluster.proxy import virtual_service_weights
-from setup.errors import ConfigError
-from setup.manifests import CanaryParams, mesh_documents, weighted_route
-from setup.mesh.translate import split_of
-from verifier.expected import InputError, weights_from_virtualservice
+from splitproof.setup.cluster import resources
+from splitproof.setup.cluster.options import Options
+from splitproof.setup.cluster.proxy import virtual_service_weights
+from splitproof.setup.errors import ConfigError
+from splitproof.setup.manifests import CanaryParams, mesh_documents, weighted_route
+from splitproof.setup.mesh.translate import split_of
+from splitproof.verifier.expected import InputError, weights_from_virtualservice
 
 NS = "online-boutique"
 FQDN = f"recommendationservice.{NS}.svc.cluster.local"
@@ -70,7 +70,7 @@ def test_a_missing_weight_among_several_is_an_error_not_100_each() -> None:
 
 def test_a_proxys_routes_are_read_from_the_catch_all_too() -> None:
     """istioctl proxy-config routes -o json (camelCase): a testers' header route before the weighted one."""
-    from setup.cluster.proxy import route_weights
+    from splitproof.setup.cluster.proxy import route_weights
 
     def cluster(subset: str) -> str:
         return f"outbound|8080|{subset}|{FQDN}"

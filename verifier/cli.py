@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from verifier.expected import DEFAULT_HOST, InputError, Unreachable
+from splitproof.verifier.expected import DEFAULT_HOST, InputError, Unreachable
 
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 4
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2, message already printed)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
-    from verifier.gate import make_consoles, run  # the heavy part (scipy), only once the arguments are good
+    from splitproof.verifier.gate import make_consoles, run  # the heavy part (scipy), only once the arguments are good
 
     console, err = make_consoles(args.json == "-")
     try:

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from setup.errors import ConfigError
-from setup.manifests import API_VERSIONS, canary_weights, parse_weights, validate_weights, weighted_route
+from splitproof.setup.errors import ConfigError
+from splitproof.setup.manifests import API_VERSIONS, canary_weights, parse_weights, validate_weights, weighted_route
 
 DEFAULT_HOST = "recommendationservice"
 ISTIO_GROUP = "networking.istio.io"

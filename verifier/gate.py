@@ -18,10 +18,10 @@ from typing import Any, Protocol
 
 from rich.console import Console
 
-from verifier import report
-from verifier.attribution import Attribution
-from verifier.cli import EXIT_INTERRUPTED
-from verifier.expected import (
+from splitproof.verifier import report
+from splitproof.verifier.attribution import Attribution
+from splitproof.verifier.cli import EXIT_INTERRUPTED
+from splitproof.verifier.expected import (
     Expected,
     InputError,
     Unreachable,
@@ -31,11 +31,11 @@ from verifier.expected import (
     from_virtualservice_live,
     from_weights_spec,
 )
-from verifier.htmlreport import write_html
-from verifier.records import ReadStats, Record, RecordWriter, read_records
-from verifier.sequential import SequentialGate
-from verifier.stats import Verdict, check_parameters, clopper_pearson, judge, pct, plan
-from verifier.timeline import Timeline
+from splitproof.verifier.htmlreport import write_html
+from splitproof.verifier.records import ReadStats, Record, RecordWriter, read_records
+from splitproof.verifier.sequential import SequentialGate
+from splitproof.verifier.stats import Verdict, check_parameters, clopper_pearson, judge, pct, plan
+from splitproof.verifier.timeline import Timeline
 
 UNREACHABLE_AFTER = 20  # this many responses at the start, none successful -> the target is unreachable
 
@@ -307,7 +307,7 @@ class LiveProgress:
 
 def observe_live(args: argparse.Namespace, observer: Observer, attribution: Attribution, err: Console,
                  alpha: float) -> list[str]:
-    from verifier import sampler
+    from splitproof.verifier import sampler
 
     if args.target:
         probe: sampler.Probe = sampler.GrpcProbe(args.target, attribution, timeout=args.timeout)

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from verifier.mixture import confidence_sequence, share_prior
-from verifier.stats import FAIL, PASS, Verdict
-from verifier.timeline import Timeline, bin_upper_edge_ms
+from splitproof.verifier.mixture import confidence_sequence, share_prior
+from splitproof.verifier.stats import FAIL, PASS, Verdict
+from splitproof.verifier.timeline import Timeline, bin_upper_edge_ms
 
 _BANNER_COLOURS = {PASS: "#1a7f37", FAIL: "#cf222e"}
 _INCONCLUSIVE_COLOUR = "#9a6700"

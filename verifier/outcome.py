@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from verifier.attribution import Attribution, count_recommendations
-from verifier.records import STATUS_OK, Record, error_status
+from splitproof.verifier.attribution import Attribution, count_recommendations
+from splitproof.verifier.records import STATUS_OK, Record, error_status
 
 NO_SECTION_CAUSE = "no_recommendations"
 NO_SECTION_FAILURE = "no recommendations section (the frontend's recommendation call failed)"

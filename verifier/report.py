@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from verifier.stats import DIFFERS, FAIL, PASS, UNDECIDED, UNEXPECTED, WITHIN, Verdict, fmt_p, pct, pp
+from splitproof.verifier.stats import DIFFERS, FAIL, PASS, UNDECIDED, UNEXPECTED, WITHIN, Verdict, fmt_p, pct, pp
 
 OUTCOME_STYLE = {PASS: "bold green", FAIL: "bold red"}
 STATUS_TEXT = {WITHIN: "within", DIFFERS: "differs", UNDECIDED: "undecided", UNEXPECTED: "unexpected"}

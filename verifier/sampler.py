@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from setup.boutique.catalog import PRODUCT_IDS
-from verifier.attribution import Attribution
-from verifier.expected import InputError, Unreachable
-from verifier.outcome import grpc_reply_outcome, product_page_outcome
-from verifier.records import STATUS_OK, Record, error_status
+from splitproof.setup.boutique.catalog import PRODUCT_IDS
+from splitproof.verifier.attribution import Attribution
+from splitproof.verifier.expected import InputError, Unreachable
+from splitproof.verifier.outcome import grpc_reply_outcome, product_page_outcome
+from splitproof.verifier.records import STATUS_OK, Record, error_status
 
 SOURCE = "verify-split"
 
@@ -87,7 +87,7 @@ class GrpcProbe:
                  products: Sequence[str] | None = None) -> None:
         import grpc
 
-        from protos import demo_pb2, demo_pb2_grpc
+        from splitproof.protos import demo_pb2, demo_pb2_grpc
 
         parse_target(target)
         self.target = target

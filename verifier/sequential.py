@@ -21,8 +21,8 @@ import math
 from collections import Counter
 from collections.abc import Mapping
 
-from verifier.expected import as_expected
-from verifier.mixture import (
+from splitproof.verifier.expected import as_expected
+from splitproof.verifier.mixture import (
     confidence_sequence,
     dm_concentration,
     inside,
@@ -32,7 +32,7 @@ from verifier.mixture import (
     share_prior,
     unattributed_prior,
 )
-from verifier.stats import (
+from splitproof.verifier.stats import (
     DIFFERS,
     FAIL,
     INCONCLUSIVE,

@@ -15,9 +15,9 @@ import numpy as np
 from scipy import stats as sps
 from scipy.special import betaln, gammaln
 
-from verifier.expected import as_expected
-from verifier.mixture import dm_concentration, log_threshold, share_prior, unattributed_prior
-from verifier.stats import margins
+from splitproof.verifier.expected import as_expected
+from splitproof.verifier.mixture import dm_concentration, log_threshold, share_prior, unattributed_prior
+from splitproof.verifier.stats import margins
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from scipy import special
 from scipy import stats as sps
 from scipy.special import gammaln
 
-from verifier.expected import Expected, InputError, as_expected
+from splitproof.verifier.expected import Expected, InputError, as_expected
 
 PASS = "PASS"
 FAIL = "FAIL"
@@ -512,7 +512,7 @@ def plan(expected: Mapping[str, float], tolerance: float = 0.05, alpha: float = 
     n_unattr = 0
     if max_unattributed > 0:
         n_unattr = math.floor(math.log(alpha) / math.log(1 - max_unattributed)) + 1
-    from verifier.sequential import samples_on_path  # the sequential gate's own arithmetic
+    from splitproof.verifier.sequential import samples_on_path  # the sequential gate's own arithmetic
 
     seq = samples_on_path(exp, dict(exp), 0.0, alpha=alpha, tolerance=tolerance, max_unattributed=max_unattributed)
     return Plan(exp, tolerance, alpha, power, max_unattributed, n_pass, n_fail, n_unattr, seq or 0)

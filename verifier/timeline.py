@@ -10,7 +10,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from verifier.records import Record
+from splitproof.verifier.records import Record
 
 # Latency bins: 0.05 ms .. ~100 s, 20 bins per decade (log-spaced), plus under/overflow.
 _LAT_MIN_MS = 0.05

@@ -6,7 +6,7 @@ Three small servers that speak the upstream wire contract (``protos/demo.proto``
 - ``recommendation``  recommendationservice (gRPC): upstream behaviour; ``max_responses`` 5 (production) or 2 (canary).
 - ``frontend``        the shop's HTTP frontend: product pages with a "You May Also Like" section of at most 4 items.
 
-Run one with ``python -m setup.boutique <service>`` or ``canary-setup serve <service>`` (see ``launcher``).
+Run one with ``python -m splitproof.setup.boutique <service>`` or ``canary-setup serve <service>`` (see ``launcher``).
 Every server binds 127.0.0.1 by default and prints ``READY <service> <host>:<port>`` once it serves.
 """
 

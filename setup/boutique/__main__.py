@@ -1,7 +1,7 @@
-"""``python -m setup.boutique <service> [--host H] [--port N] ...``: run one local boutique service."""
+"""``python -m splitproof.setup.boutique <service> [--host H] [--port N] ...``: run one local boutique service."""
 
 import sys
 
-from setup.boutique.launcher import main
+from splitproof.setup.boutique.launcher import main
 
 sys.exit(main())

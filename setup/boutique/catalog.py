@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from protos import demo_pb2, demo_pb2_grpc
-from setup.boutique.grpcutil import add_health, bind_and_start, new_grpc_server
+from splitproof.protos import demo_pb2, demo_pb2_grpc
+from splitproof.setup.boutique.grpcutil import add_health, bind_and_start, new_grpc_server
 
 SERVICE_NAME = "hipstershop.ProductCatalogService"
 DEFAULT_PORT = 3550

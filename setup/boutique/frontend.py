@@ -34,9 +34,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 
-from protos import demo_pb2, demo_pb2_grpc
-from setup.boutique.catalog import PRODUCTS, find_product
-from setup.errors import PortInUseError, SetupError
+from splitproof.protos import demo_pb2, demo_pb2_grpc
+from splitproof.setup.boutique.catalog import PRODUCTS, find_product
+from splitproof.setup.errors import PortInUseError, SetupError
 
 DEFAULT_PORT = 8080
 MAX_SHOWN = 4                 # upstream: "take only first four to fit the UI"

@@ -1,4 +1,4 @@
-"""Run one local boutique service: ``python -m setup.boutique <service>`` or ``canary-setup serve <service>``.
+"""Run one local boutique service: ``python -m splitproof.setup.boutique <service>`` or ``canary-setup serve <service>``.
 
 Options (flag, else environment variable like upstream, else default):
 
@@ -28,9 +28,9 @@ from pathlib import Path
 from subprocess import Popen
 from types import FrameType
 
-from setup import proc
-from setup.boutique import SERVICES
-from setup.errors import EXIT_USAGE, PortInUseError, SetupError
+from splitproof.setup import proc
+from splitproof.setup.boutique import SERVICES
+from splitproof.setup.errors import EXIT_USAGE, PortInUseError, SetupError
 
 DEFAULT_PORTS = {"catalog": 3550, "recommendation": 8080, "frontend": 8080}
 READY_RE = re.compile(r"^READY (\S+) (\S+):(\d+)$", re.M)
@@ -103,19 +103,19 @@ def run_service(opts: ServiceOptions, stop_event: threading.Event | None = None)
         signal.signal(signal.SIGINT, on_signal)
 
     if opts.service == "catalog":
-        from setup.boutique.catalog import serve_catalog
+        from splitproof.setup.boutique.catalog import serve_catalog
 
         grpc_server, port = serve_catalog(opts.host, opts.port)
         stopper = lambda: grpc_server.stop(GRACE_S).wait()  # noqa: E731
     elif opts.service == "recommendation":
-        from setup.boutique.recommendation import serve_recommendation
+        from splitproof.setup.boutique.recommendation import serve_recommendation
 
         assert opts.catalog_addr is not None
         grpc_server, port = serve_recommendation(opts.catalog_addr, opts.host, opts.port, opts.max_responses)
         stopper = lambda: grpc_server.stop(GRACE_S).wait()  # noqa: E731
         log.info("product catalog at %s, max_responses=%d", opts.catalog_addr, opts.max_responses)
     else:
-        from setup.boutique.frontend import serve_frontend
+        from splitproof.setup.boutique.frontend import serve_frontend
 
         http_server, port = serve_frontend(opts.host, opts.port, opts.recommendation_addr, opts.catalog_addr)
         stopper = http_server.stop
@@ -141,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_service_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add one parser per service to ``sub`` (used by ``canary-setup serve`` and ``python -m setup.boutique``)."""
+    """Add one parser per service to ``sub`` (used by ``canary-setup serve`` and ``python -m splitproof.setup.boutique``)."""
     helps = {
         "catalog": "productcatalogservice (gRPC): the 9 upstream products",
         "recommendation": "recommendationservice (gRPC): upstream behaviour, max responses 5 (production) or 2",
@@ -174,7 +174,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m setup.boutique", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m splitproof.setup.boutique", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="service", metavar="SERVICE", required=True)
     add_service_parsers(sub)
@@ -230,7 +230,7 @@ def _last_line(path: Path) -> str:
 
 
 def service_argv(service: str, args: Sequence[str] = (), python: str | None = None) -> list[str]:
-    return [python or sys.executable, "-m", "setup.boutique", service, *args]
+    return [python or sys.executable, "-m", "splitproof.setup.boutique", service, *args]
 
 
 def spawn(service: str, args: Sequence[str] = (), *, log: Path, env: Mapping[str, str] | None = None,

@@ -6,10 +6,10 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from setup.cluster import resources
-from setup.cluster.lint import ERROR, lint_documents, load_documents, production_template
-from setup.cluster.loadtest import DEFAULT_CLASSES, LoadtestOptions
-from setup.cluster.options import (
+from splitproof.setup.cluster import resources
+from splitproof.setup.cluster.lint import ERROR, lint_documents, load_documents, production_template
+from splitproof.setup.cluster.loadtest import DEFAULT_CLASSES, LoadtestOptions
+from splitproof.setup.cluster.options import (
     LAB_CLUSTER,
     LAB_MACHINE_TYPE,
     LAB_REGION,
@@ -20,12 +20,12 @@ from setup.cluster.options import (
     SERVICE,
     Options,
 )
-from setup.cluster.preflight import needs, preflight
-from setup.cluster.runner import Runner
-from setup.cluster.steps import STEPS, UP_STEPS, Ctx, DownOptions, Step, check_plan, run_steps, step_named
-from setup.cluster.ui import Ui
-from setup.errors import EXIT_BAD_CONFIG, ConfigError
-from setup.manifests import canary_weights, mesh_documents, parse_weights
+from splitproof.setup.cluster.preflight import needs, preflight
+from splitproof.setup.cluster.runner import Runner
+from splitproof.setup.cluster.steps import STEPS, UP_STEPS, Ctx, DownOptions, Step, check_plan, run_steps, step_named
+from splitproof.setup.cluster.ui import Ui
+from splitproof.setup.errors import EXIT_BAD_CONFIG, ConfigError
+from splitproof.setup.manifests import canary_weights, mesh_documents, parse_weights
 
 SINGLE_STEPS = ("cluster", "istio", "app", "expose", "canary", "weights", "status", "loadtest", "down")
 
@@ -247,7 +247,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     ctx = make_ctx(args, opts)
     preflight(ctx.runner, ctx.ui, needs(opts, [s.name for s in UP_STEPS] + ["loadtest"]))
     if opts.provider == "existing" and not opts.dry_run:
-        from setup.cluster.steps import resolve_context
+        from splitproof.setup.cluster.steps import resolve_context
 
         resolve_context(ctx)
         ctx.ui.done("ok", f"cluster reachable ({ctx.kube.context or 'current context'})")

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, Result, Runner
-from setup.errors import EXIT_FAILED, EXIT_TIMEOUT, SetupError
+from splitproof.setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, Result, Runner
+from splitproof.setup.errors import EXIT_FAILED, EXIT_TIMEOUT, SetupError
 
 # kind -> the fully qualified resource name kubectl is given (never the bare "gateway": Gateway API has one too).
 RESOURCES = {

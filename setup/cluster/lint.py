@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from setup.errors import ConfigError
+from splitproof.setup.errors import ConfigError
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
 ERROR, WARNING = "error", "warning"

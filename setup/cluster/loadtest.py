@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from setup.cluster.kube import ref
-from setup.cluster.options import SERVICE, SERVICE_PORT, repo_root
-from setup.cluster.proxy import fmt
-from setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, poll, which
-from setup.errors import ConfigError, MissingBinaryError, SetupError, WaitTimeoutError
-from setup.manifests import documents
+from splitproof.setup.cluster.kube import ref
+from splitproof.setup.cluster.options import SERVICE, SERVICE_PORT, repo_root
+from splitproof.setup.cluster.proxy import fmt
+from splitproof.setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, poll, which
+from splitproof.setup.errors import ConfigError, MissingBinaryError, SetupError, WaitTimeoutError
+from splitproof.setup.manifests import documents
 
 if TYPE_CHECKING:
-    from setup.cluster.steps import Ctx
+    from splitproof.setup.cluster.steps import Ctx
 
 PREFIX = "locust"
 RESULTS_DIR = "/results"
@@ -87,8 +87,8 @@ def locustfile_path(lt: LoadtestOptions) -> Path:
 
 def locust_documents(ctx: Ctx, lt: LoadtestOptions, image: str, pull_policy: str, run_id: str) -> list[dict[str, Any]]:
     ns = ctx.ns
-    master_command = ["python", "-m", "setup.cluster.podrun", "--status", STATUS_FILE, "--collected", COLLECTED_FILE,
-                      "--collect-timeout", "900", "--"]
+    master_command = ["python", "-m", "splitproof.setup.cluster.podrun", "--status", STATUS_FILE,
+                      "--collected", COLLECTED_FILE, "--collect-timeout", "900", "--"]
     locustfile = f"{LOCUSTFILE_MOUNT}/boutique.py"
     master_args = ["locust", "-f", locustfile, "--master", "--headless", "--expect-workers", str(lt.workers),
                    "--expect-workers-max-wait", f"{lt.startup_timeout:g}", "-u", str(lt.users),
@@ -112,7 +112,7 @@ def cleanup(ctx: Ctx) -> None:
 
 
 def run_loadtest(ctx: Ctx) -> int:
-    from setup.cluster.steps import _pull_policy, build_project, docker_usable, project_image, report
+    from splitproof.setup.cluster.steps import _pull_policy, build_project, docker_usable, project_image, report
 
     lt = ctx.loadtest
     seconds = duration_seconds(lt.duration)
@@ -159,7 +159,7 @@ def run_loadtest(ctx: Ctx) -> int:
 
 
 def _wait_master_pod(ctx: Ctx, job: str, timeout: float) -> str:
-    from setup.cluster.steps import running_pod
+    from splitproof.setup.cluster.steps import running_pod
 
     if ctx.dry:
         return "<locust-master-pod>"

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from setup.manifests import CanaryParams, format_weights
+from splitproof.setup.manifests import CanaryParams, format_weights
 
 PROVIDERS = ("existing", "gke", "kind")
 

@@ -1,4 +1,4 @@
-"""In-pod wrapper for the Locust master Job: ``python -m setup.cluster.podrun [options] -- locust ...``.
+"""In-pod wrapper for the Locust master Job: ``python -m splitproof.setup.cluster.podrun [options] -- locust ...``.
 
 An injected pod's istio-proxy never exits on its own, so a Job with a sidecar never completes. This wrapper runs
 the command (argv, no shell), writes ``{"exit_code": N}`` to ``--status`` (atomically: temp file + rename), waits
@@ -19,8 +19,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from setup.errors import WaitTimeoutError
-from setup.proc import wait_until
+from splitproof.setup.errors import WaitTimeoutError
+from splitproof.setup.proc import wait_until
 
 QUIT_URL = "http://127.0.0.1:15020/quitquitquit"
 
@@ -43,7 +43,7 @@ def quit_sidecar(url: str, timeout: float = 3.0) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m setup.cluster.podrun", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m splitproof.setup.cluster.podrun", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--status", type=Path, required=True, help="where to write {\"exit_code\": N}")
     parser.add_argument("--collected", type=Path, default=None, help="wait for this file before exiting")

@@ -7,10 +7,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
-from setup.cluster.options import Options
-from setup.cluster.runner import READ, CommandTimeout, Runner, which
-from setup.cluster.ui import Ui
-from setup.errors import MissingBinaryError
+from splitproof.setup.cluster.options import Options
+from splitproof.setup.cluster.runner import READ, CommandTimeout, Runner, which
+from splitproof.setup.cluster.ui import Ui
+from splitproof.setup.errors import MissingBinaryError
 
 VERSION_ARGV = {
     "kubectl": ["kubectl", "version", "--client", "-o", "json"],
@@ -118,7 +118,7 @@ def preflight(runner: Runner, ui: Ui, wanted: Sequence[Need], versions: bool = T
         rows.append((need.binary, state, version, need.why))
     ui.table("preflight", ("binary", "found", "version", "needed for"), rows)
     if missing and not runner.dry_run:
-        from setup.cluster.runner import INSTALL_HINTS
+        from splitproof.setup.cluster.runner import INSTALL_HINTS
 
         hints = "; ".join(f"{b}: {INSTALL_HINTS.get(b, 'install it')}" if which(b) is None else
                           f"{b}: the docker daemon does not answer (`docker version`)" for b in missing)

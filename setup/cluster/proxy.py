@@ -12,9 +12,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from setup.errors import ConfigError
-from setup.manifests import format_weights, weighted_route
-from setup.mesh.translate import matches_everything
+from splitproof.setup.errors import ConfigError
+from splitproof.setup.manifests import format_weights, weighted_route
+from splitproof.setup.mesh.translate import matches_everything
 
 Weights = dict[str, int]
 

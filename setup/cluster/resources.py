@@ -12,9 +12,9 @@ import copy
 import json
 from typing import Any
 
-from setup.cluster.options import CANARY_DEPLOYMENT, SERVICE, Options
-from setup.errors import ConfigError
-from setup.manifests import MESH_TEMPLATES, documents, render
+from splitproof.setup.cluster.options import CANARY_DEPLOYMENT, SERVICE, Options
+from splitproof.setup.errors import ConfigError
+from splitproof.setup.manifests import MESH_TEMPLATES, documents, render
 
 GATEWAY_T, FRONTEND_VS_T, FRONTEND_INTERNAL_VS_T, DESTINATION_RULE_T, WEIGHTED_VS_T = MESH_TEMPLATES
 SERVICE_ENTRIES_T = "serviceentries.yaml.j2"

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from setup.errors import EXIT_FAILED, EXIT_TIMEOUT, MissingBinaryError, SetupError, WaitTimeoutError
+from splitproof.setup.errors import EXIT_FAILED, EXIT_TIMEOUT, MissingBinaryError, SetupError, WaitTimeoutError
 
 READ, CHANGE, WAIT = "read", "change", "wait"
 KINDS = (READ, CHANGE, WAIT)

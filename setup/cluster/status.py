@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from setup.cluster import resources
-from setup.cluster.options import (
+from splitproof.setup.cluster import resources
+from splitproof.setup.cluster.options import (
     CANARY_DEPLOYMENT,
     FRONTEND_SELECTOR,
     INGRESS_SELECTOR,
@@ -14,12 +14,12 @@ from setup.cluster.options import (
     PRODUCTION_DEPLOYMENT,
     SERVICE,
 )
-from setup.cluster.proxy import fmt, fqdn, normalize, route_weights, virtual_service_weights
-from setup.cluster.runner import READ
-from setup.cluster.ui import Ui
+from splitproof.setup.cluster.proxy import fmt, fqdn, normalize, route_weights, virtual_service_weights
+from splitproof.setup.cluster.runner import READ
+from splitproof.setup.cluster.ui import Ui
 
 if TYPE_CHECKING:
-    from setup.cluster.steps import Ctx
+    from splitproof.setup.cluster.steps import Ctx
 
 
 @dataclass
@@ -44,7 +44,7 @@ def _ready(deployment: dict[str, Any] | None) -> tuple[str, str]:
 
 
 def collect_status(ctx: Ctx) -> StatusReport:
-    from setup.cluster.steps import ProxyTarget, pods_without_sidecar, routes_argv, running_pod
+    from splitproof.setup.cluster.steps import ProxyTarget, pods_without_sidecar, routes_argv, running_pod
 
     kube, ns, out = ctx.kube, ctx.ns, StatusReport()
     namespace = kube.get("Namespace", ns)

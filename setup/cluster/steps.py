@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from setup.cluster import resources
-from setup.cluster.kube import CREATED, UNCHANGED, Kube, covers, desired_fields, is_not_found, ref
-from setup.cluster.loadtest import LoadtestOptions
-from setup.cluster.options import (
+from splitproof.setup.cluster import resources
+from splitproof.setup.cluster.kube import CREATED, UNCHANGED, Kube, covers, desired_fields, is_not_found, ref
+from splitproof.setup.cluster.loadtest import LoadtestOptions
+from splitproof.setup.cluster.options import (
     CANARY_DEPLOYMENT,
     FRONTEND_SELECTOR,
     INGRESS_NAME,
@@ -30,10 +30,10 @@ from setup.cluster.options import (
     Options,
     repo_root,
 )
-from setup.cluster.proxy import fmt, fqdn, normalize, route_weights
-from setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, Result, Runner, command_line, poll
-from setup.cluster.ui import Ui
-from setup.errors import ConfigError, NotRunningError, SetupError, WaitTimeoutError
+from splitproof.setup.cluster.proxy import fmt, fqdn, normalize, route_weights
+from splitproof.setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, Result, Runner, command_line, poll
+from splitproof.setup.cluster.ui import Ui
+from splitproof.setup.errors import ConfigError, NotRunningError, SetupError, WaitTimeoutError
 
 ISTIO_CRDS = ("gateways.networking.istio.io", "virtualservices.networking.istio.io",
               "destinationrules.networking.istio.io", "serviceentries.networking.istio.io")
@@ -476,7 +476,7 @@ def image_repo(ctx: Ctx) -> str:
 
 
 def project_image(ctx: Ctx) -> str:
-    from setup.cluster.preflight import project_version
+    from splitproof.setup.cluster.preflight import project_version
 
     return f"{image_repo(ctx)}/splitproof:{project_version()}"
 
@@ -703,7 +703,7 @@ def wait_for_proxies(ctx: Ctx, gateway_hosts: Sequence[str] = ()) -> None:
 
 def step_status(ctx: Ctx) -> int:
     """What exists, declared vs held weights, sidecar coverage, `istioctl analyze`. Returns 0 when all is well."""
-    from setup.cluster.status import collect_status, print_status
+    from splitproof.setup.cluster.status import collect_status, print_status
 
     if ctx.dry:
         ctx.ui.info("status only reads the cluster; nothing to show in a dry run")
@@ -717,13 +717,13 @@ def step_status(ctx: Ctx) -> int:
 
 
 def step_loadtest(ctx: Ctx) -> int:
-    from setup.cluster.loadtest import run_loadtest
+    from splitproof.setup.cluster.loadtest import run_loadtest
 
     return run_loadtest(ctx)
 
 
 def step_down(ctx: Ctx) -> None:
-    from setup.cluster.teardown import tear_down
+    from splitproof.setup.cluster.teardown import tear_down
 
     tear_down(ctx)
 

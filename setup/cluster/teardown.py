@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from setup.cluster import resources
-from setup.cluster.kube import ref
-from setup.cluster.options import CANARY_DEPLOYMENT, ISTIO_NAMESPACE, PRODUCTION_DEPLOYMENT, SERVICE
-from setup.cluster.runner import CHANGE, CommandFailed
-from setup.errors import ConfigError
+from splitproof.setup.cluster import resources
+from splitproof.setup.cluster.kube import ref
+from splitproof.setup.cluster.options import CANARY_DEPLOYMENT, ISTIO_NAMESPACE, PRODUCTION_DEPLOYMENT, SERVICE
+from splitproof.setup.cluster.runner import CHANGE, CommandFailed
+from splitproof.setup.errors import ConfigError
 
 if TYPE_CHECKING:
-    from setup.cluster.steps import Ctx
+    from splitproof.setup.cluster.steps import Ctx
 
 LOCUST_PREFIX = "locust"
 GONE_MARKERS = ("doesn't have a resource type", "the server could not find the requested resource")
@@ -75,7 +75,7 @@ def tear_down(ctx: Ctx) -> None:
 
 
 def _delete_cluster(ctx: Ctx) -> None:
-    from setup.cluster.steps import gcloud
+    from splitproof.setup.cluster.steps import gcloud
 
     opts = ctx.opts
     if opts.provider == "gke":

@@ -13,8 +13,8 @@ applies) and are translated into Envoy configuration the way istiod does (setup/
 
 Python API (what the verifier/loadtest tests and the demo use)::
 
-    from setup.manifests import CanaryParams
-    from setup.mesh import LocalMesh
+    from splitproof.setup.manifests import CanaryParams
+    from splitproof.setup.mesh import LocalMesh
 
     with LocalMesh(CanaryParams(), replicas={"production": 1, "canary": 1}) as mesh:  # starts in the foreground
         mesh.ingress_url      # "http://127.0.0.1:PORT"  -- product pages through the ingress gateway
@@ -39,6 +39,6 @@ Command line: ``canary-setup local up|status|weights|down`` (setup/mesh/cli.py).
 
 from __future__ import annotations
 
-from setup.mesh.supervisor import LocalMesh, MeshStatus, mesh_status
+from splitproof.setup.mesh.supervisor import LocalMesh, MeshStatus, mesh_status
 
 __all__ = ["LocalMesh", "MeshStatus", "mesh_status"]

@@ -17,13 +17,20 @@ from typing import Any
 
 import yaml
 
-from setup.errors import EXIT_NOT_RUNNING, ConfigError, NotRunningError, SetupError, WaitTimeoutError
-from setup.manifests import CanaryParams, canary_weights, format_weights, parse_weights
-from setup.mesh.state import default_state_dir, locked, read_state, remove_state, same_process, terminate
-from setup.mesh.supervisor import LocalMesh, MeshStatus, change, cleanup_processes, mesh_status, params_to_json
-from setup.mesh.topology import parse_replicas, services
-from setup.mesh.translate import split_of
-from setup.proc import LOOPBACK, port_open, wait_until
+from splitproof.setup.errors import EXIT_NOT_RUNNING, ConfigError, NotRunningError, SetupError, WaitTimeoutError
+from splitproof.setup.manifests import CanaryParams, canary_weights, format_weights, parse_weights
+from splitproof.setup.mesh.state import default_state_dir, locked, read_state, remove_state, same_process, terminate
+from splitproof.setup.mesh.supervisor import (
+    LocalMesh,
+    MeshStatus,
+    change,
+    cleanup_processes,
+    mesh_status,
+    params_to_json,
+)
+from splitproof.setup.mesh.topology import parse_replicas, services
+from splitproof.setup.mesh.translate import split_of
+from splitproof.setup.proc import LOOPBACK, port_open, wait_until
 
 DEFAULT_INGRESS_PORT = 8080
 DEFAULT_GRPC_PORT = 8081
@@ -170,7 +177,8 @@ def _up_detached(state_dir: Path, params: CanaryParams, kwargs: dict[str, Any], 
     log = state_dir / "supervisor.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "setup.mesh.supervisor", "--state-dir", str(state_dir), "--launch", str(launch)],
+            [sys.executable, "-m", "splitproof.setup.mesh.supervisor", "--state-dir", str(state_dir),
+             "--launch", str(launch)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + startup_timeout + 20
     while True:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from setup.errors import MissingBinaryError, SetupError, WaitTimeoutError
-from setup.mesh.translate import EnvoyConfig, subset_weights
+from splitproof.setup.errors import MissingBinaryError, SetupError, WaitTimeoutError
+from splitproof.setup.mesh.translate import EnvoyConfig, subset_weights
 
 ENVOY_ENV = "SPLITPROOF_ENVOY"
 T_CLUSTERS_DUMP = "type.googleapis.com/envoy.admin.v3.ClustersConfigDump"

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from setup.errors import SetupError
-from setup.mesh.envoy import atomic_write
-from setup.proc import pid_alive
+from splitproof.setup.errors import SetupError
+from splitproof.setup.mesh.envoy import atomic_write
+from splitproof.setup.proc import pid_alive
 
 STATE_ENV = "SPLITPROOF_STATE_DIR"
 STATE_FILE = "state.json"

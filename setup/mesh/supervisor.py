@@ -31,12 +31,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from setup.boutique.launcher import parse_ready
-from setup.errors import ConfigError, NotRunningError, PortInUseError, SetupError, WaitTimeoutError
-from setup.manifests import CanaryParams, canary_weights, format_weights, mesh_documents, validate_weights
-from setup.mesh import envoy as envoy_mod
-from setup.mesh.envoy import Admin, ConfigFiles, Written, find_envoy, log_tail, parse_config_dump, wait_applied
-from setup.mesh.state import (
+from splitproof.setup.boutique.launcher import parse_ready
+from splitproof.setup.errors import ConfigError, NotRunningError, PortInUseError, SetupError, WaitTimeoutError
+from splitproof.setup.manifests import CanaryParams, canary_weights, format_weights, mesh_documents, validate_weights
+from splitproof.setup.mesh import envoy as envoy_mod
+from splitproof.setup.mesh.envoy import (
+    Admin,
+    ConfigFiles,
+    Written,
+    find_envoy,
+    log_tail,
+    parse_config_dump,
+    wait_applied,
+)
+from splitproof.setup.mesh.state import (
     FORMAT,
     default_state_dir,
     locked,
@@ -47,7 +55,7 @@ from setup.mesh.state import (
     terminate,
     write_state,
 )
-from setup.mesh.topology import (
+from splitproof.setup.mesh.topology import (
     CATALOG,
     DEFAULT_REPLICAS,
     Endpoint,
@@ -56,7 +64,7 @@ from setup.mesh.topology import (
     services,
     validate_replicas,
 )
-from setup.mesh.translate import (
+from splitproof.setup.mesh.translate import (
     EnvoyConfig,
     ListenerPorts,
     ingress_listener_name,
@@ -69,7 +77,7 @@ from setup.mesh.translate import (
     subset_weights,
     translate,
 )
-from setup.proc import LOOPBACK, bindable, grpc_healthy, http_ok
+from splitproof.setup.proc import LOOPBACK, bindable, grpc_healthy, http_ok
 
 GATEWAY_PORT = 80              # the lab's Gateway server port, mapped to the local ingress port
 BACKOFF_START = 0.2            # seconds before the first restart of a crashed instance

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from setup.errors import ConfigError
-from setup.manifests import CanaryParams
+from splitproof.setup.errors import ConfigError
+from splitproof.setup.manifests import CanaryParams
 
 CATALOG = "productcatalogservice"
 FRONTEND = "frontend"
@@ -67,7 +67,7 @@ class InstanceSpec:
     def argv(self, port: int, *, catalog_addr: str, recommendation_addr: str,
              python: str = sys.executable) -> list[str]:
         """The launcher command line (setup.boutique); ``port`` 0 = ephemeral, the server prints READY host:port."""
-        argv = [python, "-m", "setup.boutique", self.kind, "--host", "127.0.0.1", "--port", str(port)]
+        argv = [python, "-m", "splitproof.setup.boutique", self.kind, "--host", "127.0.0.1", "--port", str(port)]
         if self.kind == "recommendation":
             argv += ["--catalog-addr", catalog_addr, "--max-responses", str(self.max_responses)]
         elif self.kind == "frontend":

@@ -31,9 +31,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from setup.errors import ConfigError
-from setup.manifests import API_VERSIONS, weighted_route
-from setup.mesh.topology import Endpoint, Service
+from splitproof.setup.errors import ConfigError
+from splitproof.setup.manifests import API_VERSIONS, weighted_route
+from splitproof.setup.mesh.topology import Endpoint, Service
 
 SUPPORTED_KINDS = ("Gateway", "VirtualService", "DestinationRule")
 INGRESS_LABELS: Mapping[str, str] = {"istio": "ingressgateway"}  # the labels of the local ingress "pod"

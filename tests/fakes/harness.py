@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fakes import fakebin
 
-from setup.cluster.options import OB_MANIFESTS_URL
+from splitproof.setup.cluster.options import OB_MANIFESTS_URL
 
 RECORDED = fakebin.RECORDED
 MUTATING = {
