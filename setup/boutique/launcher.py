@@ -1,4 +1,5 @@
-"""Run one local boutique service: ``python -m splitproof.setup.boutique <service>`` or ``canary-setup serve <service>``.
+"""Run one local boutique service: ``python -m splitproof.setup.boutique <service>`` or
+``canary-setup serve <service>``.
 
 Options (flag, else environment variable like upstream, else default):
 
@@ -141,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_service_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add one parser per service to ``sub`` (used by ``canary-setup serve`` and ``python -m splitproof.setup.boutique``)."""
+    """Add one parser per service to ``sub`` (``canary-setup serve``, ``python -m splitproof.setup.boutique``)."""
     helps = {
         "catalog": "productcatalogservice (gRPC): the 9 upstream products",
         "recommendation": "recommendationservice (gRPC): upstream behaviour, max responses 5 (production) or 2",
