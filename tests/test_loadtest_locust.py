@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import start_service
+from conftest import decoys_hit, start_service
 
 from splitproof.setup import proc
 from splitproof.setup.boutique.launcher import Spawned
@@ -53,15 +53,15 @@ def broken_frontend(request: pytest.FixtureRequest, logs: Path, catalog: Spawned
 
 
 def locust_argv(*args: str) -> list[str]:
-    return [PYTHON, "-m", "locust", "-f", LOCUSTFILE, *args]
+    return proc.python_argv("-m", "locust", "-f", LOCUSTFILE, *args)
 
 
-def run_locust(tmp_path: Path, *args: str, timeout: float = RUN_TIMEOUT) -> tuple[int, str]:
-    """Run one headless Locust to completion; return (exit code, combined output)."""
+def run_locust(tmp_path: Path, *args: str, timeout: float = RUN_TIMEOUT, cwd: Path | None = None) -> tuple[int, str]:
+    """Run one headless Locust to completion (in ``cwd``, default ``tmp_path``); return (exit code, output)."""
     log = tmp_path / "locust.log"
     with open(log, "wb") as out:
         done = subprocess.run(locust_argv("--headless", *args), stdout=out, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, timeout=timeout, cwd=tmp_path, check=False)
+                              stdin=subprocess.DEVNULL, timeout=timeout, cwd=cwd or tmp_path, check=False)
     return done.returncode, log.read_text(errors="replace")
 
 
@@ -124,14 +124,20 @@ def locust_verdict(output: str) -> tuple[str, str, int]:
 # ------------------------------------------------------------------------------------------------- tests
 
 
-def test_headless_run_records_every_split_response(tmp_path: Path, frontend: Spawned, canary: Spawned) -> None:
+def test_headless_run_records_every_split_response(tmp_path: Path, frontend: Spawned, canary: Spawned,
+                                                   decoy_dir: Path) -> None:
     out = tmp_path / "out.jsonl"
     # Product pages all from production (4 items), gRPC calls all to the canary (2 items): each channel's
     # records must say so, and their number must equal what Locust itself counted on those endpoints.
+    # Started from a folder of decoys (grpc.py, splitproof/, rich.py...): Locust puts its working directory on
+    # sys.path, the locustfile takes it out again, so none of them is imported.
     code, output = run_locust(tmp_path, "-u", "4", "-r", "4", "-t", "3s", "--host", frontend.url,
-                              "--grpc-target", canary.addr, "--split-results", str(out), "--csv", "stats",
-                              "--html", "report.html", "--json-file", "final")
+                              "--grpc-target", canary.addr, "--split-results", str(out),
+                              "--csv", str(tmp_path / "stats"),
+                              "--html", str(tmp_path / "report.html"), "--json-file", str(tmp_path / "final"),
+                              cwd=decoy_dir)
     assert code == 0, output[-3000:]
+    assert decoys_hit(decoy_dir) == []
     got, stats = records(out)
     assert stats.malformed == stats.truncated == 0
     counts = final_counts(tmp_path / "final")

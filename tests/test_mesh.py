@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import decoys_hit
 from scipy.stats import binom
 
 from splitproof.protos import demo_pb2, demo_pb2_grpc
@@ -239,9 +240,12 @@ def test_a_failing_supervision_tick_does_not_end_the_mesh(monkeypatch: pytest.Mo
 # --- the command line ------------------------------------------------------------------------------------------
 
 
-def cli(*args: str, state_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "splitproof.setup", "local", *args, "--state-dir", str(state_dir)],
-                          capture_output=True, text=True, timeout=120)
+CANARY_SETUP = str(Path(sys.executable).with_name("canary-setup"))  # the console script, as a user runs it
+
+
+def cli(*args: str, state_dir: Path, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([CANARY_SETUP, "local", *args, "--state-dir", str(state_dir)],
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -302,8 +306,11 @@ def test_cli_detach_weights_crash_down_leaves_nothing(state_dir: Path) -> None:
     assert again.returncode == 6 and again.stderr.count("\n") == 1
 
 
-def test_children_die_with_a_killed_supervisor_and_down_cleans_up(state_dir: Path) -> None:
-    cli("up", "--detach", "--ingress-port", "0", "--grpc-port", "0", state_dir=state_dir)
+def test_children_die_with_a_killed_supervisor_and_down_cleans_up(state_dir: Path, decoy_dir: Path) -> None:
+    # Started from a folder of decoys (setup.py, splitproof/, protos/, grpc.py...): neither the detached
+    # supervisor nor any instance imports or executes one of them (every child runs with python -P).
+    cli("up", "--detach", "--ingress-port", "0", "--grpc-port", "0", state_dir=state_dir, cwd=decoy_dir)
+    assert decoys_hit(decoy_dir) == []
     pids = recorded_pids(state_dir)
     os.kill(pids[0]["pid"], signal.SIGKILL)
     wait_until(lambda: not any(same_process(ref) for ref in pids), 10, "Envoy and the instances to exit")

@@ -30,7 +30,7 @@ from splitproof.setup.mesh.supervisor import (
 )
 from splitproof.setup.mesh.topology import parse_replicas, services
 from splitproof.setup.mesh.translate import split_of
-from splitproof.setup.proc import LOOPBACK, port_open, wait_until
+from splitproof.setup.proc import LOOPBACK, port_open, python_argv, wait_until
 
 DEFAULT_INGRESS_PORT = 8080
 DEFAULT_GRPC_PORT = 8081
@@ -177,8 +177,8 @@ def _up_detached(state_dir: Path, params: CanaryParams, kwargs: dict[str, Any], 
     log = state_dir / "supervisor.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "splitproof.setup.mesh.supervisor", "--state-dir", str(state_dir),
-             "--launch", str(launch)],
+            python_argv("-m", "splitproof.setup.mesh.supervisor", "--state-dir", str(state_dir),
+                        "--launch", str(launch)),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + startup_timeout + 20
     while True:
