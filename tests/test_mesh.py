@@ -322,7 +322,7 @@ def test_children_die_with_a_killed_supervisor_and_down_cleans_up(state_dir: Pat
 
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["--envoy", "/nonexistent/envoy"], 5, "envoy binary not found"),
-    (["--manifests", "BAD"], 3, "bad YAML"),
+    (["--manifests", "BAD"], 3, "not valid YAML"),
     (["--manifests", "UNSUPPORTED"], 3, "spec.http[0].mirror is not supported by the local mesh"),
     (["--replicas", "canary=99"], 3, "replicas for 'canary'"),
     (["--weights", "production=70,canary=20"], 3, "weights must sum to 100"),

@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from splitproof.setup.errors import EXIT_NOT_RUNNING, ConfigError, NotRunningError, SetupError, WaitTimeoutError
+from splitproof.setup.inputfile import InputFileError
 from splitproof.setup.manifests import CanaryParams, canary_weights, format_weights, parse_weights
 from splitproof.setup.mesh.state import default_state_dir, locked, read_state, remove_state, same_process, terminate
 from splitproof.setup.mesh.supervisor import (
@@ -31,6 +30,7 @@ from splitproof.setup.mesh.supervisor import (
 from splitproof.setup.mesh.topology import parse_replicas, services
 from splitproof.setup.mesh.translate import split_of
 from splitproof.setup.proc import LOOPBACK, port_open, python_argv, wait_until
+from splitproof.setup.safeyaml import YamlInputError, read_documents
 
 DEFAULT_INGRESS_PORT = 8080
 DEFAULT_GRPC_PORT = 8081
@@ -101,18 +101,11 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 
 def load_manifests(path: str) -> list[dict[str, Any]]:
-    """Istio documents from a YAML file; ConfigError (one line) for unreadable or bad YAML."""
+    """Istio documents from a YAML file (setup.safeyaml: bounded); ConfigError (one line) for anything bad."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: bad YAML: {problem}") from None
+        docs = read_documents(path, "--manifests")
+    except (InputFileError, YamlInputError) as exc:
+        raise ConfigError(str(exc)) from None
     for i, doc in enumerate(docs):
         if not isinstance(doc, dict):
             raise ConfigError(f"{path}: document #{i} is not a mapping")
