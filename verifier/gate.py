@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from rich.console import Console
 
+from splitproof.setup.inputfile import InputFileError
 from splitproof.verifier import report
 from splitproof.verifier.attribution import Attribution
 from splitproof.verifier.cli import EXIT_INTERRUPTED
@@ -232,10 +233,8 @@ def observe_results(path: str, observer: Observer, attribution: Attribution | No
             observer.record(rec, attribution)
         if not stopped:
             catch_up()
-    except FileNotFoundError:
-        raise InputError(f"--results: no such file: {path}") from None
-    except IsADirectoryError:
-        raise InputError(f"--results: {path} is a directory") from None
+    except InputFileError as exc:  # missing, a directory, a FIFO without a writer
+        raise InputError(str(exc)) from None
     except OSError as exc:
         raise InputError(f"--results: cannot read {path}: {exc.strerror or exc}") from None
     if stats.valid == 0 and not stopped:
