@@ -15,6 +15,7 @@ from typing import Any
 from splitproof.setup.errors import ConfigError
 from splitproof.setup.inputfile import InputFileError
 from splitproof.setup.manifests import API_VERSIONS, canary_weights, parse_weights, validate_weights, weighted_route
+from splitproof.setup.redact import redact
 from splitproof.setup.safeyaml import YamlInputError, read_documents
 
 DEFAULT_HOST = "recommendationservice"
@@ -260,13 +261,14 @@ def from_virtualservice_live(name: str, namespace: str, host: str = DEFAULT_HOST
             obj = api.get_namespaced_custom_object(ISTIO_GROUP, version, namespace, "virtualservices", name,
                                                    _request_timeout=10)
         except ApiException as exc:
+            reason = _server_text(exc.reason)  # a proxy may echo the Authorization header in it
             if exc.status == 404:
-                last_404 = str(exc.reason or "Not Found")
+                last_404 = reason or "Not Found"
                 continue
             if exc.status in (401, 403):
                 raise InputError(f"--from-virtualservice {name}: the Kubernetes API refused access "
-                                 f"({exc.status} {exc.reason})") from None
-            raise Unreachable(f"--from-virtualservice {name}: Kubernetes API error {exc.status} {exc.reason}") from None
+                                 f"({exc.status} {reason})") from None
+            raise Unreachable(f"--from-virtualservice {name}: Kubernetes API error {exc.status} {reason}") from None
         except Exception as exc:  # urllib3 connection errors and the like: the API server is not reachable
             host_url = client.Configuration.get_default_copy().host
             raise Unreachable(f"cannot reach the Kubernetes API at {host_url}: {_first_line(exc)}") from None
@@ -278,7 +280,12 @@ def from_virtualservice_live(name: str, namespace: str, host: str = DEFAULT_HOST
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or exc.__class__.__name__
-    return text.splitlines()[0][:200]
+    return _server_text(text.splitlines()[0])
+
+
+def _server_text(text: object) -> str:
+    """Text a server or proxy produced, fit for a message: credentials redacted, one line, at most 200 chars."""
+    return " ".join(redact(str(text or "")).split())[:200]
 
 
 def check_attributable(expected: Mapping[str, float], producible: Iterable[str]) -> None:
