@@ -400,14 +400,14 @@ def make_consoles(json_to_stdout: bool) -> tuple[Console, Console]:
 
 def run(args: argparse.Namespace, console: Console, err: Console) -> int:
     _defaults_for_mode(args)
+    # the percentages are checked as the user typed them (the statistics take fractions)
+    if not 0 < args.tolerance < 100:
+        raise InputError(f"--tolerance must be between 0 and 100 percentage points, got {args.tolerance:g}")
+    if not 0 <= args.max_unattributed < 100:
+        raise InputError(f"--max-unattributed must be a percentage from 0 to below 100, got "
+                         f"{args.max_unattributed:g}")
     alpha, tolerance, max_unattributed = args.alpha, args.tolerance / 100, args.max_unattributed / 100
-    try:
-        check_parameters(alpha, tolerance, max_unattributed, args.power)
-    except InputError as exc:
-        raise InputError(str(exc).replace("tolerance must be between 0 and 1 (a fraction; 0.05 = 5 points)",
-                                          "--tolerance must be between 0 and 100 percentage points")
-                         .replace("max_unattributed must be a fraction from 0 to below 1",
-                                  "--max-unattributed must be a percentage from 0 to below 100")) from None
+    check_parameters(alpha, tolerance, max_unattributed, args.power)
     expected = load_expected(args)
     margin_notes = tolerance_notes(expected, tolerance)
     for note in margin_notes:
