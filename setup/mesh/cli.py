@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -18,7 +19,15 @@ from typing import Any
 from splitproof.setup.errors import EXIT_NOT_RUNNING, ConfigError, NotRunningError, SetupError, WaitTimeoutError
 from splitproof.setup.inputfile import InputFileError
 from splitproof.setup.manifests import CanaryParams, canary_weights, format_weights, parse_weights
-from splitproof.setup.mesh.state import default_state_dir, locked, read_state, remove_state, same_process, terminate
+from splitproof.setup.mesh.state import (
+    default_state_dir,
+    locked,
+    prepare_state_dir,
+    read_state,
+    remove_state,
+    same_process,
+    terminate,
+)
 from splitproof.setup.mesh.supervisor import (
     LocalMesh,
     MeshStatus,
@@ -29,6 +38,7 @@ from splitproof.setup.mesh.supervisor import (
 )
 from splitproof.setup.mesh.topology import parse_replicas, services
 from splitproof.setup.mesh.translate import split_of
+from splitproof.setup.privatefs import open_private, write_private
 from splitproof.setup.proc import LOOPBACK, port_open, python_argv, wait_until
 from splitproof.setup.safeyaml import YamlInputError, read_documents
 
@@ -133,6 +143,7 @@ def _params(args: argparse.Namespace, documents: list[dict[str, Any]] | None) ->
 
 def cmd_up(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
+    prepare_state_dir(state_dir)  # owner-only, writable: one line (exit 3) before anything starts
     documents = load_manifests(args.manifests) if args.manifests else None
     params = _params(args, documents)
     kwargs = {"replicas": parse_replicas(args.replicas), "documents": documents, "ingress_port": args.ingress_port,
@@ -164,11 +175,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _up_detached(state_dir: Path, params: CanaryParams, kwargs: dict[str, Any], startup_timeout: float) -> int:
-    state_dir.mkdir(parents=True, exist_ok=True)
     launch = state_dir / "launch.json"
-    launch.write_text(json.dumps({"params": params_to_json(params), **kwargs}, indent=1), encoding="utf-8")
+    write_private(launch, json.dumps({"params": params_to_json(params), **kwargs}, indent=1))
     log = state_dir / "supervisor.log"
-    with open(log, "ab") as out:
+    with os.fdopen(open_private(log), "ab") as out:
         proc = subprocess.Popen(
             python_argv("-m", "splitproof.setup.mesh.supervisor", "--state-dir", str(state_dir),
                         "--launch", str(launch)),
