@@ -26,6 +26,7 @@ BENCHES: tuple[tuple[str, list[str], str | None, list[str]], ...] = (
     ("bench.mesh", [], "--record", []),
     ("bench.loadgen", [], None, ["--seconds", "4", "--rounds", "1"]),
     ("bench.frontend_keepalive", [], None, []),
+    ("bench.yaml_input", [], "--update", ["--mib", "1"]),
 )
 
 
