@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from splitproof.setup.cliexit import describe_os_error, error_text, stdout_failure, watch_stdout
-from splitproof.setup.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, SetupError
+from splitproof.setup.errors import EXIT_BAD_CONFIG, EXIT_INTERRUPTED, EXIT_USAGE, SetupError
 
 # Modules that contribute subcommands, in help order.
 COMMAND_MODULES = (
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         reason = stdout_failure()
         if reason is not None:
             return _error(f"cannot write to standard output ({reason})", EXIT_USAGE)
-        return _error(describe_os_error(exc), EXIT_FAILED)
+        return _error(describe_os_error(exc), EXIT_BAD_CONFIG)  # a path given that cannot be used
     except SystemExit:  # rich ends the process this way (exit 1) when standard output is a closed pipe
         reason = stdout_failure()
         if reason is None:

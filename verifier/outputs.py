@@ -29,11 +29,10 @@ class OutputError(InputError):
 
 
 def write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path``, ``-`` = standard output."""
+    """Write ``text`` to ``path``, ``-`` = standard output. OSError when it cannot be written."""
     if path == "-":
         sys.stdout.write(text)
-        if stdout_failure() is not None:
-            raise OSError(28, "cannot write to standard output")
+        sys.stdout.flush()
         return
     Path(path).write_text(text, encoding="utf-8")
 
@@ -43,15 +42,12 @@ class _Attempts:
         self.failed: list[str] = []
         self.written: list[str] = []
 
-    def __call__(self, what: str, action: Callable[[], None]) -> None:
+    def __call__(self, what: str, action: Callable[[], None], stdout: bool = False) -> None:
         try:
             action()
         except (OSError, ValueError) as exc:
-            if what in ("the table", "--json -"):
-                reason = stdout_failure() or getattr(exc, "strerror", None) or str(exc)
-                self.failed.append(f"{what} on standard output ({reason})")
-            else:
-                self.failed.append(f"{what} ({getattr(exc, 'strerror', None) or exc})")
+            reason = (stdout_failure() if stdout else None) or getattr(exc, "strerror", None) or str(exc)
+            self.failed.append(f"{what}{' on standard output' if stdout else ''} ({reason})")
         else:
             self.written.append(what)
 
@@ -59,10 +55,11 @@ class _Attempts:
 def write_outputs(args: argparse.Namespace, verdict: Verdict, extra: dict[str, Any], console: Console,
                   timeline: Timeline | None = None) -> None:
     attempt = _Attempts()
-    attempt("the table", lambda: report.print_verdict(verdict, console))
+    attempt("the table", lambda: report.print_verdict(verdict, console), stdout=console.file is sys.stdout)
     if args.json:
         name = "--json -" if args.json == "-" else f"--json {args.json}"
-        attempt(name, lambda: write_text(args.json, report.verdict_json(verdict, extra) + "\n"))
+        attempt(name, lambda: write_text(args.json, report.verdict_json(verdict, extra) + "\n"),
+                stdout=args.json == "-")
     if args.junit:
         attempt(f"--junit {args.junit}", lambda: report.write_junit(verdict, args.junit))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
