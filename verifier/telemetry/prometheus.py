@@ -31,7 +31,7 @@ from splitproof.verifier.telemetry.window import parse_duration
 Labels = dict[str, str]
 Samples = list[tuple[int, float]]  # (unix milliseconds, value)
 MIN_CHUNK_MS = 60_000
-DEFAULT_CHUNK_MS = 3_600_000
+DEFAULT_CHUNK_MS = 2 * 3_600_000  # a 1 h window plus its lookback in one query
 
 
 @dataclass(frozen=True)
