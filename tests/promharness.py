@@ -142,7 +142,8 @@ class Exposition:
 class Prometheus:
     """A running Prometheus; ``url`` is its base URL."""
 
-    def __init__(self, root: Path, scrape_target: str | None, openmetrics: str | None = None) -> None:
+    def __init__(self, root: Path, scrape_target: str | list[str] | None, openmetrics: str | None = None,
+                 metrics_path: str = "/metrics") -> None:
         self.root = root
         self.data = root / "data"
         self.data.mkdir(parents=True)
@@ -153,10 +154,12 @@ class Prometheus:
                                   str(self.data)], capture_output=True, text=True, timeout=120)
             if out.returncode != 0:
                 raise AssertionError(f"promtool backfill failed: {out.stderr.strip() or out.stdout.strip()}")
+        targets = [scrape_target] if isinstance(scrape_target, str) else list(scrape_target or [])
         jobs = ""
-        if scrape_target:
+        if targets:
+            listed = ", ".join(f"'{t}'" for t in targets)
             jobs = (f"  - job_name: splitproof-test\n    scrape_interval: 1s\n    scrape_timeout: 1s\n"
-                    f"    static_configs:\n      - targets: ['{scrape_target}']\n")
+                    f"    metrics_path: {metrics_path}\n    static_configs:\n      - targets: [{listed}]\n")
         config = root / "prometheus.yml"
         config.write_text(f"global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{jobs}"
                           if jobs else "global:\n  scrape_interval: 1s\nscrape_configs: []\n")

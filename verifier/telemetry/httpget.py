@@ -29,7 +29,8 @@ _CHUNK = 256 * 1024
 
 
 class Redactor:
-    """Replaces every secret (and its base64 and URL-quoted forms) with ``[REDACTED]`` in a text."""
+    """Replaces every secret (and its base64 and URL-quoted forms) with ``[REDACTED]`` in a text. Values shorter
+    than 4 characters are not treated as secrets (they would redact ordinary words from every message)."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         forms: set[str] = set()
@@ -56,7 +57,7 @@ class Endpoint:
 
     base_url: str
     headers: Mapping[str, str] = field(default_factory=dict)
-    secret_headers: Mapping[str, str] = field(default_factory=dict)
+    secret_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     timeout: float = DEFAULT_TIMEOUT
     max_bytes: int = DEFAULT_MAX_BYTES
 

@@ -166,8 +166,11 @@ class LogTally:
         if window is None:
             window = Window(self.t_min or 0.0, (self.t_max or 0.0) + 0.001)
         latency = {v: d.freeze() for v, d in sorted(self.durations.items())}
+        if not b.counts and not b.unattributed:
+            where = f" in the window {self.window.describe()}" if self.window else ""
+            b.note(f"no requests of {self.service.fqdn} in the log{where}")
         return b.build(window, f"{source}: {self.lines} lines, outbound to {self.service.fqdn} by subset",
-                       latency)
+                       latency, empty_note=False)
 
 
 def tally_lines(lines: Iterable[Line], service: Service, window: Window | None = None,

@@ -84,14 +84,15 @@ def _group(spec: SeriesSpec, counts: dict[Hashable, int], labels: dict[Hashable,
         builder.add(c.version, n, c.status, c.cause)
 
 
-def _notes(spec: SeriesSpec, acc: CounterAccumulator, warnings: list[str], what: str) -> list[str]:
+def _notes(spec: SeriesSpec, acc: CounterAccumulator, warnings: list[str], lookback: float) -> list[str]:
     notes = []
     if spec.reporter:
         notes.append(f'reporter="{spec.reporter}" only (each request is counted once per reporter)')
     if acc.resets:
-        notes.append(f"{acc.resets} counter reset(s) {what} (a restarted proxy: counted from 0)")
+        notes.append(f"{acc.resets} counter reset(s) inside the window (a restarted proxy: counted from 0)")
     if acc.began_inside:
-        notes.append(f"{acc.began_inside} series began {what} (counted from 0)")
+        notes.append(f"{acc.began_inside} series began inside the window (no sample in the {format_duration(lookback)}"
+                     " before it: counted from 0)")
     notes.extend(f"Prometheus warning: {w}" for w in warnings)
     return notes
 
@@ -114,7 +115,7 @@ def count_window(client: PrometheusClient, spec: SeriesSpec | Sequence[SeriesSpe
         builder.note("no series for any of: " + "; ".join(s.selector for s in specs))
     hist = latency_window(client, latency, window, lookback=lookback, chunk=chunk) if latency else None
     return builder.build(window, f"Prometheus {client.url}: {chosen.description}", hist,
-                         _notes(chosen, read.acc, read.warnings, "inside the window"))
+                         _notes(chosen, read.acc, read.warnings, lookback))
 
 
 def latency_window(client: PrometheusClient, spec: SeriesSpec, window: Window, *, lookback: float = DEFAULT_LOOKBACK,
