@@ -113,12 +113,15 @@ def test_watch_batches_equal_requests_sent_between_polls(mesh: Mesh) -> None:
     admin = EnvoyAdmin.from_url(mesh.admin)
     plan = [30, 0, 12]
     sent: list[Counter[str]] = []
+    now = [1_000.0]  # the watch's clock: it moves only when the watch sleeps, so the schedule is deterministic
 
-    def sleep(_seconds: float) -> None:  # traffic arrives while the watch waits for its next poll
+    def sleep(seconds: float) -> None:  # traffic arrives while the watch waits for its next poll
         sent.append(mesh.send(plan[len(sent)]))
+        now[0] += seconds
 
-    batches = list(watch(admin, SVC, 0.05, duration=0.15, sleep=sleep))
+    batches = list(watch(admin, SVC, 5.0, duration=15.0, clock=lambda: now[0], sleep=sleep))
     assert len(batches) == 3
+    assert [(b.window.since, b.window.until) for b in batches] == [(1000, 1005), (1005, 1010), (1010, 1015)]
     for batch, want in zip(batches, sent, strict=True):
         assert {v: n for v, n in batch.counts.items() if n} == dict(want)
 

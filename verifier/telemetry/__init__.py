@@ -17,3 +17,37 @@ One module per idea:
 ``accesslog``    one Istio access-log line (TEXT or JSON); ``logsource``: streaming tally of a log
 ``watch``        the poll schedule shared by the watches
 """
+
+from splitproof.verifier.telemetry.auth import auth_headers
+from splitproof.verifier.telemetry.clusters import Service
+from splitproof.verifier.telemetry.envoysource import EnvoyAdmin, counts_between
+from splitproof.verifier.telemetry.envoysource import watch as watch_envoy
+from splitproof.verifier.telemetry.errors import (
+    TelemetryError,
+    TelemetryInputError,
+    TelemetryQueryError,
+    TelemetryUnreachable,
+)
+from splitproof.verifier.telemetry.latency import LatencyHistogram
+from splitproof.verifier.telemetry.logsource import count_access_log
+from splitproof.verifier.telemetry.prometheus import PrometheusClient
+from splitproof.verifier.telemetry.promql import (
+    SeriesSpec,
+    envoy_candidates,
+    envoy_requests,
+    istio_duration_buckets,
+    istio_requests,
+    promql,
+)
+from splitproof.verifier.telemetry.promsource import count_window, latency_window
+from splitproof.verifier.telemetry.promsource import watch as watch_prometheus
+from splitproof.verifier.telemetry.result import StatusKey, TelemetryCounts
+from splitproof.verifier.telemetry.window import Window, parse_time, resolve_window
+
+__all__ = [
+    "EnvoyAdmin", "LatencyHistogram", "PrometheusClient", "SeriesSpec", "Service", "StatusKey", "TelemetryCounts",
+    "TelemetryError", "TelemetryInputError", "TelemetryQueryError", "TelemetryUnreachable", "Window", "auth_headers",
+    "count_access_log", "count_window", "counts_between", "envoy_candidates", "envoy_requests",
+    "istio_duration_buckets", "istio_requests", "latency_window", "parse_time", "promql", "resolve_window",
+    "watch_envoy", "watch_prometheus",
+]

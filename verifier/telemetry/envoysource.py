@@ -8,9 +8,11 @@ included, retried attempts not -- they are charged to ``cluster.<name>.retry.*``
 on a real Envoy (tests/test_telemetry_envoy.py) retried canary requests push it above the requests sent, and
 requests to a subset without a healthy host leave it at 0, while ``upstream_rq_completed`` equals the requests.
 
-A restart between the snapshots (``server.uptime`` went down, or any counter of the service did) means the new
-process counts from 0: its counters are taken whole and the note says that the old process's requests after the
-first snapshot are lost. Istio's proxies export per-cluster stats only when asked
+A restart between the snapshots -- a counter of the service went down, or the process started later than the
+first snapshot's process could have (from ``server.uptime``, which Envoy refreshes only at each stats flush, so the
+bound is loose by the flush interval) -- means the new process counts from 0: its counters are taken whole and the
+note says that the old process's requests after the first snapshot are lost. A hot restart
+(``server.hot_restart_epoch`` went up) carries the counters over and is not a reset. Istio's proxies export per-cluster stats only when asked
 (``proxyStatsMatcher.inclusionRegexps`` in meshConfig or the ``proxy.istio.io/config`` annotation); without them
 the service's clusters are missing and the error says so.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 
 from splitproof.verifier.telemetry.clusters import Service, parse_cluster, sanitized
 from splitproof.verifier.telemetry.envoystats import EnvoySnapshot, parse_snapshot
@@ -32,7 +35,7 @@ from splitproof.verifier.telemetry.window import Window, format_duration
 
 FORMATS = ("json", "text", "prometheus")
 COUNTED = "upstream_rq_completed"
-RESTART_SLACK = 1.5  # s: server.uptime is whole seconds, read at slightly different moments
+RESTART_SLACK = 0.5  # s: margin beyond the bounds on the process start (rounding, flush, request)
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 _EXTRAS = {
     "upstream_rq_retry": "retried attempts",
@@ -70,9 +73,10 @@ def _restarted(before: EnvoySnapshot, after: EnvoySnapshot, b: Mapping[str, Mapp
                 return f"{stat} of subset {subset or '(none)'} went down from {old} to {value}"
     if before.epoch is not None and after.epoch is not None and after.epoch > before.epoch:
         return None  # a hot restart: the new process took the counters over
-    if before.started is not None and after.started is not None and after.started - before.started > RESTART_SLACK:
-        return (f"server.uptime {before.uptime:g}s -> {after.uptime:g}s: the process started "
-                f"{after.started - before.started:.0f}s after the first snapshot's")
+    b_start, a_start = before.started(), after.started()
+    if b_start is not None and a_start is not None and a_start[0] > b_start[1] + RESTART_SLACK:
+        return (f"server.uptime {before.uptime:g}s -> {after.uptime:g}s: the process started at least "
+                f"{a_start[0] - b_start[1]:.0f}s after the first snapshot's")
     return None
 
 
@@ -146,8 +150,9 @@ class EnvoyAdmin:
             if self.fmt == "json":
                 params["format"] = "json"
             path = "/stats"
-        t = clock()
+        t, mono = clock(), time.monotonic()
         answer = request(self.endpoint, path, params=params, accept="*/*")
+        mono_end = time.monotonic()
         if answer.status != 200:
             snippet = one_line(self.endpoint.redactor(answer.body[:200].decode("utf-8", "replace")), 120)
             raise TelemetryQueryError(f"Envoy admin {answer.url}: HTTP {answer.status}: {snippet}",
@@ -156,7 +161,7 @@ class EnvoyAdmin:
             text = answer.body.decode("utf-8")
         except UnicodeDecodeError:
             raise TelemetryQueryError(f"Envoy admin {answer.url}: the answer is not UTF-8 text") from None
-        return parse_snapshot(text, t, self.fmt)
+        return replace(parse_snapshot(text, t, self.fmt), mono=mono, mono_end=mono_end)
 
 
 def watch(admin: EnvoyAdmin, service: Service, interval: float, *, duration: float | None = None,

@@ -28,6 +28,7 @@ from splitproof.verifier.telemetry.errors import TelemetryQueryError
 
 KEPT = re.compile(r"upstream_rq_(total|completed|retry|retry_success|timeout|per_try_timeout|pending_overflow|"
                   r"rx_reset|tx_reset|cancelled|maintenance_mode|\d{3}|\dxx)|upstream_cx_(none_healthy|connect_fail)")
+STATS_FLUSH_INTERVAL = 5.0
 _PROM_BASES = ("upstream_rq_retry_success", "upstream_rq_per_try_timeout", "upstream_rq_pending_overflow",
                "upstream_rq_maintenance_mode", "upstream_rq_completed", "upstream_rq_cancelled", "upstream_rq_rx_reset",
                "upstream_rq_tx_reset", "upstream_rq_timeout", "upstream_rq_retry", "upstream_rq_total",
@@ -43,11 +44,19 @@ class EnvoySnapshot:
     clusters: Mapping[str, Mapping[str, int]]
     format: str
     epoch: int | None = None  # server.hot_restart_epoch: a hot restart carries the counters over
+    mono: float | None = None  # time.monotonic() before the request (immune to wall-clock steps) ...
+    mono_end: float | None = None  # ... and after the answer: Envoy read its uptime in between
 
-    @property
-    def started(self) -> float | None:
-        """When the process started, on the snapshot's clock (``server.uptime`` is whole seconds: +-1 s)."""
-        return None if self.uptime is None else self.t - self.uptime
+    def started(self, flush_interval: float = STATS_FLUSH_INTERVAL) -> tuple[float, float] | None:
+        """Bounds on when the process started, on the monotonic clock when the snapshot has it (else on ``t``'s).
+        ``server.uptime`` is whole seconds and Envoy refreshes it only at each stats flush (``stats_flush_interval``,
+        5 s by default in Envoy and in Istio's bootstrap, istio/istio pkg/bootstrap/config.go), and it was read
+        somewhere during the request: the truth is up to ``1 s + flush_interval`` more than it says."""
+        if self.uptime is None:
+            return None
+        begin, end = (self.mono, self.mono_end) if self.mono is not None and self.mono_end is not None else (
+            self.t, self.t)
+        return begin - self.uptime - 1.0 - flush_interval, end - self.uptime
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "clusters",
