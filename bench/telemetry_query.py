@@ -202,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
     text = render(rows, args)
-    print(text)
     if args.update:
         RESULTS.write_text(text, encoding="utf-8")
+    print(text)
     return 0
 
 

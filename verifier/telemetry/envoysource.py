@@ -12,9 +12,10 @@ A restart between the snapshots -- a counter of the service went down, or the pr
 first snapshot's process could have (from ``server.uptime``, which Envoy refreshes only at each stats flush, so the
 bound is loose by the flush interval) -- means the new process counts from 0: its counters are taken whole and the
 note says that the old process's requests after the first snapshot are lost. A hot restart
-(``server.hot_restart_epoch`` went up) carries the counters over and is not a reset. Istio's proxies export per-cluster stats only when asked
-(``proxyStatsMatcher.inclusionRegexps`` in meshConfig or the ``proxy.istio.io/config`` annotation); without them
-the service's clusters are missing and the error says so.
+(``server.hot_restart_epoch`` went up) carries the counters over and is not a reset.
+
+Istio's proxies export per-cluster stats only when asked (``proxyStatsMatcher.inclusionRegexps`` in meshConfig or
+the ``proxy.istio.io/config`` annotation); without them the service's clusters are missing and the error says so.
 """
 
 from __future__ import annotations
