@@ -119,11 +119,6 @@ class CountsBuilder:
         if status is not None:
             self.by_status[(version, status)] += n
 
-    def ensure(self, versions: Iterable[str]) -> None:
-        """Make versions that exist (a subset cluster, a series) show up with 0 when they got nothing."""
-        for v in versions:
-            self.counts[v] += 0
-
     def note(self, text: str) -> None:
         if text not in self.notes:
             self.notes.append(text)
