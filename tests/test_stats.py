@@ -204,10 +204,14 @@ def test_exact_tests_when_expected_counts_are_small():
            for a in range(11) for b in range(11 - a)}
     obs = pmf[(5, 4, 1)]
     assert p3 == pytest.approx(sum(v for v in pmf.values() if v <= obs * (1 + 1e-9)))
-    _, p_chi, method_chi = goodness_of_fit(np.array([600, 300, 100]), probs)
-    assert method_chi == "chi-square" and p_chi == pytest.approx(1.0)
-    big, method_mc = exact_multinomial_p_value(np.array([300, 150, 40, 10]), np.array([0.6, 0.3, 0.09, 0.01]))
-    assert method_mc.startswith("Monte Carlo") and 0 < big <= 1
+    # three or more versions: exact at every n, not only when an expected count is small
+    _, p_big, method_big = goodness_of_fit(np.array([600, 300, 100]), probs)
+    assert method_big == "exact multinomial" and p_big == pytest.approx(1.0)
+    four, method4 = exact_multinomial_p_value(np.array([300, 150, 40, 10]), np.array([0.6, 0.3, 0.09, 0.01]))
+    assert method4 == "exact multinomial" and 0 < four <= 1
+    # only where the enumeration of the smaller versions would be too large: seeded Monte Carlo, and it says so
+    mc, method_mc = exact_multinomial_p_value(np.array([20_000] * 5), np.full(5, 0.2))
+    assert method_mc.startswith("Monte Carlo") and 0.5 < mc <= 1
 
 
 def test_clopper_pearson_matches_the_exact_tost():

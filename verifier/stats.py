@@ -2,11 +2,10 @@
 
 Method (documented for users in README "verify-split: the gate"):
 
-* **FAIL** when the counts are shown to differ from the expected split -- an exact binomial test for two
-  versions (at any n: the chi-square approximation overshoots alpha there), Pearson chi-square for three or more,
-  or an exact multinomial test when an expected count is below 5 -- at ``alpha``; or when a version with 0%
-  expected (or not in the split at all) answered; or when the unattributed rate is shown above
-  ``max_unattributed`` (exact one-sided binomial test).
+* **FAIL** when the counts are shown to differ from the expected split -- the exact binomial test for two
+  versions, the exact multinomial test for three or more (:mod:`verifier.exact`; at any n: the chi-square
+  approximation overshoots alpha) -- at ``alpha``; or when a version with 0% expected (or not in the split at all)
+  answered; or when the unattributed rate is shown above ``max_unattributed`` (exact one-sided binomial test).
 * **PASS** when not FAIL and every version's share is shown within expected ± ``tolerance``: two one-sided exact
   binomial tests (TOST) per version, each at ``alpha``, i.e. its (1 - 2 alpha) Clopper-Pearson interval lies
   inside the margin; and the unattributed rate is shown below its limit. PASS needs *every* version's test to
@@ -28,11 +27,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import special
 from scipy import stats as sps
-from scipy.special import gammaln
 
+from splitproof.verifier.exact import (  # noqa: F401  (re-exported: the fixed-n building blocks)
+    MONTE_CARLO_DRAWS,
+    binomial_p_value,
+    clopper_pearson,
+    equivalence_p_value,
+    exact_multinomial_p_value,
+    goodness_of_fit,
+    p_at_least,
+    p_at_most,
+    tost_p_value,
+)
 from splitproof.verifier.expected import Expected, InputError, as_expected
+from splitproof.verifier.margins import margins
 
 PASS = "PASS"
 FAIL = "FAIL"
@@ -44,9 +53,6 @@ WITHIN = "within"          # shown within expected +- tolerance
 DIFFERS = "differs"        # shown different from expected (p < alpha)
 UNDECIDED = "undecided"    # neither yet
 UNEXPECTED = "unexpected"  # answered although the split gives it 0%
-
-EXACT_ENUMERATION_LIMIT = 300_000  # outcomes of the exact multinomial test enumerated before Monte Carlo
-MONTE_CARLO_DRAWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -138,143 +144,6 @@ def check_counts(counts: Mapping[str, int], unattributed: int) -> dict[str, int]
     if isinstance(unattributed, bool) or not isinstance(unattributed, int | np.integer) or unattributed < 0:
         raise InputError(f"unattributed must be a non-negative integer, got {unattributed!r}")
     return out
-
-
-def margins(expected: float, tolerance: float) -> tuple[float, float]:
-    """expected +- tolerance, rounded so that e.g. 0.05 - 0.05 is exactly 0 (a bound at 0 is not vacuous)."""
-    return round(expected - tolerance, 12), round(expected + tolerance, 12)
-
-
-# ------------------------------------------------------------------------------------------- exact building blocks
-
-
-def clopper_pearson(x: int, n: int, alpha: float) -> tuple[float, float]:
-    """Equal-tailed interval at level 1 - 2 alpha (each tail alpha): the TOST-consistent interval."""
-    if n == 0:
-        return 0.0, 1.0
-    lo = 0.0 if x == 0 else float(special.betaincinv(x, n - x + 1, alpha))
-    hi = 1.0 if x == n else float(special.betaincinv(x + 1, n - x, 1 - alpha))
-    return lo, hi
-
-
-def _log_binom_pmf(y: int, n: int, p: float) -> float:
-    log_choose = gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)
-    return float(log_choose + special.xlogy(y, p) + special.xlog1py(n - y, -p))
-
-
-def binomial_p_value(x: int, n: int, p: float) -> float:
-    """Two-sided exact binomial test of share == p (the "minimum likelihood" method, as scipy's binomtest):
-    the probability of all outcomes no more likely than the observed one."""
-    if n == 0:
-        return 1.0
-    if p <= 0.0:
-        return 1.0 if x == 0 else 0.0
-    if p >= 1.0:
-        return 1.0 if x == n else 0.0
-    observed = _log_binom_pmf(x, n, p) + 1e-7  # relative tolerance, as binomtest's 1 + 1e-7
-    mode = math.floor((n + 1) * p)
-    if x == mode or (x < mode and x + 1 == mode and _log_binom_pmf(mode, n, p) <= observed):
-        return 1.0
-    if x < n * p:  # other tail: the first y above the mode whose pmf is <= the observed one
-        lo_y, hi_y = max(mode, x + 1), n + 1
-        while lo_y < hi_y:
-            mid = (lo_y + hi_y) // 2
-            lo_y, hi_y = (lo_y, mid) if _log_binom_pmf(mid, n, p) <= observed else (mid + 1, hi_y)
-        total = p_at_most(x, n, p) + (p_at_least(lo_y, n, p) if lo_y <= n else 0.0)
-    else:
-        lo_y, hi_y = -1, min(mode, x - 1)  # the last y below the mode whose pmf is <= the observed one
-        while lo_y < hi_y:
-            mid = (lo_y + hi_y + 1) // 2
-            lo_y, hi_y = (mid, hi_y) if _log_binom_pmf(mid, n, p) <= observed else (lo_y, mid - 1)
-        total = p_at_least(x, n, p) + (p_at_most(lo_y, n, p) if lo_y >= 0 else 0.0)
-    return float(min(1.0, total))
-
-
-def p_at_least(x: int, n: int, p: float) -> float:
-    """P(X >= x) for X ~ Binomial(n, p): one-sided p-value against H0 "share <= p" (p < 0: empty null -> 0)."""
-    if p < 0.0:
-        return 0.0
-    if x <= 0:
-        return 1.0
-    if x > n:
-        return 0.0
-    return float(special.bdtrc(x - 1, n, min(p, 1.0)))
-
-
-def p_at_most(x: int, n: int, p: float) -> float:
-    """P(X <= x) for X ~ Binomial(n, p): one-sided p-value against H0 "share >= p" (p > 1: empty null -> 0)."""
-    if p > 1.0:
-        return 0.0
-    if x >= n:
-        return 1.0
-    if x < 0:
-        return 0.0
-    return float(special.bdtr(x, n, max(p, 0.0)))
-
-
-def tost_p_value(x: int, n: int, expected: float, tolerance: float) -> float:
-    """Exact TOST for |share - expected| < tolerance: the larger of the two one-sided p-values."""
-    if n == 0:
-        return 1.0
-    lo, hi = margins(expected, tolerance)
-    return max(p_at_least(x, n, lo), p_at_most(x, n, hi))
-
-
-def _compositions(n: int, k: int) -> np.ndarray:
-    """All k-tuples of non-negative integers summing to n, as an (M, k) array."""
-    if k == 1:
-        return np.array([[n]], dtype=np.int64)
-    parts = []
-    for first in range(n + 1):
-        rest = _compositions(n - first, k - 1)
-        parts.append(np.column_stack([np.full(len(rest), first, dtype=np.int64), rest]))
-    return np.concatenate(parts)
-
-
-def _log_pmf(x: np.ndarray, p: np.ndarray) -> np.ndarray:
-    n = x.sum(axis=-1)
-    return gammaln(n + 1) - gammaln(x + 1).sum(axis=-1) + (x * np.log(p)).sum(axis=-1)
-
-
-def exact_multinomial_p_value(x: np.ndarray, p: np.ndarray, *, seed: int = 20240521) -> tuple[float, str]:
-    """P(an outcome at most as likely as the observed one) under Multinomial(n, p).
-
-    Enumerated exactly while the outcome space is small, else estimated from seeded Monte Carlo draws with the
-    conservative (1 + hits) / (1 + draws) estimate.
-    """
-    n, k = int(x.sum()), len(x)
-    observed = float(_log_pmf(x, p))
-    tol = 1e-9 * max(1.0, abs(observed))
-    if math.comb(n + k - 1, k - 1) <= EXACT_ENUMERATION_LIMIT:
-        outcomes = _compositions(n, k)
-        logp = _log_pmf(outcomes, p)
-        return float(min(1.0, np.exp(logp[logp <= observed + tol]).sum())), "exact multinomial"
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n, p, size=MONTE_CARLO_DRAWS)
-    hits = int((_log_pmf(draws, p) <= observed + tol).sum())
-    return (1 + hits) / (1 + MONTE_CARLO_DRAWS), f"Monte Carlo multinomial ({MONTE_CARLO_DRAWS} draws)"
-
-
-def goodness_of_fit(x: np.ndarray, p: np.ndarray) -> tuple[float | None, float, str]:
-    """(statistic, p-value, method) of observed counts ``x`` against expected fractions ``p``."""
-    if np.any((p <= 0) & (x > 0)):
-        return math.inf, 0.0, "impossible under the expected split"
-    keep = p > 0
-    x, p = x[keep], p[keep] / p[keep].sum()
-    n = int(x.sum())
-    if n == 0:
-        return None, 1.0, "no attributed responses"
-    if len(x) == 1:
-        return 0.0, 1.0, "single version"
-    if len(x) == 2:
-        # Always exact for two versions: cheap at any n, and the chi-square approximation overshoots alpha
-        # (false-FAIL 1.4-1.6% at alpha 1% for 80/20 at small n, 90/10, 95/5, 99/1).
-        return None, binomial_p_value(int(x[1]), n, float(p[1])), "exact binomial"
-    if float((n * p).min()) >= 5:
-        result = sps.chisquare(x, n * p)
-        return float(result.statistic), float(result.pvalue), "chi-square"
-    pval, method = exact_multinomial_p_value(x, p)
-    return None, pval, method
 
 
 # ----------------------------------------------------------------------------------------------------- formatting
