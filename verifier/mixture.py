@@ -84,7 +84,12 @@ def log_bf_binomial(x: float, n: float, p: float, a: float, b: float) -> float:
 
 def log_bf_multinomial(counts: Sequence[float], probs: Sequence[float], concentration: float) -> float:
     """log BF of the Dirichlet-multinomial mixture (prior a = concentration * probs) vs the multinomial(probs)."""
-    a = [concentration * p for p in probs]
+    return log_bf_dirichlet(counts, probs, [concentration * p for p in probs])
+
+
+def log_bf_dirichlet(counts: Sequence[float], probs: Sequence[float], a: Sequence[float]) -> float:
+    """log BF of the Dirichlet(a)-multinomial mixture vs the multinomial(probs) (counts may be real: plan paths).
+    A function of the counts only: a batch of responses gives the same value in any order."""
     n = float(sum(counts))
     total_a = sum(a)
     log_marginal = (float(gammaln(total_a)) - float(gammaln(total_a + n))
