@@ -104,6 +104,36 @@ def test_a_50_50_misroute_fails_within_a_few_hundred_samples():
     assert max(stops) <= 300 and float(np.median(stops)) <= 120
 
 
+def test_misroutes_fail_about_as_fast_as_a_betting_test():
+    """The split test averages the tight Dirichlet-multinomial mixture with the plug-in Kelly (KT) bettor: a
+    50/50 misroute FAILs at a median ~28 responses (the tight mixture alone: 55; the betting test alone: ~26-30)
+    and 70/30 no later than before (~235), with the per-response false-FAIL rate still below alpha."""
+    runs = 2000
+    gross = simulate_sequential(SPLIT, {"production": 0.5, "canary": 0.5}, runs=runs, horizon=400, seed=31)
+    assert gross.rate(FAIL) == 1.0
+    assert float(np.median(gross.stopped_at)) <= 32 and float(np.percentile(gross.stopped_at, 90)) <= 62
+    moderate = simulate_sequential(SPLIT, {"production": 0.7, "canary": 0.3}, runs=runs, horizon=2000, seed=32)
+    assert moderate.rate(FAIL) >= 0.999 and float(np.median(moderate.stopped_at)) <= 245
+
+
+def test_the_split_evidence_is_the_mean_of_the_tight_mixture_and_the_plug_in_bettor():
+    """KT's Bayes factor is the wealth of the bettor that stakes its running add-1/2 estimate on every response:
+    prod q_t(x_t) / p(x_t) with q_t = (x + 1/2) / (n + k/2) -- recomputed here response by response."""
+    rng = np.random.default_rng(33)
+    gate = SequentialGate(SPLIT, alpha=1e-9, tolerance=0.001)  # never decides: every response counts
+    wealth, x = 1.0, {"production": 0, "canary": 0}
+    for i in rng.choice(2, size=300, p=[0.7, 0.3]):
+        version = ["production", "canary"][i]
+        q = (x[version] + 0.5) / (sum(x.values()) + 1.0)
+        wealth *= q / SPLIT[version]
+        x[version] += 1
+        gate.observe(version)
+    assert not gate.decided
+    tight = gate.verdict().parameters["log_bayes_factor_tight"]
+    assert gate.verdict().parameters["log_bayes_factor_kt"] == pytest.approx(math.log(wealth), rel=1e-9)
+    assert gate.log_evidence == pytest.approx(math.log((math.exp(tight) + wealth) / 2), rel=1e-9)
+
+
 MULTI = {"a": 0.6, "b": 0.3, "c": 0.1}
 
 

@@ -16,7 +16,7 @@ from splitproof.verifier.mixture import (
     dm_concentration,
     inside,
     log_bf_binomial,
-    log_bf_multinomial,
+    log_bf_split,
     log_threshold,
     unattributed_prior,
 )
@@ -67,8 +67,8 @@ def samples_on_path_why(expected: Mapping[str, float], shares: Mapping[str, floa
 
     def split_fails(total: float) -> bool:
         _, x = counts(total)
-        return len(positive) > 1 and log_bf_multinomial([x[i] for i in positive], [probs[i] for i in positive],
-                                                        conc) > limit
+        return len(positive) > 1 and log_bf_split([x[i] for i in positive], [probs[i] for i in positive],
+                                                  conc) > limit
 
     def versions_within(total: float) -> bool:
         n, x = counts(total)

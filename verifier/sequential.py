@@ -1,7 +1,8 @@
 """The anytime-valid gate: look after every response (or every batch) and stop at the first PASS or FAIL.
 
-* **FAIL** (the split differs): a mixture sequential probability ratio test -- the Dirichlet-multinomial Bayes
-  factor against the expected multinomial (:mod:`verifier.mixture`) is a nonnegative martingale with mean 1 when
+* **FAIL** (the split differs): the split test's e-value -- the average of two Dirichlet-multinomial Bayes factors
+  against the expected multinomial, one with a prior a tolerance wide around the expected split, one the
+  Krichevsky-Trofimov plug-in bettor (:mod:`verifier.mixture`) -- is a nonnegative martingale with mean 1 when
   the split is right, so by Ville's inequality it ever reaches 1/alpha with probability at most alpha, however
   many times one looks. A version that answers although the split gives it 0% fails at once (impossible under
   the expected split).
@@ -36,10 +37,12 @@ from collections.abc import Iterable, Mapping
 from splitproof.verifier.expected import as_expected
 from splitproof.verifier.margins import version_margins, version_prior, version_tolerance
 from splitproof.verifier.mixture import (
+    KT_PRIOR,
     confidence_sequence,
     dm_concentration,
     log_bf_binomial,
     log_bf_dirichlet,
+    log_split_evidence,
     log_threshold,
     unattributed_prior,
 )
@@ -95,6 +98,7 @@ class SequentialGate:
         self._concentration = dm_concentration(tolerance)
         self._a_dm = [self._concentration * p for p in self._p]
         self._a_dm_total = sum(self._a_dm)
+        self._a_kt_total = KT_PRIOR * len(self._positive)
         self._prior = [version_prior(p, tolerance) for p in self._p]
         self._ab = [a + b for a, b in self._prior]
         self._margins = [version_margins(p, tolerance) for p in self._p]
@@ -108,6 +112,7 @@ class SequentialGate:
         self._x = [0] * k
         self._n = 0
         self._lbf_dm = 0.0
+        self._lbf_kt = 0.0
         self._ua, self._ub = unattributed_prior(max_unattributed)
         self._log_m, self._log_1m = _log(max_unattributed), _log(1 - max_unattributed)
         self._u = 0
@@ -211,6 +216,7 @@ class SequentialGate:
     def _observe_version(self, i: int) -> None:
         n = self._n
         self._lbf_dm += math.log(self._a_dm[i] + self._x[i]) - math.log(self._a_dm_total + n) - self._log_p[i]
+        self._lbf_kt += math.log(KT_PRIOR + self._x[i]) - math.log(self._a_kt_total + n) - self._log_p[i]
         for j in range(len(self._names)):
             a, b = self._prior[j]
             denom = math.log(self._ab[j] + n)
@@ -242,6 +248,7 @@ class SequentialGate:
             x = [self._x[i] for i in pos]
             p = [self._p[i] for i in pos]
             self._lbf_dm = log_bf_dirichlet(x, p, [self._a_dm[i] for i in pos])
+            self._lbf_kt = log_bf_dirichlet(x, p, [KT_PRIOR] * len(pos))
         for j, (lo, hi) in enumerate(self._margins):
             a, b = self._prior[j]
             if self._lo_logs[j] is not None:
@@ -258,8 +265,8 @@ class SequentialGate:
 
     @property
     def log_evidence(self) -> float:
-        """log of the split test's Bayes factor (FAIL above log(1/alpha))."""
-        return self._lbf_dm
+        """log of the split test's e-value (FAIL above log(1/alpha))."""
+        return log_split_evidence(self._lbf_dm, self._lbf_kt)
 
     def _split_rejected(self) -> bool:
         return self.log_evidence > self._limit
@@ -331,8 +338,8 @@ class SequentialGate:
                                    version_tolerance(e, self.tolerance)))
         urow = self._unattributed_row()
         gof_p = 0.0 if self._unexpected else _exp_neg(self.log_evidence)
-        method = (f"Dirichlet-multinomial mixture SPRT (concentration {self._concentration:g})"
-                  if len(self._positive) > 1 else "single version")
+        method = (f"sequential split test: mean of Dirichlet-multinomial (concentration {self._concentration:g}) "
+                  "and plug-in Kelly (KT) e-values" if len(self._positive) > 1 else "single version")
         interval = f"{100 * (1 - alpha):g}% CS"
         outcome, reason = decide(rows, urow, split_rejected, gof_p, "sequential split test", n, self.tolerance,
                                  interval)
@@ -351,8 +358,10 @@ class SequentialGate:
             interval=f"{100 * (1 - alpha):g}% confidence sequence (beta-binomial mixture)",
             parameters={
                 "alpha": alpha, "tolerance": self.tolerance, "max_unattributed": self.max_unattributed,
-                "fail_test": "Dirichlet-multinomial mixture vs expected multinomial, reject at BF >= 1/alpha",
+                "fail_test": "mean of the Dirichlet-multinomial (prior c*p) and Krichevsky-Trofimov (prior 1/2) "
+                             "Bayes factors vs the expected multinomial; FAIL at >= 1/alpha",
                 "dirichlet_concentration": self._concentration,
+                "log_bayes_factor_tight": self._lbf_dm, "log_bayes_factor_kt": self._lbf_kt,
                 "log_bayes_factor": self.log_evidence,
                 "share_priors": {name: list(self._prior[i]) for i, name in enumerate(self._names)},
                 "margins": {name: version_tolerance(self._p[i], self.tolerance)

@@ -18,7 +18,7 @@ from scipy.special import betaln, gammaln
 
 from splitproof.verifier.expected import as_expected
 from splitproof.verifier.margins import version_margins, version_prior
-from splitproof.verifier.mixture import dm_concentration, log_threshold, unattributed_prior
+from splitproof.verifier.mixture import KT_PRIOR, LOG_HALF, dm_concentration, log_threshold, unattributed_prior
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,13 @@ def sequential_statistics(counts: np.ndarray, expected: np.ndarray, *, alpha: fl
     else:
         impossible = np.zeros(x.shape[:2], dtype=bool)
     if positive.sum() > 1:
-        a = conc * expected[positive]
-        xp = x[..., positive]
-        lbf = (gammaln(a.sum()) - gammaln(a.sum() + n) + (gammaln(a + xp) - gammaln(a)).sum(axis=2)
-               - (xp * np.log(expected[positive])).sum(axis=2))
-        fail = impossible | (lbf > limit)
+        xp, pp = x[..., positive], expected[positive]
+        log_null = (xp * np.log(pp)).sum(axis=2)
+        evidence = []
+        for a in (conc * pp, np.full(len(pp), KT_PRIOR)):
+            evidence.append(gammaln(a.sum()) - gammaln(a.sum() + n) + (gammaln(a + xp) - gammaln(a)).sum(axis=2)
+                            - log_null)
+        fail = impossible | (np.logaddexp(evidence[0], evidence[1]) + LOG_HALF > limit)
     else:
         fail = impossible
     within = np.ones(x.shape[:2], dtype=bool)
