@@ -8,7 +8,7 @@ fixed-n judge, the sequential gate, their simulation, ``--plan`` and the Locust 
 
 from __future__ import annotations
 
-import math
+from argparse import Namespace
 
 import numpy as np
 import pytest
@@ -117,10 +117,9 @@ def test_plan_uses_the_narrowed_margins() -> None:
     three = plan(from_canary_percent("3"))
     assert 1_900 < three.n_pass < 2_500 and 1_400 < three.sequential_pass < 2_400
     assert plan(from_canary_percent("20")).n_pass == plan({"production": 0.8, "canary": 0.2}).n_pass == 1032
-    assert math.isclose(one.tolerance, 0.05)
+    # about (z(0.99) + z(0.95))^2 e (1 - e) / m^2 with the narrowed margin m = 0.5 pp
+    assert one.n_pass == pytest.approx((2.326 + 1.645) ** 2 * 0.0099 / 0.005**2, rel=0.15)
 
 
-def _opts(**kw: object):
-    from argparse import Namespace
-
+def _opts(**kw: object) -> Namespace:
     return Namespace(**kw)
