@@ -19,6 +19,7 @@ from splitproof.verifier.health import (
     WORSE,
     NotJudged,
     Tally,
+    baseline_of,
     error_criterion,
     judge_health,
     latency_criterion,
@@ -214,3 +215,10 @@ def test_samples_needed_counts_every_version() -> None:
     rows = v.metric(ERRORS).rows
     assert v.samples_needed == max(int(np.ceil(r.samples_needed * 600 / 500)) for r in rows)
     assert "more responses in all" in v.reason
+
+
+def test_production_is_named_or_the_largest_share() -> None:
+    assert baseline_of({"production": 0.2, "canary": 0.8}) == "production"
+    assert baseline_of({"v1": 0.7, "v2": 0.2, "v3": 0.1}) == "v1"
+    with pytest.raises(InputError):
+        baseline_of({})

@@ -188,6 +188,13 @@ class HealthVerdict:
         raise KeyError(name)
 
 
+def baseline_of(expected: Mapping[str, float], name: str = "production") -> str:
+    """Production among the expected split's versions: the one called ``name``, else the largest share."""
+    if not expected:
+        raise InputError("no versions to pick production from")
+    return name if name in expected else max(expected, key=lambda v: (expected[v], v))
+
+
 # ------------------------------------------------------------------------------------------------ validation
 
 def check_health_parameters(alpha: float, criteria: Sequence[Criterion], power: float | None = None) -> None:
