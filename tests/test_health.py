@@ -99,6 +99,8 @@ def test_every_canary_is_compared_with_production_and_fail_tests_share_alpha() -
     rows = {r.version: r for r in v.metric(ERRORS).rows}
     assert set(rows) == {"a", "b"} and rows["a"].status == WITHIN and rows["b"].status == WORSE
     assert v.outcome == FAIL and v.reason.startswith("b errors 3.0% vs production 0.0%")
+    only_a = judge_health(tallies, PROD, canaries=["a"])
+    assert only_a.outcome == PASS and [r.version for r in only_a.metric(ERRORS).rows] == ["a"]
 
 
 def test_fail_margin_makes_small_increases_acceptable() -> None:

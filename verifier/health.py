@@ -352,8 +352,8 @@ def compare_fixed(criterion: Criterion, version: str, baseline: str, canary: Tal
 
 def judge_health(tallies: Mapping[str, Mapping[str, Tally] | NotJudged], baseline: str, *,
                  criteria: Sequence[Criterion] | None = None, alpha: float = 0.01, power: float = 0.9,
-                 intervals: bool = True) -> HealthVerdict:
-    """Fixed-n health verdict: every version in the tallies other than ``baseline`` is a canary.
+                 intervals: bool = True, canaries: Sequence[str] | None = None) -> HealthVerdict:
+    """Fixed-n health verdict for ``canaries`` (default: every version in the tallies but ``baseline``).
 
     ``tallies`` maps a metric (ERRORS, LATENCY) to per-version :class:`Tally` counts, or to :class:`NotJudged`
     when that metric cannot be attributed. Use it when the number of responses was not chosen by looking at the
@@ -366,8 +366,9 @@ def judge_health(tallies: Mapping[str, Mapping[str, Tally] | NotJudged], baselin
         if metric not in by_metric:
             raise InputError(f"no criterion for health metric {metric!r}")
     judged = [m for m, t in tallies.items() if not isinstance(t, NotJudged)]
-    versions = sorted({v for m in judged for v in tallies[m]})  # type: ignore[union-attr]
-    canaries = [v for v in versions if v != baseline]
+    if canaries is None:
+        canaries = sorted({v for m in judged for v in tallies[m]} - {baseline})  # type: ignore[union-attr]
+    canaries = [v for v in canaries if v != baseline]
     alpha_fail = alpha / fail_tests(criteria, judged, len(canaries))
     metrics: list[MetricVerdict] = []
     routes: list[tuple[ComparisonRow, int, int]] = []

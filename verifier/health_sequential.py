@@ -102,6 +102,7 @@ class HealthMonitor:
         if baseline not in versions:
             raise InputError(f"the baseline {baseline!r} is not one of the versions ({', '.join(versions)})")
         self.versions, self.baseline, self.alpha = list(versions), baseline, alpha
+        self._known = frozenset(self.versions)
         self.canaries = [v for v in self.versions if v != baseline]
         if not self.canaries:
             raise InputError("health needs at least one canary besides the baseline")
@@ -139,7 +140,7 @@ class HealthMonitor:
         if self._decision is not None:
             self.observed_after_decision += 1
             return
-        if version not in self._index():
+        if version not in self._known:
             self.ignored += 1
             return
         self.responses += 1
@@ -150,9 +151,6 @@ class HealthMonitor:
         if LATENCY in self._counts and not error and latency_ms is not None:
             self._observe_latency(version, float(latency_ms))
         self._check()
-
-    def _index(self) -> Mapping[str, object]:
-        return self._counts[next(iter(self._counts))] if self._counts else {}
 
     def _observe_latency(self, version: str, latency_ms: float) -> None:
         threshold = self.latency_threshold
