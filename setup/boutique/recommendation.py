@@ -135,8 +135,13 @@ class RecommendationServicer(demo_pb2_grpc.RecommendationServiceServicer):
         faults = self._faults.faults
         if faults.extra_latency_s > 0:
             remaining = context.time_remaining()
-            time.sleep(faults.extra_latency_s if remaining is None else max(0.0, min(faults.extra_latency_s,
-                                                                                     remaining)))
+            if remaining is not None and remaining <= faults.extra_latency_s:
+                # The call would outlive its deadline: wait it out, then say so, rather than racing the caller's
+                # own timer with an answer that lands a hair inside the (propagated, slightly shorter) deadline.
+                time.sleep(max(0.0, remaining))
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                              f"injected latency of {1000 * faults.extra_latency_s:g} ms exceeds the deadline")
+            time.sleep(faults.extra_latency_s)
         if self._faults.fails():
             context.abort(faults.error_code, f"injected fault: {100 * faults.error_rate:g}% of calls fail")
 
