@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.splitproof-installed
 
-.PHONY: demo test venv browser protos lint bench clean
+.PHONY: demo test venv browser prometheus protos lint bench clean
 
 # (Re)create the virtualenv and install the project (+ test extras) whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -20,7 +20,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/canary-setup demo
 
-test: $(STAMP) browser
+test: $(STAMP) browser prometheus
 	$(BIN)/python -m pytest
 
 # Headless Chromium (Debian package) renders the HTML report in tests/test_htmlreport.py. Installed when missing
@@ -32,6 +32,18 @@ browser:
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	      || echo "note: could not install chromium: the render test will be skipped"; \
 	  else echo "note: chromium not installed and not root: the render test will be skipped"; fi; }
+
+# A real Prometheus + promtool (Debian package) for the telemetry tests (tests/test_telemetry_prometheus.py) and
+# bench/telemetry_query.py. Installed when missing and we are root with apt-get; otherwise those tests are skipped
+# and say why.
+prometheus:
+	@{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian prometheus for the telemetry tests"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	        prometheus >/dev/null; } \
+	      || echo "note: could not install prometheus: the Prometheus telemetry tests will be skipped"; \
+	  else echo "note: prometheus not installed and not root: the Prometheus telemetry tests will be skipped"; fi; }
 
 # Regenerate protos/demo_pb2*.py from protos/demo.proto (tests/test_protos.py checks they are current).
 protos: $(STAMP)

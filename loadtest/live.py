@@ -25,7 +25,8 @@ from typing import Any
 
 from splitproof.loadtest.ending import RESTARTED, RUN_TIME_LIMIT, STOP_ON_VERDICT, STOPPED
 from splitproof.loadtest.options import SplitConfig
-from splitproof.verifier.mixture import confidence_sequence, share_prior
+from splitproof.verifier.margins import version_prior
+from splitproof.verifier.mixture import confidence_sequence
 from splitproof.verifier.sequential import SequentialGate
 from splitproof.verifier.stats import EXIT_CODES, INCONCLUSIVE, Verdict, judge
 
@@ -92,7 +93,7 @@ class LiveSplit:
         for version in versions:
             x = self.counts.get(version, 0)
             e = self.expected.get(version, 0.0)
-            a, b = share_prior(e, self.tolerance) if e > 0 else (0.5, 0.5)
+            a, b = version_prior(e, self.tolerance) if e > 0 else (0.5, 0.5)  # the gate's own prior
             lo, hi = confidence_sequence(x, n, a, b, self.alpha)
             out.append({"version": version, "expected": f"{100 * e:g}%", "count": x,
                         "share": _pct(x / n if n else None), "interval": f"{_pct(lo)} - {_pct(hi)}" if n else "-"})

@@ -204,10 +204,14 @@ def test_exact_tests_when_expected_counts_are_small():
            for a in range(11) for b in range(11 - a)}
     obs = pmf[(5, 4, 1)]
     assert p3 == pytest.approx(sum(v for v in pmf.values() if v <= obs * (1 + 1e-9)))
-    _, p_chi, method_chi = goodness_of_fit(np.array([600, 300, 100]), probs)
-    assert method_chi == "chi-square" and p_chi == pytest.approx(1.0)
-    big, method_mc = exact_multinomial_p_value(np.array([300, 150, 40, 10]), np.array([0.6, 0.3, 0.09, 0.01]))
-    assert method_mc.startswith("Monte Carlo") and 0 < big <= 1
+    # three or more versions: exact at every n, not only when an expected count is small
+    _, p_big, method_big = goodness_of_fit(np.array([600, 300, 100]), probs)
+    assert method_big == "exact multinomial" and p_big == pytest.approx(1.0)
+    four, method4 = exact_multinomial_p_value(np.array([300, 150, 40, 10]), np.array([0.6, 0.3, 0.09, 0.01]))
+    assert method4 == "exact multinomial" and 0 < four <= 1
+    # only where the enumeration of the smaller versions would be too large: seeded Monte Carlo, and it says so
+    mc, method_mc = exact_multinomial_p_value(np.array([20_000] * 5), np.full(5, 0.2))
+    assert method_mc.startswith("Monte Carlo") and 0.5 < mc <= 1
 
 
 def test_clopper_pearson_matches_the_exact_tost():
@@ -253,3 +257,70 @@ def test_exit_codes():
 def test_no_data_is_inconclusive():
     v = judge({}, 0, SPLIT)
     assert v.outcome == INCONCLUSIVE and v.n == 0 and v.rows[0].share is None
+
+
+# ------------------------------------------------------------------------------- statuses and reasons (issue 11)
+
+
+def test_pass_follows_its_rule_with_three_versions():
+    """Every version's interval inside its margin and the split test not rejecting is a PASS -- c's own
+    binomial p-value (0.008) is one of three looks and does not block it."""
+    v = judge({"a": 999, "b": 472, "c": 200}, 0, {"a": 0.6, "b": 0.3, "c": 0.1})
+    c = v.row("c")
+    assert c.p_value < ALPHA and v.gof_p_value >= ALPHA
+    assert 0.05 < c.lo < c.hi < 0.15
+    assert v.outcome == PASS and all(r.status == WITHIN for r in v.rows)
+    assert "not yet shown" not in v.reason and "more samples" not in v.reason
+
+
+def test_statuses_and_reasons_never_contradict_the_verdict():
+    """Over seeded outcomes of three-version runs at many n: a version the reason lists as 'not yet shown
+    within' has an interval that is not inside its margin; a PASS has every interval inside; a FAIL names a real
+    version; DIFFERS rows appear only under a FAIL."""
+    expected = {"a": 0.6, "b": 0.3, "c": 0.1}
+    rng = np.random.default_rng(16)
+    seen = {PASS: 0, FAIL: 0, INCONCLUSIVE: 0}
+    for n in (30, 120, 500, 1700, 4000):
+        for truth in ([0.6, 0.3, 0.1], [0.62, 0.28, 0.1], [0.56, 0.3, 0.14]):
+            for x in rng.multinomial(n, truth, size=12):
+                v = judge(dict(zip("abc", x.tolist(), strict=True)), 0, expected)
+                seen[v.outcome] += 1
+                inside = {r.version: r.expected - r.margin < r.lo and r.hi < r.expected + r.margin for r in v.rows}
+                assert all((r.status == WITHIN) == inside[r.version] or r.status == DIFFERS for r in v.rows)
+                if v.outcome == PASS:
+                    assert all(inside.values())
+                if v.outcome == INCONCLUSIVE and "not yet shown within" in v.reason:
+                    listed = v.reason.split(": ", 1)[1].split(";")[0]
+                    for r in v.rows:
+                        assert (f"{r.version} " in listed) == (not inside[r.version]), (r, v.reason)
+                if v.outcome != FAIL:
+                    assert all(r.status != DIFFERS for r in v.rows)
+    assert min(seen.values()) > 0, seen
+
+
+def test_reason_texts_say_what_they_mean():
+    # a 0% limit: "none allowed", not "below the 0% limit"
+    ok = judge({"production": 8000, "canary": 2000}, 0, SPLIT, max_unattributed=0.0)
+    assert ok.outcome == PASS and "0% limit" not in ok.reason and "no unattributed responses" in ok.reason
+    bad = judge({"production": 8000, "canary": 2000}, 1, SPLIT, max_unattributed=0.0)
+    assert bad.outcome == FAIL and "1 unattributed response of 10001, with none allowed" in bad.reason
+    # limits and shares that are not whole percents are not rounded to other numbers
+    half = judge({"production": 790, "canary": 198}, 12, SPLIT, max_unattributed=0.005)
+    assert "0.5%" in half.reason and "0% limit" not in half.reason
+    small = judge({"production": 30, "canary": 10}, 0, {"production": 0.975, "canary": 0.025})
+    assert "expected 2.5%" in small.reason
+    # at n = 1 the samples come from the unattributed requirement, and the reason says so
+    one = judge({"production": 1, "canary": 0}, 0, SPLIT)
+    assert one.outcome == INCONCLUSIVE
+    assert f"about {one.samples_needed} more samples needed to show unattributed responses below the 1% limit" \
+        in one.reason
+    # a silent version outside the split is not "not yet shown within"; nor one the split gives 0%
+    v3 = judge({"production": 40, "canary": 10, "v3": 0}, 0, SPLIT)
+    assert v3.outcome == INCONCLUSIVE and "v3" not in v3.reason and v3.row("v3").status == WITHIN
+    zero = judge({"production": 30, "canary": 0}, 0, {"production": 1.0, "canary": 0.0})
+    assert "canary" not in zero.reason
+    full = judge({"production": 800, "canary": 200, "v3": 0}, 0, SPLIT)
+    assert full.outcome == PASS and "v3" not in full.reason
+    # one more sample, not "1 more samples"
+    last = judge({"production": 458, "canary": 0}, 0, {"production": 1.0, "canary": 0.0})
+    assert last.samples_needed == 1 and "about 1 more sample needed" in last.reason

@@ -366,8 +366,10 @@ def test_live_url_counts_inside_the_section_and_reports_unattributed(capsys):
         thread.join(timeout=5)
 
 
-def test_a_tolerance_as_wide_as_a_share_is_warned_about(capsys):
+def test_a_margin_narrowed_to_half_a_small_share_is_said(capsys):
     rc, out, err = run(capsys, "--expected", "3", "--plan")
-    assert rc == 0 and "a version receiving nothing would be inside its" in " ".join(err.split())
+    text = " ".join(err.split())
+    assert rc == 0 and "margin narrower than --tolerance 5 pp: canary ±1.5 pp (half the expected share" in text
+    assert "2," in out  # the plan's fixed n for a 3% canary at ±1.5 pp: over two thousand responses
     rc, out, err = run(capsys, "--expected", "3", "--tolerance", "1.5", "--plan")
-    assert rc == 0 and "inside its margin" not in err
+    assert rc == 0 and "margin narrower" not in err

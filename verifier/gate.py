@@ -29,6 +29,7 @@ from splitproof.verifier.expected import (
     from_virtualservice_live,
     from_weights_spec,
 )
+from splitproof.verifier.margins import version_tolerance
 from splitproof.verifier.outputs import OutputError, write_outputs, write_text
 from splitproof.verifier.records import ReadStats, Record, RecordWriter, read_records
 from splitproof.verifier.sequential import SequentialGate
@@ -66,13 +67,14 @@ def _defaults_for_mode(args: argparse.Namespace) -> None:
 
 
 def tolerance_notes(expected: Expected, tolerance: float) -> list[str]:
-    """A margin as wide as a version's own share lets a dead version (0%) count as 'within' it."""
-    small = [v for v, e in expected.items() if 0 < e <= tolerance + 1e-12]
-    if not small:
+    """Versions whose margin is narrower than --tolerance: half their share (verifier/margins.py), so that a
+    version receiving nothing can never PASS -- said once, because it sets how long a PASS takes."""
+    narrow = [v for v, e in expected.items() if 0 < e and version_tolerance(e, tolerance) < tolerance - 1e-12]
+    if not narrow:
         return []
-    return [f"--tolerance {100 * tolerance:g} pp is at least the expected share of {', '.join(small)}: a version "
-            f"receiving nothing would be inside its margin (only the goodness-of-fit test stands between it and "
-            f"a PASS); use a tolerance below {100 * min(expected[v] for v in small):g} pp"]
+    margins = ", ".join(f"{v} ±{100 * version_tolerance(expected[v], tolerance):g} pp" for v in narrow)
+    return [f"margin narrower than --tolerance {100 * tolerance:g} pp: {margins} (half the expected share: a PASS "
+            "must show every version receives at least half its share)"]
 
 
 def load_expected(args: argparse.Namespace) -> Expected:

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from splitproof.verifier.mixture import confidence_sequence, share_prior
+from splitproof.verifier.margins import version_margins, version_prior
+from splitproof.verifier.mixture import confidence_sequence
 from splitproof.verifier.stats import FAIL, PASS, Verdict
 from splitproof.verifier.timeline import Timeline, bin_upper_edge_ms
 
@@ -48,7 +49,7 @@ def share_chart_svg(timeline: Timeline, expected: Mapping[str, float], alpha: fl
         for version in versions:
             colour = _colour(version, versions)
             e = expected.get(version, 0.0)
-            a, b = share_prior(e, tolerance)
+            a, b = version_prior(e, tolerance)
             k = len(versions)
             shares, lo, hi = [], [], []
             for p in points:
@@ -60,7 +61,8 @@ def share_chart_svg(timeline: Timeline, expected: Mapping[str, float], alpha: fl
             ax.plot(xs, shares, color=colour, lw=1.6, label=f"{version} observed")
             ax.fill_between(xs, lo, hi, color=colour, alpha=0.15, lw=0)
             ax.axhline(e, color=colour, ls="--", lw=1.0, label=f"{version} expected {e:.0%}")
-            ax.axhspan(max(e - tolerance, 0), min(e + tolerance, 1), color=colour, alpha=0.05)
+            lo_m, hi_m = version_margins(e, tolerance)
+            ax.axhspan(max(lo_m, 0), min(hi_m, 1), color=colour, alpha=0.05)
         if xs:
             ax.set_xscale("log")
             _plain_log_ticks(ax.xaxis)
@@ -69,7 +71,7 @@ def share_chart_svg(timeline: Timeline, expected: Mapping[str, float], alpha: fl
         ax.set_xlabel("attributed responses (log scale)")
         ax.set_ylabel("cumulative share")
         ax.set_title(f"Share over time — shaded: anytime-valid {_level(alpha)} confidence sequence; "
-                     f"light band: expected ± {tolerance:.0%}", fontsize=9)
+                     "light band: each version's margin", fontsize=9)
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8, loc="upper right", ncols=2)
         return _svg(fig)

@@ -1,11 +1,22 @@
 """Mixture likelihood ratios behind the sequential (anytime-valid) gate -- pure math, no state.
 
-Two families, both nonnegative martingales with mean 1 under their null, so by Ville's inequality
-``P(sup_t BF_t >= 1/alpha) <= alpha`` however often one looks:
+Every statistic here is a nonnegative martingale with mean 1 under its null, so by Ville's inequality
+``P(sup_t E_t >= 1/alpha) <= alpha`` however often one looks -- and each is a function of the *counts* only, so
+feeding a batch of responses at once (in any order) gives exactly the value after the same responses one by one.
 
-* Dirichlet-multinomial mixture vs the expected multinomial (the sequential sample-ratio-mismatch test)::
+* The split test's evidence ``E_t = (BF_t(tight) + BF_t(KT)) / 2``, the average of two Dirichlet-multinomial
+  mixtures against the expected multinomial (an average of e-processes is an e-process)::
 
-      BF_t = [B(a + x) / B(a)] / prod_i p_i^x_i          a = c * p  (prior centred on the expected split)
+      BF_t(a) = [B(a + x) / B(a)] / prod_i p_i^x_i
+
+  - *tight*, ``a = c p`` with c = 1/(4 tol^2) (100 at ±5 pp): the prior centred on the expected split, about a
+    tolerance wide -- the most power against misroutes the size of the tolerance;
+  - *KT*, ``a_i = 1/2`` (Krichevsky-Trofimov / Jeffreys): ``BF_t(KT)`` is exactly the wealth of the plug-in
+    Kelly bettor that stakes, on every response, its running add-1/2 estimate of the shares against the expected
+    split (``prod_t q_t(x_t) / p(x_t)``, ``q_t = (x + 1/2) / (n + k/2)``) -- a betting test, fast on gross
+    misroutes (a 50/50 split where 80/20 was configured FAILs at a median ~30 responses instead of ~55).
+
+  The average costs the tight mixture a factor 2 (log 2 nats) on small misroutes; bench/RESULTS.md measures both.
 
 * Beta-binomial mixture vs Bernoulli(p) for one version's share (or the unattributed rate)::
 
@@ -33,6 +44,18 @@ _EPS = 1e-12
 def log_threshold(alpha: float) -> float:
     """Reject when log BF >= log(1/alpha)."""
     return math.log(1.0 / alpha)
+
+
+KT_PRIOR = 0.5  # Dirichlet(1/2, ..., 1/2): the Krichevsky-Trofimov plug-in bettor
+LOG_HALF = math.log(0.5)
+
+
+def log_split_evidence(log_bf_tight: float, log_bf_kt: float) -> float:
+    """log of the split test's e-value ``(BF_tight + BF_KT) / 2``; FAIL when it exceeds ``log_threshold``."""
+    hi, lo = (log_bf_tight, log_bf_kt) if log_bf_tight >= log_bf_kt else (log_bf_kt, log_bf_tight)
+    if hi == math.inf:
+        return math.inf
+    return hi + math.log1p(math.exp(lo - hi)) + LOG_HALF
 
 
 def dm_concentration(tolerance: float) -> float:
@@ -84,7 +107,17 @@ def log_bf_binomial(x: float, n: float, p: float, a: float, b: float) -> float:
 
 def log_bf_multinomial(counts: Sequence[float], probs: Sequence[float], concentration: float) -> float:
     """log BF of the Dirichlet-multinomial mixture (prior a = concentration * probs) vs the multinomial(probs)."""
-    a = [concentration * p for p in probs]
+    return log_bf_dirichlet(counts, probs, [concentration * p for p in probs])
+
+
+def log_bf_split(counts: Sequence[float], probs: Sequence[float], concentration: float) -> float:
+    """The split test's log e-value from the counts (closed form of the gate's running statistic)."""
+    return log_split_evidence(log_bf_multinomial(counts, probs, concentration),
+                              log_bf_dirichlet(counts, probs, [KT_PRIOR] * len(probs)))
+
+
+def log_bf_dirichlet(counts: Sequence[float], probs: Sequence[float], a: Sequence[float]) -> float:
+    """log BF of the Dirichlet(a)-multinomial mixture vs the multinomial(probs) (counts may be real: plan paths)."""
     n = float(sum(counts))
     total_a = sum(a)
     log_marginal = (float(gammaln(total_a)) - float(gammaln(total_a + n))

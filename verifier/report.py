@@ -20,7 +20,19 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from splitproof.verifier.stats import DIFFERS, FAIL, PASS, UNDECIDED, UNEXPECTED, WITHIN, Verdict, fmt_p, pct, pp
+from splitproof.verifier.stats import (
+    DIFFERS,
+    FAIL,
+    PASS,
+    UNDECIDED,
+    UNEXPECTED,
+    WITHIN,
+    Verdict,
+    fmt_p,
+    margin_text,
+    pct,
+    pp,
+)
 
 OUTCOME_STYLE = {PASS: "bold green", FAIL: "bold red"}
 STATUS_TEXT = {WITHIN: "within", DIFFERS: "differs", UNDECIDED: "undecided", UNEXPECTED: "unexpected"}
@@ -82,7 +94,8 @@ def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
     console.print(verdict_table(verdict))
     console.print(f"[dim]{gof_text(verdict)} · {verdict.n:,} attributed + {verdict.unattributed:,} unattributed "
                   f"responses · {verdict.interval} · p: share differs from expected (unattributed: above the "
-                  f"limit) · p eq.: within ±{pp(verdict.tolerance)} (unattributed: below the limit)[/dim]",
+                  f"limit) · p eq.: within {margin_text(verdict.rows, verdict.tolerance)} (unattributed: below the "
+                  "limit)[/dim]",
                   highlight=False)
     if verdict.unattributed_causes:
         causes = ", ".join(f"{cause} × {count:,}" for cause, count in
@@ -132,7 +145,7 @@ def verdict_json(verdict: Verdict, extra: Mapping[str, Any] | None = None) -> st
 
 
 def write_junit(verdict: Verdict, path: str | Path) -> Path:
-    """One testcase per version (share within expected ± tolerance) plus one for the overall verdict.
+    """One testcase per version (share within its margin) plus one for the overall verdict.
 
     A version shown within its margin passes, one shown different (or answering at 0% expected) fails, an
     undecided one is skipped; the overall testcase fails on FAIL and on INCONCLUSIVE (a gate that could not
@@ -146,8 +159,9 @@ def write_junit(verdict: Verdict, path: str | Path) -> Path:
             ET.SubElement(props, "property", name=str(key), value=str(value))
     ET.SubElement(props, "property", name="method", value=verdict.method)
     for row in verdict.rows:
+        margin = f"± {pp(row.margin)}" if row.expected > 0 else "(no response allowed)"
         case = ET.SubElement(suite, "testcase", classname="verify-split.versions",
-                             name=f"{row.version} share {expected_text(row.expected)} ± {pp(verdict.tolerance)}")
+                             name=f"{row.version} share {expected_text(row.expected)} {margin}")
         observed = (f"{row.version}: {row.count} responses, {pct(row.share)} ({verdict.interval} "
                     f"{_interval(row.lo, row.hi)}), expected {pct(row.expected)}; p = {fmt_p(row.p_value)}, "
                     f"equivalence p = {fmt_p(row.p_equivalence)}")

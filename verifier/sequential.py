@@ -1,37 +1,52 @@
-"""The anytime-valid gate: look after every response and stop at the first decisive verdict.
+"""The anytime-valid gate: look after every response (or every batch) and stop at the first PASS or FAIL.
 
-* **FAIL** (the split differs): a mixture sequential probability ratio test -- the Dirichlet-multinomial Bayes
-  factor against the expected multinomial (:mod:`verifier.mixture`) is a nonnegative martingale with mean 1 when
+* **FAIL** (the split differs): the split test's e-value -- the average of two Dirichlet-multinomial Bayes factors
+  against the expected multinomial, one with a prior a tolerance wide around the expected split, one the
+  Krichevsky-Trofimov plug-in bettor (:mod:`verifier.mixture`) -- is a nonnegative martingale with mean 1 when
   the split is right, so by Ville's inequality it ever reaches 1/alpha with probability at most alpha, however
   many times one looks. A version that answers although the split gives it 0% fails at once (impossible under
   the expected split).
 * **PASS**: a beta-binomial confidence sequence per version -- valid at all times simultaneously -- lies inside
-  expected +- tolerance for every version (intersection-union, as in the fixed-n test: no multiplicity
-  correction), and the unattributed rate's confidence sequence lies below its limit.
+  its margin, expected ± min(tolerance, share / 2) (:mod:`verifier.margins`), for every version
+  (intersection-union, as in the fixed-n test: no multiplicity correction), and the unattributed rate's
+  confidence sequence lies below its limit.
 * **FAIL** on unattributed responses only when their confidence sequence lies entirely above the limit.
 
+Two ways in, one test:
+
+* :meth:`SequentialGate.observe` -- one response at a time, for an *ordered stream* (responses in the order they
+  happened: a load generator, a replayed results file). Checked after every response.
+* :meth:`SequentialGate.observe_counts` / :meth:`SequentialGate.observe_batch` -- for *counts-only sources*
+  (telemetry: Prometheus counters, access-log aggregates), which know how many responses each version served in
+  an interval but not their order. The statistics are functions of the counts, so the batch update is exact; the
+  gate decides only at batch boundaries, and the order inside a batch cannot matter. Feeding such a batch through
+  :meth:`observe` in an order of one's choosing (all production first, say) is *not* valid -- the stream would
+  look like a broken split for its first hundred responses -- so counts-only sources must use the batch API.
+
 Each observation costs O(k): the log Bayes factors are updated by ratios of the predictive probabilities (no
-gamma functions on the hot path). Once decided, the verdict is frozen: a crossing is a valid stop whatever the
-statistic does afterwards.
+gamma functions on the hot path); a batch costs O(k) gamma functions. Once decided (PASS or FAIL -- never an
+INCONCLUSIVE), the verdict is frozen: a crossing is a valid stop whatever the statistic does afterwards.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from splitproof.verifier.expected import as_expected
+from splitproof.verifier.margins import version_margins, version_prior, version_tolerance
 from splitproof.verifier.mixture import (
+    KT_PRIOR,
     confidence_sequence,
     dm_concentration,
-    inside,
     log_bf_binomial,
-    log_bf_multinomial,
+    log_bf_dirichlet,
+    log_split_evidence,
     log_threshold,
-    share_prior,
     unattributed_prior,
 )
+from splitproof.verifier.path import samples_on_path, samples_on_path_why
 from splitproof.verifier.stats import (
     DIFFERS,
     FAIL,
@@ -43,12 +58,14 @@ from splitproof.verifier.stats import (
     UnattributedRow,
     Verdict,
     VersionRow,
+    check_counts,
     check_parameters,
     decide,
-    margins,
+    plural,
+    row_status,
 )
 
-_MAX_PATH = 10**9
+__all__ = ["SequentialGate", "samples_on_path", "samples_on_path_why"]
 
 
 def _log(x: float) -> float:
@@ -63,7 +80,8 @@ def _exp_neg(log_bf: float) -> float:
 
 
 class SequentialGate:
-    """Feed every response with :meth:`observe`; read :attr:`decided` and :meth:`verdict` at any time."""
+    """Feed responses with :meth:`observe` (ordered stream) or :meth:`observe_counts` (counts-only batches);
+    read :attr:`decided` and :meth:`verdict` at any time."""
 
     def __init__(self, expected: Mapping[str, float], *, alpha: float = 0.01, tolerance: float = 0.05,
                  max_unattributed: float = 0.01) -> None:
@@ -75,21 +93,26 @@ class SequentialGate:
         self._index = {name: i for i, name in enumerate(self._names)}
         k = len(self._names)
         self._p = [self.expected[v] for v in self._names]
+        self._positive = [i for i, p in enumerate(self._p) if p > 0]
         self._log_p = [_log(p) for p in self._p]
         self._concentration = dm_concentration(tolerance)
         self._a_dm = [self._concentration * p for p in self._p]
         self._a_dm_total = sum(self._a_dm)
-        self._prior = [share_prior(p, tolerance) for p in self._p]
+        self._a_kt_total = KT_PRIOR * len(self._positive)
+        self._prior = [version_prior(p, tolerance) for p in self._p]
         self._ab = [a + b for a, b in self._prior]
-        self._margins = [margins(p, tolerance) for p in self._p]
-        # log q and log(1 - q) at each margin; None marks a vacuous margin (outside [0, 1]).
-        self._lo_logs = [(_log(lo), _log(1 - lo)) if lo >= 0 else None for lo, _ in self._margins]
-        self._hi_logs = [(_log(hi), _log(1 - hi)) if hi <= 1 else None for _, hi in self._margins]
+        self._margins = [version_margins(p, tolerance) for p in self._p]
+        # log q and log(1 - q) at each margin; None marks a vacuous margin (outside [0, 1]) or a 0% version
+        self._lo_logs = [(_log(lo), _log(1 - lo)) if lo >= 0 and p > 0 else None
+                         for (lo, _), p in zip(self._margins, self._p, strict=True)]
+        self._hi_logs = [(_log(hi), _log(1 - hi)) if hi <= 1 and p > 0 else None
+                         for (_, hi), p in zip(self._margins, self._p, strict=True)]
         self._lbf_lo = [0.0] * k
         self._lbf_hi = [0.0] * k
         self._x = [0] * k
         self._n = 0
         self._lbf_dm = 0.0
+        self._lbf_kt = 0.0
         self._ua, self._ub = unattributed_prior(max_unattributed)
         self._log_m, self._log_1m = _log(max_unattributed), _log(1 - max_unattributed)
         self._u = 0
@@ -98,11 +121,13 @@ class SequentialGate:
         self._unexpected: Counter[str] = Counter()
         self._decision: Verdict | None = None
         self.observed_after_decision = 0
+        self.batches = 0
 
     # ------------------------------------------------------------------------------------------- observation
 
     @property
     def decided(self) -> bool:
+        """True once the gate reached PASS or FAIL (an INCONCLUSIVE is never a decision)."""
         return self._decision is not None
 
     @property
@@ -115,7 +140,7 @@ class SequentialGate:
         return self._total
 
     def observe(self, version: str | None) -> None:
-        """One response: its version, or None when it could not be attributed."""
+        """One response of an ordered stream: its version, or None when it could not be attributed."""
         if self._decision is not None:
             self.observed_after_decision += 1
             return
@@ -124,22 +149,63 @@ class SequentialGate:
         else:
             i = self._index.get(version)
             if i is None or self._p[i] <= 0.0:
-                self._unexpected[version] += 1
-                self._count_attributed_in_total()
-                if i is not None:
-                    self._x[i] += 1
-                    self._n += 1
-                self._decision = self._build()
+                self._observe_unexpected(version, 1)
+                self._decide()
                 return
             self._observe_version(i)
         if self._check() is not None:
-            self._decision = self._build()
+            self._decide()
 
-    def _count_attributed_in_total(self) -> None:
-        if self.max_unattributed > 0:
-            self._lbf_u += _log(self._ub + self._total - self._u) - math.log(self._ua + self._ub + self._total) \
-                - self._log_1m
-        self._total += 1
+    def observe_counts(self, counts: Mapping[str, int], unattributed: int = 0) -> None:
+        """A batch known only by its counts: per-version responses plus unattributed ones, in no known order.
+
+        The statistics are updated by the whole batch (closed forms of the counts, so exactly what the same
+        responses one by one would give, in any order) and the gate decides only at the batch's end.
+        """
+        clean = check_counts(counts, unattributed)
+        size = sum(clean.values()) + int(unattributed)
+        if self._decision is not None:
+            self.observed_after_decision += size
+            return
+        if size == 0:
+            return
+        self.batches += 1
+        for version, count in clean.items():
+            if count == 0:
+                continue
+            i = self._index.get(version)
+            if i is None or self._p[i] <= 0.0:
+                self._observe_unexpected(version, count)
+            else:
+                self._x[i] += count
+                self._n += count
+                self._total += count
+        self._u += int(unattributed)
+        self._total += int(unattributed)
+        self._recompute()
+        if self._check() is not None:
+            self._decide()
+
+    def observe_batch(self, versions: Iterable[str | None]) -> None:
+        """A batch of responses whose order carries no information (e.g. collected per interval): counted, then
+        :meth:`observe_counts`. Use :meth:`observe` for each response instead when the order is the real one."""
+        counts: Counter[str] = Counter()
+        unattributed = 0
+        for version in versions:
+            if version is None:
+                unattributed += 1
+            else:
+                counts[str(version)] += 1
+        self.observe_counts(counts, unattributed)
+
+    def _observe_unexpected(self, version: str, count: int) -> None:
+        self._unexpected[version] += count
+        i = self._index.get(version)
+        if i is not None:
+            self._x[i] += count
+        self._n += count
+        self._total += count
+        self._recompute()  # the gate FAILs now: its frozen verdict shows the statistics of every response
 
     def _observe_unattributed(self) -> None:
         if self.max_unattributed > 0:
@@ -150,6 +216,7 @@ class SequentialGate:
     def _observe_version(self, i: int) -> None:
         n = self._n
         self._lbf_dm += math.log(self._a_dm[i] + self._x[i]) - math.log(self._a_dm_total + n) - self._log_p[i]
+        self._lbf_kt += math.log(KT_PRIOR + self._x[i]) - math.log(self._a_kt_total + n) - self._log_p[i]
         for j in range(len(self._names)):
             a, b = self._prior[j]
             denom = math.log(self._ab[j] + n)
@@ -168,12 +235,41 @@ class SequentialGate:
                     self._lbf_hi[j] += step - hi_logs[1]
         self._x[i] += 1
         self._n += 1
-        self._count_attributed_in_total()
+        if self.max_unattributed > 0:
+            self._lbf_u += _log(self._ub + self._total - self._u) - math.log(self._ua + self._ub + self._total) \
+                - self._log_1m
+        self._total += 1
+
+    def _recompute(self) -> None:
+        """Every statistic from the counts (the closed forms the per-response updates accumulate)."""
+        n = self._n
+        pos = self._positive
+        if len(pos) > 1:
+            x = [self._x[i] for i in pos]
+            p = [self._p[i] for i in pos]
+            self._lbf_dm = log_bf_dirichlet(x, p, [self._a_dm[i] for i in pos])
+            self._lbf_kt = log_bf_dirichlet(x, p, [KT_PRIOR] * len(pos))
+        for j, (lo, hi) in enumerate(self._margins):
+            a, b = self._prior[j]
+            if self._lo_logs[j] is not None:
+                self._lbf_lo[j] = log_bf_binomial(self._x[j], n, lo, a, b)
+            if self._hi_logs[j] is not None:
+                self._lbf_hi[j] = log_bf_binomial(self._x[j], n, hi, a, b)
+        self._recompute_unattributed()
+
+    def _recompute_unattributed(self) -> None:
+        if self.max_unattributed > 0:
+            self._lbf_u = log_bf_binomial(self._u, self._total, self.max_unattributed, self._ua, self._ub)
 
     # ---------------------------------------------------------------------------------------------- decision
 
+    @property
+    def log_evidence(self) -> float:
+        """log of the split test's e-value (FAIL above log(1/alpha))."""
+        return log_split_evidence(self._lbf_dm, self._lbf_kt)
+
     def _split_rejected(self) -> bool:
-        return self._lbf_dm > self._limit
+        return self.log_evidence > self._limit
 
     def _unattributed_status(self) -> str:
         if self._total == 0:
@@ -192,6 +288,8 @@ class SequentialGate:
         n = self._n
         if n == 0:
             return False
+        if self._p[j] <= 0:  # a 0% version: silent is all it can show (one response is a FAIL)
+            return self._x[j] == 0
         center = self._x[j] / n
         lo, hi = self._margins[j]
         if self._lo_logs[j] is not None and (center <= lo or not self._lbf_lo[j] > self._limit):
@@ -208,6 +306,13 @@ class SequentialGate:
             return PASS
         return None
 
+    def _decide(self) -> None:
+        """Freeze the verdict -- only a PASS or a FAIL (the rows' statuses and the hot-path check agree by
+        construction; should they ever not, the gate keeps listening rather than freeze an INCONCLUSIVE)."""
+        verdict = self._build()
+        if verdict.outcome in (PASS, FAIL):
+            self._decision = verdict
+
     def verdict(self) -> Verdict:
         """The frozen verdict once decided, else the current (INCONCLUSIVE) state."""
         return self._decision if self._decision is not None else self._build()
@@ -215,57 +320,55 @@ class SequentialGate:
     def _build(self) -> Verdict:
         n, alpha = self._n, self.alpha
         rows: list[VersionRow] = []
+        split_rejected = bool(self._unexpected) or self._split_rejected()
         names = self._names + [v for v in self._unexpected if v not in self._index]
         for name in names:
             j = self._index.get(name)
             if j is None:
                 x = self._unexpected[name]
-                rows.append(VersionRow(name, 0.0, x, x / n if n else None, 0.0, 1.0, 0.0, 1.0, UNEXPECTED))
+                rows.append(VersionRow(name, 0.0, x, x / n if n else None, 0.0, 1.0, 0.0, 1.0, UNEXPECTED, 0.0))
                 continue
             x, e = self._x[j], self._p[j]
             a, b = self._prior[j]
             lo, hi = confidence_sequence(x, n, a, b, alpha)
             p_value = _exp_neg(log_bf_binomial(x, n, e, a, b)) if n else 1.0
-            p_eq = self._p_equivalence(j)
-            if e <= 0 and x > 0:
-                status = UNEXPECTED
-            elif p_value < alpha:
-                status = DIFFERS
-            elif self._version_within(j):
-                status = WITHIN
-            else:
-                status = UNDECIDED
-            rows.append(VersionRow(name, e, x, x / n if n else None, lo, hi, p_value, p_eq, status))
+            within = self._version_within(j)
+            rows.append(VersionRow(name, e, x, x / n if n else None, lo, hi, p_value, self._p_equivalence(j),
+                                   row_status(x, e, p_value < alpha, within, split_rejected),
+                                   version_tolerance(e, self.tolerance)))
         urow = self._unattributed_row()
-        gof_p = 0.0 if self._unexpected else _exp_neg(self._lbf_dm)
-        positive = sum(1 for p in self._p if p > 0)
-        method = (f"Dirichlet-multinomial mixture SPRT (concentration {self._concentration:g})" if positive > 1
-                  else "single version")
+        gof_p = 0.0 if self._unexpected else _exp_neg(self.log_evidence)
+        method = (f"sequential split test: mean of Dirichlet-multinomial (concentration {self._concentration:g}) "
+                  "and plug-in Kelly (KT) e-values" if len(self._positive) > 1 else "single version")
         interval = f"{100 * (1 - alpha):g}% CS"
-        outcome, reason = decide(rows, urow, bool(self._unexpected) or self._split_rejected(), gof_p,
-                                 "sequential mixture test", n, self.tolerance, interval)
-        if outcome == PASS and self._check() != PASS:  # statuses and the hot-path check must agree
-            outcome, reason = INCONCLUSIVE, "not yet decided"
+        outcome, reason = decide(rows, urow, split_rejected, gof_p, "sequential split test", n, self.tolerance,
+                                 interval)
         needed = None
         if outcome == INCONCLUSIVE:
-            needed = self.samples_needed()
+            needed, what = self.samples_needed_why()
             if needed:
-                reason = f"{reason}; about {needed} more samples if the observed shares hold"
+                reason = f"{reason}; about {plural(needed, 'more sample')} needed {what}"
         else:
-            reason = f"{reason} (decided after {self._total} responses)"
+            batches = f" in {plural(self.batches, 'batch', 'batches')}" if self.batches else ""
+            reason = f"{reason} (decided after {plural(self._total, 'response')}{batches})"
         return Verdict(
             outcome=outcome, reason=reason, rows=tuple(rows), n=n, unattributed=self._u, unattributed_row=urow,
-            gof_statistic=self._lbf_dm, gof_p_value=gof_p, gof_method=method, samples_needed=needed,
+            gof_statistic=self.log_evidence, gof_p_value=gof_p, gof_method=method, samples_needed=needed,
             method="sequential", alpha=alpha, tolerance=self.tolerance, max_unattributed=self.max_unattributed,
             interval=f"{100 * (1 - alpha):g}% confidence sequence (beta-binomial mixture)",
             parameters={
                 "alpha": alpha, "tolerance": self.tolerance, "max_unattributed": self.max_unattributed,
-                "fail_test": "Dirichlet-multinomial mixture vs expected multinomial, reject at BF >= 1/alpha",
+                "fail_test": "mean of the Dirichlet-multinomial (prior c*p) and Krichevsky-Trofimov (prior 1/2) "
+                             "Bayes factors vs the expected multinomial; FAIL at >= 1/alpha",
                 "dirichlet_concentration": self._concentration,
+                "log_bayes_factor_tight": self._lbf_dm, "log_bayes_factor_kt": self._lbf_kt,
+                "log_bayes_factor": self.log_evidence,
                 "share_priors": {name: list(self._prior[i]) for i, name in enumerate(self._names)},
+                "margins": {name: version_tolerance(self._p[i], self.tolerance)
+                            for i, name in enumerate(self._names) if self._p[i] > 0},
                 "unattributed_prior": [self._ua, self._ub],
-                "pass_rule": "every version's confidence sequence inside expected +- tolerance",
-                "log_bayes_factor": self._lbf_dm,
+                "pass_rule": "every version's confidence sequence inside expected +- min(tolerance, share/2)",
+                "batches": self.batches,
             },
         )
 
@@ -273,6 +376,8 @@ class SequentialGate:
         n = self._n
         if n == 0:
             return 1.0
+        if self._p[j] <= 0:
+            return 0.0 if self._x[j] == 0 else 1.0
         center = self._x[j] / n
         lo, hi = self._margins[j]
         p_lo = 0.0 if self._lo_logs[j] is None else (1.0 if center <= lo else _exp_neg(self._lbf_lo[j]))
@@ -296,64 +401,18 @@ class SequentialGate:
 
     def samples_needed(self) -> int | None:
         """Further responses until a decision if every observed share (and the unattributed rate) holds."""
+        return self.samples_needed_why()[0]
+
+    def samples_needed_why(self) -> tuple[int | None, str]:
+        """:meth:`samples_needed` and what those responses would show."""
         if self._n == 0:
             shares = dict(self.expected)
         else:
             shares = {v: self._x[i] / self._n for i, v in enumerate(self._names)}
         u_share = self._u / self._total if self._total else 0.0
-        target = samples_on_path(self.expected, shares, u_share, alpha=self.alpha, tolerance=self.tolerance,
-                                 max_unattributed=self.max_unattributed, start=self._total)
+        target, what = samples_on_path_why(self.expected, shares, u_share, alpha=self.alpha,
+                                           tolerance=self.tolerance, max_unattributed=self.max_unattributed,
+                                           start=self._total)
         if target is None:
-            return None
-        return max(1, target - self._total)
-
-
-def samples_on_path(expected: Mapping[str, float], shares: Mapping[str, float], unattributed_share: float, *,
-                    alpha: float, tolerance: float, max_unattributed: float, start: int = 0) -> int | None:
-    """Responses at which the sequential gate decides if the observed fractions are exactly ``shares`` (of the
-    attributed) and ``unattributed_share`` (of all) at every step. None when it would never decide."""
-    exp = as_expected(expected)
-    names = list(exp)
-    probs = [exp[v] for v in names]
-    fr = [float(shares.get(v, 0.0)) for v in names]
-    limit = log_threshold(alpha)
-    conc = dm_concentration(tolerance)
-    priors = [share_prior(p, tolerance) for p in probs]
-    ua, ub = unattributed_prior(max_unattributed)
-    positive = [i for i, p in enumerate(probs) if p > 0]
-
-    def decided(total: float) -> bool:
-        n = total * (1 - unattributed_share)
-        u = total * unattributed_share
-        x = [f * n for f in fr]
-        if len(positive) > 1 and log_bf_multinomial([x[i] for i in positive], [probs[i] for i in positive],
-                                                     conc) > limit:
-            return True
-        if max_unattributed > 0:
-            lbf_u = log_bf_binomial(u, total, max_unattributed, ua, ub)
-            if lbf_u > limit and unattributed_share > max_unattributed:
-                return True
-            u_ok = lbf_u > limit and unattributed_share < max_unattributed
-        else:
-            u_ok = unattributed_share == 0
-        if not u_ok:
-            return False
-        for i, p in enumerate(probs):
-            lo, hi = margins(p, tolerance)
-            a, b = priors[i]
-            if not inside(x[i], n, a, b, lo, hi, limit):
-                return False
-        return True
-
-    lo_n = max(1, start)
-    if decided(lo_n):
-        return lo_n
-    hi_n = lo_n * 2
-    while not decided(hi_n):
-        lo_n, hi_n = hi_n, hi_n * 2
-        if hi_n > _MAX_PATH:
-            return None
-    while hi_n - lo_n > 1:
-        mid = (lo_n + hi_n) // 2
-        lo_n, hi_n = (lo_n, mid) if decided(mid) else (mid, hi_n)
-    return hi_n
+            return None, what
+        return max(1, target - self._total), what

@@ -1,9 +1,10 @@
 """Vectorised (numpy) simulation of the gates, for calibration, ``--plan`` and the statistical tests.
 
 :func:`simulate_sequential` evaluates exactly the statistics of :class:`verifier.sequential.SequentialGate` on
-many simulated response streams at once (tests check it agrees with the gate decision for decision), so error
-rates and samples-to-verdict can be measured over thousands of runs in seconds. Responses are independent draws
-from ``truth`` -- what Envoy's per-request weighted split produces.
+many simulated response streams at once -- looking after every response (``observe``) or only at the ends of
+batches (``observe_counts``, ``batch=``) -- and tests check it agrees with the gate decision for decision, so
+error rates and samples-to-verdict can be measured over thousands of runs in seconds. Responses are independent
+draws from ``truth`` -- what Envoy's per-request weighted split produces.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from scipy import stats as sps
 from scipy.special import betaln, gammaln
 
 from splitproof.verifier.expected import as_expected
-from splitproof.verifier.mixture import dm_concentration, log_threshold, share_prior, unattributed_prior
-from splitproof.verifier.stats import margins
+from splitproof.verifier.margins import version_margins, version_prior
+from splitproof.verifier.mixture import KT_PRIOR, LOG_HALF, dm_concentration, log_threshold, unattributed_prior
 
 
 @dataclass(frozen=True)
@@ -67,31 +68,42 @@ def cumulative_counts(truth: np.ndarray, runs: int, horizon: int, rng: np.random
 
 
 def sequential_statistics(counts: np.ndarray, expected: np.ndarray, *, alpha: float, tolerance: float,
-                          max_unattributed: float) -> tuple[np.ndarray, np.ndarray]:
-    """(fail, pass) boolean arrays (runs, horizon) of the gate's crossing conditions, no unattributed responses."""
+                          max_unattributed: float, looks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(fail, pass) boolean arrays (runs, looks) of the gate's crossing conditions, no unattributed responses.
+
+    ``counts`` (runs, horizon, k) are cumulative; ``looks`` the 1-based response counts at which the gate looks
+    (default: after every response; ``batch_looks`` for a counts-only source fed in batches).
+    """
     runs, horizon, k = counts.shape
-    n = np.arange(1, horizon + 1, dtype=float)[None, :]
+    if looks is None:
+        looks = np.arange(1, horizon + 1)
+    x = counts[:, looks - 1, :].astype(float)
+    n = looks.astype(float)[None, :]
     limit = log_threshold(alpha)
     conc = dm_concentration(tolerance)
     positive = expected > 0
-    x = counts.astype(float)
     if (~positive).any():
         impossible = (x[..., ~positive] > 0).any(axis=2)
     else:
-        impossible = np.zeros((runs, horizon), dtype=bool)
+        impossible = np.zeros(x.shape[:2], dtype=bool)
     if positive.sum() > 1:
-        a = conc * expected[positive]
-        xp = x[..., positive]
-        lbf = (gammaln(a.sum()) - gammaln(a.sum() + n) + (gammaln(a + xp) - gammaln(a)).sum(axis=2)
-               - (xp * np.log(expected[positive])).sum(axis=2))
-        fail = impossible | (lbf > limit)
+        xp, pp = x[..., positive], expected[positive]
+        log_null = (xp * np.log(pp)).sum(axis=2)
+        evidence = []
+        for a in (conc * pp, np.full(len(pp), KT_PRIOR)):
+            evidence.append(gammaln(a.sum()) - gammaln(a.sum() + n) + (gammaln(a + xp) - gammaln(a)).sum(axis=2)
+                            - log_null)
+        fail = impossible | (np.logaddexp(evidence[0], evidence[1]) + LOG_HALF > limit)
     else:
         fail = impossible
-    within = np.ones((runs, horizon), dtype=bool)
+    within = np.ones(x.shape[:2], dtype=bool)
     for j, e in enumerate(expected):
-        a_j, b_j = share_prior(float(e), tolerance)
-        lo, hi = margins(float(e), tolerance)
         xj = x[..., j]
+        if e <= 0:  # a 0% version: silent (any response already FAILs)
+            within &= xj == 0
+            continue
+        a_j, b_j = version_prior(float(e), tolerance)
+        lo, hi = version_margins(float(e), tolerance)
         base = betaln(a_j + xj, b_j + n - xj) - betaln(a_j, b_j)
         center = xj / n
         for q, side in ((lo, "lo"), (hi, "hi")):
@@ -110,25 +122,37 @@ def sequential_statistics(counts: np.ndarray, expected: np.ndarray, *, alpha: fl
     return fail, within
 
 
+def batch_looks(horizon: int, batch: int) -> np.ndarray:
+    """The response counts at which a gate fed batches of ``batch`` responses looks: batch, 2 batch, ..."""
+    return np.arange(batch, horizon + 1, batch)
+
+
 def simulate_sequential(expected: Mapping[str, float], truth: Mapping[str, float], *, runs: int, horizon: int,
                         alpha: float = 0.01, tolerance: float = 0.05, max_unattributed: float = 0.01,
-                        seed: int = 0, chunk: int = 200) -> SequentialRuns:
-    """Run the sequential gate on ``runs`` independent streams drawn from ``truth``, up to ``horizon`` each."""
+                        seed: int = 0, chunk: int = 200, batch: int = 1) -> SequentialRuns:
+    """Run the sequential gate on ``runs`` independent streams drawn from ``truth``, up to ``horizon`` each;
+    ``batch`` > 1: fed through ``observe_counts`` in batches of that many responses (looks at batch ends)."""
     exp = as_expected(expected)
     names = list(exp) + [v for v in truth if v not in exp]
     e = np.array([exp.get(v, 0.0) for v in names])
     t = np.array([float(truth.get(v, 0.0)) for v in names])
     t = t / t.sum()
     rng = np.random.default_rng(seed)
+    looks = batch_looks(horizon, batch)
     fails, passes = [], []
     for start in range(0, runs, chunk):
         size = min(chunk, runs - start)
         counts = cumulative_counts(t, size, horizon, rng)
         fail, within = sequential_statistics(counts, e, alpha=alpha, tolerance=tolerance,
-                                             max_unattributed=max_unattributed)
-        fails.append(_first_true(fail))
-        passes.append(_first_true(within))
+                                             max_unattributed=max_unattributed, looks=looks)
+        fails.append(_at_look(_first_true(fail), looks))
+        passes.append(_at_look(_first_true(within), looks))
     return SequentialRuns(np.concatenate(fails), np.concatenate(passes), horizon)
+
+
+def _at_look(first: np.ndarray, looks: np.ndarray) -> np.ndarray:
+    """1-based look index (0 = none) -> the response count at that look (0 = none)."""
+    return np.where(first > 0, looks[np.maximum(first, 1) - 1], 0)
 
 
 def naive_repeated_chi_square(expected: Mapping[str, float], truth: Mapping[str, float], *, runs: int, horizon: int,

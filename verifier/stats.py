@@ -2,19 +2,20 @@
 
 Method (documented for users in README "verify-split: the gate"):
 
-* **FAIL** when the counts are shown to differ from the expected split -- an exact binomial test for two
-  versions (at any n: the chi-square approximation overshoots alpha there), Pearson chi-square for three or more,
-  or an exact multinomial test when an expected count is below 5 -- at ``alpha``; or when a version with 0%
-  expected (or not in the split at all) answered; or when the unattributed rate is shown above
-  ``max_unattributed`` (exact one-sided binomial test).
-* **PASS** when not FAIL and every version's share is shown within expected ± ``tolerance``: two one-sided exact
+* **FAIL** when the counts are shown to differ from the expected split -- the exact binomial test for two
+  versions, the exact multinomial test for three or more (:mod:`verifier.exact`; at any n: the chi-square
+  approximation overshoots alpha) -- at ``alpha``; or when a version with 0% expected (or not in the split at all)
+  answered; or when the unattributed rate is shown above ``max_unattributed`` (exact one-sided binomial test).
+* **PASS** when not FAIL and every version's share is shown inside its margin, expected ± min(``tolerance``,
+  half its expected share) (:mod:`verifier.margins`: a dead small canary can never PASS): two one-sided exact
   binomial tests (TOST) per version, each at ``alpha``, i.e. its (1 - 2 alpha) Clopper-Pearson interval lies
   inside the margin; and the unattributed rate is shown below its limit. PASS needs *every* version's test to
   reject -- an intersection-union test, whose level is the largest of the component levels, so no multiplicity
   correction is needed: if any one version is really outside its margin, a PASS needs that version's own
-  level-alpha test to (wrongly) reject.
+  level-alpha test to (wrongly) reject. A version's own two-sided p-value is reported, not a decision: the one
+  FAIL test of the split is the goodness of fit (testing every version at alpha would inflate false FAILs).
 * **INCONCLUSIVE** otherwise, with the number of further samples that would decide with probability ``power``
-  if the observed shares hold (the :func:`plan` formulas).
+  if the observed shares hold (:mod:`verifier.planning`), and what they would show.
 
 Shares are of *attributed* responses; unattributed ones (errors, unexpected item counts) are judged separately
 against their own limit and never folded into a version.
@@ -22,17 +23,26 @@ against their own limit and never folded into a version.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import special
-from scipy import stats as sps
-from scipy.special import gammaln
 
-from splitproof.verifier.expected import Expected, InputError, as_expected
+from splitproof.verifier.exact import (  # noqa: F401  (re-exported: the fixed-n building blocks)
+    MONTE_CARLO_DRAWS,
+    binomial_p_value,
+    clopper_pearson,
+    equivalence_p_value,
+    exact_multinomial_p_value,
+    goodness_of_fit,
+    p_at_least,
+    p_at_most,
+    tost_p_value,
+)
+from splitproof.verifier.expected import InputError, as_expected
+from splitproof.verifier.margins import margins, version_margins, version_tolerance  # noqa: F401
+from splitproof.verifier.planning import Plan, plan_sizes, samples_needed
 
 PASS = "PASS"
 FAIL = "FAIL"
@@ -40,13 +50,10 @@ INCONCLUSIVE = "INCONCLUSIVE"
 EXIT_CODES: dict[str, int] = {PASS: 0, FAIL: 1, INCONCLUSIVE: 3}
 
 # Per-version status in a verdict's rows.
-WITHIN = "within"          # shown within expected +- tolerance
-DIFFERS = "differs"        # shown different from expected (p < alpha)
+WITHIN = "within"          # shown inside its margin (a 0% version: silent)
+DIFFERS = "differs"        # the split test rejected and this version's own test shows it off its share
 UNDECIDED = "undecided"    # neither yet
 UNEXPECTED = "unexpected"  # answered although the split gives it 0%
-
-EXACT_ENUMERATION_LIMIT = 300_000  # outcomes of the exact multinomial test enumerated before Monte Carlo
-MONTE_CARLO_DRAWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -58,8 +65,9 @@ class VersionRow:
     lo: float              # interval for the share (see Verdict.interval)
     hi: float
     p_value: float         # H0: share == expected (two-sided; anytime-valid in sequential mode)
-    p_equivalence: float   # H0: |share - expected| >= tolerance; small means shown within the margin
+    p_equivalence: float   # H0: share outside its margin; small means shown inside it
     status: str            # WITHIN | DIFFERS | UNDECIDED | UNEXPECTED
+    margin: float = 0.0    # half-width of the version's margin: min(tolerance, expected / 2) (0 for a 0% version)
 
 
 @dataclass(frozen=True)
@@ -106,7 +114,8 @@ class Verdict:
 
     @property
     def decided(self) -> bool:
-        return self.outcome != INCONCLUSIVE
+        """PASS or FAIL (never an INCONCLUSIVE)."""
+        return self.outcome in (PASS, FAIL)
 
     def row(self, version: str) -> VersionRow:
         for row in self.rows:
@@ -140,148 +149,16 @@ def check_counts(counts: Mapping[str, int], unattributed: int) -> dict[str, int]
     return out
 
 
-def margins(expected: float, tolerance: float) -> tuple[float, float]:
-    """expected +- tolerance, rounded so that e.g. 0.05 - 0.05 is exactly 0 (a bound at 0 is not vacuous)."""
-    return round(expected - tolerance, 12), round(expected + tolerance, 12)
-
-
-# ------------------------------------------------------------------------------------------- exact building blocks
-
-
-def clopper_pearson(x: int, n: int, alpha: float) -> tuple[float, float]:
-    """Equal-tailed interval at level 1 - 2 alpha (each tail alpha): the TOST-consistent interval."""
-    if n == 0:
-        return 0.0, 1.0
-    lo = 0.0 if x == 0 else float(special.betaincinv(x, n - x + 1, alpha))
-    hi = 1.0 if x == n else float(special.betaincinv(x + 1, n - x, 1 - alpha))
-    return lo, hi
-
-
-def _log_binom_pmf(y: int, n: int, p: float) -> float:
-    log_choose = gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)
-    return float(log_choose + special.xlogy(y, p) + special.xlog1py(n - y, -p))
-
-
-def binomial_p_value(x: int, n: int, p: float) -> float:
-    """Two-sided exact binomial test of share == p (the "minimum likelihood" method, as scipy's binomtest):
-    the probability of all outcomes no more likely than the observed one."""
-    if n == 0:
-        return 1.0
-    if p <= 0.0:
-        return 1.0 if x == 0 else 0.0
-    if p >= 1.0:
-        return 1.0 if x == n else 0.0
-    observed = _log_binom_pmf(x, n, p) + 1e-7  # relative tolerance, as binomtest's 1 + 1e-7
-    mode = math.floor((n + 1) * p)
-    if x == mode or (x < mode and x + 1 == mode and _log_binom_pmf(mode, n, p) <= observed):
-        return 1.0
-    if x < n * p:  # other tail: the first y above the mode whose pmf is <= the observed one
-        lo_y, hi_y = max(mode, x + 1), n + 1
-        while lo_y < hi_y:
-            mid = (lo_y + hi_y) // 2
-            lo_y, hi_y = (lo_y, mid) if _log_binom_pmf(mid, n, p) <= observed else (mid + 1, hi_y)
-        total = p_at_most(x, n, p) + (p_at_least(lo_y, n, p) if lo_y <= n else 0.0)
-    else:
-        lo_y, hi_y = -1, min(mode, x - 1)  # the last y below the mode whose pmf is <= the observed one
-        while lo_y < hi_y:
-            mid = (lo_y + hi_y + 1) // 2
-            lo_y, hi_y = (mid, hi_y) if _log_binom_pmf(mid, n, p) <= observed else (lo_y, mid - 1)
-        total = p_at_least(x, n, p) + (p_at_most(lo_y, n, p) if lo_y >= 0 else 0.0)
-    return float(min(1.0, total))
-
-
-def p_at_least(x: int, n: int, p: float) -> float:
-    """P(X >= x) for X ~ Binomial(n, p): one-sided p-value against H0 "share <= p" (p < 0: empty null -> 0)."""
-    if p < 0.0:
-        return 0.0
-    if x <= 0:
-        return 1.0
-    if x > n:
-        return 0.0
-    return float(special.bdtrc(x - 1, n, min(p, 1.0)))
-
-
-def p_at_most(x: int, n: int, p: float) -> float:
-    """P(X <= x) for X ~ Binomial(n, p): one-sided p-value against H0 "share >= p" (p > 1: empty null -> 0)."""
-    if p > 1.0:
-        return 0.0
-    if x >= n:
-        return 1.0
-    if x < 0:
-        return 0.0
-    return float(special.bdtr(x, n, max(p, 0.0)))
-
-
-def tost_p_value(x: int, n: int, expected: float, tolerance: float) -> float:
-    """Exact TOST for |share - expected| < tolerance: the larger of the two one-sided p-values."""
-    if n == 0:
-        return 1.0
-    lo, hi = margins(expected, tolerance)
-    return max(p_at_least(x, n, lo), p_at_most(x, n, hi))
-
-
-def _compositions(n: int, k: int) -> np.ndarray:
-    """All k-tuples of non-negative integers summing to n, as an (M, k) array."""
-    if k == 1:
-        return np.array([[n]], dtype=np.int64)
-    parts = []
-    for first in range(n + 1):
-        rest = _compositions(n - first, k - 1)
-        parts.append(np.column_stack([np.full(len(rest), first, dtype=np.int64), rest]))
-    return np.concatenate(parts)
-
-
-def _log_pmf(x: np.ndarray, p: np.ndarray) -> np.ndarray:
-    n = x.sum(axis=-1)
-    return gammaln(n + 1) - gammaln(x + 1).sum(axis=-1) + (x * np.log(p)).sum(axis=-1)
-
-
-def exact_multinomial_p_value(x: np.ndarray, p: np.ndarray, *, seed: int = 20240521) -> tuple[float, str]:
-    """P(an outcome at most as likely as the observed one) under Multinomial(n, p).
-
-    Enumerated exactly while the outcome space is small, else estimated from seeded Monte Carlo draws with the
-    conservative (1 + hits) / (1 + draws) estimate.
-    """
-    n, k = int(x.sum()), len(x)
-    observed = float(_log_pmf(x, p))
-    tol = 1e-9 * max(1.0, abs(observed))
-    if math.comb(n + k - 1, k - 1) <= EXACT_ENUMERATION_LIMIT:
-        outcomes = _compositions(n, k)
-        logp = _log_pmf(outcomes, p)
-        return float(min(1.0, np.exp(logp[logp <= observed + tol]).sum())), "exact multinomial"
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n, p, size=MONTE_CARLO_DRAWS)
-    hits = int((_log_pmf(draws, p) <= observed + tol).sum())
-    return (1 + hits) / (1 + MONTE_CARLO_DRAWS), f"Monte Carlo multinomial ({MONTE_CARLO_DRAWS} draws)"
-
-
-def goodness_of_fit(x: np.ndarray, p: np.ndarray) -> tuple[float | None, float, str]:
-    """(statistic, p-value, method) of observed counts ``x`` against expected fractions ``p``."""
-    if np.any((p <= 0) & (x > 0)):
-        return math.inf, 0.0, "impossible under the expected split"
-    keep = p > 0
-    x, p = x[keep], p[keep] / p[keep].sum()
-    n = int(x.sum())
-    if n == 0:
-        return None, 1.0, "no attributed responses"
-    if len(x) == 1:
-        return 0.0, 1.0, "single version"
-    if len(x) == 2:
-        # Always exact for two versions: cheap at any n, and the chi-square approximation overshoots alpha
-        # (false-FAIL 1.4-1.6% at alpha 1% for 80/20 at small n, 90/10, 95/5, 99/1).
-        return None, binomial_p_value(int(x[1]), n, float(p[1])), "exact binomial"
-    if float((n * p).min()) >= 5:
-        result = sps.chisquare(x, n * p)
-        return float(result.statistic), float(result.pvalue), "chi-square"
-    pval, method = exact_multinomial_p_value(x, p)
-    return None, pval, method
-
-
 # ----------------------------------------------------------------------------------------------------- formatting
 
 
 def pct(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def share_pct(x: float) -> str:
+    """An expected share or a limit as written: 20%, 2.5%, 0.5% (never rounded to a different number)."""
+    return f"{round(100 * x, 4):g}%"
 
 
 def fmt_p(p: float) -> str:
@@ -292,8 +169,22 @@ def fmt_p(p: float) -> str:
 
 
 def pp(tolerance: float) -> str:
-    value = 100 * tolerance
+    value = round(100 * tolerance, 4)
     return f"{value:g} pp"
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 response``, ``2 responses`` (``words``: an irregular plural)."""
+    return f"{count} {word if count == 1 else words or word + 's'}"
+
+
+def margin_text(rows: Sequence[VersionRow], tolerance: float) -> str:
+    """``±5 pp`` or ``±5 pp (canary ±0.5 pp: half its share)`` when small shares narrow their margin."""
+    narrow = [r for r in rows if r.expected > 0 and r.margin < tolerance - 1e-12]
+    if not narrow:
+        return f"±{pp(tolerance)}"
+    return f"±{pp(tolerance)} (" + ", ".join(f"{r.version} ±{pp(r.margin)}" for r in narrow) + \
+        f": half {'its' if len(narrow) == 1 else 'their'} share)"
 
 
 # --------------------------------------------------------------------------------------------------------- judge
@@ -314,21 +205,27 @@ def judge(counts: Mapping[str, int], unattributed: int, expected: Mapping[str, f
     p = np.array([exp.get(v, 0.0) for v in versions], dtype=float)
     n = int(x.sum())
     statistic, gof_p, gof_method = goodness_of_fit(x, p)
+    split_rejected = gof_p < alpha
 
     rows = []
     for version, xi, ei in zip(versions, x.tolist(), p.tolist(), strict=True):
         lo, hi = clopper_pearson(xi, n, alpha)
         p_value = binomial_p_value(xi, n, ei)
-        p_eq = tost_p_value(xi, n, ei, tolerance)
+        if ei <= 0:  # no margin: silent is all a 0% version can show, one response fails the run
+            p_eq = 1.0 if n == 0 or xi > 0 else 0.0
+        else:
+            p_eq = equivalence_p_value(xi, n, *version_margins(ei, tolerance))
         rows.append(VersionRow(version, ei, xi, xi / n if n else None, lo, hi, p_value, p_eq,
-                               _status(xi, ei, p_value, p_eq, alpha)))
+                               row_status(xi, ei, p_value < alpha, p_eq < alpha, split_rejected),
+                               version_tolerance(ei, tolerance)))
     urow = unattributed_fixed(int(unattributed), n + int(unattributed), max_unattributed, alpha)
-    outcome, reason = decide(rows, urow, gof_p < alpha, gof_p, gof_method, n, tolerance,
+    outcome, reason = decide(rows, urow, split_rejected, gof_p, gof_method, n, tolerance,
                              f"{100 * (1 - 2 * alpha):g}% CI")
     needed = None
     if outcome == INCONCLUSIVE:
-        needed = fixed_samples_needed(rows, urow, n, tolerance, alpha, power)
-        reason = f"{reason}; about {needed} more samples needed" if needed else reason
+        needed, what = samples_needed(rows, urow, n, tolerance, alpha, power)
+        if needed:
+            reason = f"{reason}; about {plural(needed, 'more sample')} needed {what}"
     level = 100 * (1 - 2 * alpha)
     return Verdict(
         outcome=outcome, reason=reason, rows=tuple(rows), n=n, unattributed=int(unattributed), unattributed_row=urow,
@@ -336,19 +233,23 @@ def judge(counts: Mapping[str, int], unattributed: int, expected: Mapping[str, f
         alpha=alpha, tolerance=tolerance, max_unattributed=max_unattributed,
         interval=f"{level:g}% Clopper-Pearson interval",
         parameters={"alpha": alpha, "tolerance": tolerance, "max_unattributed": max_unattributed, "power": power,
+                    "margins": {r.version: r.margin for r in rows if r.expected > 0},
                     "equivalence": "exact binomial TOST per version (intersection-union)",
                     "unattributed_test": "exact one-sided binomial"},
     )
 
 
-def _status(x: int, expected: float, p_value: float, p_eq: float, alpha: float) -> str:
-    if expected <= 0.0 and x > 0:
-        return UNEXPECTED
-    if p_value < alpha:
+def row_status(x: int, expected: float, differs: bool, within: bool, split_rejected: bool) -> str:
+    """A version's status, consistent with the verdict's rule (fixed-n and sequential alike).
+
+    ``differs``: its own test rejects "share == expected"; ``within``: shown inside its margin. DIFFERS only
+    when the split test rejected too -- a version's own test is one of k looks and decides nothing by itself.
+    """
+    if expected <= 0.0:
+        return UNEXPECTED if x > 0 else (WITHIN if within else UNDECIDED)
+    if split_rejected and differs:
         return DIFFERS
-    if p_eq < alpha:
-        return WITHIN
-    return UNDECIDED
+    return WITHIN if within else UNDECIDED
 
 
 def unattributed_fixed(u: int, total: int, limit: float, alpha: float) -> UnattributedRow:
@@ -366,8 +267,23 @@ def unattributed_fixed(u: int, total: int, limit: float, alpha: float) -> Unattr
 
 
 def _gap(row: VersionRow) -> tuple[float, float]:
-    """Largest gap first; on a tie (two versions) name the smaller one -- usually the canary."""
-    return round(abs((row.share or 0.0) - row.expected), 12), -row.expected
+    """Largest gap relative to the version's margin first; on a tie name the smaller version (the canary)."""
+    gap = abs((row.share or 0.0) - row.expected)
+    return round(gap / row.margin if row.margin > 0 else gap, 12), -row.expected
+
+
+def _unattributed_text(urow: UnattributedRow) -> str:
+    """The unattributed part of a reason, for each status (a 0% limit is 'none allowed', not 'below 0%')."""
+    if urow.limit <= 0:
+        if urow.status == DIFFERS:
+            return f"{plural(urow.count, 'unattributed response')} of {urow.total}, with none allowed (limit 0)"
+        return "no unattributed responses (none allowed)"
+    if urow.status == DIFFERS:
+        return (f"unattributed responses {pct(urow.share)} ({urow.count} of {urow.total}) exceed the "
+                f"{share_pct(urow.limit)} limit (p = {fmt_p(urow.p_exceeds)})")
+    if urow.status == WITHIN:
+        return f"unattributed {pct(urow.share)} below the {share_pct(urow.limit)} limit"
+    return f"unattributed {pct(urow.share)} not yet shown below {share_pct(urow.limit)}"
 
 
 def decide(rows: list[VersionRow], urow: UnattributedRow, gof_reject: bool, gof_p: float, gof_method: str, n: int,
@@ -376,12 +292,12 @@ def decide(rows: list[VersionRow], urow: UnattributedRow, gof_reject: bool, gof_
     failures: list[str] = []
     unexpected = [r for r in rows if r.status == UNEXPECTED]
     if unexpected:
-        failures.append(", ".join(f"{r.count} responses from {r.version!r}, which the split gives 0%"
+        failures.append(", ".join(f"{plural(r.count, 'response')} from {r.version!r}, which the split gives 0%"
                                   for r in unexpected))
     elif gof_reject:
-        worst = max(rows, key=_gap)
+        worst = max((r for r in rows if r.expected > 0), key=_gap)
         text = (f"split differs from expected: {worst.version} got {pct(worst.share)} "
-                f"({interval_name} {pct(worst.lo)}-{pct(worst.hi)}), expected {pct(worst.expected, 0)} "
+                f"({interval_name} {pct(worst.lo)}-{pct(worst.hi)}), expected {share_pct(worst.expected)} "
                 f"({gof_method} p = {fmt_p(gof_p)})")
         positive = [r for r in rows if r.expected > 0]
         if len(positive) > 1 and n >= 10 and sum(1 for r in rows if r.count > 0) == 1:
@@ -390,103 +306,37 @@ def decide(rows: list[VersionRow], urow: UnattributedRow, gof_reject: bool, gof_
                      "the split?")
         failures.append(text)
     if urow.status == DIFFERS:
-        failures.append(f"unattributed responses {pct(urow.share)} ({urow.count} of {urow.total}) exceed the "
-                        f"{pct(urow.limit, 0)} limit (p = {fmt_p(urow.p_exceeds)})")
+        failures.append(_unattributed_text(urow))
     if failures:
         return FAIL, "; ".join(failures)
     if n == 0:
         return INCONCLUSIVE, "no attributed responses yet"
     pending = [r for r in rows if r.status != WITHIN]
     if not pending and urow.status == WITHIN:
-        worst = max(rows, key=_gap)
-        return PASS, (f"every version within ±{pp(tolerance)} of its expected share (largest gap: {worst.version} "
-                      f"{pct(worst.share)} vs {pct(worst.expected, 0)}, {interval_name} {pct(worst.lo)}-"
-                      f"{pct(worst.hi)}); unattributed {pct(urow.share)} below the {pct(urow.limit, 0)} limit")
+        worst = max((r for r in rows if r.expected > 0), key=_gap)
+        return PASS, (f"every version within {margin_text(rows, tolerance)} of its expected share (closest to its "
+                      f"margin: {worst.version} {pct(worst.share)} vs {share_pct(worst.expected)}, {interval_name} "
+                      f"{pct(worst.lo)}-{pct(worst.hi)}); {_unattributed_text(urow)}")
     parts = []
     if pending:
-        parts.append("not yet shown within ±" + pp(tolerance) + ": " + ", ".join(
-            f"{r.version} {pct(r.share)} ({interval_name} {pct(r.lo)}-{pct(r.hi)}, expected {pct(r.expected, 0)})"
-            for r in pending))
+        parts.append(f"not yet shown within {margin_text(rows, tolerance)}: " + ", ".join(
+            f"{r.version} {pct(r.share)} ({interval_name} {pct(r.lo)}-{pct(r.hi)}, expected "
+            f"{share_pct(r.expected)})" for r in pending))
     if urow.status != WITHIN:
-        parts.append(f"unattributed {pct(urow.share)} not yet shown below {pct(urow.limit, 0)}")
+        parts.append(_unattributed_text(urow))
     return INCONCLUSIVE, "; ".join(parts)
 
 
 # ----------------------------------------------------------------------------------------------- sample sizes
 
 
-def _z(q: float) -> float:
-    return float(sps.norm.ppf(q))
-
-
-def _n_to_detect(lam: float, df: int, alpha: float, power: float) -> int:
-    """Smallest n whose chi-square test (df) rejects with ``power`` at per-sample noncentrality ``lam``."""
-    if lam <= 0 or df < 1:
-        return 0
-    crit = float(sps.chi2.ppf(1 - alpha, df))
-
-    def short(n: float) -> float:
-        return float(sps.ncx2.sf(crit, df, n * lam)) - power
-
-    hi = 1.0
-    while short(hi) < 0:
-        hi *= 2
-        if hi > 1e12:
-            return 10**12
-    lo = hi / 2
-    while hi - lo > 0.5:
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if short(mid) >= 0 else (mid, hi)
-    return math.ceil(hi)
-
-
-def _tost_power(n: int, expected: float, tolerance: float, alpha: float, truth: float | None = None) -> float:
-    """Exact probability that the TOST of one version shows equivalence with n samples (truth = expected)."""
-    truth = expected if truth is None else truth
-    lo, hi = margins(expected, tolerance)
-    xs = np.arange(n + 1)
-    p_low = np.zeros(n + 1) if lo < 0 else sps.binom.sf(xs - 1, n, lo)
-    p_high = np.zeros(n + 1) if hi > 1 else sps.binom.cdf(xs, n, hi)
-    ok = np.maximum(p_low, p_high) < alpha
-    return float(sps.binom.pmf(xs[ok], n, truth).sum())
-
-
-def _versions_power(n: int, shares: list[float], tolerance: float, alpha: float) -> float:
-    """Probability that every version shows equivalence (union bound over versions; exact for two)."""
-    if len(shares) == 2:
-        return _tost_power(n, shares[0], tolerance, alpha)
-    return 1.0 - sum(1.0 - _tost_power(n, e, tolerance, alpha) for e in shares)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How many samples a verdict needs at the expected split (see :func:`plan`)."""
-
-    expected: Expected
-    tolerance: float
-    alpha: float
-    power: float
-    max_unattributed: float
-    n_pass: int            # fixed-n: PASS with probability >= power when the split is exactly as expected
-    n_fail: int            # fixed-n: FAIL with probability >= power when a share is off by the tolerance
-    n_unattributed: int    # responses to show the unattributed rate below its limit when there are none
-    sequential_pass: int   # sequential: samples to PASS when every share stays exactly at its expected value
-
-    @property
-    def n(self) -> int:
-        """Fixed-n sample size that serves both purposes."""
-        return max(self.n_pass, self.n_fail, self.n_unattributed)
-
-    def seconds(self, rate: float) -> float:
-        return self.n / rate
-
-
 def plan(expected: Mapping[str, float], tolerance: float = 0.05, alpha: float = 0.01, power: float = 0.9,
          max_unattributed: float = 0.01) -> Plan:
-    """Sample sizes for the expected split.
+    """Sample sizes for the expected split, with every version's margin min(tolerance, share / 2).
 
-    * ``n_pass``: the smallest n from the normal approximation ``n = (z(1-alpha) + z(1-beta/2))^2 e(1-e) / tol^2``
-      (beta split over versions for more than two) upward at which the exact TOST power reaches ``power``.
+    * ``n_pass``: the smallest n from the normal approximation ``n = (z(1-alpha) + z(1-beta/2))^2 e(1-e) / m^2``
+      (m the version's margin, beta split over versions for more than two) upward at which the exact TOST power
+      reaches ``power``.
     * ``n_fail``: noncentral chi-square power for the least detectable misroute of one tolerance (moved between
       the two largest versions): noncentrality per sample ``tol^2 (1/p_i + 1/p_j)``.
     * ``n_unattributed``: ``log(alpha) / log(1 - limit)`` -- with no unattributed response at all.
@@ -495,68 +345,10 @@ def plan(expected: Mapping[str, float], tolerance: float = 0.05, alpha: float = 
     """
     exp = as_expected(expected)
     check_parameters(alpha, tolerance, max_unattributed, power)
-    shares = list(exp.values())
-    k_eff = 1 if len(shares) <= 2 else len(shares)
-    beta = (1 - power) / k_eff
-    z = _z(1 - alpha) + _z(1 - beta / 2)
-    sigma2 = max(e * (1 - e) for e in shares)
-    n_pass = max(1, math.ceil(0.8 * z * z * sigma2 / tolerance**2))
-    step = max(1, n_pass // 200)
-    while _versions_power(n_pass, shares, tolerance, alpha) < power:
-        n_pass += step
-    positive = sorted((e for e in shares if e > 0), reverse=True)
-    n_fail = 0
-    if len(positive) >= 2:
-        lam = tolerance**2 * (1 / positive[0] + 1 / positive[1])
-        n_fail = _n_to_detect(lam, len(positive) - 1, alpha, power)
-    n_unattr = 0
-    if max_unattributed > 0:
-        n_unattr = math.floor(math.log(alpha) / math.log(1 - max_unattributed)) + 1
-    from splitproof.verifier.sequential import samples_on_path  # the sequential gate's own arithmetic
-
-    seq = samples_on_path(exp, dict(exp), 0.0, alpha=alpha, tolerance=tolerance, max_unattributed=max_unattributed)
-    return Plan(exp, tolerance, alpha, power, max_unattributed, n_pass, n_fail, n_unattr, seq or 0)
+    return plan_sizes(exp, tolerance, alpha, power, max_unattributed)
 
 
 def fixed_samples_needed(rows: list[VersionRow], urow: UnattributedRow, n: int, tolerance: float, alpha: float,
                          power: float) -> int | None:
-    """Further responses (attributed + unattributed) likely to decide if the observed shares hold.
-
-    PASS route (every observed share inside its margin): ``n_i = ((z(1-alpha) + z(1-(1-power)/2)) s_i / room_i)^2``
-    (both TOST sides bind when the share sits on its expected value, as in :func:`plan`);
-    FAIL route (some share outside): chi-square power at the observed noncentrality. The unattributed rate needs
-    the same one-sided formula against its limit.
-    """
-    za = _z(1 - alpha) + _z(1 - (1 - power) / 2)
-    shares = {r.version: (r.share if r.share is not None else r.expected) for r in rows}
-    gaps = {r.version: abs(shares[r.version] - r.expected) for r in rows}
-    fail_route = math.inf  # the observed deviation, if real, shown by the goodness-of-fit test
-    positive = [r for r in rows if r.expected > 0]
-    lam = sum((shares[r.version] - r.expected) ** 2 / r.expected for r in positive)
-    if n > 0 and len(positive) > 1 and lam > 0:
-        fail_route = _n_to_detect(lam, len(positive) - 1, alpha, power)
-    pass_route = 0.0  # every observed share inside its margin: each TOST needs its room to the margin
-    for r in rows:
-        room = tolerance - gaps[r.version]
-        if room <= 1e-6:
-            pass_route = math.inf
-            break
-        s2 = max(shares[r.version] * (1 - shares[r.version]), r.expected * (1 - r.expected), 1e-4)
-        pass_route = max(pass_route, (za * math.sqrt(s2) / room) ** 2, math.log(alpha) / math.log(1 - min(room, 0.5)))
-    target = min(fail_route, pass_route)
-    total_target = target
-    u_share = urow.share or 0.0
-    if u_share < 1:
-        total_target = target / (1 - u_share)
-    if urow.status == UNDECIDED and urow.limit > 0:
-        room = abs(urow.limit - u_share)
-        if room <= 0:
-            return None
-        s2 = max(u_share * (1 - u_share), 1e-6)
-        u_target = (za * math.sqrt(s2) / room) ** 2
-        if u_share < urow.limit:
-            u_target = max(u_target, math.log(alpha) / math.log(1 - room))
-        total_target = max(total_target, u_target)
-    if not math.isfinite(total_target):
-        return None
-    return max(1, math.ceil(total_target) - urow.total)
+    """Further responses likely to decide if the observed shares hold (:func:`verifier.planning.samples_needed`)."""
+    return samples_needed(rows, urow, n, tolerance, alpha, power)[0]

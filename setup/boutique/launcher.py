@@ -1,11 +1,12 @@
-"""Run one local boutique service: ``python -m splitproof.setup.boutique <service>`` or
-``canary-setup serve <service>``.
+"""Run one local boutique service: ``python -m splitproof.setup.boutique <service>`` or ``canary-setup serve``.
 
 Options (flag, else environment variable like upstream, else default):
 
 - ``catalog``         ``--port`` (PORT, 3550)
 - ``recommendation``  ``--port`` (PORT, 8080), ``--catalog-addr`` (PRODUCT_CATALOG_SERVICE_ADDR, required),
-                      ``--max-responses`` (MAX_RESPONSES, 5)
+                      ``--max-responses`` (MAX_RESPONSES, 5); a bad canary (flags only, not upstream):
+                      ``--error-rate PERCENT`` of calls fail with ``--error-code`` (default UNAVAILABLE),
+                      ``--extra-latency-ms MS`` per call, ``--fault-seed N`` for a reproducible failure sequence
 - ``frontend``        ``--port`` (PORT, 8080), ``--recommendation-addr`` (RECOMMENDATION_SERVICE_ADDR),
                       ``--catalog-addr`` (PRODUCT_CATALOG_SERVICE_ADDR; without it the built-in catalog is used)
 
@@ -28,10 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from subprocess import Popen
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from splitproof.setup import proc
 from splitproof.setup.boutique import SERVICES
 from splitproof.setup.errors import EXIT_USAGE, PortInUseError, SetupError
+
+if TYPE_CHECKING:
+    from splitproof.setup.boutique.recommendation import Faults
 
 DEFAULT_PORTS = {"catalog": 3550, "recommendation": 8080, "frontend": 8080}
 READY_RE = re.compile(r"^READY (\S+) (\S+):(\d+)$", re.M)
@@ -46,6 +51,7 @@ class ServiceOptions:
     catalog_addr: str | None = None
     recommendation_addr: str | None = None
     max_responses: int = 5
+    faults: Faults | None = None  # recommendation only: injected errors / latency (a bad canary)
 
 
 def _int_option(value: str | int, what: str, lo: int, hi: int) -> int:
@@ -75,7 +81,15 @@ def resolve_options(args: argparse.Namespace, env: Mapping[str, str]) -> Service
         max_src = "--max-responses" if args.max_responses is not None else "MAX_RESPONSES"
         raw_max = args.max_responses if args.max_responses is not None else env.get("MAX_RESPONSES") or 5
         max_responses = _int_option(raw_max, max_src, 0, 1_000_000)
-        return ServiceOptions(service, host, port, catalog_addr=catalog_addr, max_responses=max_responses)
+        from splitproof.setup.boutique.recommendation import parse_faults  # grpc: only for this service
+
+        try:
+            faults = parse_faults(getattr(args, "error_rate", None), getattr(args, "error_code", None),
+                                  getattr(args, "extra_latency_ms", None), getattr(args, "fault_seed", None))
+        except ValueError as exc:
+            raise SetupError(str(exc), EXIT_USAGE) from None
+        return ServiceOptions(service, host, port, catalog_addr=catalog_addr, max_responses=max_responses,
+                              faults=faults)
     recommendation_addr = (args.recommendation_addr or env.get("RECOMMENDATION_SERVICE_ADDR") or "").strip() or None
     return ServiceOptions(service, host, port, catalog_addr=catalog_addr, recommendation_addr=recommendation_addr)
 
@@ -112,9 +126,11 @@ def run_service(opts: ServiceOptions, stop_event: threading.Event | None = None)
         from splitproof.setup.boutique.recommendation import serve_recommendation
 
         assert opts.catalog_addr is not None
-        grpc_server, port = serve_recommendation(opts.catalog_addr, opts.host, opts.port, opts.max_responses)
+        grpc_server, port = serve_recommendation(opts.catalog_addr, opts.host, opts.port, opts.max_responses,
+                                                 faults=opts.faults)
         stopper = lambda: grpc_server.stop(GRACE_S).wait()  # noqa: E731
-        log.info("product catalog at %s, max_responses=%d", opts.catalog_addr, opts.max_responses)
+        log.info("product catalog at %s, max_responses=%d, injected faults: %s", opts.catalog_addr,
+                 opts.max_responses, opts.faults.describe() if opts.faults else "none")
     else:
         from splitproof.setup.boutique.frontend import serve_frontend
 
@@ -142,7 +158,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_service_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add one parser per service to ``sub`` (``canary-setup serve``, ``python -m splitproof.setup.boutique``)."""
+    """One parser per service in ``sub`` (for ``canary-setup serve`` and ``python -m splitproof.setup.boutique``)."""
     helps = {
         "catalog": "productcatalogservice (gRPC): the 9 upstream products",
         "recommendation": "recommendationservice (gRPC): upstream behaviour, max responses 5 (production) or 2",
@@ -160,6 +176,14 @@ def add_service_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignor
         if service == "recommendation":
             p.add_argument("--max-responses", default=None,
                            help="recommendations per call: 5 production, 2 canary (env MAX_RESPONSES, default 5)")
+            p.add_argument("--error-rate", default=None, metavar="PERCENT",
+                           help="fail this percentage of calls, each drawn independently (a bad canary; default 0)")
+            p.add_argument("--error-code", default=None, metavar="STATUS",
+                           help="gRPC status of the injected failures, name or number (default UNAVAILABLE)")
+            p.add_argument("--extra-latency-ms", default=None, metavar="MS",
+                           help="add this many milliseconds to every call (a slow canary; default 0)")
+            p.add_argument("--fault-seed", default=None, metavar="N",
+                           help="seed the failure draws: the same calls fail in every run (default: random)")
         if service == "frontend":
             p.add_argument("--recommendation-addr", default=None,
                            help="recommendationservice HOST:PORT, e.g. an Envoy listener "

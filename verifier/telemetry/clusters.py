@@ -1,0 +1,122 @@
+"""Istio's Envoy cluster names, the service they point at, and Envoy's response flags.
+
+istiod names an outbound cluster ``outbound|<port>|<subset>|<host>``
+(istio/istio ``pilot/pkg/model/service.go`` ``BuildSubsetKey``), e.g.
+``outbound|8080|canary|recommendationservice.online-boutique.svc.cluster.local``; the subset is empty for the whole
+service. Inbound clusters are ``inbound|<port>||`` (the server-side sidecar). Since Istio 1.23 every cluster also
+carries ``alt_stat_name`` = its name + ``;`` (``util.DelimitedStatsPrefix`` in pilot/pkg/networking/util,
+``constants.StatPrefixDelimiter``), so stat names read ``cluster.outbound|8080|canary|<host>;.upstream_rq_total``;
+Istio 1.23 and 1.24's JSON access log printed ``%UPSTREAM_CLUSTER%`` (the alt stat name, ending in ``;``) until
+istio/istio#54224 switched it to ``%UPSTREAM_CLUSTER_RAW%`` -- both forms are accepted here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from splitproof.verifier.telemetry.errors import TelemetryInputError
+
+DEFAULT_SERVICE = "recommendationservice"
+DEFAULT_NAMESPACE = "online-boutique"
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_HOSTNAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+# Envoy's %RESPONSE_FLAGS% short names (envoyproxy/envoy docs, configuration/observability/access_log/usage,
+# "%RESPONSE_FLAGS%"); the ones a canary rollout meets.
+RESPONSE_FLAGS = {
+    "UH": "no healthy upstream host",
+    "UF": "upstream connection failure",
+    "UO": "upstream overflow (circuit breaker)",
+    "NR": "no route configured",
+    "URX": "upstream retry limit exceeded",
+    "NC": "no upstream cluster",
+    "DT": "downstream request timeout",
+    "DC": "downstream connection termination",
+    "LH": "local service failed health check",
+    "UT": "upstream request timeout",
+    "LR": "connection local reset",
+    "UR": "upstream remote reset",
+    "UC": "upstream connection termination",
+    "DI": "delayed by fault injection",
+    "FI": "aborted by fault injection",
+    "RL": "rate limited locally",
+    "UAEX": "unauthorized (external authorization)",
+    "RLSE": "rate limit service error",
+    "SI": "stream idle timeout",
+    "DPE": "downstream protocol error",
+    "UPE": "upstream protocol error",
+    "UMSDR": "upstream max stream duration reached",
+    "OM": "overload manager",
+    "DF": "DNS resolution failure",
+    "DO": "dropped by overload",
+}
+
+
+def explain_flags(flags: str) -> str:
+    """``UH`` -> ``UH (no healthy upstream host)``; ``-``/empty -> ``-``."""
+    if flags in ("", "-"):
+        return "-"
+    parts = [f for f in flags.split(",") if f]
+    known = [RESPONSE_FLAGS[f] for f in parts if f in RESPONSE_FLAGS]
+    return f"{flags} ({'; '.join(known)})" if known else flags
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterName:
+    """A parsed Istio cluster name."""
+
+    direction: str  # "outbound" | "inbound"
+    port: int
+    subset: str
+    host: str
+
+
+def parse_cluster(name: str) -> ClusterName | None:
+    """``outbound|8080|canary|host`` (optionally ending in ``;``) -> ClusterName; None for any other name
+    (``PassthroughCluster``, ``BlackHoleCluster``, ``-``, ...)."""
+    name = name.strip().removesuffix(";")
+    parts = name.split("|")
+    if len(parts) != 4 or parts[0] not in ("outbound", "inbound") or not parts[1].isdigit():
+        return None
+    return ClusterName(parts[0], int(parts[1]), parts[2], parts[3])
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """The service whose split is verified: ``name`` in ``namespace`` (or a full host when ``name`` has a dot)."""
+
+    name: str = DEFAULT_SERVICE
+    namespace: str = DEFAULT_NAMESPACE
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
+
+    def __post_init__(self) -> None:
+        if "." in self.name:
+            if not _HOSTNAME.fullmatch(self.name):
+                raise TelemetryInputError(f"--service {self.name!r} is not a host name")
+        elif not _DNS_LABEL.fullmatch(self.name):
+            raise TelemetryInputError(f"--service {self.name!r} is not a Kubernetes service name (RFC 1123 label)")
+        if not _DNS_LABEL.fullmatch(self.namespace):
+            raise TelemetryInputError(f"--namespace {self.namespace!r} is not a Kubernetes namespace name")
+        if not _HOSTNAME.fullmatch(self.cluster_domain):
+            raise TelemetryInputError(f"cluster domain {self.cluster_domain!r} is not a DNS name")
+
+    @property
+    def fqdn(self) -> str:
+        """``recommendationservice.online-boutique.svc.cluster.local`` (or ``name`` when it is already a host)."""
+        if "." in self.name:
+            return self.name
+        return f"{self.name}.{self.namespace}.svc.{self.cluster_domain}"
+
+    def matches_host(self, host: str) -> bool:
+        return host == self.fqdn
+
+    def describe(self) -> str:
+        return self.fqdn
+
+
+def sanitized(text: str) -> str:
+    """What Envoy's Prometheus output makes of a stat name part: every character outside [a-zA-Z0-9_] -> ``_``."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", text)
