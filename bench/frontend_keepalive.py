@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _spawn_code(code: str, catalog: str, recs: str, log: Path) -> Spawned:
     """Like launcher.spawn, but runs ``code`` (which patches the handler class) instead of ``-m setup.boutique``."""
-    argv = [sys.executable, "-c", code, "frontend", "--port", "0", "--catalog-addr", catalog,
-            "--recommendation-addr", recs]
+    argv = proc.python_argv("-c", code, "frontend", "--port", "0", "--catalog-addr", catalog,
+                            "--recommendation-addr", recs)
     child = proc.start(argv, log=log)
     found: list[tuple[str, int]] = []
 

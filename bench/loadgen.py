@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from splitproof.setup.boutique.catalog import PRODUCT_IDS
+from splitproof.setup.proc import python_argv
 
 REPO = Path(__file__).resolve().parent.parent
 BOUTIQUE = str(REPO / "loadtest" / "boutique.py")
@@ -138,9 +139,9 @@ def startup_cpu(argv: list[str], workdir: Path) -> float:
 def locust_sample(name: str, workdir: Path, locustfile: str, host: str, users: int, seconds: float,
                   request_name: str, extra: list[str]) -> Sample:
     stats = workdir / f"{name}-stats"
-    argv = [sys.executable, "-m", "locust", "-f", locustfile, "--headless", "--only-summary", "-u", str(users),
-            "-r", str(users), "-t", f"{seconds:g}s", "--host", host, "--json-file", str(stats), "--loglevel",
-            "WARNING", *extra]
+    argv = python_argv("-m", "locust", "-f", locustfile, "--headless", "--only-summary", "-u", str(users),
+                       "-r", str(users), "-t", f"{seconds:g}s", "--host", host, "--json-file", str(stats),
+                       "--loglevel", "WARNING", *extra)
     idle_cpu = startup_cpu(argv, workdir)
     code, cpu = run_child(argv, workdir / f"{name}.log", seconds + 60)
     cpu = max(cpu - idle_cpu, 0.0)
@@ -177,11 +178,11 @@ def bare_grpc_loop(target: str, seconds: float) -> None:
 
 def loop_sample(workdir: Path, target: str, seconds: float) -> Sample:
     log = workdir / "grpc-loop.log"
-    argv = [sys.executable, THIS, "--bare-grpc-loop", target, "--seconds", f"{seconds:g}"]
+    argv = python_argv(THIS, "--bare-grpc-loop", target, "--seconds", f"{seconds:g}")
     idle = ("loop",)
     if idle not in _startup_cpu:
         _startup_cpu[idle] = statistics.median(
-            run_child([sys.executable, THIS, "--bare-grpc-loop", target, "--seconds", "0"], log, 60)[1]
+            run_child(python_argv(THIS, "--bare-grpc-loop", target, "--seconds", "0"), log, 60)[1]
             for _ in range(3))
     code, cpu = run_child(argv, log, seconds + 60)
     cpu = max(cpu - _startup_cpu[idle], 0.0)

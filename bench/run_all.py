@@ -13,6 +13,11 @@ import argparse
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+# The benchmarks are modules of this repository's bench/ package, not installed: each runs with the repository
+# root as its working directory (and so first on sys.path), never the caller's directory.
+REPO = Path(__file__).resolve().parent.parent
 
 # (module, arguments, argument that rewrites its RESULTS.md section or None, quick-mode arguments)
 BENCHES: tuple[tuple[str, list[str], str | None, list[str]], ...] = (
@@ -21,6 +26,7 @@ BENCHES: tuple[tuple[str, list[str], str | None, list[str]], ...] = (
     ("bench.mesh", [], "--record", []),
     ("bench.loadgen", [], None, ["--seconds", "4", "--rounds", "1"]),
     ("bench.frontend_keepalive", [], None, []),
+    ("bench.yaml_input", [], "--update", ["--mib", "1"]),
 )
 
 
@@ -36,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd.append(update_flag)
         print(f"\n=== {' '.join(cmd[1:])}", flush=True)
         start = time.monotonic()
-        code = subprocess.run(cmd).returncode
+        code = subprocess.run(cmd, cwd=REPO).returncode
         print(f"=== {module}: exit {code} in {time.monotonic() - start:.0f}s", flush=True)
         if code != 0:
             failed.append(module)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe
+from splitproof.setup.proc import python_argv
 from splitproof.verifier.records import Record
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -67,9 +68,8 @@ def run_child(argv: list[str]) -> tuple[float, str]:
 
 
 def measure(path: Path) -> dict[str, Any]:
-    base_s, base_out = run_child([sys.executable, "-c", BASELINE, str(path)])
-    verify = [sys.executable, "-m", "splitproof.verifier.cli", "--expected", "20", "--results", str(path),
-              "--json", "-"]
+    base_s, base_out = run_child(python_argv("-c", BASELINE, str(path)))
+    verify = python_argv("-m", "splitproof.verifier.cli", "--expected", "20", "--results", str(path), "--json", "-")
     ver_s, ver_out = run_child(verify)
     outcome = re.search(r'"outcome":\s*"(\w+)"', ver_out)
     return {"lines": int(base_out.strip()), "baseline_s": base_s, "verify_s": ver_s,
@@ -80,7 +80,7 @@ def peak_rss_isolated(argv: list[str]) -> int:
     """Peak RSS (MiB) of one child measured on its own (RUSAGE_CHILDREN is a high-water mark over all children)."""
     code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
             "stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(python_argv("-c", code, *argv), capture_output=True, text=True, check=True).stdout
     return int(out.strip()) // 1024
 
 
@@ -97,10 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         gen_s = time.perf_counter() - t0
         size_mib = big.stat().st_size / 2**20
         m = measure(big)
-        verify = [sys.executable, "-m", "splitproof.verifier.cli", "--expected", "20", "--results"]
+        verify = python_argv("-m", "splitproof.verifier.cli", "--expected", "20", "--results")
         rss_big = peak_rss_isolated([*verify, str(big), "--json", "-"])
         rss_small = peak_rss_isolated([*verify, str(small), "--json", "-"])
-        rss_base = peak_rss_isolated([sys.executable, "-c", BASELINE, str(big)])
+        rss_base = peak_rss_isolated(python_argv("-c", BASELINE, str(big)))
     ratio = m["verify_s"] / m["baseline_s"]
     per_rec_us = m["verify_s"] / m["lines"] * 1e6
     print(f"{m['lines']:,} records ({size_mib:,.0f} MiB, generated in {gen_s:.0f}s): baseline {m['baseline_s']:.1f}s, "

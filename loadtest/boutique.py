@@ -15,6 +15,16 @@ Options, recording, the live split and the verdict exit code are in loadtest/plu
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Locust puts the current working directory first on sys.path for good before it imports a locustfile
+# (locust/util/load_locustfile.py), so every import from here on -- grpc, splitproof, rich when the verdict is
+# printed -- would prefer a same-named module in whatever folder Locust was started from. Take that entry out
+# before importing anything (os and sys are already loaded); the locustfile's own folder is not affected.
+if os.getcwd() in sys.path[:2] and os.getcwd() != os.path.dirname(os.path.abspath(__file__)):
+    sys.path.remove(os.getcwd())
+
 import random
 import time
 import uuid

@@ -6,14 +6,15 @@ Fed by the recorder with each batch of versions (None = unattributed), on the pr
 * While the test runs the shares are watched continuously, so the intervals shown are the anytime-valid
   confidence sequences of ``verifier.sequential`` (valid however often one looks), and the live status is the
   :class:`SequentialGate`'s -- which is also what ``--stop-on-verdict`` stops on.
-* At the end the verdict that sets the exit code is
+* At the end the verdict that sets the exit code depends on *why* the load stopped (loadtest.ending):
 
-  - the fixed-n ``verifier.stats.judge`` over all records of the run when the run ended at its ``-t`` limit --
-    a length fixed before any response was seen; it is exactly what ``verify-split --results FILE`` computes
-    from the same file;
-  - otherwise the sequential gate's: with ``--stop-on-verdict`` (it was looked at after every response), and
-    when a person stopped the run (Ctrl-C, the web UI's Stop, no ``-t``) -- a stop chosen while watching the live
-    shares, where a fixed-n test would be peeking (false FAILs at several times alpha).
+  - Locust's own run-time timer ended the run's only test: the fixed-n ``verifier.stats.judge`` over all its
+    records -- a length fixed before any response was seen; it is exactly what ``verify-split --results FILE``
+    computes from the same file;
+  - anything else: the sequential gate's -- with ``--stop-on-verdict`` (it was looked at after every response),
+    and when a person stopped the run (Ctrl-C, SIGTERM, the web UI's Stop, no ``-t``) or restarted it from the
+    web UI: a stop chosen while watching the live shares, where a fixed-n test would be peeking (false FAILs at
+    several times alpha).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
+from splitproof.loadtest.ending import RESTARTED, RUN_TIME_LIMIT, STOP_ON_VERDICT, STOPPED
 from splitproof.loadtest.options import SplitConfig
 from splitproof.verifier.margins import version_prior
 from splitproof.verifier.mixture import confidence_sequence
@@ -31,11 +33,12 @@ from splitproof.verifier.stats import EXIT_CODES, INCONCLUSIVE, Verdict, judge
 UNATTRIBUTED = "(unattributed)"
 
 
-def ran_its_preset_time(run_time: float | None, stopped_after: float | None, slack: float = 1.0) -> bool:
-    """True when the run ended at its ``-t`` limit (a length fixed before any response was seen), not earlier."""
-    if not run_time or stopped_after is None:
-        return False
-    return stopped_after >= float(run_time) - slack
+_SEQUENTIAL_NOTES = {
+    STOPPED: "the run was stopped by a person (Ctrl-C, SIGTERM, the web UI's Stop) or had no -t limit: "
+             "verdict of the sequential test (valid at any stopping time)",
+    RESTARTED: "the records span several tests started from the web UI: verdict of the sequential test "
+               "(valid at any stopping time)",
+}
 
 
 def _pct(value: float | None, digits: int = 1) -> str:
@@ -122,13 +125,15 @@ class LiveSplit:
 
     # ----------------------------------------------------------------------------------------------- the end
 
-    def final_verdict(self, fixed_length: bool = True) -> Verdict:
-        """The verdict that sets the exit code; ``fixed_length``: the run ended at its preset ``-t``."""
-        if self.config.stop_on_verdict or not fixed_length:
+    def final_verdict(self, ended_by: str = RUN_TIME_LIMIT) -> Verdict:
+        """The verdict that sets the exit code. ``ended_by``: why the load stopped -- RUN_TIME_LIMIT (Locust's
+        -t timer ended the only test: a length fixed in advance), STOPPED, STOP_ON_VERDICT or RESTARTED."""
+        if self.config.stop_on_verdict or ended_by != RUN_TIME_LIMIT:
             verdict = self.gate.verdict()
-            if not self.config.stop_on_verdict:
-                verdict = replace(verdict, notes=(*verdict.notes, "the run was stopped before its -t limit: "
-                                                  "verdict of the sequential test (valid at any stopping time)"))
+            note = None if self.config.stop_on_verdict or ended_by == STOP_ON_VERDICT else \
+                _SEQUENTIAL_NOTES.get(ended_by, _SEQUENTIAL_NOTES[STOPPED])
+            if note:
+                verdict = replace(verdict, notes=(*verdict.notes, note))
         else:
             verdict = judge(dict(self.counts), self.unattributed, self.expected, alpha=self.alpha,
                             tolerance=self.tolerance, max_unattributed=self.max_unattributed)

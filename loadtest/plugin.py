@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -23,7 +22,14 @@ from locust.exception import CatchResponseError
 from locust.runners import MasterRunner, WorkerRunner
 
 from splitproof.loadtest import grpc_client
-from splitproof.loadtest.live import ran_its_preset_time
+from splitproof.loadtest.ending import (
+    RESTARTED,
+    RUN_TIME_LIMIT,
+    STOP_ON_VERDICT,
+    STOPPED,
+    refresh_event_loop_clock,
+    stopped_by_run_time_limit,
+)
 from splitproof.loadtest.options import SplitConfig, UsageError, add_arguments, config_from_options, parse_target
 from splitproof.loadtest.recording import SplitRecorder, open_results
 from splitproof.verifier.attribution import Attribution
@@ -48,8 +54,8 @@ class SplitSession:
     stopping: bool = False
     verdict: Any = None
     greenlets: list[gevent.Greenlet] = field(default_factory=list)
-    started: float | None = None       # monotonic time of test_start (master/local)
-    stopped_after: float | None = None  # seconds from test_start to test_stop
+    tests: int = 0                # tests started in this process (the web UI can start several)
+    ended_by: str | None = None   # why the last test stopped (loadtest.ending), None while it runs
 
     @property
     def attribution(self) -> Attribution:
@@ -163,11 +169,15 @@ def _on_init(environment: Environment, runner: Any = None, web_ui: Any = None, *
         opts = environment.parsed_options
         if opts is not None and getattr(opts, "headless", False) and not getattr(opts, "only_summary", False):
             s.greenlets.append(gevent.spawn(_console_printer, s))
+    # Locust arms its -t timer right after init, counting from the event loop's cached time, which is as old as
+    # the locustfile's imports: refresh it so that -t N generates load for N seconds (see loadtest.ending).
+    refresh_event_loop_clock()
 
 
 def _on_test_start(environment: Environment, **_kw: Any) -> None:
     s = session(environment)
-    s.started, s.stopped_after = time.monotonic(), None
+    s.tests += 1
+    s.ended_by = None
     if s.role == "worker":
         # Workers receive the master's options with the spawn message, right before test_start.
         try:
@@ -229,10 +239,24 @@ def _console_printer(s: SplitSession) -> None:
             log.info("split records: %d", s.recorder.received)
 
 
-def _on_test_stop(environment: Environment, **_kw: Any) -> None:
+def _on_test_stopping(environment: Environment, **_kw: Any) -> None:
+    """Record why the test stops; fired in the greenlet that stops it (Locust's timer, Ctrl-C, the web UI...)."""
     s = _sessions.get(environment)
-    if s is not None and s.started is not None and s.stopped_after is None:
-        s.stopped_after = time.monotonic() - s.started
+    if s is None or s.role == "worker" or s.ended_by is not None:
+        return
+    if s.stopping:
+        s.ended_by = STOP_ON_VERDICT
+    elif stopped_by_run_time_limit():
+        s.ended_by = RUN_TIME_LIMIT
+    else:
+        s.ended_by = STOPPED
+
+
+def stop_reason(s: SplitSession) -> str:
+    """Why the load of the session's run stopped, as the verdict needs it (loadtest.live.final_verdict)."""
+    if s.tests > 1:
+        return RESTARTED
+    return s.ended_by or STOPPED
 
 
 def _on_quitting(environment: Environment, **_kw: Any) -> None:
@@ -247,10 +271,7 @@ def _on_quitting(environment: Environment, **_kw: Any) -> None:
     for greenlet in s.greenlets:
         greenlet.kill(block=False)
     if s.live is not None:
-        if s.stopped_after is None and s.started is not None:
-            s.stopped_after = time.monotonic() - s.started
-        run_time = getattr(environment.parsed_options, "run_time", None)
-        s.verdict = s.live.final_verdict(fixed_length=ran_its_preset_time(run_time, s.stopped_after))
+        s.verdict = s.live.final_verdict(stop_reason(s))
         environment.process_exit_code = s.live.exit_code(s.verdict)
     s.recorder.close()
 
@@ -280,7 +301,7 @@ def install(events: Any = locust_events) -> None:
     events.init_command_line_parser.add_listener(_on_parser)
     events.init.add_listener(_on_init)
     events.test_start.add_listener(_on_test_start)
-    events.test_stop.add_listener(_on_test_stop)
+    events.test_stopping.add_listener(_on_test_stopping)
     events.report_to_master.add_listener(_on_report_to_master)
     events.worker_report.add_listener(_on_worker_report)
     events.quitting.add_listener(_on_quitting)

@@ -10,7 +10,8 @@ import argparse
 import importlib
 import sys
 
-from splitproof.setup.errors import EXIT_INTERRUPTED, SetupError
+from splitproof.setup.cliexit import describe_os_error, error_text, stdout_failure, watch_stdout
+from splitproof.setup.errors import EXIT_BAD_CONFIG, EXIT_INTERRUPTED, EXIT_USAGE, SetupError
 
 # Modules that contribute subcommands, in help order.
 COMMAND_MODULES = (
@@ -33,19 +34,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    watch_stdout()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except SetupError as exc:
-        print(f"canary-setup: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _error(exc, exc.exit_code)
+    except OSError as exc:  # the environment (a full disk, a closed pipe, ...): one line, never a traceback
+        reason = stdout_failure()
+        if reason is not None:
+            return _error(f"cannot write to standard output ({reason})", EXIT_USAGE)
+        return _error(describe_os_error(exc), EXIT_BAD_CONFIG)  # a path given that cannot be used
+    except SystemExit:  # rich ends the process this way (exit 1) when standard output is a closed pipe
+        reason = stdout_failure()
+        if reason is None:
+            raise
+        return _error(f"cannot write to standard output ({reason})", EXIT_USAGE)
     except KeyboardInterrupt:
         print("canary-setup: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    reason = stdout_failure()
+    if reason is not None:
+        return _error(f"cannot write to standard output ({reason})", EXIT_USAGE)
+    return code
+
+
+def _error(message: object, code: int) -> int:
+    """Print ``canary-setup: error: MESSAGE`` (credentials redacted; a step failure keeps its lines)."""
+    print(f"canary-setup: error: {error_text(message)}", file=sys.stderr, flush=True)
+    return code
 
 
 if __name__ == "__main__":

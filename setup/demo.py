@@ -43,19 +43,19 @@ def locustfile() -> Path:
 
 def locust_argv(host: str, grpc_target: str, results: Path, *, users: int, duration: int, alpha: float,
                 csv_prefix: Path) -> list[str]:
-    return [
-        sys.executable, "-m", "locust", "-f", str(locustfile()),
+    return proc.python_argv(
+        "-m", "locust", "-f", str(locustfile()),
         "--headless", "-u", str(users), "-r", str(users), "-t", f"{duration}s", "--stop-timeout", "5",
         "--host", host, "--grpc-target", grpc_target,
         "--split-results", str(results), "--expected", str(EXPECTED_CANARY), "--alpha", str(alpha),
         "--csv", str(csv_prefix), "--only-summary", "--loglevel", "WARNING",
-    ]
+    )
 
 
 def verify_argv(*, alpha: float, results: Path | None = None, target: str | None = None,
                 html: Path, json_path: Path, save: Path | None = None) -> list[str]:
-    argv = [sys.executable, "-m", "splitproof.verifier.cli", "--expected", str(EXPECTED_CANARY), "--alpha", str(alpha),
-            "--html", str(html), "--json", str(json_path)]
+    argv = proc.python_argv("-m", "splitproof.verifier.cli", "--expected", str(EXPECTED_CANARY), "--alpha", str(alpha),
+                            "--html", str(html), "--json", str(json_path))
     if results is not None:
         argv += ["--results", str(results)]
     if target is not None:
@@ -109,8 +109,8 @@ class Demo:
         try:
             return child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise SetupError(f"{Path(argv[2]).name if len(argv) > 2 else argv[0]} did not finish within "
-                             f"{timeout:g}s") from None
+            name = argv[argv.index("-m") + 1] if "-m" in argv else Path(argv[0]).name
+            raise SetupError(f"{name} did not finish within {timeout:g}s") from None
         finally:
             proc.stop(child)
 

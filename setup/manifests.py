@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 
 from splitproof.setup.errors import ConfigError
+from splitproof.setup.safeyaml import YamlInputError, load_documents
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 API_VERSIONS = ("networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3")
@@ -178,8 +178,11 @@ def render(template: str, params: CanaryParams, **extra: Any) -> str:
 
 
 def documents(template: str, params: CanaryParams, **extra: Any) -> list[dict[str, Any]]:
-    """Render one template and parse it (yaml.safe_load_all) into its documents."""
-    return [doc for doc in yaml.safe_load_all(render(template, params, **extra)) if doc]
+    """Render one template and parse it (setup.safeyaml: the values come from the user) into its documents."""
+    try:
+        return [doc for doc in load_documents(render(template, params, **extra), f"template {template}") if doc]
+    except YamlInputError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def mesh_documents(params: CanaryParams) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -19,6 +20,20 @@ from pathlib import Path
 from splitproof.setup.errors import WaitTimeoutError
 
 LOOPBACK = "127.0.0.1"
+
+# Python's "safe path" flag (3.11+): ``-m``/``-c`` do not put the current directory first on sys.path.
+SAFE_PATH = "-P"
+
+
+def python_argv(*args: str, python: str | None = None) -> list[str]:
+    """The command line of every Python child this project starts: ``python -P ARGS``.
+
+    ``python -m MODULE`` (and ``-c``) put the caller's working directory first on ``sys.path``, so a folder that
+    holds a ``splitproof/`` package, a ``yaml.py`` or a ``grpc/`` would be imported -- executed -- by the child.
+    ``-P`` leaves it out; everything else (PYTHONPATH, the venv's site-packages) is as usual. Locust re-inserts the
+    working directory itself when it loads a locustfile: loadtest/boutique.py takes that entry out again.
+    """
+    return [python or sys.executable, SAFE_PATH, *args]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.02) -> None:

@@ -26,6 +26,35 @@ def port() -> int:
     return free_port()
 
 
+# ------------------------------------------------------------ a working directory full of same-named modules
+
+# What a user's folder may hold: another project's setup.py, a package named like ours or like our imports.
+# Each decoy, if imported or executed, appends its name to MARKER (and an import of it then fails).
+DECOYS = ("setup.py", "protos/__init__.py", "splitproof/__init__.py", "grpc.py", "yaml.py", "rich.py")
+MARKER = "DECOY-IMPORTED"
+
+
+def make_decoys(folder: Path) -> Path:
+    """Fill ``folder`` with the decoys; return it. Run children from it, then assert ``decoys_hit(folder) == []``."""
+    for name in DECOYS:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"with open({str(folder / MARKER)!r}, 'a') as fh:\n    fh.write({name!r} + '\\n')\n"
+                        f"raise ImportError('decoy {name} from the caller\\'s working directory')\n")
+    return folder
+
+
+def decoys_hit(folder: Path) -> list[str]:
+    """The decoys of ``folder`` some process imported or executed."""
+    marker = folder / MARKER
+    return marker.read_text().split() if marker.exists() else []
+
+
+@pytest.fixture
+def decoy_dir(tmp_path: Path) -> Path:
+    return make_decoys(tmp_path / "decoys")
+
+
 @pytest.fixture(autouse=True)
 def _no_gevent_in_the_test_process(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     """Importing Locust (or the locustfile) gevent-monkey-patches the whole process: threads silently become

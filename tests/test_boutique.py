@@ -19,7 +19,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import start_service
+from conftest import decoys_hit, start_service
 
 from splitproof.protos import demo_pb2, demo_pb2_grpc
 from splitproof.setup import proc
@@ -420,6 +420,23 @@ def test_port_in_use_exits_4(service: str) -> None:
     assert result.returncode == EXIT_PORT_IN_USE
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "in use" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_launched_services_never_import_from_the_callers_directory(tmp_path: Path, decoy_dir: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m`` would put the working directory -- here full of decoys: setup.py, splitproof/, protos/,
+    grpc.py -- first on the child's sys.path; launcher.spawn's children run with -P (setup.proc.python_argv)."""
+    monkeypatch.chdir(decoy_dir)
+    catalog = spawn("catalog", log=tmp_path / "catalog.log")
+    try:
+        recommendation = spawn("recommendation", ["--catalog-addr", catalog.addr], log=tmp_path / "rec.log")
+        try:
+            assert proc.grpc_healthy(recommendation.addr) and proc.grpc_healthy(catalog.addr)
+        finally:
+            recommendation.stop()
+    finally:
+        catalog.stop()
+    assert decoys_hit(decoy_dir) == []
 
 
 def test_canary_setup_serve_prints_ready_and_stops_on_sigterm(tmp_path: Path) -> None:

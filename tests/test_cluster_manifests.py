@@ -182,7 +182,7 @@ def test_lint_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["lint"]) == 0  # what the setup would apply
     assert main(["lint", "--manifests", str(OB_MANIFESTS), "--grpc-gateway"]) == 0
     assert main(["lint", "--weights", "production=80,canary=20", str(tmp_path / "missing.yaml")]) == 3
-    assert "cannot read" in capsys.readouterr().err
+    assert "no such file" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------- pure helpers

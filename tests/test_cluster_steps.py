@@ -271,7 +271,7 @@ def test_loadtest_runs_locust_in_the_mesh_collects_the_results_and_gates_on_veri
     configmap, _, job, workers = docs
     master = job["spec"]["template"]["spec"]["containers"][0]
     assert master["image"] == "registry.example/splitproof:1"
-    assert master["command"][:3] == ["python", "-m", "splitproof.setup.cluster.podrun"]
+    assert master["command"][:4] == ["python", "-P", "-m", "splitproof.setup.cluster.podrun"]
     args = master["args"]
     assert args[:3] == ["locust", "-f", "/mnt/locust/boutique.py"]
     for flag, value in (("--host", f"http://frontend.{NS}.svc.cluster.local"),

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import decoys_hit
 
 from splitproof.setup import proc
 
 REPO = Path(__file__).resolve().parent.parent
+CANARY_SETUP = str(Path(sys.executable).with_name("canary-setup"))  # the console script, as a user runs it
 
 
 def _leftovers(marker: str) -> list[psutil.Process]:
@@ -34,14 +36,17 @@ def _descendants_gone(pids: list[int]) -> bool:
 
 
 @pytest.mark.slow
-def test_demo_passes_the_right_split_then_fails_the_misroute(tmp_path: Path) -> None:
+def test_demo_passes_the_right_split_then_fails_the_misroute(tmp_path: Path, decoy_dir: Path) -> None:
     out = tmp_path / "demo"
+    # Run from a folder of decoys (setup.py, splitproof/, protos/, grpc.py, yaml.py, rich.py): the mesh's
+    # instances, Locust (which puts its working directory on sys.path itself) and verify-split import none.
     result = subprocess.run(
-        [sys.executable, "-m", "splitproof.setup", "demo", "--duration", "8", "--users", "10", "--out", str(out)],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        [CANARY_SETUP, "demo", "--duration", "8", "--users", "10", "--out", str(out)],
+        capture_output=True, text=True, timeout=240, cwd=decoy_dir,
     )
     text = result.stdout + result.stderr
     assert result.returncode == 0, text
+    assert decoys_hit(decoy_dir) == []
     assert text.index("PASS") < text.index("FAIL")
     assert re.search(r"80/20, results file: PASS \(as expected\)", text)
     assert re.search(r"50/50, live sequential: FAIL \(as expected\)", text)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import start_service
+from conftest import decoys_hit, start_service
 
 from splitproof.setup import proc
 from splitproof.setup.boutique.launcher import Spawned
@@ -53,15 +53,15 @@ def broken_frontend(request: pytest.FixtureRequest, logs: Path, catalog: Spawned
 
 
 def locust_argv(*args: str) -> list[str]:
-    return [PYTHON, "-m", "locust", "-f", LOCUSTFILE, *args]
+    return proc.python_argv("-m", "locust", "-f", LOCUSTFILE, *args)
 
 
-def run_locust(tmp_path: Path, *args: str, timeout: float = RUN_TIMEOUT) -> tuple[int, str]:
-    """Run one headless Locust to completion; return (exit code, combined output)."""
+def run_locust(tmp_path: Path, *args: str, timeout: float = RUN_TIMEOUT, cwd: Path | None = None) -> tuple[int, str]:
+    """Run one headless Locust to completion (in ``cwd``, default ``tmp_path``); return (exit code, output)."""
     log = tmp_path / "locust.log"
     with open(log, "wb") as out:
         done = subprocess.run(locust_argv("--headless", *args), stdout=out, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, timeout=timeout, cwd=tmp_path, check=False)
+                              stdin=subprocess.DEVNULL, timeout=timeout, cwd=cwd or tmp_path, check=False)
     return done.returncode, log.read_text(errors="replace")
 
 
@@ -89,6 +89,29 @@ def verify_split(results: Path, *args: str) -> tuple[int, dict]:
     return done.returncode, json.loads(done.stdout)
 
 
+def verdict_method(output: str) -> str:
+    """``fixed-n`` or ``sequential``: the method of the verdict line the locustfile logs at the end of a run."""
+    line = next(ln for ln in output.splitlines() if "split verdict (" in ln)
+    return line.split("split verdict (", 1)[1].split(")", 1)[0]
+
+
+def record_span(path: Path) -> float:
+    """Seconds from the first to the last record of a results file (how long load was generated)."""
+    got, _ = records(path)
+    return max(r.t for r in got) - min(r.t for r in got)
+
+
+# A locustfile whose imports take 2.5 s without running gevent's event loop (like a cold `import scipy.stats`):
+# the original time.sleep blocks the process as an import does (the monkey-patched one would run the loop).
+SLOW_IMPORT_LOCUSTFILE = """\
+from gevent import monkey
+
+monkey.get_original("time", "sleep")(2.5)
+
+from splitproof.loadtest.boutique import ShopperUser  # noqa: E402,F401
+"""
+
+
 def locust_verdict(output: str) -> tuple[str, str, int]:
     """(outcome, reason, exit code) from the verdict line the locustfile logs at the end of a run."""
     line = next(ln for ln in output.splitlines() if "split verdict (" in ln)
@@ -101,14 +124,20 @@ def locust_verdict(output: str) -> tuple[str, str, int]:
 # ------------------------------------------------------------------------------------------------- tests
 
 
-def test_headless_run_records_every_split_response(tmp_path: Path, frontend: Spawned, canary: Spawned) -> None:
+def test_headless_run_records_every_split_response(tmp_path: Path, frontend: Spawned, canary: Spawned,
+                                                   decoy_dir: Path) -> None:
     out = tmp_path / "out.jsonl"
     # Product pages all from production (4 items), gRPC calls all to the canary (2 items): each channel's
     # records must say so, and their number must equal what Locust itself counted on those endpoints.
+    # Started from a folder of decoys (grpc.py, splitproof/, rich.py...): Locust puts its working directory on
+    # sys.path, the locustfile takes it out again, so none of them is imported.
     code, output = run_locust(tmp_path, "-u", "4", "-r", "4", "-t", "3s", "--host", frontend.url,
-                              "--grpc-target", canary.addr, "--split-results", str(out), "--csv", "stats",
-                              "--html", "report.html", "--json-file", "final")
+                              "--grpc-target", canary.addr, "--split-results", str(out),
+                              "--csv", str(tmp_path / "stats"),
+                              "--html", str(tmp_path / "report.html"), "--json-file", str(tmp_path / "final"),
+                              cwd=decoy_dir)
     assert code == 0, output[-3000:]
+    assert decoys_hit(decoy_dir) == []
     got, stats = records(out)
     assert stats.malformed == stats.truncated == 0
     counts = final_counts(tmp_path / "final")
@@ -165,6 +194,101 @@ def test_missing_section_is_a_locust_failure_and_an_unattributed_record(
     vs_code, vs = verify_split(out, "--expected", "20")
     assert vs_code == 1 and vs["unattributed"] == len(got)
     assert locust_verdict(output)[:2] == (vs["outcome"], vs["reason"])
+
+
+def test_minus_t_generates_load_for_its_full_length_after_a_slow_import(tmp_path: Path, frontend: Spawned) -> None:
+    """-t 3s after a 2.5 s import: Locust's timer counts from the stale loop clock unless the plugin refreshes it,
+    and the run would end after about 0.5 s (with loadtest/boutique.py alone, -t 4s ran 2.8-3.0 s)."""
+    locustfile = tmp_path / "slow_import.py"
+    locustfile.write_text(SLOW_IMPORT_LOCUSTFILE)
+    out = tmp_path / "out.jsonl"
+    log = tmp_path / "locust.log"
+    with open(log, "wb") as fh:
+        done = subprocess.run([PYTHON, "-m", "locust", "-f", str(locustfile), "--headless", "-u", "2", "-r", "2",
+                               "-t", "3s", "--host", frontend.url, "--split-results", str(out), "--expected", "0",
+                               "--max-unattributed", "5", "--tolerance", "4"],
+                              stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT,
+                              cwd=tmp_path, check=False)
+    output = log.read_text(errors="replace")
+    assert done.returncode in (0, 3), output[-3000:]
+    assert "--run-time limit reached" in output
+    assert 2.7 <= record_span(out) <= 3.3, output[-3000:]
+    assert verdict_method(output) == "fixed-n"  # ended by Locust's -t: the fixed-n test, as verify-split's
+
+
+def interrupted_near_the_end(tmp_path: Path, frontend: Spawned, run_time: float, interrupt_at: float) -> str:
+    """A headless ``-t run_time`` run that gets SIGINT (Ctrl-C) once its records span ``interrupt_at`` s."""
+    out = tmp_path / "out.jsonl"
+    log = tmp_path / "locust.log"
+    child = proc.start(locust_argv("--headless", "-u", "2", "-r", "2", "-t", f"{run_time:g}s", "--host", frontend.url,
+                                   "--split-results", str(out), "--expected", "0", "ShopperUser"), log=log)
+    try:
+        def near_the_end() -> bool:
+            if child.poll() is not None:
+                return True
+            try:
+                return out.stat().st_size > 0 and record_span(out) >= interrupt_at
+            except (OSError, ValueError):
+                return False
+
+        proc.wait_until(near_the_end, 30, f"{interrupt_at:g} s of records")
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=30)
+    finally:
+        proc.stop(child)
+    return log.read_text(errors="replace")
+
+
+def test_a_person_stopping_the_run_near_its_limit_gets_the_sequential_verdict(tmp_path: Path,
+                                                                               frontend: Spawned) -> None:
+    """Ctrl-C 0.7 s before -t: stopped by a person, whatever the elapsed time (the old rule allowed 1 s slack)."""
+    for _attempt in range(3):  # a machine stalled past the 0.7 s window lets Locust's timer win: try again
+        output = interrupted_near_the_end(tmp_path, frontend, 3.0, 2.3)
+        if "--run-time limit reached" not in output:
+            break
+    assert "--run-time limit reached" not in output, output[-3000:]
+    assert verdict_method(output) == "sequential", output[-3000:]
+    assert "stopped by a person" in output
+
+
+def web_ui_timed_tests(tmp_path: Path, frontend: Spawned, run_times: list[str]) -> str:
+    """Start Locust's web UI, run one test per run time typed into its form (each ended by that run time),
+    then SIGTERM it; return its log."""
+    web_port = proc.free_port()
+    child = proc.start(locust_argv("--web-host", "127.0.0.1", "--web-port", str(web_port), "--host", frontend.url,
+                                   "--split-results", str(tmp_path / "out.jsonl"), "--expected", "0", "ShopperUser"),
+                       log=tmp_path / "locust.log")
+    base = f"http://127.0.0.1:{web_port}"
+
+    def state() -> str:
+        if child.poll() is not None:
+            raise AssertionError("locust exited early")
+        with urllib.request.urlopen(f"{base}/stats/requests", timeout=2) as resp:  # noqa: S310 -- loopback
+            return str(json.loads(resp.read())["state"])
+
+    try:
+        proc.wait_until(lambda: child.poll() is None and proc.http_ok(f"{base}/"), 30, "the Locust web UI")
+        for run_time in run_times:
+            form = urllib.parse.urlencode({"user_count": 2, "spawn_rate": 2, "host": frontend.url,
+                                           "run_time": run_time}).encode()
+            with urllib.request.urlopen(f"{base}/swarm", data=form, timeout=5) as resp:  # noqa: S310
+                assert json.loads(resp.read())["success"]
+            proc.wait_until(lambda: state() == "stopped", 30, "the form's run time to end the test")
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=30)
+    finally:
+        proc.stop(child)
+    return (tmp_path / "locust.log").read_text(errors="replace")
+
+
+def test_web_ui_form_run_time_is_a_preset_length(tmp_path: Path, frontend: Spawned) -> None:
+    log = web_ui_timed_tests(tmp_path, frontend, ["2s"])
+    assert verdict_method(log) == "fixed-n", log[-3000:]
+
+
+def test_web_ui_restarted_tests_have_no_preset_length(tmp_path: Path, frontend: Spawned) -> None:
+    log = web_ui_timed_tests(tmp_path, frontend, ["1s", "1s"])
+    assert verdict_method(log) == "sequential" and "several tests" in log, log[-3000:]
 
 
 def test_stop_on_verdict_stops_at_the_sequential_decision(tmp_path: Path, canary: Spawned) -> None:

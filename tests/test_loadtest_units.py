@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from splitproof.loadtest.live import UNATTRIBUTED, LiveSplit, ran_its_preset_time
+from splitproof.loadtest.ending import RESTARTED, RUN_TIME_LIMIT, STOP_ON_VERDICT, STOPPED, is_run_time_stop
+from splitproof.loadtest.live import UNATTRIBUTED, LiveSplit
 from splitproof.loadtest.options import SHOPPER_TASKS, UsageError, config_from_options, parse_think_time
 from splitproof.loadtest.recording import REPORT_KEY, SplitRecorder, open_results
 from splitproof.verifier.attribution import Attribution
@@ -279,23 +280,39 @@ def test_too_few_samples_is_inconclusive() -> None:
     assert not live.decided and "undecided" in live.console_line()
 
 
-def test_a_run_stopped_early_by_a_person_is_judged_sequentially() -> None:
+def test_a_run_stopped_by_a_person_is_judged_sequentially() -> None:
     """Ctrl-C / web UI Stop while watching the live shares: a fixed-n test there would be peeking."""
     cfg = config_from_options(opts(expected="20"))
     live = LiveSplit(cfg)
     drawn = feed(live, {"production": 0.8, "canary": 0.2}, 3000, seed=7)
-    early = live.final_verdict(fixed_length=False)
-    assert early.method == "sequential" and any("before its -t limit" in note for note in early.notes)
-    assert early == replace(live.gate.verdict(), notes=early.notes, unattributed_causes=early.unattributed_causes)
-    full = live.final_verdict(fixed_length=True)
-    assert full.method == "fixed-n" and full.n == drawn["production"] + drawn["canary"]
+    for why, note in ((STOPPED, "stopped by a person"), (RESTARTED, "several tests")):
+        early = live.final_verdict(why)
+        assert early.method == "sequential" and any(note in n for n in early.notes), early.notes
+        assert early == replace(live.gate.verdict(), notes=early.notes, unattributed_causes=early.unattributed_causes)
+    full = live.final_verdict(RUN_TIME_LIMIT)
+    assert full.method == "fixed-n" and full.n == drawn["production"] + drawn["canary"] and not full.notes
+    assert live.final_verdict(STOP_ON_VERDICT).method == "sequential"
 
 
-@pytest.mark.parametrize("run_time, stopped_after, fixed", [
-    (30, 30.2, True), (30, 29.5, True), (30, 12.0, False), (None, 100.0, False), (30, None, False), (0, 5.0, False),
+MAIN_TIMER = ("locust.main", "stop_and_optionally_quit", {"reason": "--run-time limit reached"})
+
+
+@pytest.mark.parametrize("frames, timer", [
+    # Locust's headless/--autostart -t timer: main.stop_and_optionally_quit -> runner.quit -> stop -> our listener
+    ([("splitproof.loadtest.plugin", "_on_test_stopping", {}), ("locust.event", "fire", {}),
+      ("locust.runners", "stop", {}), ("locust.runners", "quit", {}), MAIN_TIMER], True),
+    # the web UI form's run time
+    ([("locust.runners", "stop", {}), ("locust.web", "_stop_runners", {})], True),
+    # a shape class finishing goes through the same function with another reason: not a -t limit
+    ([("locust.main", "stop_and_optionally_quit", {"reason": "Shape test completed"})], False),
+    # Ctrl-C / SIGTERM (our quitting listener stops the runner), the web UI's Stop button, --stop-on-verdict
+    ([("locust.runners", "quit", {}), ("splitproof.loadtest.plugin", "_on_quitting", {}), ("locust.main", "shutdown",
+                                                                                           {})], False),
+    ([("locust.runners", "stop", {}), ("locust.web", "stop", {})], False),
+    ([("locust.runners", "quit", {}), ("gevent.greenlet", "run", {})], False),
 ])
-def test_only_a_run_that_reached_its_time_limit_counts_as_fixed_length(run_time, stopped_after, fixed) -> None:
-    assert ran_its_preset_time(run_time, stopped_after) is fixed
+def test_the_stack_tells_whether_locusts_run_time_timer_stopped_the_test(frames, timer) -> None:
+    assert is_run_time_stop(frames) is timer
 
 
 def test_stop_on_verdict_uses_the_sequential_gate() -> None:

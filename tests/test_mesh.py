@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import decoys_hit
 from scipy.stats import binom
 
 from splitproof.protos import demo_pb2, demo_pb2_grpc
@@ -239,9 +240,13 @@ def test_a_failing_supervision_tick_does_not_end_the_mesh(monkeypatch: pytest.Mo
 # --- the command line ------------------------------------------------------------------------------------------
 
 
-def cli(*args: str, state_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "splitproof.setup", "local", *args, "--state-dir", str(state_dir)],
-                          capture_output=True, text=True, timeout=120)
+CANARY_SETUP = str(Path(sys.executable).with_name("canary-setup"))  # the console script, as a user runs it
+
+
+def cli(*args: str, state_dir: Path, check: bool = True, cwd: Path | None = None,
+        umask: int = -1) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([CANARY_SETUP, "local", *args, "--state-dir", str(state_dir)],
+                          capture_output=True, text=True, timeout=120, cwd=cwd, umask=umask)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -267,9 +272,15 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_cli_detach_weights_crash_down_leaves_nothing(state_dir: Path) -> None:
+    # umask 000: the state dir (state.json decides which PIDs `down` kills) is owner-only all the same
     up = cli("up", "--detach", "--ingress-port", "0", "--grpc-port", "0", "--canary-weight", "20",
-             state_dir=state_dir)
+             state_dir=state_dir, umask=0)
     assert "weights (from Envoy)   production=80,canary=20" in up.stdout
+    modes = {str(p.relative_to(state_dir)): p.stat().st_mode & 0o777 for p in [state_dir, *state_dir.rglob("*")]}
+    assert {"state.json", "lock", "launch.json", "supervisor.log", "xds/cds.json", "logs/envoy.log",
+            "envoy-admin-address"} <= set(modes)
+    assert {m for name, m in modes.items() if (state_dir / name).is_dir()} == {0o700}, modes
+    assert {m for name, m in modes.items() if not (state_dir / name).is_dir()} == {0o600}, modes
     st = json.loads(cli("status", "--json", state_dir=state_dir).stdout)
     assert st["status"] == "ready" and st["weights"] == {"production": 80, "canary": 20}
     out = cli("weights", "50", state_dir=state_dir).stdout
@@ -302,20 +313,29 @@ def test_cli_detach_weights_crash_down_leaves_nothing(state_dir: Path) -> None:
     assert again.returncode == 6 and again.stderr.count("\n") == 1
 
 
-def test_children_die_with_a_killed_supervisor_and_down_cleans_up(state_dir: Path) -> None:
-    cli("up", "--detach", "--ingress-port", "0", "--grpc-port", "0", state_dir=state_dir)
+def test_children_die_with_a_killed_supervisor_and_down_cleans_up(state_dir: Path, decoy_dir: Path) -> None:
+    # Started from a folder of decoys (setup.py, splitproof/, protos/, grpc.py...): neither the detached
+    # supervisor nor any instance imports or executes one of them (every child runs with python -P).
+    cli("up", "--detach", "--ingress-port", "0", "--grpc-port", "0", state_dir=state_dir, cwd=decoy_dir)
+    assert decoys_hit(decoy_dir) == []
     pids = recorded_pids(state_dir)
     os.kill(pids[0]["pid"], signal.SIGKILL)
     wait_until(lambda: not any(same_process(ref) for ref in pids), 10, "Envoy and the instances to exit")
     status = cli("status", state_dir=state_dir, check=False)
     assert status.returncode == 6 and "supervisor" in status.stdout
+    # the dead instances are not listed as ready (their recorded state was), in the table nor in JSON
+    st = json.loads(cli("status", "--json", state_dir=state_dir, check=False).stdout)
+    assert st["status"] == "dead" and {p["state"] for p in st["processes"] if "state" in p} == {"dead"}
+    assert not any(p["alive"] for p in st["processes"])
+    table = status.stdout[status.stdout.index("PROCESS"):]  # supervisor, Envoy, 4 instances: all dead
+    assert " ready " not in table and table.count(" dead ") == len(st["processes"]) == 6, status.stdout
     cli("down", state_dir=state_dir)
     assert read_state(state_dir) is None
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["--envoy", "/nonexistent/envoy"], 5, "envoy binary not found"),
-    (["--manifests", "BAD"], 3, "bad YAML"),
+    (["--manifests", "BAD"], 3, "not valid YAML"),
     (["--manifests", "UNSUPPORTED"], 3, "spec.http[0].mirror is not supported by the local mesh"),
     (["--replicas", "canary=99"], 3, "replicas for 'canary'"),
     (["--weights", "production=70,canary=20"], 3, "weights must sum to 100"),

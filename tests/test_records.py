@@ -70,6 +70,15 @@ def test_valid_lines_off_the_fast_path(line: str) -> None:
     ('{"v":1,"t":1,"channel":"grpc","items":5,"version":"canary","status":"","latency_ms":1}', "bad status"),
     ('{"v":1,"channel":"grpc","items":5,"version":"canary","status":"ok","latency_ms":1}', "missing field"),
     ("[1, 2]", "not a JSON object"),
+    # numbers Python cannot hold or the format does not allow: malformed, never an exception of another kind
+    ('{"v":1,"t":1,"channel":"grpc","items":' + "9" * 5000 + ',"version":"canary","status":"ok","latency_ms":1}',
+     "too many digits"),
+    ('{"v":1,"t":1,"channel":"grpc","items":10000001,"version":"canary","status":"ok","latency_ms":1}', "bad items"),
+    ('{"v":1,"t":1' + "0" * 400 + ',"channel":"grpc","items":5,"version":"canary","status":"ok","latency_ms":1}',
+     "out of range"),
+    ('{"v":1,"t":1,"channel":"grpc","items":5,"version":"canary","status":"ok","latency_ms":-0.5}',
+     "negative latency_ms"),
+    ('{"status":"ok","v":1,"t":1,"channel":"grpc","items":5,"version":"canary","latency_ms":-2}', "negative latency"),
 ])
 def test_invalid_lines_are_rejected_with_a_reason(line: str, reason: str) -> None:
     with pytest.raises(RecordError, match=reason):
@@ -92,6 +101,14 @@ def test_reader_counts_malformed_and_truncated_lines_and_keeps_the_rest(tmp_path
     assert versions == ["production"] * 10 + ["canary"] * 5
     assert (stats.lines, stats.valid, stats.malformed, stats.truncated) == (18, 15, 2, 1)
     assert stats.examples[0].startswith("line 11: not JSON") and "truncated" in stats.examples[-1]
+
+
+def test_an_overlong_line_is_one_malformed_line_read_in_bounded_memory() -> None:
+    good = Record(1.0, "grpc", 5, "production", "ok", 1.0).to_json()
+    stream = io.StringIO(f"{good}\n" + "x" * 300_000 + f"\n{good}\n" + "y" * 200_000)  # the last one unended
+    stats = ReadStats()
+    assert len(list(iter_records(stream, stats))) == 2
+    assert stats.malformed == 2 and "longer than 65,536 characters" in stats.examples[0]
 
 
 def test_blank_lines_are_not_counted() -> None:

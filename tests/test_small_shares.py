@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from splitproof.loadtest.ending import RUN_TIME_LIMIT, STOPPED
 from splitproof.loadtest.live import LiveSplit
 from splitproof.loadtest.options import config_from_options
 from splitproof.verifier.expected import from_canary_percent
@@ -104,8 +105,8 @@ def test_the_locust_live_gate_never_passes_a_dead_canary() -> None:
     for _ in range(100):
         live.observe(["production"] * 97)
     assert live.sequential_outcome() == FAIL
-    assert live.final_verdict(fixed_length=True).outcome != PASS
-    assert live.final_verdict(fixed_length=False).outcome == FAIL
+    assert live.final_verdict(RUN_TIME_LIMIT).outcome != PASS  # ended by its -t: the fixed-n judge
+    assert live.final_verdict(STOPPED).outcome == FAIL  # stopped by a person: the sequential gate
     low = LiveSplit(config_from_options(_opts(expected="3", max_unattributed="0")))
     low.observe(["production"] * 72)
     assert not low.decided  # issue 11: this PASSed after 72 responses

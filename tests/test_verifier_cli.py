@@ -184,7 +184,7 @@ def test_from_virtualservice_file_and_live(tmp_path, capsys, monkeypatch):
     (["--expected", "20", "--target", "127.0.0.1:1", "--concurrency", "0"], "--concurrency"),
     (["--from-virtualservice", "BADYAML", "--results", "x"], "not valid YAML"),
     (["--from-virtualservice", "MISSING", "--results", "x"], "no such file"),
-    (["--expected", "20", "--results", "GOOD", "--json", "/nonexistent-dir/v.json"], "--json: cannot write"),
+    (["--expected", "20", "--results", "GOOD", "--json", "/nonexistent-dir/v.json"], "could not write --json"),
     (["--expected", "20", "--results", "GOOD", "--save-results", "copy.jsonl"], "applies to live sampling"),
 ])
 def test_user_mistakes_are_one_line_exit_2(tmp_path, capsys, argv, message):

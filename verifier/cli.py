@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from splitproof.setup.cliexit import describe_os_error, error_text, stdout_failure, watch_stdout
 from splitproof.verifier.expected import DEFAULT_HOST, InputError, Unreachable
 
 EXIT_USAGE = 2
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    watch_stdout()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -103,16 +105,39 @@ def main(argv: list[str] | None = None) -> int:
 
     console, err = make_consoles(args.json == "-")
     try:
-        return run(args, console, err)
+        code = run(args, console, err)
     except InputError as exc:
-        print(f"verify-split: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(exc, EXIT_USAGE)
     except Unreachable as exc:
-        print(f"verify-split: error: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return _error(exc, EXIT_UNREACHABLE)
+    except OSError as exc:  # the environment (a full disk, a closed pipe, ...): one line, never a traceback
+        reason = stdout_failure()
+        return _error(f"cannot write to standard output ({reason})" if reason else describe_os_error(exc),
+                      EXIT_USAGE)
+    except SystemExit:  # rich ends the process this way (exit 1) when standard output is a closed pipe
+        reason = stdout_failure()
+        if reason is None:
+            raise
+        return _error(f"cannot write to standard output ({reason})", EXIT_USAGE)
     except KeyboardInterrupt:
         print("verify-split: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    reason = stdout_failure()
+    if reason is not None:
+        outcome = OUTCOMES.get(code)
+        return _error(f"cannot write to standard output ({reason})"
+                      + (f" -- the verdict was {outcome}" if outcome else ""), EXIT_USAGE)
+    return code
+
+
+OUTCOMES = {0: "PASS", 1: "FAIL", 3: "INCONCLUSIVE"}
+
+
+def _error(message: object, code: int) -> int:
+    """Print ``verify-split: error: MESSAGE`` as one line (credentials redacted) and return ``code``."""
+    text = " ".join(error_text(message).split())
+    print(f"verify-split: error: {text}", file=sys.stderr, flush=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from splitproof.setup.errors import ConfigError
+from splitproof.setup.inputfile import InputFileError
 from splitproof.setup.manifests import API_VERSIONS, canary_weights, parse_weights, validate_weights, weighted_route
+from splitproof.setup.redact import redact
+from splitproof.setup.safeyaml import YamlInputError, read_documents
 
 DEFAULT_HOST = "recommendationservice"
 ISTIO_GROUP = "networking.istio.io"
@@ -193,28 +196,17 @@ def expected_from_documents(docs: Iterable[Any], host: str = DEFAULT_HOST, origi
 
 
 def from_virtualservice_file(path: str | Path, host: str = DEFAULT_HOST) -> Expected:
-    """Read the weighted route from an Istio YAML file (multi-document files fine; ``-`` for stdin)."""
-    import sys
-
-    import yaml
-
+    """Read the weighted route from an Istio YAML file (multi-document files fine; ``-`` for stdin). The file is
+    read through setup.safeyaml: bounded size, nesting and alias expansion; a FIFO without a writer is refused."""
+    what = "--from-virtualservice"
     try:
-        if str(path) == "-":
-            text = sys.stdin.read()
-        else:
-            text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"--from-virtualservice: no such file: {path} "
-                         "(to read a live VirtualService by name, add -n NAMESPACE)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"--from-virtualservice: cannot read {path}: {exc}") from None
-    try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or exc.__class__.__name__
-        raise InputError(f"--from-virtualservice: {path} is not valid YAML{where}: {problem}") from None
+        docs = read_documents(str(path), what)
+    except InputFileError as exc:
+        if str(exc).startswith(f"{what}: no such file"):
+            raise InputError(f"{exc} (to read a live VirtualService by name, add -n NAMESPACE)") from None
+        raise InputError(str(exc)) from None
+    except YamlInputError as exc:
+        raise InputError(str(exc)) from None
     flat: list[Any] = []
     for doc in docs:  # a `kind: List` (kubectl get -o yaml) holds the documents under items
         if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
@@ -222,6 +214,24 @@ def from_virtualservice_file(path: str | Path, host: str = DEFAULT_HOST) -> Expe
         else:
             flat.append(doc)
     return expected_from_documents(flat, host, origin=str(path))
+
+
+def check_kubeconfig(value: str | None) -> None:
+    """Read every existing file of ``$KUBECONFIG`` (or ~/.kube/config) through setup.safeyaml before the
+    ``kubernetes`` client does (its loader is PyYAML's unbounded pure-Python one): each must be a YAML mapping."""
+    import os
+
+    paths = [p for p in (value or os.path.expanduser("~/.kube/config")).split(os.pathsep) if p]
+    for path in paths:
+        path = os.path.expanduser(path)
+        if not os.path.exists(path):
+            continue  # as kubectl and the client: a missing file in the list is skipped
+        try:
+            docs = read_documents(path, "KUBECONFIG")
+        except (InputFileError, YamlInputError) as exc:
+            raise InputError(str(exc)) from None
+        if len(docs) != 1 or not isinstance(docs[0], dict):
+            raise InputError(f"KUBECONFIG {path} is not a kubeconfig (not one YAML mapping)")
 
 
 def from_virtualservice_live(name: str, namespace: str, host: str = DEFAULT_HOST,
@@ -233,13 +243,15 @@ def from_virtualservice_live(name: str, namespace: str, host: str = DEFAULT_HOST
     """
     import os
 
+    import yaml
     from kubernetes import client, config
     from kubernetes.client.exceptions import ApiException
     from kubernetes.config.config_exception import ConfigException
 
+    check_kubeconfig(os.environ.get("KUBECONFIG"))
     try:  # KUBECONFIG is read now, not when the kubernetes package was first imported
         config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None, context=context)
-    except (ConfigException, OSError, TypeError, ValueError) as exc:
+    except (ConfigException, OSError, TypeError, ValueError, AttributeError, KeyError, yaml.YAMLError) as exc:
         raise InputError(f"--from-virtualservice {name}: no usable kube context ({_first_line(exc)})") from None
     api = client.CustomObjectsApi()
     last_404 = ""
@@ -249,13 +261,14 @@ def from_virtualservice_live(name: str, namespace: str, host: str = DEFAULT_HOST
             obj = api.get_namespaced_custom_object(ISTIO_GROUP, version, namespace, "virtualservices", name,
                                                    _request_timeout=10)
         except ApiException as exc:
+            reason = _server_text(exc.reason)  # a proxy may echo the Authorization header in it
             if exc.status == 404:
-                last_404 = str(exc.reason or "Not Found")
+                last_404 = reason or "Not Found"
                 continue
             if exc.status in (401, 403):
                 raise InputError(f"--from-virtualservice {name}: the Kubernetes API refused access "
-                                 f"({exc.status} {exc.reason})") from None
-            raise Unreachable(f"--from-virtualservice {name}: Kubernetes API error {exc.status} {exc.reason}") from None
+                                 f"({exc.status} {reason})") from None
+            raise Unreachable(f"--from-virtualservice {name}: Kubernetes API error {exc.status} {reason}") from None
         except Exception as exc:  # urllib3 connection errors and the like: the API server is not reachable
             host_url = client.Configuration.get_default_copy().host
             raise Unreachable(f"cannot reach the Kubernetes API at {host_url}: {_first_line(exc)}") from None
@@ -267,7 +280,12 @@ def from_virtualservice_live(name: str, namespace: str, host: str = DEFAULT_HOST
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or exc.__class__.__name__
-    return text.splitlines()[0][:200]
+    return _server_text(text.splitlines()[0])
+
+
+def _server_text(text: object) -> str:
+    """Text a server or proxy produced, fit for a message: credentials redacted, one line, at most 200 chars."""
+    return " ".join(redact(str(text or "")).split())[:200]
 
 
 def check_attributable(expected: Mapping[str, float], producible: Iterable[str]) -> None:

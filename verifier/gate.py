@@ -9,16 +9,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any, Protocol
 
 from rich.console import Console
 
-from splitproof.verifier import report
+from splitproof.setup.inputfile import InputFileError
 from splitproof.verifier.attribution import Attribution
 from splitproof.verifier.cli import EXIT_INTERRUPTED
 from splitproof.verifier.expected import (
@@ -31,8 +29,8 @@ from splitproof.verifier.expected import (
     from_virtualservice_live,
     from_weights_spec,
 )
-from splitproof.verifier.htmlreport import write_html
 from splitproof.verifier.margins import version_tolerance
+from splitproof.verifier.outputs import OutputError, write_outputs, write_text
 from splitproof.verifier.records import ReadStats, Record, RecordWriter, read_records
 from splitproof.verifier.sequential import SequentialGate
 from splitproof.verifier.stats import Verdict, check_parameters, clopper_pearson, judge, pct, plan
@@ -234,10 +232,8 @@ def observe_results(path: str, observer: Observer, attribution: Attribution | No
             observer.record(rec, attribution)
         if not stopped:
             catch_up()
-    except FileNotFoundError:
-        raise InputError(f"--results: no such file: {path}") from None
-    except IsADirectoryError:
-        raise InputError(f"--results: {path} is a directory") from None
+    except InputFileError as exc:  # missing, a directory, a FIFO without a writer
+        raise InputError(str(exc)) from None
     except OSError as exc:
         raise InputError(f"--results: cannot read {path}: {exc.strerror or exc}") from None
     if stats.valid == 0 and not stopped:
@@ -390,43 +386,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def _write_text(path: str, text: str, what: str) -> None:
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{what}: cannot write {path}: {exc.strerror or exc}") from None
-
-
-def write_outputs(args: argparse.Namespace, verdict: Verdict, extra: dict[str, Any], console: Console,
-                  sinks: list[RecordSink] | None = None) -> None:
-    report.print_verdict(verdict, console)
-    if args.json:
-        text = report.verdict_json(verdict, extra)
-        if args.json == "-":
-            sys.stdout.write(text + "\n")
-            sys.stdout.flush()
-        else:
-            _write_text(args.json, text + "\n", "--json")
-    if args.junit:
-        try:
-            report.write_junit(verdict, args.junit)
-        except OSError as exc:
-            raise InputError(f"--junit: cannot write {args.junit}: {exc.strerror or exc}") from None
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        try:
-            report.append_github_summary(verdict, summary)
-        except OSError as exc:
-            console.print(f"[yellow]warning:[/yellow] cannot append to $GITHUB_STEP_SUMMARY: {exc}", highlight=False)
-    if getattr(args, "html", None):
-        timeline = next((s.timeline for s in sinks or () if isinstance(s, _TimelineSink)), Timeline())
-        source = f"{extra.get('target') or args.results} · expected split from {extra.get('expected_source', '?')}"
-        try:
-            write_html(args.html, verdict, timeline, source=source)
-        except OSError as exc:
-            raise InputError(f"--html: cannot write {args.html}: {exc.strerror or exc}") from None
-
-
 # ------------------------------------------------------------------------------------------------------ the run
 
 
@@ -443,14 +402,14 @@ def make_consoles(json_to_stdout: bool) -> tuple[Console, Console]:
 
 def run(args: argparse.Namespace, console: Console, err: Console) -> int:
     _defaults_for_mode(args)
+    # the percentages are checked as the user typed them (the statistics take fractions)
+    if not 0 < args.tolerance < 100:
+        raise InputError(f"--tolerance must be between 0 and 100 percentage points, got {args.tolerance:g}")
+    if not 0 <= args.max_unattributed < 100:
+        raise InputError(f"--max-unattributed must be a percentage from 0 to below 100, got "
+                         f"{args.max_unattributed:g}")
     alpha, tolerance, max_unattributed = args.alpha, args.tolerance / 100, args.max_unattributed / 100
-    try:
-        check_parameters(alpha, tolerance, max_unattributed, args.power)
-    except InputError as exc:
-        raise InputError(str(exc).replace("tolerance must be between 0 and 1 (a fraction; 0.05 = 5 points)",
-                                          "--tolerance must be between 0 and 100 percentage points")
-                         .replace("max_unattributed must be a fraction from 0 to below 1",
-                                  "--max-unattributed must be a percentage from 0 to below 100")) from None
+    check_parameters(alpha, tolerance, max_unattributed, args.power)
     expected = load_expected(args)
     margin_notes = tolerance_notes(expected, tolerance)
     for note in margin_notes:
@@ -458,11 +417,10 @@ def run(args: argparse.Namespace, console: Console, err: Console) -> int:
     if args.plan:
         data = print_plan(args, expected, console, alpha, tolerance, max_unattributed)
         if args.json:
-            text = json.dumps(data, indent=2)
-            if args.json == "-":
-                sys.stdout.write(text + "\n")
-            else:
-                _write_text(args.json, text + "\n", "--json")
+            try:
+                write_text(args.json, json.dumps(data, indent=2) + "\n")
+            except OSError as exc:
+                raise OutputError(f"could not write --json {args.json} ({exc.strerror or exc})") from None
         return 0
     live = bool(args.target or args.url)
     attribution = load_attribution(args, expected, live=live)
@@ -498,5 +456,6 @@ def run(args: argparse.Namespace, console: Console, err: Console) -> int:
     if gate is not None and gate.observed_after_decision:
         notes.append(f"{gate.observed_after_decision} responses after the decision were not counted")
     verdict = dataclasses.replace(verdict, notes=tuple(verdict.notes) + tuple(notes))
-    write_outputs(args, verdict, extra, console, sinks)
+    timeline = next((s.timeline for s in sinks if isinstance(s, _TimelineSink)), None)
+    write_outputs(args, verdict, extra, console, timeline)
     return EXIT_INTERRUPTED if interrupted else verdict.exit_code

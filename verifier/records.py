@@ -94,6 +94,8 @@ class RecordError(ValueError):
     """A line that is not a valid record; the message says why."""
 
 
+MAX_ITEMS = 1_000_000  # items per response: far above any page; a bigger count is a malformed record
+_ITEMS_DIGITS = len(str(MAX_ITEMS)) - 1
 _NUM = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 _STR = r'"([^"\\\x00-\x1f]+)"'
 # The exact shape RecordWriter/Record.to_json produce. Lines of that shape (all of them, in files we wrote) are
@@ -110,9 +112,9 @@ def parse_record(line: str) -> Record:
     if m is not None:
         t, channel, items, version, status, latency, source = m.groups()
         tf, lf = float(t), float(latency)
-        if math.isfinite(tf) and math.isfinite(lf):
+        if math.isfinite(tf) and math.isfinite(lf) and lf >= 0 and (items is None or len(items) <= _ITEMS_DIGITS):
             return Record(tf, channel, int(items) if items is not None else None, version, status, lf, source)
-    return _parse_general(line)
+    return _parse_general(line)  # the general path says what is wrong, if anything
 
 
 def _parse_general(line: str) -> Record:
@@ -120,6 +122,8 @@ def _parse_general(line: str) -> Record:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise RecordError(f"not JSON ({exc.msg})") from None
+    except ValueError:  # an integer of more than 4,300 digits (Python's int_max_str_digits)
+        raise RecordError("a number with too many digits") from None
     if not isinstance(obj, dict):
         raise RecordError("not a JSON object")
     v = obj.get("v", FORMAT_VERSION)
@@ -136,16 +140,20 @@ def _parse_general(line: str) -> Record:
         raise RecordError(f"missing field {exc.args[0]!r}") from None
     except (TypeError, ValueError):
         raise RecordError("field of the wrong type") from None
+    except OverflowError:  # an integer beyond the float range, e.g. 10**400
+        raise RecordError("number out of range") from None
     if channel not in CHANNELS:
         raise RecordError(f"unknown channel {channel!r}")
-    if items is not None and (not isinstance(items, int) or isinstance(items, bool) or items < 0):
-        raise RecordError(f"bad items {items!r}")
+    if items is not None and (not isinstance(items, int) or isinstance(items, bool) or not 0 <= items <= MAX_ITEMS):
+        raise RecordError(f"bad items {str(items)[:20]}")
     if version is not None and (not isinstance(version, str) or not version):
         raise RecordError(f"bad version {version!r}")
     if not isinstance(status, str) or not status:
         raise RecordError(f"bad status {status!r}")
     if not (math.isfinite(t) and math.isfinite(latency)):
         raise RecordError("non-finite number")
+    if latency < 0:
+        raise RecordError(f"negative latency_ms {latency:g}")
     source = obj.get("source")
     return Record(t, channel, items, version, status, latency, source if isinstance(source, str) else None)
 
@@ -167,15 +175,38 @@ class ReadStats:
             self.examples.append(f"line {lineno}: {reason}")
 
 
+MAX_LINE = 1 << 16  # characters: a record is ~150; a longer "line" (a binary file, /dev/zero) is malformed
+
+
+def _lines(stream: IO[str]) -> Iterator[str]:
+    """The lines of ``stream``, each cut at MAX_LINE + 1 characters (the rest of an overlong line is skipped), so
+    memory stays bounded whatever the input."""
+    readline = stream.readline
+    while True:
+        raw = readline(MAX_LINE + 1)
+        if not raw:
+            return
+        if len(raw) > MAX_LINE and not raw.endswith("\n"):
+            rest = raw
+            while rest and not rest.endswith("\n"):
+                rest = readline(MAX_LINE + 1)
+            raw = raw[:MAX_LINE + 1] + ("\n" if rest else "")
+        yield raw
+
+
 def iter_records(stream: IO[str], stats: ReadStats) -> Iterator[Record]:
     """Stream valid records from ``stream``; count bad lines into ``stats`` (never raises on content)."""
     lineno = 0
-    for raw in stream:
+    for raw in _lines(stream):
         lineno += 1
         stats.lines += 1
         line = raw.strip()
         if not line:
             stats.lines -= 1
+            continue
+        if len(line) > MAX_LINE:
+            stats.malformed += 1
+            stats.note_bad(lineno, f"longer than {MAX_LINE:,} characters")
             continue
         try:
             rec = parse_record(line)
@@ -191,15 +222,22 @@ def iter_records(stream: IO[str], stats: ReadStats) -> Iterator[Record]:
         yield rec
 
 
-def read_records(path: str | Path, stats: ReadStats) -> Iterator[Record]:
-    """Open ``path`` (``-`` for stdin) and stream its records. OSError propagates to the caller."""
-    import sys
+def read_records(path: str | Path, stats: ReadStats, what: str = "--results") -> Iterator[Record]:
+    """Open ``path`` (``-`` for stdin) and stream its records. setup.inputfile's InputFileError (a missing file,
+    a directory, a FIFO without a writer; its message starts with ``what``) and OSError propagate."""
+    import io
 
-    if str(path) == "-":
-        yield from iter_records(sys.stdin, stats)
-        return
-    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+    from splitproof.setup.inputfile import open_input
+
+    raw = open_input(str(path), what)
+    fh = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+    try:
         yield from iter_records(fh, stats)
+    finally:
+        if str(path) == "-":
+            fh.detach()  # leave standard input itself open
+        else:
+            fh.close()
 
 
 class RecordWriter:

@@ -129,6 +129,21 @@ class GrpcProbe:
         self._channel.close()
 
 
+MAX_PAGE_BYTES = 1 << 20  # a product page is ~10 KB; a bigger answer is an error response, never read whole
+
+
+def describe_http_error(exc: BaseException, host: str, port: int) -> str:
+    """A one-line, printable cause for a failed HTTP/1.1 exchange (never the raw bytes a server sent)."""
+    if isinstance(exc, http.client.BadStatusLine):
+        line = exc.line if isinstance(exc.line, str) else repr(exc.line)
+        if line.startswith("\x00\x00") or not line.isprintable():
+            return (f"{host}:{port} does not speak HTTP/1.1 (it answered with binary data: an HTTP/2 or gRPC "
+                    f"port? --target HOST:PORT samples gRPC)")
+        return f"{host}:{port} sent a malformed HTTP status line: {line[:80]!r}"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
 class HttpProbe:
     """GET /product/{id} with keep-alive (one connection per worker thread); counts the recommendations section."""
 
@@ -171,13 +186,18 @@ class HttpProbe:
         try:
             conn.request("GET", path, headers={"User-Agent": SOURCE, "Accept": "text/html"})
             response = conn.getresponse()
-            body = response.read()
+            body = response.read(MAX_PAGE_BYTES + 1) if (response.length or 0) <= MAX_PAGE_BYTES else b""
             headers = {k: v for k, v in response.getheaders()}
             status = response.status
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = describe_http_error(exc, self.host, self.port)
             return Record(time.time(), "http", None, None, error_status("connection"),
+                          1000 * (time.perf_counter() - start), SOURCE)
+        if len(body) > MAX_PAGE_BYTES or (response.length or 0) > MAX_PAGE_BYTES:
+            conn.close()  # the rest of the body is not read: the connection cannot be reused
+            self.last_error = f"{path}: the page is larger than {MAX_PAGE_BYTES >> 20} MiB (not a product page?)"
+            return Record(time.time(), "http", None, None, error_status("page_too_large"),
                           1000 * (time.perf_counter() - start), SOURCE)
         latency = 1000 * (time.perf_counter() - start)
         # a page without the section (its recommendation call failed) is an error, never "canary"

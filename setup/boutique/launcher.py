@@ -255,7 +255,7 @@ def _last_line(path: Path) -> str:
 
 
 def service_argv(service: str, args: Sequence[str] = (), python: str | None = None) -> list[str]:
-    return [python or sys.executable, "-m", "splitproof.setup.boutique", service, *args]
+    return proc.python_argv("-m", "splitproof.setup.boutique", service, *args, python=python)
 
 
 def spawn(service: str, args: Sequence[str] = (), *, log: Path, env: Mapping[str, str] | None = None,

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from splitproof.setup.errors import ConfigError
+from splitproof.setup.inputfile import InputFileError
+from splitproof.setup.safeyaml import YamlInputError, read_documents
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
 ERROR, WARNING = "error", "warning"
@@ -52,13 +52,9 @@ def load_documents(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for path in paths:
         try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-        try:
-            loaded = [d for d in yaml.safe_load_all(text) if d]
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+            loaded = [d for d in read_documents(str(path), "manifest") if d]
+        except (InputFileError, YamlInputError) as exc:
+            raise ConfigError(str(exc)) from None
         for doc in loaded:
             if not isinstance(doc, dict) or "kind" not in doc:
                 raise ConfigError(f"{path}: a document without a kind")

@@ -24,6 +24,7 @@ from splitproof.setup.cluster.proxy import fmt
 from splitproof.setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, poll, which
 from splitproof.setup.errors import ConfigError, MissingBinaryError, SetupError, WaitTimeoutError
 from splitproof.setup.manifests import documents
+from splitproof.setup.proc import python_argv
 
 if TYPE_CHECKING:
     from splitproof.setup.cluster.steps import Ctx
@@ -87,8 +88,8 @@ def locustfile_path(lt: LoadtestOptions) -> Path:
 
 def locust_documents(ctx: Ctx, lt: LoadtestOptions, image: str, pull_policy: str, run_id: str) -> list[dict[str, Any]]:
     ns = ctx.ns
-    master_command = ["python", "-m", "splitproof.setup.cluster.podrun", "--status", STATUS_FILE,
-                      "--collected", COLLECTED_FILE, "--collect-timeout", "900", "--"]
+    master_command = python_argv("-m", "splitproof.setup.cluster.podrun", "--status", STATUS_FILE,
+                                 "--collected", COLLECTED_FILE, "--collect-timeout", "900", "--", python="python")
     locustfile = f"{LOCUSTFILE_MOUNT}/boutique.py"
     master_args = ["locust", "-f", locustfile, "--master", "--headless", "--expect-workers", str(lt.workers),
                    "--expect-workers-max-wait", f"{lt.startup_timeout:g}", "-u", str(lt.users),

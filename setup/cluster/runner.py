@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from splitproof.setup.errors import EXIT_FAILED, EXIT_TIMEOUT, MissingBinaryError, SetupError, WaitTimeoutError
+from splitproof.setup.redact import redact
 
 READ, CHANGE, WAIT = "read", "change", "wait"
 KINDS = (READ, CHANGE, WAIT)
@@ -74,7 +75,7 @@ class CommandFailed(SetupError):
 
     def __init__(self, result: Result, what: str | None = None, exit_code: int = EXIT_FAILED) -> None:
         self.result = result
-        detail = tail(result.stderr) or tail(result.stdout) or "(no output)"
+        detail = redact(tail(result.stderr) or tail(result.stdout) or "(no output)")  # a server may echo a token
         lead = f"{what}: " if what else ""
         super().__init__(f"{lead}`{command_line(result.argv)}` exited {result.returncode}: {detail}", exit_code)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,11 +16,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from splitproof.setup.errors import EXIT_NOT_RUNNING, ConfigError, NotRunningError, SetupError, WaitTimeoutError
+from splitproof.setup.inputfile import InputFileError
 from splitproof.setup.manifests import CanaryParams, canary_weights, format_weights, parse_weights
-from splitproof.setup.mesh.state import default_state_dir, locked, read_state, remove_state, same_process, terminate
+from splitproof.setup.mesh.state import (
+    default_state_dir,
+    locked,
+    prepare_state_dir,
+    read_state,
+    remove_state,
+    same_process,
+    terminate,
+)
 from splitproof.setup.mesh.supervisor import (
     LocalMesh,
     MeshStatus,
@@ -30,7 +38,9 @@ from splitproof.setup.mesh.supervisor import (
 )
 from splitproof.setup.mesh.topology import parse_replicas, services
 from splitproof.setup.mesh.translate import split_of
-from splitproof.setup.proc import LOOPBACK, port_open, wait_until
+from splitproof.setup.privatefs import open_private, write_private
+from splitproof.setup.proc import LOOPBACK, port_open, python_argv, wait_until
+from splitproof.setup.safeyaml import YamlInputError, read_documents
 
 DEFAULT_INGRESS_PORT = 8080
 DEFAULT_GRPC_PORT = 8081
@@ -101,18 +111,11 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 
 def load_manifests(path: str) -> list[dict[str, Any]]:
-    """Istio documents from a YAML file; ConfigError (one line) for unreadable or bad YAML."""
+    """Istio documents from a YAML file (setup.safeyaml: bounded); ConfigError (one line) for anything bad."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: bad YAML: {problem}") from None
+        docs = read_documents(path, "--manifests")
+    except (InputFileError, YamlInputError) as exc:
+        raise ConfigError(str(exc)) from None
     for i, doc in enumerate(docs):
         if not isinstance(doc, dict):
             raise ConfigError(f"{path}: document #{i} is not a mapping")
@@ -140,6 +143,7 @@ def _params(args: argparse.Namespace, documents: list[dict[str, Any]] | None) ->
 
 def cmd_up(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
+    prepare_state_dir(state_dir)  # owner-only, writable: one line (exit 3) before anything starts
     documents = load_manifests(args.manifests) if args.manifests else None
     params = _params(args, documents)
     kwargs = {"replicas": parse_replicas(args.replicas), "documents": documents, "ingress_port": args.ingress_port,
@@ -171,14 +175,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _up_detached(state_dir: Path, params: CanaryParams, kwargs: dict[str, Any], startup_timeout: float) -> int:
-    state_dir.mkdir(parents=True, exist_ok=True)
     launch = state_dir / "launch.json"
-    launch.write_text(json.dumps({"params": params_to_json(params), **kwargs}, indent=1), encoding="utf-8")
+    write_private(launch, json.dumps({"params": params_to_json(params), **kwargs}, indent=1))
     log = state_dir / "supervisor.log"
-    with open(log, "ab") as out:
+    with os.fdopen(open_private(log), "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "splitproof.setup.mesh.supervisor", "--state-dir", str(state_dir),
-             "--launch", str(launch)],
+            python_argv("-m", "splitproof.setup.mesh.supervisor", "--state-dir", str(state_dir),
+                        "--launch", str(launch)),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + startup_timeout + 20
     while True:

@@ -24,6 +24,7 @@ from typing import Any
 
 from splitproof.setup.errors import MissingBinaryError, SetupError, WaitTimeoutError
 from splitproof.setup.mesh.translate import EnvoyConfig, subset_weights
+from splitproof.setup.privatefs import private_dir, write_private
 
 ENVOY_ENV = "SPLITPROOF_ENVOY"
 T_CLUSTERS_DUMP = "type.googleapis.com/envoy.admin.v3.ClustersConfigDump"
@@ -66,10 +67,9 @@ def _discovery_response(resources: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path`` and rename it into place (what Envoy's file watch needs)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.rename(tmp, path)
+    """Write ``text`` to a temp file beside ``path`` and rename it into place (what Envoy's file watch needs);
+    owner-only (setup.privatefs), like everything in the state directory."""
+    write_private(path, text)
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class ConfigFiles:
 
     def write_listeners(self, cfg: EnvoyConfig) -> str:
         """Only while Envoy is stopped: a running Envoy would rebind ephemeral (port 0) listeners elsewhere."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         return self._write_if_changed(self.lds, _discovery_response(cfg.listeners))
 
     def check_listeners(self, cfg: EnvoyConfig) -> str:
@@ -117,11 +117,11 @@ class ConfigFiles:
         return current
 
     def write_clusters(self, cfg: EnvoyConfig) -> str:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         return self._write_if_changed(self.cds, _discovery_response(cfg.clusters))
 
     def write_routes(self, cfg: EnvoyConfig) -> dict[str, str]:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         return {name: self._write_if_changed(Path(self.route_path(name)), _discovery_response([rc]))
                 for name, rc in cfg.routes.items()}
 

@@ -3,6 +3,8 @@
 Every process that changes the mesh (the supervisor, ``local weights``, ``local down``) does it under an exclusive
 ``flock`` on ``<state-dir>/lock`` and rewrites ``state.json`` atomically, so several commands and the supervisor
 never interleave. Processes are recorded as (pid, start time in clock ticks) so a recycled PID is never killed.
+Since ``state.json`` decides which PIDs ``down`` kills, everything here is owner-only: directories 0700, files
+0600, whatever the umask (setup.privatefs).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from splitproof.setup.errors import SetupError
+from splitproof.setup.errors import ConfigError, SetupError
 from splitproof.setup.mesh.envoy import atomic_write
+from splitproof.setup.privatefs import open_private, private_dir
 from splitproof.setup.proc import pid_alive
 
 STATE_ENV = "SPLITPROOF_STATE_DIR"
@@ -33,16 +36,29 @@ def default_state_dir() -> Path:
     return Path(env) if env else Path.cwd() / ".splitproof" / "local"
 
 
+def prepare_state_dir(state_dir: Path) -> None:
+    """Create the state directory owner-only (setup.privatefs) and check it can be written: ConfigError (one line,
+    exit 3: a bad --state-dir) when it cannot -- before anything is started."""
+    try:
+        private_dir(state_dir)
+        os.close(open_private(state_dir / LOCK_FILE))
+    except OSError as exc:
+        raise ConfigError(f"--state-dir {state_dir}: cannot create or write it ({exc.strerror or exc})") from None
+
+
 @contextlib.contextmanager
 def locked(state_dir: Path) -> Iterator[None]:
     """Exclusive lock on the state directory (between processes and between threads: one open() per holder)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with open(state_dir / LOCK_FILE, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    private_dir(state_dir)
+    fd = open_private(state_dir / LOCK_FILE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def read_state(state_dir: Path) -> dict[str, Any] | None:
@@ -64,7 +80,7 @@ def read_state(state_dir: Path) -> dict[str, Any] | None:
 
 
 def write_state(state_dir: Path, state: dict[str, Any]) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     atomic_write(state_dir / STATE_FILE, json.dumps(state, indent=1) + "\n")
 
 

@@ -77,6 +77,7 @@ from splitproof.setup.mesh.translate import (
     subset_weights,
     translate,
 )
+from splitproof.setup.privatefs import open_private, private_dir, write_private
 from splitproof.setup.proc import LOOPBACK, bindable, grpc_healthy, http_ok
 
 GATEWAY_PORT = 80              # the lab's Gateway server port, mapped to the local ingress port
@@ -90,10 +91,12 @@ TICK = 0.05
 
 # Sets PR_SET_PDEATHSIG (1) = SIGTERM, checks the parent is still the one that started us, then execs the real
 # command: the instance dies with its supervisor even if the supervisor is SIGKILLed.
+# It also sets umask 077: what the children create (Envoy's admin-address and base-id files) is owner-only.
 _PDEATHSIG_EXEC = (
     "import ctypes,os,signal,sys\n"
     "ctypes.CDLL(None).prctl(1, signal.SIGTERM)\n"
     "os.getppid() == int(sys.argv[1]) or sys.exit(1)\n"
+    "os.umask(0o077)\n"
     "os.execv(sys.argv[2], sys.argv[2:])\n"
 )
 
@@ -101,8 +104,8 @@ _PDEATHSIG_EXEC = (
 def spawn(argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start ``argv`` (never through a shell) in its own session, output to ``log``, dying with this process."""
     wrapped = [sys.executable, "-I", "-S", "-c", _PDEATHSIG_EXEC, str(os.getpid()), *argv]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    private_dir(log.parent)
+    with os.fdopen(open_private(log), "ab") as out:
         return subprocess.Popen(wrapped, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
 
@@ -303,6 +306,14 @@ def served_warnings(routes: Mapping[str, tuple[str, dict[str, Any]]],
     return out
 
 
+def instance_state(recorded: str | None, alive: bool, supervisor_alive: bool) -> str:
+    """What ``status`` shows for an instance: the recorded state, unless its process is gone -- "dead" when it was
+    ready or starting (SIGKILLed, or died with a SIGKILLed supervisor) or nobody supervises it any more."""
+    if not alive and (recorded in ("ready", "starting") or not supervisor_alive):
+        return "dead"
+    return str(recorded)
+
+
 def mesh_status(state_dir: Path | str | None = None) -> MeshStatus:
     """Status of the mesh in ``state_dir``; NotRunningError when there is none."""
     state_dir = Path(state_dir) if state_dir else default_state_dir()
@@ -330,15 +341,16 @@ def mesh_status(state_dir: Path | str | None = None) -> MeshStatus:
         warnings.append(f"Envoy restarted {env['restarts']} time(s)")
     for inst in state.get("instances", []):
         alive = same_process(inst)
-        processes.append({**{k: inst.get(k) for k in ("name", "service", "labels", "pid", "port", "state",
-                                                       "restarts", "last_exit")}, "alive": alive})
+        shown = instance_state(inst.get("state"), alive, sup_alive)
+        processes.append({**{k: inst.get(k) for k in ("name", "service", "labels", "pid", "port", "restarts",
+                                                       "last_exit")}, "state": shown, "alive": alive})
         if inst.get("restarts"):
             code = inst.get("last_exit")
             how = f"killed by signal {-code}" if isinstance(code, int) and code < 0 else f"exit code {code}"
             warnings.append(f"instance {inst['name']} crashed and was restarted {inst['restarts']} time(s) "
                             f"(last: {how})")
-        if inst.get("state") != "ready":
-            warnings.append(f"instance {inst['name']} is not ready ({inst.get('state')}): no traffic reaches it")
+        if shown != "ready":
+            warnings.append(f"instance {inst['name']} is not ready ({shown}): no traffic reaches it")
     routes: dict[str, list[dict[str, Any]]] = {}
     weights: dict[str, int] = {}
     subsets: dict[str, dict[str, Any]] = {}
@@ -625,7 +637,7 @@ class LocalMesh:
                          recommendation_addr=f"{LOOPBACK}:{svc[self.params.service]}", python=self.python)
 
     def _launch(self, run: _Run) -> None:
-        run.log.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(run.log.parent)
         run.log_offset = run.log.stat().st_size if run.log.exists() else 0
         run.proc = spawn(self._spawn_argv(run.spec), run.log, env={"PYTHONUNBUFFERED": "1"})
         run.ref = proc_ref(run.proc.pid)
@@ -674,8 +686,8 @@ class LocalMesh:
             self.files.write_clusters(cfg)
             self.files.write_routes(cfg)
             boot = self.state_dir / "envoy-bootstrap.json"
-            boot.write_text(json.dumps(envoy_mod.bootstrap(self.files, self.requested["admin"],
-                                                           f"splitproof-{os.getpid()}"), indent=1))
+            write_private(boot, json.dumps(envoy_mod.bootstrap(self.files, self.requested["admin"],
+                                                               f"splitproof-{os.getpid()}"), indent=1))
             addr_file = self.state_dir / "envoy-admin-address"
             with contextlib.suppress(FileNotFoundError):
                 addr_file.unlink()
@@ -870,6 +882,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--launch", required=True, help="JSON file with the LocalMesh arguments")
     args = parser.parse_args(argv)
+    os.umask(0o077)  # this process only runs the mesh: everything it creates in the state dir is owner-only
     stop = threading.Event()
     _signal_stop(stop)
     try:

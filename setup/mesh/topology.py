@@ -10,12 +10,12 @@ Pure data and planning; nothing here starts a process (see supervisor.py).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from splitproof.setup.errors import ConfigError
 from splitproof.setup.manifests import CanaryParams
+from splitproof.setup.proc import python_argv
 
 CATALOG = "productcatalogservice"
 FRONTEND = "frontend"
@@ -65,9 +65,10 @@ class InstanceSpec:
     max_responses: int | None = None
 
     def argv(self, port: int, *, catalog_addr: str, recommendation_addr: str,
-             python: str = sys.executable) -> list[str]:
+             python: str | None = None) -> list[str]:
         """The launcher command line (setup.boutique); ``port`` 0 = ephemeral, the server prints READY host:port."""
-        argv = [python, "-m", "splitproof.setup.boutique", self.kind, "--host", "127.0.0.1", "--port", str(port)]
+        argv = python_argv("-m", "splitproof.setup.boutique", self.kind, "--host", "127.0.0.1", "--port", str(port),
+                           python=python)
         if self.kind == "recommendation":
             argv += ["--catalog-addr", catalog_addr, "--max-responses", str(self.max_responses)]
         elif self.kind == "frontend":
