@@ -33,8 +33,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from splitproof.setup.boutique.catalog import PRODUCT_IDS
 from splitproof.setup.proc import python_argv
+from splitproof.verifier.boutique import PRODUCT_IDS
 
 REPO = Path(__file__).resolve().parent.parent
 BOUTIQUE = str(REPO / "loadtest" / "boutique.py")

@@ -1,4 +1,4 @@
-"""Reading untrusted YAML (setup/safeyaml.py) against PyYAML's plain pure-Python loader, in one run.
+"""Reading untrusted YAML (verifier/safeyaml.py) against PyYAML's plain pure-Python loader, in one run.
 
     python -m bench.yaml_input [--mib 7.5] [--update]
 
@@ -34,7 +34,7 @@ READERS = {
     "yaml.load_all, libyaml CSafeLoader":
         "import sys, yaml; docs = list(yaml.load_all(open(sys.argv[1], 'rb').read(), Loader=yaml.CSafeLoader))",
     "safeyaml.read_documents (bounds + CSafeLoader)":
-        "import sys; from splitproof.setup.safeyaml import read_documents; docs = read_documents(sys.argv[1], 'f')",
+        "import sys; from splitproof.verifier.safeyaml import read_documents; docs = read_documents(sys.argv[1], 'f')",
 }
 BOMB = "\n".join(["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
                  + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]) + "\n"
@@ -60,7 +60,7 @@ def child(code: str, path: Path) -> tuple[float, int]:
 
 
 def refusal_ms(data: bytes) -> tuple[float, str]:
-    from splitproof.setup.safeyaml import YamlInputError, load_documents
+    from splitproof.verifier.safeyaml import YamlInputError, load_documents
 
     start = time.perf_counter()
     try:
@@ -101,7 +101,7 @@ each reader in its own child process, same run.
 | --- | --- | --- | --- |
 {table}
 
-Refusals (`setup/safeyaml.py`, in-process): a nine-level "billion laughs" (~600 bytes, 9^9 = 387M nodes expanded)
+Refusals (`verifier/safeyaml.py`, in-process): a nine-level "billion laughs" (~600 bytes, 9^9 = 387M nodes expanded)
 in {bomb_ms:.1f} ms ("{bomb_why}"); 50 MiB in {big_ms:.2f} ms, before any parsing. Without the
 bounds the bomb's error message never finished formatting (past 1.9 GB after 30 s) and 50 MB took 145 s and 650 MB
 in the pure-Python loader (issue 10).

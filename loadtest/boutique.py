@@ -36,7 +36,7 @@ from locust.exception import StopUser
 
 from splitproof.loadtest import grpc_client, plugin
 from splitproof.protos import demo_pb2
-from splitproof.setup.boutique.catalog import PRODUCT_IDS  # the upstream catalog's 9 ids (FACTS.md)
+from splitproof.verifier.boutique import PRODUCT_IDS  # the upstream catalog's 9 ids (FACTS.md)
 from splitproof.verifier.outcome import grpc_reply_outcome, product_page_outcome
 
 # gevent integration for grpc must precede every gRPC object of the process (FACTS.md).

@@ -19,13 +19,8 @@ from splitproof.verifier.attribution import (
     Attribution,
     parse_class_overrides,
 )
-from splitproof.verifier.expected import (
-    Expected,
-    InputError,
-    check_attributable,
-    from_canary_percent,
-    from_weights_spec,
-)
+from splitproof.verifier.errors import InputError
+from splitproof.verifier.expected import Expected, check_attributable, from_canary_percent, from_weights_spec
 
 DEFAULT_ALPHA = 0.01
 DEFAULT_TOLERANCE = 5.0  # percentage points

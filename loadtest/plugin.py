@@ -33,11 +33,11 @@ from splitproof.loadtest.ending import (
 from splitproof.loadtest.options import SplitConfig, UsageError, add_arguments, config_from_options, parse_target
 from splitproof.loadtest.recording import SplitRecorder, open_results
 from splitproof.verifier.attribution import Attribution
+from splitproof.verifier.exitcodes import ExitCode
 
 log = logging.getLogger("splitproof")
 
 CONSOLE_INTERVAL_S = 5.0
-EXIT_USAGE = 2
 
 
 class UnattributableResponse(CatchResponseError):
@@ -111,7 +111,7 @@ def report_missing_grpc_target(environment: Environment) -> None:
 
 def _usage_error(message: str) -> None:
     print(f"locust: error: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(EXIT_USAGE)
+    raise SystemExit(ExitCode.USAGE)
 
 
 # ------------------------------------------------------------------------------------------------- listeners

@@ -1,7 +1,8 @@
 """``canary-setup``: one entry point; each capability registers its own subcommands.
 
 Every subcommand module exposes ``register(subparsers)`` which adds its parsers and sets ``func`` on them:
-``func(args) -> int`` returns the exit code. SetupError subclasses become one-line errors with their code.
+``func(args) -> int`` returns the exit code. verifier.errors.SplitproofError subclasses (InputError, SetupError,
+...) become one-line errors with their code (the shared table: splitproof.verifier.exitcodes).
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import argparse
 import importlib
 import sys
 
-from splitproof.setup.cliexit import describe_os_error, error_text, stdout_failure, watch_stdout
-from splitproof.setup.errors import EXIT_BAD_CONFIG, EXIT_INTERRUPTED, EXIT_USAGE, SetupError
+from splitproof.verifier.cliexit import describe_os_error, error_text, stdout_failure, watch_stdout
+from splitproof.verifier.errors import SplitproofError
+from splitproof.verifier.exitcodes import ExitCode
 
 # Modules that contribute subcommands, in help order.
 COMMAND_MODULES = (
@@ -42,24 +44,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         code = int(args.func(args) or 0)
-    except SetupError as exc:
+    except SplitproofError as exc:
         return _error(exc, exc.exit_code)
     except OSError as exc:  # the environment (a full disk, a closed pipe, ...): one line, never a traceback
         reason = stdout_failure()
         if reason is not None:
-            return _error(f"cannot write to standard output ({reason})", EXIT_USAGE)
-        return _error(describe_os_error(exc), EXIT_BAD_CONFIG)  # a path given that cannot be used
+            return _error(f"cannot write to standard output ({reason})", ExitCode.USAGE)
+        return _error(describe_os_error(exc), ExitCode.USAGE)  # a path given that cannot be used
     except SystemExit:  # rich ends the process this way (exit 1) when standard output is a closed pipe
         reason = stdout_failure()
         if reason is None:
             raise
-        return _error(f"cannot write to standard output ({reason})", EXIT_USAGE)
+        return _error(f"cannot write to standard output ({reason})", ExitCode.USAGE)
     except KeyboardInterrupt:
         print("canary-setup: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     reason = stdout_failure()
     if reason is not None:
-        return _error(f"cannot write to standard output ({reason})", EXIT_USAGE)
+        return _error(f"cannot write to standard output ({reason})", ExitCode.USAGE)
     return code
 
 

@@ -27,8 +27,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from splitproof import loadtest
 from splitproof.setup import proc
-from splitproof.setup.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, SetupError
-from splitproof.setup.manifests import CanaryParams, canary_weights
+from splitproof.setup.errors import SetupError
+from splitproof.setup.manifests import CanaryParams
+from splitproof.verifier.exitcodes import ExitCode
+from splitproof.verifier.istio import canary_weights
 
 EXPECTED_CANARY = 20
 MISROUTE_CANARY = 50
@@ -197,16 +199,16 @@ class Demo:
         self.say(f"reports: {self.out / 'report-80-20.html'}, {self.out / 'report-misroute.html'}")
         self.say(f"done in {elapsed:.0f}s: " + ("[green]the gate passed the right split and failed the "
                                                  "misroute[/]" if ok else "[red]the verdicts were not as expected[/]"))
-        return EXIT_OK if ok else EXIT_FAILED
+        return ExitCode.OK if ok else ExitCode.FAIL
 
 
 def run_demo(args: argparse.Namespace) -> int:
     if args.duration < 5 or args.duration > 600:
-        raise SetupError("--duration must be between 5 and 600 seconds", EXIT_USAGE)
+        raise SetupError("--duration must be between 5 and 600 seconds", ExitCode.USAGE)
     if args.users < 1 or args.users > 200:
-        raise SetupError("--users must be between 1 and 200", EXIT_USAGE)
+        raise SetupError("--users must be between 1 and 200", ExitCode.USAGE)
     if not 0 < args.alpha < 0.5:
-        raise SetupError("--alpha must be between 0 and 0.5", EXIT_USAGE)
+        raise SetupError("--alpha must be between 0 and 0.5", ExitCode.USAGE)
     demo = Demo(Path(args.out), args.duration, args.users, args.alpha, Console(highlight=False))
     try:
         return demo.run()

@@ -22,6 +22,7 @@ from conftest import free_port, start_service
 from test_expected import write_kubeconfig
 
 from splitproof.setup.manifests import CanaryParams, mesh_yaml
+from splitproof.verifier.exitcodes import ExitCode
 
 BIN = Path(sys.executable).parent
 VERIFY, CANARY_SETUP = str(BIN / "verify-split"), str(BIN / "canary-setup")
@@ -72,9 +73,9 @@ def test_an_alias_bomb_is_refused_by_both_commands(tmp_path: Path, where: str) -
     vs = run(VERIFY, "--from-virtualservice", str(bomb), "--results", str(results_file(tmp_path)))
     assert vs.returncode == 2 and "alias" in one_error_line(vs, "verify-split")
     up = run(CANARY_SETUP, "local", "up", "--manifests", str(bomb), "--state-dir", str(tmp_path / "state"))
-    assert up.returncode == 3 and "alias" in one_error_line(up, "canary-setup")
+    assert up.returncode == ExitCode.USAGE and "alias" in one_error_line(up, "canary-setup")
     lint = run(CANARY_SETUP, "lint", str(bomb))
-    assert lint.returncode == 3 and "alias" in one_error_line(lint, "canary-setup")
+    assert lint.returncode == ExitCode.USAGE and "alias" in one_error_line(lint, "canary-setup")
 
 
 def test_yaml_larger_than_the_bound_is_refused_without_parsing_it(tmp_path: Path) -> None:
@@ -86,14 +87,14 @@ def test_yaml_larger_than_the_bound_is_refused_without_parsing_it(tmp_path: Path
     vs = run(VERIFY, "--from-virtualservice", str(big), "--results", str(results_file(tmp_path)))
     assert vs.returncode == 2 and "larger than 8 MiB" in one_error_line(vs, "verify-split")
     up = run(CANARY_SETUP, "local", "up", "--manifests", str(big), "--state-dir", str(tmp_path / "state"))
-    assert up.returncode == 3 and "larger than 8 MiB" in one_error_line(up, "canary-setup")
+    assert up.returncode == ExitCode.USAGE and "larger than 8 MiB" in one_error_line(up, "canary-setup")
 
 
 def test_binary_manifests_and_a_non_yaml_kubeconfig_are_one_line(tmp_path: Path) -> None:
     binary = tmp_path / "image.png"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
     up = run(CANARY_SETUP, "local", "up", "--manifests", str(binary), "--state-dir", str(tmp_path / "state"))
-    assert up.returncode == 3 and "not valid YAML" in one_error_line(up, "canary-setup")
+    assert up.returncode == ExitCode.USAGE and "not valid YAML" in one_error_line(up, "canary-setup")
     results = str(results_file(tmp_path))
     for kubeconfig, message in ((binary, "not valid YAML"), (Path("/etc/hostname"), "not a kubeconfig")):
         if not kubeconfig.exists():
@@ -114,7 +115,7 @@ def test_a_fifo_without_a_writer_is_refused_and_one_with_a_writer_is_read(tmp_pa
     vs = run(VERIFY, "--from-virtualservice", str(fifo), "--results", str(results_file(tmp_path)))
     assert vs.returncode == 2 and "FIFO with no writer" in one_error_line(vs, "verify-split")
     up = run(CANARY_SETUP, "local", "up", "--manifests", str(fifo), "--state-dir", str(tmp_path / "state"))
-    assert up.returncode == 3 and "FIFO with no writer" in one_error_line(up, "canary-setup")
+    assert up.returncode == ExitCode.USAGE and "FIFO with no writer" in one_error_line(up, "canary-setup")
     # A FIFO that gets a writer (`mkfifo f; producer > f & verify-split --results f`) is streamed as before.
     child = subprocess.Popen([VERIFY, "--expected", "0", "--results", str(fifo), "--json", "-"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -199,7 +200,7 @@ def _unwritable_dir(tmp_path: Path) -> Path:
 def test_a_read_only_state_dir_is_a_one_line_bad_option(tmp_path: Path) -> None:
     result = run(CANARY_SETUP, "local", "up", "--state-dir", str(_unwritable_dir(tmp_path)), "--ingress-port", "0",
                  "--grpc-port", "0")
-    assert result.returncode == 3 and "--state-dir" in one_error_line(result, "canary-setup")
+    assert result.returncode == ExitCode.USAGE and "--state-dir" in one_error_line(result, "canary-setup")
 
 
 def test_tolerance_errors_speak_the_unit_the_user_typed(tmp_path: Path) -> None:

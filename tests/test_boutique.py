@@ -28,8 +28,9 @@ from splitproof.setup.boutique.frontend import FrontendHandler, RateLimitedLog, 
 from splitproof.setup.boutique.grpcutil import bind_and_start, new_grpc_server
 from splitproof.setup.boutique.launcher import Spawned, parse_ready, resolve_options, spawn
 from splitproof.setup.boutique.recommendation import recommend
-from splitproof.setup.errors import EXIT_PORT_IN_USE, EXIT_USAGE, SetupError
+from splitproof.setup.errors import SetupError
 from splitproof.verifier.attribution import Attribution, count_recommendations
+from splitproof.verifier.exitcodes import ExitCode
 
 # FACTS.md: the 9 upstream products.
 UPSTREAM_IDS = ["OLJCESPC7Z", "66VCHSJNUP", "1YMWWN1N4O", "L9ECAV7KIM", "2ZYFJ3GM2N",
@@ -194,11 +195,11 @@ def test_options_flag_beats_env_beats_default() -> None:
     for bad_env in ({}, {"PRODUCT_CATALOG_SERVICE_ADDR": " "}):
         with pytest.raises(SetupError) as err:
             resolve_options(ns(), bad_env)
-        assert err.value.exit_code == EXIT_USAGE and "PRODUCT_CATALOG_SERVICE_ADDR" in str(err.value)
+        assert err.value.exit_code == ExitCode.USAGE and "PRODUCT_CATALOG_SERVICE_ADDR" in str(err.value)
     for bad in ({"MAX_RESPONSES": "two"}, {"MAX_RESPONSES": "-1"}, {"PORT": "70000"}):
         with pytest.raises(SetupError) as err:
             resolve_options(ns(), {**env, **bad})
-        assert err.value.exit_code == EXIT_USAGE
+        assert err.value.exit_code == ExitCode.USAGE
 
 
 def test_frontend_handler_is_keep_alive_without_nagle() -> None:
@@ -403,7 +404,7 @@ def _env_without_boutique_vars() -> dict[str, str]:
 def test_recommendation_without_catalog_addr_is_a_one_line_usage_error() -> None:
     result = subprocess.run([sys.executable, "-m", "splitproof.setup.boutique", "recommendation", "--port", "0"],
                             capture_output=True, text=True, timeout=30, env=_env_without_boutique_vars())
-    assert result.returncode == EXIT_USAGE
+    assert result.returncode == ExitCode.USAGE
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "PRODUCT_CATALOG_SERVICE_ADDR" in lines[0]
@@ -417,7 +418,7 @@ def test_port_in_use_exits_4(service: str) -> None:
         port = taken.getsockname()[1]
         result = subprocess.run([sys.executable, "-m", "splitproof.setup.boutique", service, "--port", str(port)],
                                 capture_output=True, text=True, timeout=30, env=_env_without_boutique_vars())
-    assert result.returncode == EXIT_PORT_IN_USE
+    assert result.returncode == ExitCode.PORT_IN_USE
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "in use" in lines[0] and "Traceback" not in result.stderr
 

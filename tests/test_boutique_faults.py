@@ -14,7 +14,7 @@ from conftest import start_service
 
 from splitproof.protos import demo_pb2, demo_pb2_grpc
 from splitproof.setup.boutique.launcher import Spawned
-from splitproof.setup.errors import EXIT_USAGE
+from splitproof.verifier.exitcodes import ExitCode
 
 
 def call(addr: str, calls: int, timeout: float = 5.0) -> list[str]:
@@ -81,6 +81,6 @@ def test_bad_fault_options_are_one_line_usage_errors(flag: str, value: str, mess
     result = subprocess.run([sys.executable, "-m", "splitproof.setup.boutique", "recommendation", "--port", "0",
                              "--catalog-addr", "127.0.0.1:1", flag, value],
                             capture_output=True, text=True, timeout=30)
-    assert result.returncode == EXIT_USAGE and result.stdout == ""
+    assert result.returncode == ExitCode.USAGE and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr

@@ -25,6 +25,7 @@ from splitproof.setup.cluster.proxy import normalize, route_weights, virtual_ser
 from splitproof.setup.cluster.steps import patch_recommendation_server, pods_without_sidecar
 from splitproof.setup.manifests import mesh_documents
 from splitproof.setup.proc import wait_until
+from splitproof.verifier.exitcodes import ExitCode
 
 REPO = Path(__file__).resolve().parent.parent
 KUBECTL = REPO / ".venv" / "bin" / "kubectl"
@@ -176,12 +177,12 @@ def test_lint_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     good.write_text(LAB_DR + "---" + LAB_VS % 20 + "---" + PODS % "canary")
     bad.write_text(LAB_DR + "---" + LAB_VS % 25 + "---" + PODS % "canary")
     assert main(["lint", str(good)]) == 0
-    assert main(["lint", str(bad)]) == 3
+    assert main(["lint", str(bad)]) == ExitCode.USAGE
     out = capsys.readouterr().out
     assert "L001 VirtualService/recommendationservice.online-boutique: http[0]: weights sum to 105" in out
     assert main(["lint"]) == 0  # what the setup would apply
     assert main(["lint", "--manifests", str(OB_MANIFESTS), "--grpc-gateway"]) == 0
-    assert main(["lint", "--weights", "production=80,canary=20", str(tmp_path / "missing.yaml")]) == 3
+    assert main(["lint", "--weights", "production=80,canary=20", str(tmp_path / "missing.yaml")]) == ExitCode.USAGE
     assert "no such file" in capsys.readouterr().err
 
 
@@ -231,9 +232,9 @@ def test_the_labs_sed_patch_on_a_copy(tmp_path: Path) -> None:
     (tmp_path / "recommendation_server.py").write_text("    max_responses = 5\n    # max_responses = 5 too\n")
     assert patch_recommendation_server(tmp_path) == 2
     assert (tmp_path / "recommendation_server.py").read_text() == "    max_responses = 2\n    # max_responses = 2 too\n"
-    from splitproof.setup.errors import ConfigError
+    from splitproof.verifier.errors import InputError
 
-    with pytest.raises(ConfigError, match="the lab's patch does not apply"):
+    with pytest.raises(InputError, match="the lab's patch does not apply"):
         patch_recommendation_server(tmp_path)
 
 

@@ -15,7 +15,7 @@ import yaml
 from fakes.harness import RECORDED, FakeCluster
 
 from splitproof.setup.cli import main
-from splitproof.setup.errors import EXIT_BAD_CONFIG, EXIT_FAILED, EXIT_MISSING_BINARY, EXIT_NOT_RUNNING, EXIT_TIMEOUT
+from splitproof.verifier.exitcodes import ExitCode
 
 KIND = ["--provider", "kind"]
 NS = "online-boutique"
@@ -82,7 +82,7 @@ def test_weights_returns_only_once_the_proxies_serve_them(fake: FakeCluster, cap
 def test_weights_timeout_is_a_clear_error_with_what_the_proxy_holds(fake: FakeCluster, capsys) -> None:
     fake.update(lambda w: w.update(proxy_lag=10**9))
     code, out, err = run(capsys, "weights", "--weights", "production=50,canary=50", "--proxy-timeout", "1", *KIND)
-    assert code == EXIT_TIMEOUT
+    assert code == ExitCode.TIMEOUT
     first, resume = err.strip().splitlines()
     assert first.startswith("canary-setup: error: step 6/9 'weights' failed: the proxies did not serve "
                             "production=50,canary=50 within 1s: frontend sidecar frontend-")
@@ -127,14 +127,14 @@ def test_grpc_gateway_route_carries_the_same_weights_and_is_waited_for_on_the_ga
 def test_weights_refuses_to_route_before_the_destination_rule_exists(fake: FakeCluster, capsys) -> None:
     fake.update(lambda w: w["objects"].pop(f"destinationrules|{NS}|recommendationservice"))
     code, _, err = run(capsys, "weights", "50", *KIND)
-    assert code == EXIT_FAILED
+    assert code == ExitCode.FAIL
     assert "DestinationRule recommendationservice not found in online-boutique: run `canary-setup canary` first" in err
     assert fake.mutations() == []
 
 
 def test_weights_naming_an_undefined_subset_is_a_config_error(fake: FakeCluster, capsys) -> None:
     code, _, err = run(capsys, "weights", "--weights", "production=50,canary=40,v3=10", *KIND)
-    assert code == EXIT_BAD_CONFIG
+    assert code == ExitCode.USAGE
     assert err.startswith("canary-setup: error: weights name subsets the DestinationRule does not define: v3")
     assert fake.calls() == []  # rejected before anything ran
 
@@ -150,7 +150,7 @@ def test_app_names_every_pod_without_a_sidecar(fake: FakeCluster, capsys) -> Non
 
     fake.update(strip_sidecar)
     code, out, err = run(capsys, "app", *KIND)
-    assert code == EXIT_FAILED
+    assert code == ExitCode.FAIL
     assert "Traceback" not in err
     message = err.splitlines()[0]
     assert "step 3/9 'app' failed: 2 pod(s) in online-boutique have no istio-proxy sidecar: adservice-" in message
@@ -165,7 +165,7 @@ def test_app_with_a_local_manifest_file_and_a_missing_one(fake: FakeCluster, cap
     code, out, _ = run(capsys, "app", "--manifests", str(manifests), *KIND)
     assert code == 0 and fake.mutations() == [] and f"= unchanged manifests {manifests}" in out
     code, _, err = run(capsys, "app", "--manifests", str(tmp_path / "nope.yaml"), *KIND)
-    assert code == EXIT_BAD_CONFIG and "nope.yaml: no such file or directory" in err
+    assert code == ExitCode.USAGE and "nope.yaml: no such file or directory" in err
 
 
 # ------------------------------------------------------------------------------------------- status
@@ -186,7 +186,7 @@ def test_status_compares_declared_and_served_weights(fake: FakeCluster, capsys) 
 
     fake.update(declare_50)
     code, out, _ = run(capsys, "status", *KIND)
-    assert code == EXIT_FAILED
+    assert code == ExitCode.FAIL
     assert "production=80,canary=20  (declared production=50,canary=50)" in out
     assert "NOT healthy" in out
 
@@ -227,7 +227,7 @@ def test_down_removes_in_reverse_order_then_has_nothing_left_to_do(fake: FakeClu
 
 def test_down_never_deletes_a_cluster_it_did_not_create(fake: FakeCluster, capsys) -> None:
     code, _, err = run(capsys, "down", "--delete-cluster", "--context", "kind-istio-traffic-lab")
-    assert code == EXIT_BAD_CONFIG and "--delete-cluster deletes only clusters canary-setup creates" in err
+    assert code == ExitCode.USAGE and "--delete-cluster deletes only clusters canary-setup creates" in err
     assert fake.mutations() == []
 
 
@@ -304,7 +304,7 @@ def test_preflight_names_every_missing_binary(fake: FakeCluster, capsys, monkeyp
     (fake.bin / "kind").unlink()
     monkeypatch.setenv("PATH", str(fake.bin))
     code, out, err = run(capsys, "up", *KIND)
-    assert code == EXIT_MISSING_BINARY
+    assert code == ExitCode.MISSING_BINARY
     assert err.startswith("canary-setup: error: missing kind, istioctl (kind: https://kind.sigs.k8s.io")
     assert "istioctl: curl -L https://istio.io/downloadIstio" in err
     assert "MISSING" in out and "v1.37.1" in out  # the present ones with their versions
@@ -314,7 +314,7 @@ def test_preflight_names_every_missing_binary(fake: FakeCluster, capsys, monkeyp
 def test_expose_before_istio_says_to_install_istio_first(fake: FakeCluster, capsys) -> None:
     fake.update(lambda w: w.update(istio=False))
     code, _, err = run(capsys, "expose", *KIND)
-    assert code == EXIT_FAILED
+    assert code == ExitCode.FAIL
     assert "step 4/9 'expose' failed: reading Gateway/frontend-gateway (Istio's CRDs are not installed: run " \
            "`canary-setup istio` first)" in err
 
@@ -324,7 +324,7 @@ def test_a_docker_client_without_daemon_is_reported_before_anything_runs(fake: F
               stderr="Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon "
                      "running?\n")
     code, out, err = run(capsys, "up", *KIND)
-    assert code == EXIT_MISSING_BINARY
+    assert code == ExitCode.MISSING_BINARY
     assert "missing docker (docker: the docker daemon does not answer" in err and "no daemon" in out
     assert fake.mutations() == []
 
@@ -332,10 +332,10 @@ def test_a_docker_client_without_daemon_is_reported_before_anything_runs(fake: F
 def test_unreachable_context_and_unknown_context(fake: FakeCluster, capsys) -> None:
     fake.update(lambda w: w.update(unreachable=["kind-istio-traffic-lab"]))
     code, _, err = run(capsys, "status", *KIND)
-    assert code == EXIT_NOT_RUNNING
+    assert code == ExitCode.UNREACHABLE
     assert "cannot reach the cluster of kind-istio-traffic-lab: Unable to connect to the server" in err
     code, _, err = run(capsys, "up", "--context", "nope", "--to-step", "cluster")
-    assert code == EXIT_BAD_CONFIG
+    assert code == ExitCode.USAGE
     assert "no kube context named 'nope' (known: fake-ctx, kind-istio-traffic-lab)" in err
 
 
@@ -347,7 +347,7 @@ def test_unreachable_context_and_unknown_context(fake: FakeCluster, capsys) -> N
 ])
 def test_user_mistakes_are_one_line_without_traceback(fake: FakeCluster, capsys, argv, message) -> None:
     code, out, err = run(capsys, *argv)
-    assert code == EXIT_BAD_CONFIG
+    assert code == ExitCode.USAGE
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
     assert fake.calls() == []
 

@@ -15,8 +15,8 @@ from fakes.harness import FakeCluster
 from splitproof.setup.cli import main
 from splitproof.setup.cluster.lint import lint_documents
 from splitproof.setup.cluster.options import OB_MANIFESTS_URL, Options
-from splitproof.setup.errors import EXIT_FAILED
 from splitproof.setup.manifests import mesh_documents
+from splitproof.verifier.exitcodes import ExitCode
 
 KIND = ["--provider", "kind", "--host", "shop.example.com"]
 
@@ -129,7 +129,7 @@ def test_failure_in_step_5_names_step_command_stderr_and_resume_works(fake: Fake
               stderr=f"Error from server: {denied}\n", times=1)
     argv = ["up", *KIND, "--canary-image", "registry.example/reco:canary"]
     code, out, err = run(capsys, *argv)
-    assert code == EXIT_FAILED
+    assert code == ExitCode.FAIL
     assert "Traceback" not in out + err
     lines = err.strip().splitlines()
     assert lines[0].startswith("canary-setup: error: step 5/9 'canary' failed: applying "

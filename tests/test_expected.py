@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from splitproof.setup.manifests import CanaryParams, mesh_yaml, render
+from splitproof.verifier.errors import InputError, Unreachable
 from splitproof.verifier.expected import (
     Expected,
-    InputError,
-    Unreachable,
     check_attributable,
     from_canary_percent,
     from_virtualservice_file,

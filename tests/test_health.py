@@ -10,7 +10,7 @@ from scipy import stats as sps
 
 from splitproof.verifier.combined import combine
 from splitproof.verifier.difference import exact_p_value
-from splitproof.verifier.expected import InputError
+from splitproof.verifier.errors import InputError
 from splitproof.verifier.health import (
     ERRORS,
     ERRORS_NOT_ATTRIBUTABLE,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from splitproof.verifier.expected import InputError
+from splitproof.verifier.errors import InputError
 from splitproof.verifier.latency import (
     ENVOY_DEFAULT_BUCKETS_MS,
     SlowThreshold,

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from splitproof.verifier.difference import log_e_value, rate_prior
-from splitproof.verifier.expected import InputError
+from splitproof.verifier.errors import InputError
 from splitproof.verifier.health import (
     ERRORS,
     LATENCY,

@@ -27,6 +27,7 @@ from splitproof.setup.mesh import LocalMesh
 from splitproof.setup.mesh.state import read_state, same_process
 from splitproof.setup.proc import port_open, wait_until
 from splitproof.verifier.attribution import count_recommendations
+from splitproof.verifier.exitcodes import ExitCode
 
 HEADER = "x-version"
 PRODUCT = "OLJCESPC7Z"
@@ -334,12 +335,12 @@ def test_children_die_with_a_killed_supervisor_and_down_cleans_up(state_dir: Pat
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
-    (["--envoy", "/nonexistent/envoy"], 5, "envoy binary not found"),
-    (["--manifests", "BAD"], 3, "not valid YAML"),
-    (["--manifests", "UNSUPPORTED"], 3, "spec.http[0].mirror is not supported by the local mesh"),
-    (["--replicas", "canary=99"], 3, "replicas for 'canary'"),
-    (["--weights", "production=70,canary=20"], 3, "weights must sum to 100"),
-    (["--ingress-port", "BUSY"], 4, "is already in use"),
+    (["--envoy", "/nonexistent/envoy"], ExitCode.MISSING_BINARY, "envoy binary not found"),
+    (["--manifests", "BAD"], ExitCode.USAGE, "not valid YAML"),
+    (["--manifests", "UNSUPPORTED"], ExitCode.USAGE, "spec.http[0].mirror is not supported by the local mesh"),
+    (["--replicas", "canary=99"], ExitCode.USAGE, "replicas for 'canary'"),
+    (["--weights", "production=70,canary=20"], ExitCode.USAGE, "weights must sum to 100"),
+    (["--ingress-port", "BUSY"], ExitCode.PORT_IN_USE, "is already in use"),
 ])
 def test_up_errors_are_one_line_with_distinct_exit_codes(state_dir: Path, args: list[str], code: int,
                                                          message: str) -> None:

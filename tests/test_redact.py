@@ -1,12 +1,12 @@
-"""No credential reaches the terminal (setup.redact), and what both command lines print is fit to print."""
+"""No credential reaches the terminal (verifier.redact), and what both command lines print is fit to print."""
 
 from __future__ import annotations
 
 import pytest
 
-from splitproof.setup.cliexit import error_text
 from splitproof.setup.cluster.runner import CommandFailed, Result
-from splitproof.setup.redact import redact
+from splitproof.verifier.cliexit import error_text
+from splitproof.verifier.redact import redact
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW0ifQ.c2lnbmF0dXJl"
 

@@ -1,4 +1,4 @@
-"""setup.safeyaml (every YAML reader's bounds) and setup.inputfile (user-named files that never hang)."""
+"""verifier.safeyaml (every YAML reader's bounds) and verifier.inputfile (user-named files that never hang)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from splitproof.setup import safeyaml
-from splitproof.setup.inputfile import InputFileError, open_input, read_bounded
 from splitproof.setup.manifests import CanaryParams, mesh_documents, mesh_yaml
-from splitproof.setup.safeyaml import YamlInputError, check_events, load_documents
+from splitproof.verifier import safeyaml
+from splitproof.verifier.inputfile import InputFileError, open_input, read_bounded
+from splitproof.verifier.safeyaml import YamlInputError, check_events, load_documents
 
 
 def laughs(levels: int, width: int = 9) -> str:

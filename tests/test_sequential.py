@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from splitproof.verifier.expected import InputError
+from splitproof.verifier.errors import InputError
 from splitproof.verifier.sequential import SequentialGate, samples_on_path
 from splitproof.verifier.simulation import (
     _first_true,

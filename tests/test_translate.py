@@ -7,21 +7,20 @@ from typing import Any
 
 import pytest
 
-from splitproof.setup.errors import ConfigError
-from splitproof.setup.manifests import API_VERSIONS, CanaryParams, mesh_documents
+from splitproof.setup.manifests import CanaryParams, mesh_documents
 from splitproof.setup.mesh.supervisor import served_warnings
 from splitproof.setup.mesh.topology import Endpoint, parse_replicas, plan_instances, services
 from splitproof.setup.mesh.translate import (
     ListenerPorts,
-    cluster_name,
     ingress_route_name,
     mesh_route_name,
-    parse_cluster_name,
     reweight,
     split_of,
     subset_weights,
     translate,
 )
+from splitproof.verifier.errors import InputError
+from splitproof.verifier.istio import API_VERSIONS, cluster_name, parse_cluster_name
 
 NS = "online-boutique"
 REC = f"recommendationservice.{NS}.svc.cluster.local"
@@ -233,7 +232,7 @@ UNSUPPORTED = [
 def test_unsupported_fields_are_rejected_by_path(mutate, path: str) -> None:
     docs = copy.deepcopy(mesh_documents(CanaryParams()))
     mutate(docs)
-    with pytest.raises(ConfigError, match=path.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(InputError, match=path.replace("[", r"\[").replace("]", r"\]")):
         run(docs)
 
 
@@ -247,17 +246,17 @@ def test_unsupported_fields_are_rejected_by_path(mutate, path: str) -> None:
     ([{"timeout": "soon", "route": [dest("canary")]}], "must be a duration"),
 ])
 def test_invalid_virtual_services_are_rejected(http: list[dict[str, Any]], problem: str) -> None:
-    with pytest.raises(ConfigError, match=problem):
+    with pytest.raises(InputError, match=problem):
         run([dr(), vs(http)])
 
 
 def test_mesh_wildcard_host_and_duplicate_virtual_services_are_rejected() -> None:
-    with pytest.raises(ConfigError, match="wildcard host"):
+    with pytest.raises(InputError, match="wildcard host"):
         run([dr(), {**vs([{"route": [dest("canary")]}]), "spec": {"hosts": ["*"], "http": [
             {"route": [dest("canary")]}]}}])
     second = vs([{"route": [dest("canary")]}])
     second["metadata"] = {"name": "other", "namespace": NS}
-    with pytest.raises(ConfigError, match="already routed by VirtualService"):
+    with pytest.raises(InputError, match="already routed by VirtualService"):
         run([dr(), vs([{"route": [dest("production")]}]), second])
 
 
@@ -267,9 +266,9 @@ def test_reweight_and_split_of_for_user_documents() -> None:
     assert split_of(new, REC, NS) == ({"production": {"version": "production"}, "canary": {"version": "canary"}},
                                       {"production": 50, "canary": 50})
     assert split_of(docs, REC, NS)[1] == {"production": 80, "canary": 20}  # the input is not modified
-    with pytest.raises(ConfigError, match="splits across subsets"):
+    with pytest.raises(InputError, match="splits across subsets"):
         reweight(docs, REC, {"production": 50, "v3": 50}, NS)
-    with pytest.raises(ConfigError, match="nothing to reweight"):
+    with pytest.raises(InputError, match="nothing to reweight"):
         reweight(docs[:3], REC, {"production": 50, "canary": 50}, NS)
 
 

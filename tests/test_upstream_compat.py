@@ -23,8 +23,8 @@ import pytest
 
 from splitproof.protos import demo_pb2, demo_pb2_grpc
 from splitproof.setup import proc
-from splitproof.setup.boutique.catalog import PRODUCT_IDS
 from splitproof.setup.boutique.launcher import Spawned, spawn
+from splitproof.verifier.boutique import PRODUCT_IDS
 
 UPSTREAM_ENV = "UPSTREAM_MICROSERVICES_DEMO"
 UPSTREAM_PYTHON_ENV = "UPSTREAM_RECOMMENDATION_PYTHON"

@@ -9,10 +9,11 @@ import pytest
 from splitproof.setup.cluster import resources
 from splitproof.setup.cluster.options import Options
 from splitproof.setup.cluster.proxy import virtual_service_weights
-from splitproof.setup.errors import ConfigError
-from splitproof.setup.manifests import CanaryParams, mesh_documents, weighted_route
+from splitproof.setup.manifests import CanaryParams, mesh_documents
 from splitproof.setup.mesh.translate import split_of
-from splitproof.verifier.expected import InputError, weights_from_virtualservice
+from splitproof.verifier.errors import InputError
+from splitproof.verifier.expected import weights_from_virtualservice
+from splitproof.verifier.istio import weighted_route
 
 NS = "online-boutique"
 FQDN = f"recommendationservice.{NS}.svc.cluster.local"
@@ -60,7 +61,7 @@ def test_the_gateway_bound_grpc_route_is_read_by_its_destinations() -> None:
 
 def test_a_missing_weight_among_several_is_an_error_not_100_each() -> None:
     doc = vs({"route": route(("production", 80), ("canary", None))})
-    with pytest.raises(ConfigError, match="no weight"):
+    with pytest.raises(InputError, match="no weight"):
         weighted_route(doc)
     with pytest.raises(InputError, match="no weight"):
         weights_from_virtualservice(doc)

@@ -11,8 +11,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-DEFAULT_GRPC_CLASSES: dict[int, str] = {5: "production", 2: "canary"}
-DEFAULT_HTML_CLASSES: dict[int, str] = {4: "production", 2: "canary"}
+from splitproof.verifier.boutique import GRPC_ITEMS, ITEM_OPEN, PAGE_ITEMS, SECTION_CLOSE, SECTION_OPEN
+
+DEFAULT_GRPC_CLASSES: dict[int, str] = dict(GRPC_ITEMS)
+DEFAULT_HTML_CLASSES: dict[int, str] = dict(PAGE_ITEMS)
 
 # <section class="recommendations"> ... </section>; items are <div class="col-md-3"> inside it.
 _SECTION_OPEN = re.compile(r"<section\b[^>]*\bclass\s*=\s*[\"'][^\"']*\brecommendations\b[^\"']*[\"'][^>]*>", re.I)
@@ -20,9 +22,9 @@ _SECTION_CLOSE = re.compile(r"</section\s*>", re.I)
 _ITEM = re.compile(r"<div\b[^>]*\bclass\s*=\s*[\"'][^\"']*\bcol-md-3\b[^\"']*[\"']", re.I)
 
 
-_OPEN_EXACT = '<section class="recommendations">'
-_CLOSE_EXACT = "</section>"
-_ITEM_EXACT = '<div class="col-md-3">'
+_OPEN_EXACT = SECTION_OPEN
+_CLOSE_EXACT = SECTION_CLOSE
+_ITEM_EXACT = ITEM_OPEN
 
 
 def count_recommendations(html: str) -> int | None:

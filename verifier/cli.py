@@ -9,12 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from splitproof.setup.cliexit import describe_os_error, error_text, stdout_failure, watch_stdout
-from splitproof.verifier.expected import DEFAULT_HOST, InputError, Unreachable
-
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 4
-EXIT_INTERRUPTED = 130
+from splitproof.verifier.cliexit import describe_os_error, error_text, stdout_failure, watch_stdout
+from splitproof.verifier.errors import InputError, Unreachable
+from splitproof.verifier.exitcodes import ExitCode
+from splitproof.verifier.expected import DEFAULT_HOST
 
 EPILOG = """\
 exit codes: 0 PASS, 1 FAIL, 2 usage or input error, 3 INCONCLUSIVE (not enough samples yet), 4 target unreachable.
@@ -100,33 +98,33 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2, message already printed)
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+        return int(exc.code) if isinstance(exc.code, int) else ExitCode.USAGE
     from splitproof.verifier.gate import make_consoles, run  # the heavy part (scipy), only once the arguments are good
 
     console, err = make_consoles(args.json == "-")
     try:
         code = run(args, console, err)
     except InputError as exc:
-        return _error(exc, EXIT_USAGE)
+        return _error(exc, ExitCode.USAGE)
     except Unreachable as exc:
-        return _error(exc, EXIT_UNREACHABLE)
+        return _error(exc, ExitCode.UNREACHABLE)
     except OSError as exc:  # the environment (a full disk, a closed pipe, ...): one line, never a traceback
         reason = stdout_failure()
         return _error(f"cannot write to standard output ({reason})" if reason else describe_os_error(exc),
-                      EXIT_USAGE)
+                      ExitCode.USAGE)
     except SystemExit:  # rich ends the process this way (exit 1) when standard output is a closed pipe
         reason = stdout_failure()
         if reason is None:
             raise
-        return _error(f"cannot write to standard output ({reason})", EXIT_USAGE)
+        return _error(f"cannot write to standard output ({reason})", ExitCode.USAGE)
     except KeyboardInterrupt:
         print("verify-split: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     reason = stdout_failure()
     if reason is not None:
         outcome = OUTCOMES.get(code)
         return _error(f"cannot write to standard output ({reason})"
-                      + (f" -- the verdict was {outcome}" if outcome else ""), EXIT_USAGE)
+                      + (f" -- the verdict was {outcome}" if outcome else ""), ExitCode.USAGE)
     return code
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from splitproof.verifier.expected import InputError
+from splitproof.verifier.errors import InputError
 from splitproof.verifier.health import HealthVerdict
 from splitproof.verifier.stats import EXIT_CODES, FAIL, INCONCLUSIVE, PASS, Verdict
 

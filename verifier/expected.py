@@ -12,22 +12,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from splitproof.setup.errors import ConfigError
-from splitproof.setup.inputfile import InputFileError
-from splitproof.setup.manifests import API_VERSIONS, canary_weights, parse_weights, validate_weights, weighted_route
-from splitproof.setup.redact import redact
-from splitproof.setup.safeyaml import YamlInputError, read_documents
+from splitproof.verifier.errors import InputError, Unreachable
+from splitproof.verifier.inputfile import InputFileError
+from splitproof.verifier.istio import API_VERSIONS, canary_weights, parse_weights, validate_weights, weighted_route
+from splitproof.verifier.redact import redact
+from splitproof.verifier.safeyaml import YamlInputError, read_documents
 
 DEFAULT_HOST = "recommendationservice"
 ISTIO_GROUP = "networking.istio.io"
-
-
-class InputError(ValueError):
-    """A user mistake in the expected split or the observations: one line, exit code 2."""
-
-
-class Unreachable(RuntimeError):
-    """Something the command must talk to (a target, the Kubernetes API) cannot be reached: exit code 4."""
 
 
 class Expected(Mapping[str, float]):
@@ -51,7 +43,7 @@ class Expected(Mapping[str, float]):
         """Istio weights (integers summing to 100) -> Expected. ``subsets``: names that must exist."""
         try:
             validate_weights(weights, subsets)
-        except ConfigError as exc:
+        except InputError as exc:
             raise InputError(str(exc)) from None
         return cls({k: v / 100 for k, v in weights.items()}, weights=weights, source=source)
 
@@ -114,7 +106,7 @@ def from_canary_percent(text: str | int, *, production: str = "production", cana
         raise InputError(f"--expected must be an integer percentage from 0 to 100, got {text!r}") from None
     try:
         weights = canary_weights(value)
-    except ConfigError as exc:
+    except InputError as exc:
         raise InputError(f"--expected: {exc}") from None
     return Expected.from_weights({production: weights["production"], canary: weights["canary"]},
                                  source=f"--expected {value}")
@@ -124,7 +116,7 @@ def from_weights_spec(spec: str) -> Expected:
     """``--weights production=80,canary=20`` (any number of subsets, integers summing to 100)."""
     try:
         weights = parse_weights(spec)
-    except ConfigError as exc:
+    except InputError as exc:
         raise InputError(f"--weights: {exc}") from None
     return Expected.from_weights(weights, source=f"--weights {spec}")
 
@@ -160,7 +152,7 @@ def weights_from_virtualservice(vs: Mapping[str, Any], host: str = DEFAULT_HOST)
     _check_api_version(vs)
     try:
         return weighted_route(vs)
-    except ConfigError as exc:
+    except InputError as exc:
         raise InputError(str(exc)) from None
 
 
@@ -197,7 +189,7 @@ def expected_from_documents(docs: Iterable[Any], host: str = DEFAULT_HOST, origi
 
 def from_virtualservice_file(path: str | Path, host: str = DEFAULT_HOST) -> Expected:
     """Read the weighted route from an Istio YAML file (multi-document files fine; ``-`` for stdin). The file is
-    read through setup.safeyaml: bounded size, nesting and alias expansion; a FIFO without a writer is refused."""
+    read through verifier.safeyaml: bounded size, nesting and alias expansion; a FIFO without a writer is refused."""
     what = "--from-virtualservice"
     try:
         docs = read_documents(str(path), what)
@@ -217,7 +209,7 @@ def from_virtualservice_file(path: str | Path, host: str = DEFAULT_HOST) -> Expe
 
 
 def check_kubeconfig(value: str | None) -> None:
-    """Read every existing file of ``$KUBECONFIG`` (or ~/.kube/config) through setup.safeyaml before the
+    """Read every existing file of ``$KUBECONFIG`` (or ~/.kube/config) through verifier.safeyaml before the
     ``kubernetes`` client does (its loader is PyYAML's unbounded pure-Python one): each must be a YAML mapping."""
     import os
 

@@ -16,19 +16,18 @@ from typing import Any, Protocol
 
 from rich.console import Console
 
-from splitproof.setup.inputfile import InputFileError
 from splitproof.verifier.attribution import Attribution
-from splitproof.verifier.cli import EXIT_INTERRUPTED
+from splitproof.verifier.errors import InputError, Unreachable
+from splitproof.verifier.exitcodes import ExitCode
 from splitproof.verifier.expected import (
     Expected,
-    InputError,
-    Unreachable,
     check_attributable,
     from_canary_percent,
     from_virtualservice_file,
     from_virtualservice_live,
     from_weights_spec,
 )
+from splitproof.verifier.inputfile import InputFileError
 from splitproof.verifier.margins import version_tolerance
 from splitproof.verifier.outputs import OutputError, write_outputs, write_text
 from splitproof.verifier.records import ReadStats, Record, RecordWriter, read_records
@@ -458,4 +457,4 @@ def run(args: argparse.Namespace, console: Console, err: Console) -> int:
     verdict = dataclasses.replace(verdict, notes=tuple(verdict.notes) + tuple(notes))
     timeline = next((s.timeline for s in sinks if isinstance(s, _TimelineSink)), None)
     write_outputs(args, verdict, extra, console, timeline)
-    return EXIT_INTERRUPTED if interrupted else verdict.exit_code
+    return ExitCode.INTERRUPTED if interrupted else verdict.exit_code

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from splitproof.verifier.difference import exact_bound, exact_p_value
-from splitproof.verifier.expected import InputError
+from splitproof.verifier.errors import InputError
 from splitproof.verifier.health_plan import fixed_n_needed
 from splitproof.verifier.latency import SlowThreshold
 from splitproof.verifier.stats import EXIT_CODES, FAIL, INCONCLUSIVE, PASS, UNDECIDED, WITHIN

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from scipy import stats as sps
 
 from splitproof.verifier.difference import constrained_mle_scalar, exact_p_value, log_e_value, rate_prior
-from splitproof.verifier.expected import InputError
+from splitproof.verifier.errors import InputError
 
 _MAX_N = 10**10
 EXACT_PLAN_LIMIT = 3000  # pair responses: plans up to this size ...

@@ -26,7 +26,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from splitproof.verifier.difference import constrained_mle_scalar, rate_prior, sequence_bound
-from splitproof.verifier.expected import InputError
+from splitproof.verifier.errors import InputError
 from splitproof.verifier.health import (
     ERRORS,
     ERRORS_NOT_ATTRIBUTABLE,

@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from splitproof.verifier.expected import InputError
+from splitproof.verifier.errors import InputError
 
 ENVOY_DEFAULT_BUCKETS_MS: tuple[float, ...] = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
                                                60000, 300000, 600000, 1800000, 3600000)

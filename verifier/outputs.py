@@ -16,9 +16,9 @@ from typing import Any
 
 from rich.console import Console
 
-from splitproof.setup.cliexit import stdout_failure
 from splitproof.verifier import report
-from splitproof.verifier.expected import InputError
+from splitproof.verifier.cliexit import stdout_failure
+from splitproof.verifier.errors import InputError
 from splitproof.verifier.htmlreport import write_html
 from splitproof.verifier.stats import Verdict
 from splitproof.verifier.timeline import Timeline

@@ -223,11 +223,11 @@ def iter_records(stream: IO[str], stats: ReadStats) -> Iterator[Record]:
 
 
 def read_records(path: str | Path, stats: ReadStats, what: str = "--results") -> Iterator[Record]:
-    """Open ``path`` (``-`` for stdin) and stream its records. setup.inputfile's InputFileError (a missing file,
+    """Open ``path`` (``-`` for stdin) and stream its records. verifier.inputfile's InputFileError (a missing file,
     a directory, a FIFO without a writer; its message starts with ``what``) and OSError propagate."""
     import io
 
-    from splitproof.setup.inputfile import open_input
+    from splitproof.verifier.inputfile import open_input
 
     raw = open_input(str(path), what)
     fh = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")

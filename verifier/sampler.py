@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from splitproof.setup.boutique.catalog import PRODUCT_IDS
 from splitproof.verifier.attribution import Attribution
-from splitproof.verifier.expected import InputError, Unreachable
+from splitproof.verifier.boutique import PRODUCT_IDS
+from splitproof.verifier.errors import InputError, Unreachable
 from splitproof.verifier.outcome import grpc_reply_outcome, product_page_outcome
 from splitproof.verifier.records import STATUS_OK, Record, error_status
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from splitproof.verifier.errors import InputError
 from splitproof.verifier.exact import (  # noqa: F401  (re-exported: the fixed-n building blocks)
     MONTE_CARLO_DRAWS,
     binomial_p_value,
@@ -40,7 +41,7 @@ from splitproof.verifier.exact import (  # noqa: F401  (re-exported: the fixed-n
     p_at_most,
     tost_p_value,
 )
-from splitproof.verifier.expected import InputError, as_expected
+from splitproof.verifier.expected import as_expected
 from splitproof.verifier.margins import margins, version_margins, version_tolerance  # noqa: F401
 from splitproof.verifier.planning import Plan, plan_sizes, samples_needed
 

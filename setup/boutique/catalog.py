@@ -8,6 +8,7 @@ import grpc
 
 from splitproof.protos import demo_pb2, demo_pb2_grpc
 from splitproof.setup.boutique.grpcutil import add_health, bind_and_start, new_grpc_server
+from splitproof.verifier.boutique import PRODUCT_IDS as CONTRACT_IDS
 
 SERVICE_NAME = "hipstershop.ProductCatalogService"
 DEFAULT_PORT = 3550
@@ -61,6 +62,8 @@ _SPECS: tuple[ProductSpec, ...] = (
 
 PRODUCTS: tuple[demo_pb2.Product, ...] = tuple(spec.to_proto() for spec in _SPECS)
 PRODUCT_IDS: tuple[str, ...] = tuple(p.id for p in PRODUCTS)
+if PRODUCT_IDS != CONTRACT_IDS:  # one catalog: the served products are exactly the contract's ids, in its order
+    raise RuntimeError("setup.boutique.catalog and verifier.boutique.PRODUCT_IDS disagree")
 
 
 def find_product(product_id: str) -> demo_pb2.Product | None:

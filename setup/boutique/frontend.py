@@ -37,9 +37,9 @@ import grpc
 from splitproof.protos import demo_pb2, demo_pb2_grpc
 from splitproof.setup.boutique.catalog import PRODUCTS, find_product
 from splitproof.setup.errors import PortInUseError, SetupError
+from splitproof.verifier.boutique import ITEM_OPEN, MAX_SHOWN, SECTION_CLOSE, SECTION_HEADING, SECTION_OPEN
 
 DEFAULT_PORT = 8080
-MAX_SHOWN = 4                 # upstream: "take only first four to fit the UI"
 RPC_TIMEOUT_S = 3.0
 CATALOG_TTL_S = 5.0
 MAX_SESSIONS = 10_000         # in-memory carts kept (least recently used dropped first)
@@ -236,15 +236,15 @@ def render_recommendations(products: Sequence[demo_pb2.Product]) -> str:
     if not products:
         return ""
     items = "".join(
-        "<div class=\"col-md-3\">\n<div>\n"
+        f"{ITEM_OPEN}\n<div>\n"
         f"<a href=\"/product/{_e(p.id)}\">\n<img alt=\"\" src=\"{_e(p.picture)}\">\n</a>\n"
         f"<div>\n<h5>\n{_e(p.name)}\n</h5>\n</div>\n</div>\n</div>\n"
         for p in products
     )
     return (
-        "<section class=\"recommendations\">\n<div class=\"container\">\n<div class=\"row\">\n"
-        "<div class=\"col-xl-10 offset-xl-1\">\n<h2>You May Also Like</h2>\n<div class=\"row\">\n"
-        f"{items}</div>\n</div>\n</div>\n</div>\n</section>\n"
+        f"{SECTION_OPEN}\n<div class=\"container\">\n<div class=\"row\">\n"
+        f"<div class=\"col-xl-10 offset-xl-1\">\n{SECTION_HEADING}\n<div class=\"row\">\n"
+        f"{items}</div>\n</div>\n</div>\n</div>\n{SECTION_CLOSE}\n"
     )
 
 

@@ -33,7 +33,9 @@ from typing import TYPE_CHECKING
 
 from splitproof.setup import proc
 from splitproof.setup.boutique import SERVICES
-from splitproof.setup.errors import EXIT_USAGE, PortInUseError, SetupError
+from splitproof.setup.errors import PortInUseError, SetupError
+from splitproof.verifier.errors import SplitproofError
+from splitproof.verifier.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from splitproof.setup.boutique.recommendation import Faults
@@ -58,9 +60,9 @@ def _int_option(value: str | int, what: str, lo: int, hi: int) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise SetupError(f"{what} must be an integer, got {value!r}", EXIT_USAGE) from None
+        raise SetupError(f"{what} must be an integer, got {value!r}", ExitCode.USAGE) from None
     if not lo <= number <= hi:
-        raise SetupError(f"{what} must be in {lo}..{hi}, got {number}", EXIT_USAGE)
+        raise SetupError(f"{what} must be in {lo}..{hi}, got {number}", ExitCode.USAGE)
     return number
 
 
@@ -77,7 +79,7 @@ def resolve_options(args: argparse.Namespace, env: Mapping[str, str]) -> Service
     if service == "recommendation":
         if catalog_addr is None:
             raise SetupError("recommendation needs the product catalog address: "
-                             "--catalog-addr HOST:PORT or PRODUCT_CATALOG_SERVICE_ADDR", EXIT_USAGE)
+                             "--catalog-addr HOST:PORT or PRODUCT_CATALOG_SERVICE_ADDR", ExitCode.USAGE)
         max_src = "--max-responses" if args.max_responses is not None else "MAX_RESPONSES"
         raw_max = args.max_responses if args.max_responses is not None else env.get("MAX_RESPONSES") or 5
         max_responses = _int_option(raw_max, max_src, 0, 1_000_000)
@@ -87,7 +89,7 @@ def resolve_options(args: argparse.Namespace, env: Mapping[str, str]) -> Service
             faults = parse_faults(getattr(args, "error_rate", None), getattr(args, "error_code", None),
                                   getattr(args, "extra_latency_ms", None), getattr(args, "fault_seed", None))
         except ValueError as exc:
-            raise SetupError(str(exc), EXIT_USAGE) from None
+            raise SetupError(str(exc), ExitCode.USAGE) from None
         return ServiceOptions(service, host, port, catalog_addr=catalog_addr, max_responses=max_responses,
                               faults=faults)
     recommendation_addr = (args.recommendation_addr or env.get("RECOMMENDATION_SERVICE_ADDR") or "").strip() or None
@@ -206,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except SetupError as exc:
+    except SplitproofError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
 
@@ -268,7 +270,7 @@ def spawn(service: str, args: Sequence[str] = (), *, log: Path, env: Mapping[str
     can stop it even if this call is interrupted). Raises PortInUseError/SetupError (child stopped) when it fails.
     """
     if service not in SERVICES:
-        raise SetupError(f"unknown boutique service {service!r} (one of {', '.join(SERVICES)})", EXIT_USAGE)
+        raise SetupError(f"unknown boutique service {service!r} (one of {', '.join(SERVICES)})", ExitCode.USAGE)
     argv = service_argv(service, args, python)
     if "--port" not in args and not (env and "PORT" in env):
         argv += ["--port", "0"]

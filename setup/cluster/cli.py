@@ -24,8 +24,10 @@ from splitproof.setup.cluster.preflight import needs, preflight
 from splitproof.setup.cluster.runner import Runner
 from splitproof.setup.cluster.steps import STEPS, UP_STEPS, Ctx, DownOptions, Step, check_plan, run_steps, step_named
 from splitproof.setup.cluster.ui import Ui
-from splitproof.setup.errors import EXIT_BAD_CONFIG, ConfigError
-from splitproof.setup.manifests import canary_weights, mesh_documents, parse_weights
+from splitproof.setup.manifests import mesh_documents
+from splitproof.verifier.errors import InputError
+from splitproof.verifier.exitcodes import ExitCode
+from splitproof.verifier.istio import canary_weights, parse_weights
 
 SINGLE_STEPS = ("cluster", "istio", "app", "expose", "canary", "weights", "status", "loadtest", "down")
 
@@ -161,7 +163,7 @@ def lint_or_raise(ui: Ui, docs: Sequence[dict[str, Any]], namespace: str, quiet_
         (ui.warn if finding.severity != ERROR else ui.line)(str(finding))
     errors = [f for f in findings if f.severity == ERROR]
     if errors:
-        raise ConfigError(f"lint: {len(errors)} error(s) in the manifests (listed above)")
+        raise InputError(f"lint: {len(errors)} error(s) in the manifests (listed above)")
     if not quiet_ok:
         ui.line(f"lint: {len(docs)} documents, no errors" + (f", {len(findings)} warning(s)" if findings else ""))
     return 0
@@ -173,9 +175,9 @@ def cmd_lint(args: argparse.Namespace) -> int:
     docs = load_documents(args.files) if args.files else setup_documents(opts)
     try:
         return lint_or_raise(ui, docs, opts.namespace)
-    except ConfigError as exc:
+    except InputError as exc:
         ui.line(str(exc), style="red")
-        return EXIT_BAD_CONFIG
+        return ExitCode.USAGE
 
 
 # ------------------------------------------------------------------------------------------------ commands
@@ -197,7 +199,7 @@ def _steps_between(first: str | None, last: str | None) -> list[Step]:
     lo = names.index(first) if first else 0
     hi = names.index(last) if last else len(names) - 1
     if lo > hi:
-        raise ConfigError(f"--from-step {first} comes after --to-step {last}")
+        raise InputError(f"--from-step {first} comes after --to-step {last}")
     return list(UP_STEPS[lo:hi + 1])
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import yaml
 
 from splitproof.setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, Result, Runner
-from splitproof.setup.errors import EXIT_FAILED, EXIT_TIMEOUT, SetupError
+from splitproof.setup.errors import SetupError
+from splitproof.verifier.exitcodes import ExitCode
 
 # kind -> the fully qualified resource name kubectl is given (never the bare "gateway": Gateway API has one too).
 RESOURCES = {
@@ -142,7 +143,7 @@ class Kube:
         if not result.ok:
             timed_out = "timed out" in (result.stderr + result.stdout).lower()
             raise CommandFailed(result, f"deployment/{deployment} did not become ready",
-                                EXIT_TIMEOUT if timed_out else EXIT_FAILED)
+                                ExitCode.TIMEOUT if timed_out else ExitCode.FAIL)
 
     @staticmethod
     def _ns(kind: str, namespace: str | None) -> list[str]:

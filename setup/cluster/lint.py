@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from splitproof.setup.errors import ConfigError
-from splitproof.setup.inputfile import InputFileError
-from splitproof.setup.safeyaml import YamlInputError, read_documents
+from splitproof.verifier.errors import InputError
+from splitproof.verifier.inputfile import InputFileError
+from splitproof.verifier.safeyaml import YamlInputError, read_documents
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
 ERROR, WARNING = "error", "warning"
@@ -54,10 +54,10 @@ def load_documents(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
         try:
             loaded = [d for d in read_documents(str(path), "manifest") if d]
         except (InputFileError, YamlInputError) as exc:
-            raise ConfigError(str(exc)) from None
+            raise InputError(str(exc)) from None
         for doc in loaded:
             if not isinstance(doc, dict) or "kind" not in doc:
-                raise ConfigError(f"{path}: a document without a kind")
+                raise InputError(f"{path}: a document without a kind")
             if doc["kind"] == "List":
                 docs.extend(i for i in doc.get("items") or [] if isinstance(i, dict))
             else:

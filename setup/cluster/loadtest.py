@@ -22,9 +22,10 @@ from splitproof.setup.cluster.kube import ref
 from splitproof.setup.cluster.options import SERVICE, SERVICE_PORT, repo_root
 from splitproof.setup.cluster.proxy import fmt
 from splitproof.setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, poll, which
-from splitproof.setup.errors import ConfigError, MissingBinaryError, SetupError, WaitTimeoutError
+from splitproof.setup.errors import MissingBinaryError, SetupError, WaitTimeoutError
 from splitproof.setup.manifests import documents
 from splitproof.setup.proc import python_argv
+from splitproof.verifier.errors import InputError
 
 if TYPE_CHECKING:
     from splitproof.setup.cluster.steps import Ctx
@@ -54,7 +55,7 @@ class LoadtestOptions:
 
 
 def duration_seconds(text: str) -> float:
-    """Locust's -t syntax (e.g. 90, 90s, 2m, 1h30m) in seconds; ConfigError when malformed."""
+    """Locust's -t syntax (e.g. 90, 90s, 2m, 1h30m) in seconds; InputError when malformed."""
     total, number = 0.0, ""
     units = {"h": 3600, "m": 60, "s": 1}
     for ch in text.strip():
@@ -64,11 +65,11 @@ def duration_seconds(text: str) -> float:
             total += int(number) * units[ch]
             number = ""
         else:
-            raise ConfigError(f"--duration must look like 60s, 2m or 1h30m, got {text!r}")
+            raise InputError(f"--duration must look like 60s, 2m or 1h30m, got {text!r}")
     if number:
         total += int(number)
     if total <= 0:
-        raise ConfigError(f"--duration must be positive, got {text!r}")
+        raise InputError(f"--duration must be positive, got {text!r}")
     return total
 
 
@@ -82,7 +83,7 @@ def verdict_args(weights: dict[str, int]) -> list[str]:
 def locustfile_path(lt: LoadtestOptions) -> Path:
     path = Path(lt.locustfile).expanduser() if lt.locustfile else repo_root() / "loadtest" / "boutique.py"
     if not path.is_file():
-        raise ConfigError(f"locustfile {path} not found")
+        raise InputError(f"locustfile {path} not found")
     return path
 
 
@@ -127,7 +128,7 @@ def run_loadtest(ctx: Ctx) -> int:
     image = lt.image
     if image is None:
         if not docker_usable(ctx):
-            raise ConfigError("the Locust pods need this project's image: pass --loadtest-image IMAGE (built from "
+            raise InputError("the Locust pods need this project's image: pass --loadtest-image IMAGE (built from "
                               "setup/docker/Dockerfile and pushed), or install docker so canary-setup can build it")
         image = project_image(ctx)
         build_project(ctx, image)

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from splitproof.setup.manifests import CanaryParams, format_weights
+from splitproof.setup.manifests import CanaryParams
+from splitproof.verifier.istio import format_weights
 
 PROVIDERS = ("existing", "gke", "kind")
 

@@ -12,9 +12,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from splitproof.setup.errors import ConfigError
-from splitproof.setup.manifests import format_weights, weighted_route
 from splitproof.setup.mesh.translate import matches_everything
+from splitproof.verifier.errors import InputError
+from splitproof.verifier.istio import format_weights, split_carrier, weighted_route
 
 Weights = dict[str, int]
 
@@ -48,7 +48,7 @@ def virtual_service_weights(vs: Mapping[str, Any], host: str) -> Weights | None:
         return None
     try:
         return weighted_route(vs)
-    except ConfigError:
+    except InputError:
         return None
 
 
@@ -90,7 +90,7 @@ def route_weights(routes_json: str | list[Any], hosts: Iterable[str]) -> Weights
             if not _host_matches(vhost, host_list):
                 continue
             routes = [r for r in vhost.get("routes") or [] if _route_weights(r) is not None]
-            catch_all = [r for r in routes if matches_everything(r)]
-            if catch_all or len(routes) == 1:
-                return _route_weights((catch_all or routes)[-1])
+            carrier = split_carrier(routes, matches_everything)
+            if carrier is not None:
+                return _route_weights(carrier)
     return None

@@ -13,8 +13,8 @@ import json
 from typing import Any
 
 from splitproof.setup.cluster.options import CANARY_DEPLOYMENT, SERVICE, Options
-from splitproof.setup.errors import ConfigError
 from splitproof.setup.manifests import MESH_TEMPLATES, documents, render
+from splitproof.verifier.errors import InputError
 
 GATEWAY_T, FRONTEND_VS_T, FRONTEND_INTERNAL_VS_T, DESTINATION_RULE_T, WEIGHTED_VS_T = MESH_TEMPLATES
 SERVICE_ENTRIES_T = "serviceentries.yaml.j2"
@@ -32,7 +32,7 @@ Doc = dict[str, Any]
 
 def _one(docs: list[Doc], template: str) -> Doc:
     if len(docs) != 1:
-        raise ConfigError(f"{template} rendered {len(docs)} documents, expected 1")
+        raise InputError(f"{template} rendered {len(docs)} documents, expected 1")
     return docs[0]
 
 
@@ -85,7 +85,7 @@ def routing_documents(opts: Options, grpc_live: Doc | None = None) -> list[Doc]:
 def subset_labels(opts: Options, subset: str) -> dict[str, str]:
     params = opts.params()
     if subset not in params.subsets:
-        raise ConfigError(f"the DestinationRule defines no subset {subset!r}")
+        raise InputError(f"the DestinationRule defines no subset {subset!r}")
     return dict(params.subsets[subset])
 
 

@@ -22,8 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from splitproof.setup.errors import EXIT_FAILED, EXIT_TIMEOUT, MissingBinaryError, SetupError, WaitTimeoutError
-from splitproof.setup.redact import redact
+from splitproof.setup.errors import MissingBinaryError, SetupError, WaitTimeoutError
+from splitproof.verifier.exitcodes import ExitCode
+from splitproof.verifier.redact import redact
 
 READ, CHANGE, WAIT = "read", "change", "wait"
 KINDS = (READ, CHANGE, WAIT)
@@ -73,7 +74,7 @@ def tail(text: str, lines: int = 6) -> str:
 class CommandFailed(SetupError):
     """An external command exited non-zero; carries the command and its stderr."""
 
-    def __init__(self, result: Result, what: str | None = None, exit_code: int = EXIT_FAILED) -> None:
+    def __init__(self, result: Result, what: str | None = None, exit_code: int = ExitCode.FAIL) -> None:
         self.result = result
         detail = redact(tail(result.stderr) or tail(result.stdout) or "(no output)")  # a server may echo a token
         lead = f"{what}: " if what else ""
@@ -81,7 +82,7 @@ class CommandFailed(SetupError):
 
 
 class CommandTimeout(SetupError):
-    exit_code = EXIT_TIMEOUT
+    exit_code = ExitCode.TIMEOUT
 
     def __init__(self, argv: Sequence[str], timeout: float) -> None:
         self.result = Result(tuple(argv), -1, "", f"no answer within {timeout:g}s (killed)")

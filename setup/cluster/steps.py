@@ -33,7 +33,8 @@ from splitproof.setup.cluster.options import (
 from splitproof.setup.cluster.proxy import fmt, fqdn, normalize, route_weights
 from splitproof.setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, Result, Runner, command_line, poll
 from splitproof.setup.cluster.ui import Ui
-from splitproof.setup.errors import ConfigError, NotRunningError, SetupError, WaitTimeoutError
+from splitproof.setup.errors import SetupError, WaitTimeoutError
+from splitproof.verifier.errors import InputError, SplitproofError, Unreachable
 
 ISTIO_CRDS = ("gateways.networking.istio.io", "virtualservices.networking.istio.io",
               "destinationrules.networking.istio.io", "serviceentries.networking.istio.io")
@@ -84,7 +85,7 @@ class Step:
 
 
 class StepFailed(SetupError):
-    def __init__(self, step: Step, total: int, cause: SetupError, resume: str) -> None:
+    def __init__(self, step: Step, total: int, cause: SplitproofError, resume: str) -> None:
         self.step, self.cause = step, cause
         super().__init__(f"step {step.number}/{total} '{step.name}' failed: {cause}\n  resume with: {resume}",
                          cause.exit_code)
@@ -125,7 +126,7 @@ def gcp_project(ctx: Ctx) -> str:
                                 dry_result=Result(("gcloud",), 0, "PROJECT_ID\n"))
         project = result.stdout.strip()
         if not project or project == "(unset)":
-            raise ConfigError("no GCP project: pass --project ID or run `gcloud config set project ID`")
+            raise InputError("no GCP project: pass --project ID or run `gcloud config set project ID`")
         ctx.facts["project"] = project
     return str(ctx.facts["project"])
 
@@ -143,7 +144,7 @@ def check_reachable(ctx: Ctx) -> None:
                             check=False, timeout=30)
     if not result.ok and not ctx.dry:
         where = ctx.kube.context or "the current context"
-        raise NotRunningError(f"cannot reach the cluster of {where}: {result.stderr.strip()[-300:] or 'no answer'}")
+        raise Unreachable(f"cannot reach the cluster of {where}: {result.stderr.strip()[-300:] or 'no answer'}")
     ctx.context_ready = True
 
 
@@ -157,7 +158,7 @@ def resolve_context(ctx: Ctx) -> None:
         name = find_gke_context(ctx)
         if name is None:
             if not ctx.dry:
-                raise NotRunningError(f"no kube context for GKE cluster {opts.cluster_name} ({opts.region}): "
+                raise InputError(f"no kube context for GKE cluster {opts.cluster_name} ({opts.region}): "
                                       "run `canary-setup cluster --provider gke` first")
             name = gke_context_name(opts, opts.project or "PROJECT_ID")
         use_context(ctx, name)
@@ -270,7 +271,7 @@ def _gke_cluster(ctx: Ctx) -> None:
         report(ctx, CREATED, "kubeconfig credentials")
         name = find_gke_context(ctx) or (gke_context_name(opts, opts.project or "PROJECT_ID") if ctx.dry else None)
         if name is None:
-            raise NotRunningError("get-credentials wrote no context for the cluster "
+            raise SetupError("get-credentials wrote no context for the cluster "
                                   "(see `kubectl config get-contexts`)")
     else:
         report(ctx, UNCHANGED, f"kubeconfig credentials ({name})")
@@ -295,13 +296,13 @@ def _existing_cluster(ctx: Ctx) -> None:
         contexts = ctx.runner.run(["kubectl", "config", "get-contexts", "-o", "name"], kind=READ, check=False)
         if not ctx.dry and opts.context not in _lines(contexts):
             known = ", ".join(_lines(contexts)) or "none"
-            raise ConfigError(f"no kube context named {opts.context!r} (known: {known})")
+            raise InputError(f"no kube context named {opts.context!r} (known: {known})")
         use_context(ctx, opts.context)
         report(ctx, UNCHANGED, f"existing cluster (context {opts.context})")
         return
     current = ctx.runner.run(["kubectl", "config", "current-context"], kind=READ, check=False)
     if not ctx.dry and not current.ok:
-        raise NotRunningError("no current kube context: pass --context NAME, or --provider gke|kind to create one")
+        raise InputError("no current kube context: pass --context NAME, or --provider gke|kind to create one")
     use_context(ctx, None)
     report(ctx, UNCHANGED, f"existing cluster (current context {current.stdout.strip() or '?'})")
 
@@ -417,7 +418,7 @@ def manifest_source(opts: Options) -> str:
         return opts.manifests
     path = Path(opts.manifests).expanduser()
     if not path.exists():
-        raise ConfigError(f"--manifests {opts.manifests}: no such file or directory")
+        raise InputError(f"--manifests {opts.manifests}: no such file or directory")
     return str(path.resolve())
 
 
@@ -471,7 +472,7 @@ def image_repo(ctx: Ctx) -> str:
         return "splitproof.local"
     if opts.provider == "gke":
         return f"gcr.io/{gcp_project(ctx)}/microservices_demo"
-    raise ConfigError("building an image for an existing cluster needs --image-repo REGISTRY/PATH (where "
+    raise InputError("building an image for an existing cluster needs --image-repo REGISTRY/PATH (where "
                       "`docker push` can push and the cluster can pull), or pass --canary-image IMAGE")
 
 
@@ -505,12 +506,12 @@ def canary_image_plan(ctx: Ctx) -> ImagePlan:
         return ImagePlan(opts.canary_image, _pull_policy(opts), {}, "--canary-image")
     if opts.boutique_src:
         if not docker_usable(ctx):
-            raise ConfigError("--boutique-src needs a working docker to build the patched recommendationservice "
+            raise InputError("--boutique-src needs a working docker to build the patched recommendationservice "
                               "(or pass --canary-image IMAGE)")
         return ImagePlan(f"{image_repo(ctx)}/recommendationservice:canary", _pull_policy(opts), {},
                          f"{opts.boutique_src} with the lab's max_responses patch", build=build_upstream)
     if not docker_usable(ctx):
-        raise ConfigError("no canary image: pass --canary-image IMAGE (recommendationservice answering 2 "
+        raise InputError("no canary image: pass --canary-image IMAGE (recommendationservice answering 2 "
                           "recommendations), or install docker so canary-setup can build this project's image "
                           f"({DOCKERFILE}, MAX_RESPONSES=2)")
     return ImagePlan(project_image(ctx), _pull_policy(opts), {"MAX_RESPONSES": "2"},
@@ -533,7 +534,7 @@ def build_project(ctx: Ctx, image: str | None = None) -> None:
     image = image or project_image(ctx)
     root = repo_root()
     if not (root / DOCKERFILE).is_file():
-        raise ConfigError(f"building the project's image needs a source checkout ({root / DOCKERFILE} is missing)")
+        raise InputError(f"building the project's image needs a source checkout ({root / DOCKERFILE} is missing)")
     ctx.runner.run(["docker", "build", "-f", str(root / DOCKERFILE), "-t", image, str(root)], kind=CHANGE,
                    timeout=1800, what=f"building {image}")
     report(ctx, "built", image)
@@ -544,11 +545,11 @@ def patch_recommendation_server(directory: Path) -> int:
     """The lab's `sed -i 's/max_responses = 5/max_responses = 2/g' recommendation_server.py`; returns replacements."""
     target = directory / "recommendation_server.py"
     if not target.is_file():
-        raise ConfigError(f"{target} not found: --boutique-src must be an Online Boutique checkout")
+        raise InputError(f"{target} not found: --boutique-src must be an Online Boutique checkout")
     text = target.read_text(encoding="utf-8")
     count = text.count(LAB_PATCH[0])
     if count == 0:
-        raise ConfigError(f"the lab's patch does not apply: no {LAB_PATCH[0]!r} in {target}")
+        raise InputError(f"the lab's patch does not apply: no {LAB_PATCH[0]!r} in {target}")
     target.write_text(text.replace(*LAB_PATCH), encoding="utf-8")
     return count
 
@@ -563,7 +564,7 @@ def build_upstream(ctx: Ctx) -> None:
         distribute(ctx, image)
         return
     if not source.is_dir():
-        raise ConfigError(f"{source} not found: --boutique-src must be an Online Boutique checkout")
+        raise InputError(f"{source} not found: --boutique-src must be an Online Boutique checkout")
     with tempfile.TemporaryDirectory(prefix="splitproof-canary-") as tmp:
         work = Path(tmp) / "recommendationservice"
         shutil.copytree(source, work)
@@ -623,7 +624,7 @@ def step_weights(ctx: Ctx) -> None:
         defined = {str(s.get("name")) for s in rule.get("spec", {}).get("subsets") or []}
         undefined = [name for name, weight in opts.weights.items() if weight and name not in defined]
         if undefined:
-            raise ConfigError(f"the live DestinationRule {SERVICE} defines no subset {', '.join(undefined)} "
+            raise InputError(f"the live DestinationRule {SERVICE} defines no subset {', '.join(undefined)} "
                               f"(it has: {', '.join(sorted(defined)) or 'none'})")
     grpc_live = None if opts.grpc_gateway else kube.get("VirtualService", resources.GRPC_VS_NAME, ctx.ns)
     docs = resources.routing_documents(opts, grpc_live)
@@ -764,14 +765,14 @@ def step_named(name: str) -> Step:
     for step in STEPS:
         if step.name == name:
             return step
-    raise ConfigError(f"no step named {name!r} (steps: {', '.join(STEP_NAMES)})")
+    raise InputError(f"no step named {name!r} (steps: {', '.join(STEP_NAMES)})")
 
 
 def check_plan(opts: Options, steps: Sequence[Step]) -> None:
     """Refuse, before anything runs, a combination a later step would refuse halfway through."""
     names = {s.name for s in steps}
     if "canary" in names and not opts.canary_image and opts.provider == "existing" and not opts.image_repo:
-        raise ConfigError("the canary step needs an image: pass --canary-image IMAGE, or --image-repo REPO where "
+        raise InputError("the canary step needs an image: pass --canary-image IMAGE, or --image-repo REPO where "
                           "the image docker builds can be pushed and pulled by the cluster")
 
 
@@ -792,7 +793,7 @@ def run_steps(ctx: Ctx, steps: Sequence[Step], single: bool = False) -> int:
             result = step.run(ctx)
         except StepFailed:
             raise
-        except SetupError as exc:
+        except SplitproofError as exc:
             raise StepFailed(step, total, exc, resume_command(ctx.opts, step, single)) from None
         if isinstance(result, int) and result:
             code = result

@@ -8,7 +8,7 @@ from splitproof.setup.cluster import resources
 from splitproof.setup.cluster.kube import ref
 from splitproof.setup.cluster.options import CANARY_DEPLOYMENT, ISTIO_NAMESPACE, PRODUCTION_DEPLOYMENT, SERVICE
 from splitproof.setup.cluster.runner import CHANGE, CommandFailed
-from splitproof.setup.errors import ConfigError
+from splitproof.verifier.errors import InputError
 
 if TYPE_CHECKING:
     from splitproof.setup.cluster.steps import Ctx
@@ -32,7 +32,7 @@ def _delete(ctx: Ctx, kind: str, name: str, namespace: str | None, what: str | N
 def tear_down(ctx: Ctx) -> None:
     opts, kube, ns = ctx.opts, ctx.kube, ctx.ns
     if ctx.down.delete_cluster and opts.provider == "existing":
-        raise ConfigError("--delete-cluster deletes only clusters canary-setup creates (--provider gke or kind)")
+        raise InputError("--delete-cluster deletes only clusters canary-setup creates (--provider gke or kind)")
     namespace = kube.get("Namespace", ns)
     if namespace is None and not ctx.dry:
         ctx.ui.done("absent", f"namespace {ns} (nothing of the app to remove)")

@@ -30,7 +30,7 @@ Keyword arguments: ``replicas`` (production/canary 0-8, frontend/productcatalogs
 a fresh temporary directory, removed on stop -- give one to use ``canary-setup local status --state-dir``),
 ``documents`` (Istio documents to enforce instead of the rendered templates), ``ingress_port``, ``grpc_port``,
 ``admin_port`` (0 = ephemeral, the default), ``envoy`` (binary path), ``concurrency`` (Envoy worker threads).
-Errors are setup.errors.SetupError subclasses (ConfigError for an unsupported Istio field, PortInUseError,
+Errors are verifier.errors.SplitproofError subclasses (InputError for an unsupported Istio field, PortInUseError,
 MissingBinaryError, WaitTimeoutError). Envoy and the instances are children of an internal supervisor thread
 and get SIGTERM if this process dies, so nothing is orphaned even without ``stop()``.
 

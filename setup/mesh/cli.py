@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from splitproof.setup.errors import EXIT_NOT_RUNNING, ConfigError, NotRunningError, SetupError, WaitTimeoutError
-from splitproof.setup.inputfile import InputFileError
-from splitproof.setup.manifests import CanaryParams, canary_weights, format_weights, parse_weights
+from splitproof.setup.errors import NotRunningError, SetupError, WaitTimeoutError
+from splitproof.setup.manifests import CanaryParams
 from splitproof.setup.mesh.state import (
     default_state_dir,
     locked,
@@ -40,7 +39,11 @@ from splitproof.setup.mesh.topology import parse_replicas, services
 from splitproof.setup.mesh.translate import split_of
 from splitproof.setup.privatefs import open_private, write_private
 from splitproof.setup.proc import LOOPBACK, port_open, python_argv, wait_until
-from splitproof.setup.safeyaml import YamlInputError, read_documents
+from splitproof.verifier.errors import InputError
+from splitproof.verifier.exitcodes import ExitCode
+from splitproof.verifier.inputfile import InputFileError
+from splitproof.verifier.istio import canary_weights, format_weights, parse_weights
+from splitproof.verifier.safeyaml import YamlInputError, read_documents
 
 DEFAULT_INGRESS_PORT = 8080
 DEFAULT_GRPC_PORT = 8081
@@ -111,16 +114,16 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 
 def load_manifests(path: str) -> list[dict[str, Any]]:
-    """Istio documents from a YAML file (setup.safeyaml: bounded); ConfigError (one line) for anything bad."""
+    """Istio documents from a YAML file (verifier.safeyaml: bounded); InputError (one line) for anything bad."""
     try:
         docs = read_documents(path, "--manifests")
     except (InputFileError, YamlInputError) as exc:
-        raise ConfigError(str(exc)) from None
+        raise InputError(str(exc)) from None
     for i, doc in enumerate(docs):
         if not isinstance(doc, dict):
-            raise ConfigError(f"{path}: document #{i} is not a mapping")
+            raise InputError(f"{path}: document #{i} is not a mapping")
     if not docs:
-        raise ConfigError(f"{path}: no documents")
+        raise InputError(f"{path}: no documents")
     return docs
 
 
@@ -128,7 +131,7 @@ def _params(args: argparse.Namespace, documents: list[dict[str, Any]] | None) ->
     base = CanaryParams(namespace=args.namespace, host=args.host, version_header=args.version_header)
     if documents is not None:
         if args.canary_weight is not None or args.weights:
-            raise ConfigError("--manifests carries its own weights: drop --canary-weight/--weights "
+            raise InputError("--manifests carries its own weights: drop --canary-weight/--weights "
                               "(change them later with `canary-setup local weights`)")
         svc = next(s for s in services(base) if s.name == base.service)
         subsets, weights = split_of(documents, svc.fqdn, base.namespace)
@@ -240,7 +243,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             state = p.get("state") or ("running" if p.get("alive") else "dead")
             print(f"  {p['name']:<38} {p.get('pid') or '-':>7} {state:<9} {p.get('port') or '-':>6} "
                   f"{p.get('restarts', '') if p.get('restarts') is not None else '':>8}")
-    return EXIT_NOT_RUNNING if st.status == "dead" else 0
+    return ExitCode.NOT_RUNNING if st.status == "dead" else 0
 
 
 def cmd_weights(args: argparse.Namespace) -> int:

@@ -19,10 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from splitproof.setup.errors import ConfigError, SetupError
+from splitproof.setup.errors import SetupError
 from splitproof.setup.mesh.envoy import atomic_write
 from splitproof.setup.privatefs import open_private, private_dir
 from splitproof.setup.proc import pid_alive
+from splitproof.verifier.errors import InputError
 
 STATE_ENV = "SPLITPROOF_STATE_DIR"
 STATE_FILE = "state.json"
@@ -37,13 +38,13 @@ def default_state_dir() -> Path:
 
 
 def prepare_state_dir(state_dir: Path) -> None:
-    """Create the state directory owner-only (setup.privatefs) and check it can be written: ConfigError (one line,
+    """Create the state directory owner-only (setup.privatefs) and check it can be written: InputError (one line,
     exit 3: a bad --state-dir) when it cannot -- before anything is started."""
     try:
         private_dir(state_dir)
         os.close(open_private(state_dir / LOCK_FILE))
     except OSError as exc:
-        raise ConfigError(f"--state-dir {state_dir}: cannot create or write it ({exc.strerror or exc})") from None
+        raise InputError(f"--state-dir {state_dir}: cannot create or write it ({exc.strerror or exc})") from None
 
 
 @contextlib.contextmanager

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from splitproof.setup.boutique.launcher import parse_ready
-from splitproof.setup.errors import ConfigError, NotRunningError, PortInUseError, SetupError, WaitTimeoutError
-from splitproof.setup.manifests import CanaryParams, canary_weights, format_weights, mesh_documents, validate_weights
+from splitproof.setup.errors import NotRunningError, PortInUseError, SetupError, WaitTimeoutError
+from splitproof.setup.manifests import CanaryParams, mesh_documents
 from splitproof.setup.mesh import envoy as envoy_mod
 from splitproof.setup.mesh.envoy import (
     Admin,
@@ -70,7 +70,6 @@ from splitproof.setup.mesh.translate import (
     ingress_listener_name,
     mesh_listener_name,
     mesh_route_name,
-    parse_cluster_name,
     reweight,
     route_destinations,
     split_route,
@@ -79,6 +78,8 @@ from splitproof.setup.mesh.translate import (
 )
 from splitproof.setup.privatefs import open_private, private_dir, write_private
 from splitproof.setup.proc import LOOPBACK, bindable, grpc_healthy, http_ok
+from splitproof.verifier.errors import InputError, SplitproofError
+from splitproof.verifier.istio import canary_weights, format_weights, parse_cluster_name, validate_weights
 
 GATEWAY_PORT = 80              # the lab's Gateway server port, mapped to the local ingress port
 BACKOFF_START = 0.2            # seconds before the first restart of a crashed instance
@@ -167,7 +168,7 @@ def reconfigure(state_dir: Path, state: dict[str, Any], *, wait: bool = True,
     until Envoy's config_dump serves each. Listeners are never rewritten while Envoy runs. Caller holds the lock.
     Returns the seconds from the first write to Envoy serving everything."""
     files = ConfigFiles(state_dir / "xds")
-    cfg = render(state, files)  # ConfigError before anything is written
+    cfg = render(state, files)  # InputError before anything is written
     lds = files.check_listeners(cfg)
     admin = Admin(state["envoy"]["admin_url"]) if wait and state.get("envoy", {}).get("admin_url") else None
     log = state_dir / "logs" / "envoy.log"
@@ -547,8 +548,8 @@ class LocalMesh:
         self.binary = find_envoy(self.envoy_arg)
         for what, port in self.requested.items():
             if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
-                raise ConfigError(f"{what} port must be 0 (any free port) or 1-65535, got {port!r}")
-        render(self._initial_state(), self.files, [])  # ConfigError for unsupported fields
+                raise InputError(f"{what} port must be 0 (any free port) or 1-65535, got {port!r}")
+        render(self._initial_state(), self.files, [])  # InputError for unsupported fields
         _refuse_running(self.state_dir, read_state(self.state_dir))
         for what, port in self.requested.items():
             if port and not bindable(LOOPBACK, port):
@@ -757,7 +758,7 @@ class LocalMesh:
             try:
                 self._start_envoy(first=False)
                 changed = True
-            except SetupError:
+            except SplitproofError:
                 self._envoy_next = time.monotonic() + self._envoy_backoff
                 self._envoy_backoff = min(self._envoy_backoff * 2, BACKOFF_MAX)
         for run in self._runs:
@@ -890,7 +891,7 @@ def main(argv: list[str] | None = None) -> int:
         params = params_from_json(spec.pop("params"))
         mesh = LocalMesh(params, state_dir=args.state_dir, **spec)
         mesh.start()
-    except SetupError as exc:
+    except SplitproofError as exc:
         print(f"canary-setup: error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
     print(f"READY local mesh {mesh.grpc_entry}", flush=True)

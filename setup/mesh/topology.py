@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from splitproof.setup.errors import ConfigError
 from splitproof.setup.manifests import CanaryParams
 from splitproof.setup.proc import python_argv
+from splitproof.verifier.boutique import MAX_RESPONSES
+from splitproof.verifier.errors import InputError
 
 CATALOG = "productcatalogservice"
 FRONTEND = "frontend"
@@ -23,7 +24,7 @@ CATALOG_PORT = 3550
 FRONTEND_PORT = 80
 
 # Version name -> MAX_RESPONSES of the recommendation instances carrying that `version` label.
-VERSION_MAX_RESPONSES = {"production": 5, "canary": 2}
+VERSION_MAX_RESPONSES = dict(MAX_RESPONSES)
 DEFAULT_REPLICAS = {"production": 1, "canary": 1, CATALOG: 1, FRONTEND: 1}
 _REPLICA_ALIASES = {"catalog": CATALOG, "productcatalog": CATALOG}
 MAX_REPLICAS = 8  # 2 shared cores: more would only measure the scheduler
@@ -87,7 +88,7 @@ def services(params: CanaryParams) -> list[Service]:
 
 
 def parse_replicas(spec: str | None) -> dict[str, int]:
-    """``production=2,canary=1`` -> full replica map (defaults for what is not named). ConfigError on bad input."""
+    """``production=2,canary=1`` -> full replica map (defaults for what is not named). InputError on bad input."""
     out = dict(DEFAULT_REPLICAS)
     if not spec:
         return out
@@ -96,14 +97,14 @@ def parse_replicas(spec: str | None) -> dict[str, int]:
         name, sep, value = part.strip().partition("=")
         name = _REPLICA_ALIASES.get(name.strip(), name.strip())
         if not sep or not name:
-            raise ConfigError(f"replicas must look like production=1,canary=1, got {spec!r}")
+            raise InputError(f"replicas must look like production=1,canary=1, got {spec!r}")
         if name in seen:
-            raise ConfigError(f"replicas: {name!r} given twice in {spec!r}")
+            raise InputError(f"replicas: {name!r} given twice in {spec!r}")
         seen.add(name)
         try:
             out[name] = int(value)
         except ValueError:
-            raise ConfigError(f"replicas for {name!r} must be an integer, got {value.strip()!r}") from None
+            raise InputError(f"replicas for {name!r} must be an integer, got {value.strip()!r}") from None
     validate_replicas(out)
     return out
 
@@ -112,10 +113,10 @@ def validate_replicas(replicas: Mapping[str, int]) -> None:
     for name, count in replicas.items():
         if name not in DEFAULT_REPLICAS:
             known = ", ".join(DEFAULT_REPLICAS)
-            raise ConfigError(f"replicas: unknown workload {name!r} (known: {known})")
+            raise InputError(f"replicas: unknown workload {name!r} (known: {known})")
         low = 0 if name in VERSION_MAX_RESPONSES else 1
         if isinstance(count, bool) or not isinstance(count, int) or not low <= count <= MAX_REPLICAS:
-            raise ConfigError(f"replicas for {name!r} must be an integer from {low} to {MAX_REPLICAS}, got {count!r}")
+            raise InputError(f"replicas for {name!r} must be an integer from {low} to {MAX_REPLICAS}, got {count!r}")
 
 
 def plan_instances(params: CanaryParams, replicas: Mapping[str, int] | None = None) -> list[InstanceSpec]:

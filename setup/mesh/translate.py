@@ -19,7 +19,7 @@ What istiod does and this mirrors:
   outbound ("sidecar") listener of their host's service; a service without one gets a default route to all of it.
 - gRPC services get HTTP/2 upstream connections.
 
-Anything a document asks for that this translation does not implement raises ConfigError naming the field path
+Anything a document asks for that this translation does not implement raises InputError naming the field path
 (``VirtualService ns/name: spec.http[0].retries is not supported by the local mesh``) -- never silently ignored.
 """
 
@@ -31,9 +31,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from splitproof.setup.errors import ConfigError
-from splitproof.setup.manifests import API_VERSIONS, weighted_route
 from splitproof.setup.mesh.topology import Endpoint, Service
+from splitproof.verifier.errors import InputError
+from splitproof.verifier.istio import API_VERSIONS, cluster_name, parse_cluster_name, split_carrier, weighted_route
 
 SUPPORTED_KINDS = ("Gateway", "VirtualService", "DestinationRule")
 INGRESS_LABELS: Mapping[str, str] = {"istio": "ingressgateway"}  # the labels of the local ingress "pod"
@@ -66,19 +66,6 @@ ISTIO_DEFAULT_RETRY: dict[str, Any] = {
 
 # ---------------------------------------------------------------------------------------------------------------
 # names
-
-
-def cluster_name(port: int, subset: str, fqdn: str) -> str:
-    """istiod's outbound cluster name."""
-    return f"outbound|{port}|{subset}|{fqdn}"
-
-
-def parse_cluster_name(name: str) -> tuple[int, str, str] | None:
-    """(port, subset, fqdn) of an ``outbound|...`` cluster name, None for anything else."""
-    parts = name.split("|")
-    if len(parts) != 4 or parts[0] != "outbound" or not parts[1].isdigit():
-        return None
-    return int(parts[1]), parts[2], parts[3]
 
 
 def ingress_listener_name(gateway_port: int) -> str:
@@ -127,10 +114,10 @@ class _Ctx:
     namespace: str
     name: str
 
-    def err(self, path: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.kind} {self.namespace}/{self.name}: {path} {problem}")
+    def err(self, path: str, problem: str) -> InputError:
+        return InputError(f"{self.kind} {self.namespace}/{self.name}: {path} {problem}")
 
-    def unsupported(self, path: str) -> ConfigError:
+    def unsupported(self, path: str) -> InputError:
         return self.err(path, "is not supported by the local mesh")
 
 
@@ -394,10 +381,10 @@ def _ctx_of(doc: Mapping[str, Any], index: int, default_namespace: str) -> _Ctx:
     meta = _mapping(doc.get("metadata"), where, "metadata")
     name = meta.get("name")
     if not isinstance(name, str) or not name:
-        raise ConfigError(f"document #{index} ({kind or 'no kind'}): metadata.name is required")
+        raise InputError(f"document #{index} ({kind or 'no kind'}): metadata.name is required")
     ctx = _Ctx(str(kind), str(meta.get("namespace") or default_namespace), name)
     if kind not in SUPPORTED_KINDS:
-        raise ConfigError(f"{kind} {ctx.namespace}/{name}: kind {kind!r} is not supported by the local mesh "
+        raise InputError(f"{kind} {ctx.namespace}/{name}: kind {kind!r} is not supported by the local mesh "
                           f"(supported: {', '.join(SUPPORTED_KINDS)})")
     if api not in API_VERSIONS:
         raise ctx.err("apiVersion", f"{api!r} is not one of {', '.join(API_VERSIONS)}")
@@ -593,7 +580,7 @@ def _route_config(name: str, virtual_hosts: list[dict[str, Any]]) -> dict[str, A
 
 def parse_documents(documents: Sequence[Any], services: Sequence[Service], default_namespace: str
                     ) -> tuple[list[_Gateway], list[_VirtualService], list[_DestinationRule]]:
-    """Validate every document (ConfigError naming the first unsupported/invalid field)."""
+    """Validate every document (InputError naming the first unsupported/invalid field)."""
     by_fqdn = {s.fqdn: s for s in services}
     gateways: list[_Gateway] = []
     vss: list[_VirtualService] = []
@@ -740,7 +727,7 @@ def route_destinations(route: Mapping[str, Any]) -> dict[str, int]:
 
 def matches_everything(route: Mapping[str, Any]) -> bool:
     """True for a catch-all Envoy route (prefix "/", no header or query condition): what a VirtualService http
-    entry without ``match`` becomes -- the route that carries the split (setup.manifests.weighted_route). Accepts
+    entry without ``match`` becomes -- the route that carries the split (verifier.istio.weighted_route). Accepts
     Envoy's JSON in either key spelling (our config: snake_case; ``istioctl proxy-config -o json``: camelCase)."""
     match = route.get("match") or {}
     conditions = ("headers", "query_parameters", "queryParameters", "path", "safe_regex", "safeRegex")
@@ -766,8 +753,7 @@ def subset_weights(route_config: Mapping[str, Any]) -> list[dict[str, Any]]:
 def split_route(routes: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     """The weights of the route that carries the split among ``subset_weights`` entries: the last catch-all
     (testers' header routes come first), else the only route; {} when there is none."""
-    catch_all = [r for r in routes if r.get("catch_all")]
-    chosen = catch_all[-1] if catch_all else (routes[0] if len(routes) == 1 else None)
+    chosen = split_carrier(routes, lambda r: bool(r.get("catch_all")))
     return dict(chosen["weights"]) if chosen else {}
 
 
@@ -798,13 +784,13 @@ def reweight(documents: Sequence[Any], service_fqdn: str, weights: Mapping[str, 
                 missing = [s for s in subsets if s not in weights]
                 extra = [s for s, w in weights.items() if s not in subsets and w]
                 if missing or extra:
-                    raise ConfigError(f"VirtualService {ns}/{meta.get('name')}: spec.http[{i}] splits across "
+                    raise InputError(f"VirtualService {ns}/{meta.get('name')}: spec.http[{i}] splits across "
                                       f"subsets {', '.join(subsets)}; the new weights name {', '.join(weights)}")
                 for d, subset in zip(dests, subsets, strict=True):
                     d["weight"] = int(weights[subset])
                 touched += 1
     if not touched:
-        raise ConfigError(f"no VirtualService route splits {service_fqdn} across subsets: nothing to reweight")
+        raise InputError(f"no VirtualService route splits {service_fqdn} across subsets: nothing to reweight")
     return out
 
 
@@ -828,6 +814,6 @@ def split_of(documents: Sequence[Any], service_fqdn: str, default_namespace: str
                 _resolve_host(str(h), ns) == service_fqdn for h in spec.get("hosts") or []):
             try:
                 weights = weighted_route(doc)  # the same reading as verify-split and cluster status
-            except ConfigError:
+            except InputError:
                 continue
     return subsets, weights

@@ -12,13 +12,13 @@ import os
 import sys
 from typing import Any
 
-from splitproof.setup.redact import redact
+from splitproof.verifier.redact import redact
 
 MAX_MESSAGE = 2000
 
 
 def error_text(message: object) -> str:
-    """``message`` fit to print: credentials redacted (setup.redact), control characters other than newlines
+    """``message`` fit to print: credentials redacted (verifier.redact), control characters other than newlines
     escaped (a server's raw bytes never reach the terminal), at most MAX_MESSAGE characters."""
     text = redact(str(message))
     text = "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in text)

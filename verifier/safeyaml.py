@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from splitproof.setup.inputfile import describe_size, read_bounded
+from splitproof.verifier.inputfile import describe_size, read_bounded
 
 MAX_BYTES = 8 << 20
 MAX_NODES = 2_000_000
