@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from helpers import PYTHON, REPO, decoys_hit, free_port, make_decoys, start_service
@@ -27,6 +27,7 @@ REAL_PROCESS_MODULES = frozenset({
     "test_cluster_steps", "test_cluster_up", "test_demo", "test_htmlreport", "test_loadtest_locust",
     "test_loadtest_units", "test_mesh", "test_protos", "test_sampler_e2e", "test_telemetry_envoy",
     "test_telemetry_envoy_prometheus", "test_telemetry_prometheus", "test_upstream_compat", "test_verifier_cli",
+    "test_setup_exit_codes",
 })
 LAB_WEIGHTS = {"production": 80, "canary": 20}
 
@@ -77,6 +78,23 @@ def mesh(_session_mesh: LocalMesh) -> Iterator[LocalMesh]:
     yield _session_mesh
     if dict(_session_mesh.params.weights) != LAB_WEIGHTS:
         _session_mesh.set_weights(LAB_WEIGHTS)
+
+
+# ------------------------------------------------------------------ a cluster, through the recorded fakes
+
+
+@pytest.fixture(scope="session")
+def finished_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The fake cluster's state after `canary-setup up --provider kind` (tests/fakes: run once per session);
+    a test loads a copy into its own FakeCluster."""
+    from fakes.harness import FakeCluster
+
+    from splitproof.setup.cli import main
+
+    with pytest.MonkeyPatch.context() as mp:
+        fake = FakeCluster(tmp_path_factory.mktemp("finished"), mp)
+        assert main(["up", "--provider", "kind", "--canary-image", "registry.example/reco:canary"]) == 0
+        return fake.world()
 
 
 # ------------------------------------------------------------------ local boutique services (real processes)

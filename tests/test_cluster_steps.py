@@ -1,4 +1,5 @@
-"""The single steps against the recorded fakes, starting from a cluster a real `up` (against the fakes) left behind:
+"""The single steps against the recorded fakes, starting from a cluster a real `up` (against the fakes) left behind
+(the session's ``finished_world``, tests/conftest.py):
 the proxy wait and its timeout, the gRPC gateway route, refusals, sidecar verification, status, down, loadtest,
 preflight and usage errors."""
 
@@ -22,15 +23,6 @@ KIND = ["--provider", "kind"]
 NS = "online-boutique"
 REPO = Path(__file__).resolve().parent.parent
 KUBECTL = REPO / ".venv" / "bin" / "kubectl"
-
-
-@pytest.fixture(scope="module")
-def finished_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The fake cluster's state after `canary-setup up --provider kind` (run once for this module)."""
-    with pytest.MonkeyPatch.context() as mp:
-        fake = FakeCluster(tmp_path_factory.mktemp("finished"), mp)
-        assert main(["up", *KIND, "--canary-image", "registry.example/reco:canary"]) == 0
-        return fake.world()
 
 
 @pytest.fixture

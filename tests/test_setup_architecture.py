@@ -5,6 +5,7 @@ imports inside functions and ``TYPE_CHECKING`` blocks --, imports that only poin
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,6 +151,23 @@ def test_one_process_toolkit(needle: str) -> None:
 
 
 def test_comments_cite_public_sources_not_the_labs_notes() -> None:
-    cited = [str(p.relative_to(REPO)) for p in [*modules().values(), *sorted((REPO / "tests").rglob("*.py"))]
-             if "FACTS" + ".md" in p.read_text(encoding="utf-8")]
+    """Users of the project do not have the lab's private notes: setup, tests and bench cite public sources."""
+    files = [p for folder in ("setup", "tests", "bench") for p in sorted((REPO / folder).rglob("*"))
+             if p.is_file() and p.suffix in (".py", ".md", ".j2", ".yaml", ".json", ".txt")]
+    cited = [str(p.relative_to(REPO)) for p in files if "FACTS" + ".md" in p.read_text(encoding="utf-8")]
     assert cited == []
+
+
+# What a test module that starts real processes contains (a test may ask for the session's ``mesh`` fixture).
+PROCESS_SIGNS = re.compile(r"subprocess|run_installed|start_service|LocalMesh|FakeCluster|proc\.spawn|ServiceGroup|"
+                           r"promharness|envoyharness|: Spawned|def test_\w+\([^)]*\bmesh\b")
+
+
+def test_every_test_module_starting_processes_is_marked_slow() -> None:
+    """``make test-fast`` (``-m "not slow"``) must not start processes: conftest marks these modules slow."""
+    from conftest import REAL_PROCESS_MODULES
+
+    starting = {p.stem for p in sorted((REPO / "tests").glob("test_*.py"))
+                if p.stem != Path(__file__).stem and PROCESS_SIGNS.search(p.read_text(encoding="utf-8"))}
+    assert starting - REAL_PROCESS_MODULES == set()
+    assert REAL_PROCESS_MODULES - {p.stem for p in (REPO / "tests").glob("test_*.py")} == set()  # no stale names
