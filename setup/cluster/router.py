@@ -8,7 +8,7 @@ Reference: https://istio.io/latest/docs/reference/commands/istioctl/#istioctl-pr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,7 +20,16 @@ from splitproof.setup.cluster.options import FRONTEND_SELECTOR, INGRESS_SELECTOR
 from splitproof.setup.cluster.runner import READ, WAIT
 from splitproof.setup.envoyroutes import served_split
 from splitproof.setup.errors import SetupError
-from splitproof.setup.router import ProxyWeights, Routing, ServedWeights, Weights, describe, normalize, wait_served
+from splitproof.setup.router import (
+    VIRTUAL_SERVICE,
+    ProxyWeights,
+    Routing,
+    ServedWeights,
+    Weights,
+    describe,
+    normalize,
+    wait_served,
+)
 
 PROXY_POLL_S = 0.5  # between `istioctl proxy-config routes` rounds: each is a call against the cluster
 READ_TIMEOUT_S = 60.0
@@ -38,6 +47,14 @@ class ProxyTarget:
     @property
     def name(self) -> str:
         return f"{self.label} {self.pod}"
+
+
+def _virtual_services(opts: Options, routing: Routing) -> list[dict[str, Any]]:
+    return resources.routing_documents(opts, routing.gateway_hosts)
+
+
+# Routing kind -> the documents that declare the split in that API (issue 17 adds the Gateway API's HTTPRoute).
+DOCUMENTS: dict[str, Callable[[Options, Routing], list[dict[str, Any]]]] = {VIRTUAL_SERVICE: _virtual_services}
 
 
 def routing_of(opts: Options, namespace: str, grpc_live: Mapping[str, Any] | None) -> Routing:
@@ -70,10 +87,11 @@ class ClusterRouter:
         return self._routing
 
     def documents(self, weights: Mapping[str, int]) -> list[dict[str, Any]]:
-        """The routing documents carrying ``weights`` (rendered from the same templates as the local mesh's)."""
+        """The routing documents carrying ``weights`` in the routing's API (rendered from the same templates as the
+        local mesh's); InputError for weights the params refuse."""
         opts = replace(self.ctx.opts, weights=dict(weights))
         opts.params().validate()
-        return resources.routing_documents(opts, self._routing.gateway_hosts)
+        return DOCUMENTS[self._routing.kind](opts, self._routing)
 
     def set_weights(self, weights: Mapping[str, int]) -> None:
         """``kubectl apply`` each routing document that differs from the live one (reported line by line)."""
