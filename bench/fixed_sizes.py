@@ -12,8 +12,8 @@ import time
 import numpy as np
 from scipy import stats as sps
 
-from splitproof.verifier.exact import compositions, goodness_of_fit, log_pmf
-from splitproof.verifier.stats import judge
+from splitproof.verifier.stats.exact import compositions, goodness_of_fit, log_pmf
+from splitproof.verifier.stats.fixed import judge
 
 CONFIGS: tuple[tuple[float, ...], ...] = ((0.9, 0.05, 0.05), (0.8, 0.1, 0.1), (0.98, 0.01, 0.01), (0.6, 0.3, 0.1),
                                           (0.4, 0.3, 0.2, 0.1))

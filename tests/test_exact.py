@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from splitproof.verifier.exact import compositions, exact_multinomial_p_value, goodness_of_fit, log_pmf
-from splitproof.verifier.stats import FAIL, judge
+from splitproof.verifier.stats.exact import compositions, exact_multinomial_p_value, goodness_of_fit, log_pmf
+from splitproof.verifier.stats.fixed import judge
+from splitproof.verifier.verdict import FAIL
 
 ALPHA = 0.01
 
