@@ -95,3 +95,10 @@ def test_every_package_folder_says_what_its_modules_are() -> None:
         named = set(re.findall(r"``(\w+)``", path.read_text(encoding="utf-8")))
         actual = {p.stem for p in path.parent.glob("*.py") if p.stem != "__init__"}
         assert actual <= named, (name, actual - named)
+
+
+def test_the_api_docstring_example_runs() -> None:
+    import doctest
+
+    result = doctest.testmod(verifier)
+    assert result.attempted >= 2 and result.failed == 0

@@ -7,7 +7,7 @@ percentage points once, at their edge.
 
     >>> from splitproof.verifier import verify, Outcome
     >>> v = verify(["production"] * 800 + ["canary"] * 200, {"production": 0.8, "canary": 0.2})
-    >>> v.outcome is Outcome.INCONCLUSIVE, v.row("canary").interval.level
+    >>> v.outcome is Outcome.PASS, v.row("canary").interval.level
     (True, 0.98)
 
 The layers (README "Architecture"): :mod:`~splitproof.verifier.inputs` and :mod:`~splitproof.verifier.telemetry`
@@ -19,7 +19,8 @@ produce observations; the one :class:`Tally` counts them; :mod:`~splitproof.veri
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers treat the name as True)
 
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
