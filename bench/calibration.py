@@ -227,7 +227,7 @@ def section_small(runs: int) -> list[str]:
                      f"{fixed[FAIL]:.3f} | {dead_fixed} | {alive.rate(PASS):.3f} / {alive.rate(FAIL):.3f}, "
                      f"{med_p90(alive.stopped_at[alive.outcome == PASS])} | {dead.rate(PASS):.3f} / "
                      f"{dead.rate(FAIL):.3f}, {np.median(dead.stopped_at):,.0f} | PASS {strict.rate(PASS):.3f} |")
-    lines += ["", "Before (the audit of issue 11, flat ±5 pp): a dead 1% canary PASSed fixed-n at the planned n and "
+    lines += ["", "Before the per-version margins (a flat ±5 pp): a dead 1% canary PASSed fixed-n at the planned n and "
               "sequentially after 537 responses; with max_unattributed 0 a dead 3% canary PASSed after 72.", ""]
     return lines
 

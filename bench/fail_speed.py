@@ -4,7 +4,7 @@ Designs, all anytime-valid (FAIL when the statistic reaches 1/alpha; Ville's ine
 rate by alpha for each):
 
 * ``tight``: the Dirichlet-multinomial mixture centred on the expected split (concentration 1/(4 tol^2)) -- the
-  gate's FAIL test before issue 11;
+  gate's FAIL test before the betting e-value joined it;
 * ``betting``: the plug-in Kelly bettor, computed here response by response: on response t it stakes its running
   add-1/2 estimate of the shares, wealth ``prod_t q_t(x_t) / p(x_t)`` with ``q_t = (x_{<t} + 1/2) / (t - 1 + k/2)``
   (a betting confidence sequence's test of the expected split);

@@ -21,7 +21,7 @@ SIZES = (20, 30, 45, 65, 80, 105, 150, 220, 300, 420, 575)
 
 
 def sizes(p: np.ndarray, n: int, alpha: float) -> tuple[float, float]:
-    """(size of the rule before issue 11, exact multinomial size) at alpha: P(reject) under the expected split,
+    """(size of the earlier chi-square rule, exact multinomial size) at alpha: P(reject) under the expected split,
     summed exactly. Before: Pearson chi-square when every expected count is at least 5, else the exact test."""
     outcomes = compositions(n, len(p))
     lp = log_pmf(outcomes, p)

@@ -1,7 +1,7 @@
 """Counts-only sources: the gate's batch API decides at batch boundaries, and the order inside a batch is moot.
 
 Telemetry (Prometheus counters, access-log aggregates) delivers counts per interval, not an ordered stream. Fed
-through ``observe()`` in an order of one's choosing such a batch breaks anytime validity (issue 11: a perfect
+through ``observe()`` in an order of one's choosing such a batch breaks anytime validity (a perfect
 80/20 batch of 500 fed production-first FAILs after a few dozen responses); ``observe_counts`` /
 ``observe_batch`` update the statistics by the whole batch and decide only at its end.
 """

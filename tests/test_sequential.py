@@ -152,7 +152,7 @@ def test_a_versions_own_p_value_neither_stops_the_gate_nor_blocks_its_pass():
 
 @pytest.mark.slow
 def test_the_gate_never_freezes_an_inconclusive_verdict():
-    """Issue 11: at a true 63/27/10 (inside the margins of 60/30/10) 3 of these 150 seeded runs stopped with
+    """A regression: at a true 63/27/10 (inside the margins of 60/30/10) 3 of these 150 seeded runs stopped with
     decided=True, INCONCLUSIVE and "about 1 more samples". Decided means PASS or FAIL."""
     rng = np.random.default_rng(1)
     outcomes = {PASS: 0, FAIL: 0, INCONCLUSIVE: 0}

@@ -249,7 +249,7 @@ def test_no_data_is_inconclusive():
     assert v.outcome == INCONCLUSIVE and v.n == 0 and v.rows[0].share is None
 
 
-# ------------------------------------------------------------------------------- statuses and reasons (issue 11)
+# ---------------------------------------------------------------------------------------- statuses and reasons
 
 
 def test_pass_follows_its_rule_with_three_versions():

@@ -27,20 +27,22 @@ import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from splitproof.verifier import defaults
 from splitproof.verifier.errors import InputError
 from splitproof.verifier.expected import Expected, as_expected
 from splitproof.verifier.health.batches import error_counts
-from splitproof.verifier.health.model import HealthVerdict
-from splitproof.verifier.health.sequential import HealthMonitor
 from splitproof.verifier.inputs.attribution import Attribution
 from splitproof.verifier.inputs.records import Record, unattributed_cause
 from splitproof.verifier.stats.checks import check_counts, check_parameters
 from splitproof.verifier.stats.fixed import judge
 from splitproof.verifier.stats.sequential import SequentialGate
 from splitproof.verifier.verdict import Method, Verdict
+
+if TYPE_CHECKING:
+    from splitproof.verifier.health.model import HealthVerdict
+    from splitproof.verifier.health.sequential import HealthMonitor
 
 UNATTRIBUTED = "unattributed"  # the cause of an unattributed response nobody named
 
