@@ -12,6 +12,9 @@ TOLERANCE = 0.05            # PASS needs every share within expected +- min(tole
 MAX_UNATTRIBUTED = 0.01     # FAIL when unattributed responses are shown above this rate
 POWER = 0.9                 # --plan and "about N more samples": the probability of deciding
 
+MAX_ERROR_INCREASE = 0.01   # health: PASS needs the canary's error rate shown below production's + 1 pp
+MAX_SLOW_INCREASE = 0.05    # health: ... and its share of slow responses below production's + 5 pp
+
 SEQUENTIAL_MAX_SAMPLES = 20_000   # live sequential sampling stops INCONCLUSIVE after this many responses ...
 LIVE_DURATION_S = 600.0           # ... or after this many seconds
 UNREACHABLE_AFTER = 20            # this many responses at the start, none successful: the target is unreachable

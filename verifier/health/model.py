@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from numbers import Integral
 from typing import Any, Final
 
-from splitproof.verifier import fmt
+from splitproof.verifier import defaults, fmt
 from splitproof.verifier.errors import InputError
 from splitproof.verifier.exitcodes import ExitCode
 from splitproof.verifier.health.latency import SlowThreshold
@@ -36,8 +36,6 @@ ERRORS = "errors"
 LATENCY = "latency"
 WORSE = Status.WORSE         # row status: shown worse than production + fail_margin
 NOT_JUDGED: Final = None     # metric outcome: its per-version counts are not available
-DEFAULT_MAX_ERROR_INCREASE = 0.01   # 1 pp
-DEFAULT_MAX_SLOW_INCREASE = 0.05    # 5 pp of responses slower than the threshold
 ERROR_DEFINITION = "HTTP 5xx or no response, gRPC status other than OK, product page without its recommendations"
 
 
@@ -98,11 +96,11 @@ class Criterion:
         return self.threshold.describe() if self.threshold else "slower than production's warm-up quantile"
 
 
-def error_criterion(max_increase: float = DEFAULT_MAX_ERROR_INCREASE, fail_margin: float = 0.0) -> Criterion:
+def error_criterion(max_increase: float = defaults.MAX_ERROR_INCREASE, fail_margin: float = 0.0) -> Criterion:
     return Criterion(ERRORS, max_increase, fail_margin)
 
 
-def latency_criterion(threshold: SlowThreshold | None = None, max_increase: float = DEFAULT_MAX_SLOW_INCREASE,
+def latency_criterion(threshold: SlowThreshold | None = None, max_increase: float = defaults.MAX_SLOW_INCREASE,
                       fail_margin: float = 0.0) -> Criterion:
     return Criterion(LATENCY, max_increase, fail_margin, threshold)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from scipy import stats as sps
 
+from splitproof.verifier import defaults
 from splitproof.verifier.errors import InputError
 from splitproof.verifier.health.difference import constrained_mle_scalar, exact_p_value, log_e_value, rate_prior
 
@@ -159,8 +160,9 @@ def _largest_rejected(test: Callable[[int], bool], guess: int, limit: int) -> in
     return lo
 
 
-def fixed_n_rates(n_c: int, n_p: int, canary_rate: float, production_rate: float, *, max_increase: float = 0.01,
-                  fail_margin: float = 0.0, alpha: float = 0.01, fail_tests: int = 2) -> tuple[float, float]:
+def fixed_n_rates(n_c: int, n_p: int, canary_rate: float, production_rate: float, *,
+                  max_increase: float = defaults.MAX_ERROR_INCREASE, fail_margin: float = 0.0,
+                  alpha: float = defaults.ALPHA, fail_tests: int = 2) -> tuple[float, float]:
     """Exact (P(FAIL), P(PASS)) of the fixed-n judge given ``n_c`` canary and ``n_p`` production responses.
 
     For each production count j (binomial mass above 1e-12) it finds where the judge's own exact p-values start
@@ -241,8 +243,9 @@ def exact_plan(n0: int, share: float, pc: float, pp: float, *, verdict: str, max
     return hi
 
 
-def plan_health(share: float, production_rate: float = 0.0, increase: float = 0.0, *, max_increase: float = 0.01,
-                fail_margin: float = 0.0, alpha: float = 0.01, fail_tests: int = 2, power: float = 0.9,
+def plan_health(share: float, production_rate: float = 0.0, increase: float = 0.0, *,
+                max_increase: float = defaults.MAX_ERROR_INCREASE, fail_margin: float = 0.0,
+                alpha: float = defaults.ALPHA, fail_tests: int = 2, power: float = defaults.POWER,
                 pair_share: float | None = None) -> HealthPlan:
     """Responses needed to judge a canary whose rate is ``production_rate + increase``.
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from splitproof.verifier import defaults
 from splitproof.verifier.health.difference import (
     constrained_mle,
     log_likelihood,
@@ -151,8 +152,9 @@ def crossings(counts: Counts, *, max_increase: float, fail_margin: float, alpha:
 
 
 def simulate_health(share: float, canary_rate: float, production_rate: float, *, runs: int, horizon: int,
-                    look_every: int = 1, max_increase: float = 0.01, fail_margin: float = 0.0, alpha: float = 0.01,
-                    fail_tests: int = 2, seed: int = 0, chunk_cells: int = 4_000_000) -> HealthRuns:
+                    look_every: int = 1, max_increase: float = defaults.MAX_ERROR_INCREASE, fail_margin: float = 0.0,
+                    alpha: float = defaults.ALPHA, fail_tests: int = 2, seed: int = 0,
+                    chunk_cells: int = 4_000_000) -> HealthRuns:
     """The sequential judge on ``runs`` independent streams of bad/good responses, one metric, one canary."""
     rng = np.random.default_rng(seed)
     looks = looks_at(horizon, look_every)
