@@ -133,3 +133,14 @@ def test_telemetry_batches_feed_the_health_monitor_from_the_same_tally() -> None
     assert tally.total == 6 * 1007
     with pytest.raises(InputError, match="statuses"):
         tally.add_batch(Batch({"production": 8, "canary": 2}))
+
+
+def test_the_locust_live_tab_shows_the_sequential_verdicts_interval() -> None:
+    from splitproof.verifier import fmt
+
+    live = LiveSplit(config_from_options(Namespace(expected="20")))
+    live.observe(stream(300, 0.2, seed=2))
+    assert not live.decided
+    rows = {r["version"]: r["interval"] for r in live.rows()}
+    for row in live.gate.verdict().rows:
+        assert rows[row.version] == f"{fmt.pct(row.lo, missing='-')} - {fmt.pct(row.hi, missing='-')}"
