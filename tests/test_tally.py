@@ -144,3 +144,10 @@ def test_the_locust_live_tab_shows_the_sequential_verdicts_interval() -> None:
     rows = {r["version"]: r["interval"] for r in live.rows()}
     for row in live.gate.verdict().rows:
         assert rows[row.version] == f"{fmt.pct(row.lo, missing='-')} - {fmt.pct(row.hi, missing='-')}"
+
+
+def test_one_count_batch_may_be_given_as_it_is() -> None:
+    assert verify({"production": 800, "canary": 200}, SPLIT) == judge({"production": 800, "canary": 200}, 0, SPLIT)
+    assert verify(Batch({"production": 800, "canary": 200}), SPLIT).n == 1000
+    with pytest.raises(InputError, match="not a string"):
+        verify("production", SPLIT)
