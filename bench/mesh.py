@@ -39,7 +39,7 @@ from splitproof.setup.mesh.envoy import Admin, ConfigFiles, bootstrap, envoy_arg
 from splitproof.setup.mesh.supervisor import spawn
 from splitproof.setup.mesh.topology import services
 from splitproof.setup.mesh.translate import ListenerPorts, translate
-from splitproof.verifier.attribution import count_recommendations
+from splitproof.verifier.inputs.attribution import count_recommendations
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADING = "## Local mesh"

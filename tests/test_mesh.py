@@ -26,8 +26,8 @@ from splitproof.setup.manifests import CanaryParams
 from splitproof.setup.mesh import LocalMesh
 from splitproof.setup.mesh.state import read_state, same_process
 from splitproof.setup.proc import port_open, wait_until
-from splitproof.verifier.attribution import count_recommendations
 from splitproof.verifier.exitcodes import ExitCode
+from splitproof.verifier.inputs.attribution import count_recommendations
 
 HEADER = "x-version"
 PRODUCT = "OLJCESPC7Z"
