@@ -5,7 +5,7 @@
 Baseline: the fixed-n test at its planned sample size (``verifier.stats.plan``) -- what a careful user would run
 without the sequential gate. Everything is simulated with independent draws (Envoy's per-request split) through
 the project's own code: the fixed-n verdicts come from ``verifier.stats.judge`` (evaluated once per possible
-canary count, then looked up), the sequential ones from ``verifier.simulation`` (numpy; checked decision for
+canary count, then looked up), the sequential ones from ``verifier.stats.simulation`` (numpy; checked decision for
 decision against ``SequentialGate`` in tests/test_sequential.py and tests/test_batches.py). Also measured: batched
 (counts-only) sources, the FAIL designs side by side (bench/fail_speed.py), the fixed-n test with three or more
 versions across n (bench/fixed_sizes.py), small canaries dead and alive, and the gate's cost per observation
@@ -30,9 +30,11 @@ from scipy import stats as sps
 from bench.fail_speed import DESIGNS, crossings
 from bench.fixed_sizes import judge_cost, size_table
 from bench.machine import describe
-from splitproof.verifier.sequential import SequentialGate
-from splitproof.verifier.simulation import naive_repeated_chi_square, simulate_sequential
-from splitproof.verifier.stats import FAIL, PASS, judge, plan
+from splitproof.verifier.stats.fixed import judge
+from splitproof.verifier.stats.planning import plan
+from splitproof.verifier.stats.sequential import SequentialGate
+from splitproof.verifier.stats.simulation import naive_repeated_chi_square, simulate_sequential
+from splitproof.verifier.verdict import FAIL, PASS
 
 SPLIT = {"production": 0.8, "canary": 0.2}
 MULTI = {"a": 0.6, "b": 0.3, "c": 0.1}
@@ -225,7 +227,7 @@ def section_small(runs: int) -> list[str]:
                      f"{fixed[FAIL]:.3f} | {dead_fixed} | {alive.rate(PASS):.3f} / {alive.rate(FAIL):.3f}, "
                      f"{med_p90(alive.stopped_at[alive.outcome == PASS])} | {dead.rate(PASS):.3f} / "
                      f"{dead.rate(FAIL):.3f}, {np.median(dead.stopped_at):,.0f} | PASS {strict.rate(PASS):.3f} |")
-    lines += ["", "Before (the audit of issue 11, flat ±5 pp): a dead 1% canary PASSed fixed-n at the planned n and "
+    lines += ["", "Before the per-version margins (a flat ±5 pp): a dead 1% canary PASSed fixed-n at the planned n and "
               "sequentially after 537 responses; with max_unattributed 0 a dead 3% canary PASSed after 72.", ""]
     return lines
 

@@ -4,14 +4,14 @@ Designs, all anytime-valid (FAIL when the statistic reaches 1/alpha; Ville's ine
 rate by alpha for each):
 
 * ``tight``: the Dirichlet-multinomial mixture centred on the expected split (concentration 1/(4 tol^2)) -- the
-  gate's FAIL test before issue 11;
+  gate's FAIL test before the betting e-value joined it;
 * ``betting``: the plug-in Kelly bettor, computed here response by response: on response t it stakes its running
   add-1/2 estimate of the shares, wealth ``prod_t q_t(x_t) / p(x_t)`` with ``q_t = (x_{<t} + 1/2) / (t - 1 + k/2)``
   (a betting confidence sequence's test of the expected split);
-* ``gate``: the gate's FAIL test now -- the mean of the two, evaluated by ``verifier.simulation`` (the bench
+* ``gate``: the gate's FAIL test now -- the mean of the two, evaluated by ``verifier.stats.simulation`` (the bench
   checks it equals the mean of the other two columns, so the comparison is of the shipped code).
 
-PASS is the same rule for all three (the confidence sequences of ``verifier.simulation``); a run stops at the
+PASS is the same rule for all three (the confidence sequences of ``verifier.stats.simulation``); a run stops at the
 first crossing of either, FAIL winning a tie.
 """
 
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammaln
 
-from splitproof.verifier.mixture import KT_PRIOR, LOG_HALF, dm_concentration, log_threshold
-from splitproof.verifier.simulation import batch_looks, sequential_statistics
+from splitproof.verifier.stats.mixture import KT_PRIOR, LOG_HALF, dm_concentration, log_threshold
+from splitproof.verifier.stats.simulation import batch_looks, sequential_statistics
 
 DESIGNS = ("tight", "betting", "gate")
 
@@ -101,7 +101,7 @@ def crossings(expected: np.ndarray, truth: np.ndarray, *, runs: int, horizon: in
         if not np.array_equal(mean > limit, fail_gate):  # the shipped statistic is exactly the mean of the two
             close = np.abs(mean - limit) < 1e-6
             if not np.array_equal((mean > limit) | close, fail_gate | close):
-                raise RuntimeError("verifier.simulation's FAIL statistic is not the mean of tight and betting")
+                raise RuntimeError("verifier.stats.simulation's FAIL statistic is not the mean of tight and betting")
         out["tight"].append(_first(tight > limit, looks))
         out["betting"].append(_first(betting > limit, looks))
         out["gate"].append(_first(fail_gate, looks))

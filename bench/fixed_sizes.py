@@ -12,8 +12,8 @@ import time
 import numpy as np
 from scipy import stats as sps
 
-from splitproof.verifier.exact import compositions, goodness_of_fit, log_pmf
-from splitproof.verifier.stats import judge
+from splitproof.verifier.stats.exact import compositions, goodness_of_fit, log_pmf
+from splitproof.verifier.stats.fixed import judge
 
 CONFIGS: tuple[tuple[float, ...], ...] = ((0.9, 0.05, 0.05), (0.8, 0.1, 0.1), (0.98, 0.01, 0.01), (0.6, 0.3, 0.1),
                                           (0.4, 0.3, 0.2, 0.1))
@@ -21,7 +21,7 @@ SIZES = (20, 30, 45, 65, 80, 105, 150, 220, 300, 420, 575)
 
 
 def sizes(p: np.ndarray, n: int, alpha: float) -> tuple[float, float]:
-    """(size of the rule before issue 11, exact multinomial size) at alpha: P(reject) under the expected split,
+    """(size of the earlier chi-square rule, exact multinomial size) at alpha: P(reject) under the expected split,
     summed exactly. Before: Pearson chi-square when every expected count is at least 5, else the exact test."""
     outcomes = compositions(n, len(p))
     lp = log_pmf(outcomes, p)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from splitproof.setup import proc
 from splitproof.setup.boutique.launcher import Spawned, spawn
-from splitproof.verifier.attribution import count_recommendations
+from splitproof.verifier.inputs.attribution import count_recommendations
 
 PRODUCT = "OLJCESPC7Z"
 

@@ -3,9 +3,9 @@
     python -m bench.health_calibration [--runs 2000] [--update]
 
 Everything is simulated (seeded) through the project's own code: the sequential judge by
-``verifier.health_simulation.crossings`` (checked decision for decision against ``HealthMonitor`` in
+``verifier.health.simulation.crossings`` (checked decision for decision against ``HealthMonitor`` in
 tests/test_health_simulation.py), the fixed-n judge by exact binomial sums over its rejection region
-(``fixed_n_rates``, the judge's own p-values), the peers by ``verifier.health_peers`` -- all on the same simulated
+(``fixed_n_rates``, the judge's own p-values), the peers by ``verifier.health.peers`` -- all on the same simulated
 responses. Baseline: the fixed-n judge at its planned n (``plan_health``), what a careful user runs without
 sequential looks; and the peers as they are configured in their documentation.
 
@@ -24,13 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.machine import describe
-from splitproof.verifier.health_peers import (
-    kayenta_first_high,
-    step_series,
-    threshold_first_failure,
-)
-from splitproof.verifier.health_plan import fixed_n_rates, plan_health
-from splitproof.verifier.health_simulation import (
+from splitproof.verifier.health.peers import kayenta_first_high, step_series, threshold_first_failure
+from splitproof.verifier.health.plan import fixed_n_rates, plan_health
+from splitproof.verifier.health.simulation import (
     HealthRuns,
     crossings,
     cumulate,

@@ -43,7 +43,7 @@ from splitproof.setup.mesh.envoy_build import ListenerPorts
 from splitproof.setup.mesh.topology import services
 from splitproof.setup.mesh.translate import translate
 from splitproof.setup.mesh.xds import ConfigFiles
-from splitproof.verifier.attribution import count_recommendations
+from splitproof.verifier.inputs.attribution import count_recommendations
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADING = "## Local mesh"

@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.machine import describe
 from splitproof.setup.proc import python_argv
-from splitproof.verifier.records import Record
+from splitproof.verifier.inputs.records import Record
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADING = "## Verifier throughput"
@@ -130,7 +130,7 @@ Baseline: a Python child that only counts the file's lines. Measured: `verify-sp
 
 Memory stays flat: peak RSS {rss_big} MiB on {n:,} records vs {rss_small} MiB on {n // 10:,} (ratio
 {rss_big / max(rss_small, 1):.2f}); what remains is the interpreter with numpy/scipy/rich imported. The reader streams
-and keeps only counters. Canonical lines take a regex fast path (`verifier/records.py`); the rest of the time per
+and keeps only counters. Canonical lines take a regex fast path (`verifier/inputs/records.py`); the rest of the time per
 record is validation, attribution and counting in Python.
 """
 

@@ -104,7 +104,7 @@ each reader in its own child process, same run.
 Refusals (`verifier/safeyaml.py`, in-process): a nine-level "billion laughs" (~600 bytes, 9^9 = 387M nodes expanded)
 in {bomb_ms:.1f} ms ("{bomb_why}"); 50 MiB in {big_ms:.2f} ms, before any parsing. Without the
 bounds the bomb's error message never finished formatting (past 1.9 GB after 30 s) and 50 MB took 145 s and 650 MB
-in the pure-Python loader (issue 10).
+in the pure-Python loader.
 """)
     return 0
 

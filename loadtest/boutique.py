@@ -36,10 +36,11 @@ from locust.exception import StopUser
 
 from splitproof.loadtest import grpc_client, plugin
 from splitproof.protos import demo_pb2
-from splitproof.verifier.boutique import PRODUCT_IDS  # the upstream catalog's 9 ids (FACTS.md)
-from splitproof.verifier.outcome import grpc_reply_outcome, product_page_outcome
+from splitproof.verifier.boutique import PRODUCT_IDS  # upstream's 9 (src/productcatalogservice/products.json)
+from splitproof.verifier.inputs.classify import grpc_reply_outcome, product_page_outcome
 
-# gevent integration for grpc must precede every gRPC object of the process (FACTS.md).
+# gevent integration for grpc must precede every gRPC object of the process: init_gevent() "must be called ... BEFORE
+# creating and gRPC objects" (grpc/grpc src/python/grpcio/grpc/experimental/gevent.py; see loadtest/grpc_client.py).
 grpc_client.ensure_gevent()
 plugin.install()
 

@@ -3,7 +3,9 @@
 Options are registered on Locust's parser (``events.init_command_line_parser``), so they also work from a Locust
 config file or ``LOCUST_*`` environment variables, and travel from the master to the workers with the rest of
 the parsed options. Values are kept as the strings the user typed and parsed here, so a bad value is one line
-naming the option (exit code 2), never a traceback.
+naming the option (exit code 2), never a traceback. This is the Locust edge: ``--tolerance`` (percentage points) and
+``--max-unattributed`` (percent) are converted here, once, into the fractions of the verifier's API; the defaults
+are the verifier's (verifier.defaults).
 """
 
 from __future__ import annotations
@@ -13,18 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from splitproof.verifier.attribution import (
+from splitproof.verifier import defaults
+from splitproof.verifier.errors import InputError
+from splitproof.verifier.expected import Expected, check_attributable, from_canary_percent, from_weights_spec
+from splitproof.verifier.inputs.attribution import (
     DEFAULT_GRPC_CLASSES,
     DEFAULT_HTML_CLASSES,
     Attribution,
     parse_class_overrides,
 )
-from splitproof.verifier.errors import InputError
-from splitproof.verifier.expected import Expected, check_attributable, from_canary_percent, from_weights_spec
-
-DEFAULT_ALPHA = 0.01
-DEFAULT_TOLERANCE = 5.0  # percentage points
-DEFAULT_MAX_UNATTRIBUTED = 1.0  # percent of all split responses
 
 # ShopperUser task names (as on the command line) -> the upstream load generator's weights.
 SHOPPER_TASKS: dict[str, int] = {
@@ -58,12 +57,13 @@ def add_arguments(parser: Any) -> None:
     group.add_argument("--weights", metavar="NAME=W,...", default=None,
                        help="expected split as Istio weights summing to 100, e.g. production=80,canary=20")
     group.add_argument("--tolerance", metavar="PP", default=None,
-                       help=f"equivalence margin in percentage points (default {DEFAULT_TOLERANCE:g})")
+                       help=f"equivalence margin in percentage points "
+                            f"(default {defaults.points(defaults.TOLERANCE):g})")
     group.add_argument("--alpha", metavar="A", default=None,
-                       help=f"significance level (default {DEFAULT_ALPHA:g})")
+                       help=f"significance level (default {defaults.ALPHA:g})")
     group.add_argument("--max-unattributed", metavar="PERCENT", default=None,
                        help=f"FAIL when more than this percent of split responses are unattributed "
-                            f"(default {DEFAULT_MAX_UNATTRIBUTED:g})")
+                            f"(default {defaults.points(defaults.MAX_UNATTRIBUTED):g})")
     group.add_argument("--stop-on-verdict", action="store_true", default=False,
                        help="stop the test at the first decision of the sequential (always-valid) test")
     group.add_argument("--html-class", metavar="NAME=COUNT", action="append", default=None,
@@ -83,9 +83,9 @@ class SplitConfig:
     results_path: str | None = None
     append: bool = False
     expected: Expected | None = None
-    alpha: float = DEFAULT_ALPHA
-    tolerance: float = DEFAULT_TOLERANCE  # percentage points
-    max_unattributed: float = DEFAULT_MAX_UNATTRIBUTED  # percent
+    alpha: float = defaults.ALPHA
+    tolerance: float = defaults.TOLERANCE                 # a fraction (typed in percentage points)
+    max_unattributed: float = defaults.MAX_UNATTRIBUTED   # a fraction (typed in percent)
     stop_on_verdict: bool = False
     attribution: Attribution = field(default_factory=Attribution)
     shopper_tasks: Mapping[str, int] | None = None
@@ -213,10 +213,11 @@ def config_from_options(options: Any) -> SplitConfig:
         results_path=_text(get("split_results")),
         append=bool(get("split_results_append")),
         expected=expected,
-        alpha=_number(get("alpha"), "--alpha", 0.0, 0.5, DEFAULT_ALPHA),
-        tolerance=_number(get("tolerance"), "--tolerance", 0.0, 100.0, DEFAULT_TOLERANCE),
-        max_unattributed=_number(get("max_unattributed"), "--max-unattributed", 0.0, 100.0,
-                                 DEFAULT_MAX_UNATTRIBUTED, open_lo=False),
+        alpha=_number(get("alpha"), "--alpha", 0.0, 0.5, defaults.ALPHA),
+        tolerance=defaults.fraction(_number(get("tolerance"), "--tolerance", 0.0, 100.0,
+                                            defaults.points(defaults.TOLERANCE))),
+        max_unattributed=defaults.fraction(_number(get("max_unattributed"), "--max-unattributed", 0.0, 100.0,
+                                                   defaults.points(defaults.MAX_UNATTRIBUTED), open_lo=False)),
         stop_on_verdict=stop_on_verdict,
         attribution=attribution,
         shopper_tasks=parse_shopper_tasks(get("shopper_tasks")),

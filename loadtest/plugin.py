@@ -32,8 +32,8 @@ from splitproof.loadtest.ending import (
 )
 from splitproof.loadtest.options import SplitConfig, UsageError, add_arguments, config_from_options, parse_target
 from splitproof.loadtest.recording import SplitRecorder, open_results
-from splitproof.verifier.attribution import Attribution
 from splitproof.verifier.exitcodes import ExitCode
+from splitproof.verifier.inputs.attribution import Attribution
 
 log = logging.getLogger("splitproof")
 

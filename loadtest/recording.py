@@ -17,22 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from splitproof.verifier.records import Record, RecordWriter
+from splitproof.verifier.inputs.records import Record, RecordWriter, unattributed_cause
 
 REPORT_KEY = "splitproof_records"
 
 # Called with each batch: the versions (None = unattributed) in the order the records were written, and the
 # causes of the batch's unattributed records.
 Observer = Callable[[list[str | None], list[str]], None]
-
-
-def unattributed_cause(record: Record) -> str | None:
-    """Why a record is unattributed, named as verify-split names it; None when attributed."""
-    if record.version is not None:
-        return None
-    if record.ok:
-        return f"{record.channel} reply with {record.items} items"
-    return record.status
 
 
 def open_results(path: str | Path, append: bool) -> RecordWriter:
@@ -64,15 +55,16 @@ class SplitRecorder:
 
     def add(self, record: Record) -> None:
         cause = unattributed_cause(record)
+        version = None if cause is not None else record.version  # a failed response is unattributed
         if self.mode == "worker":
             self._lines.append(record.to_json())
-            self._versions.append(record.version)
+            self._versions.append(version)
             if cause is not None:
                 self._causes.append(cause)
             return
         if self.writer is not None:
             self.writer.write(record)
-        self._observe([record.version], [cause] if cause is not None else [])
+        self._observe([version], [cause] if cause is not None else [])
 
     def drain_into(self, report: dict[str, Any]) -> None:
         """Worker side: attach the buffered records to the outgoing stats report (and forget them)."""

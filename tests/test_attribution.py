@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from splitproof.verifier.attribution import (
+from splitproof.verifier.inputs.attribution import (
     Attribution,
     _count_upstream_markup,
     count_recommendations,

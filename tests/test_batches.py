@@ -1,7 +1,7 @@
 """Counts-only sources: the gate's batch API decides at batch boundaries, and the order inside a batch is moot.
 
 Telemetry (Prometheus counters, access-log aggregates) delivers counts per interval, not an ordered stream. Fed
-through ``observe()`` in an order of one's choosing such a batch breaks anytime validity (issue 11: a perfect
+through ``observe()`` in an order of one's choosing such a batch breaks anytime validity (a perfect
 80/20 batch of 500 fed production-first FAILs after a few dozen responses); ``observe_counts`` /
 ``observe_batch`` update the statistics by the whole batch and decide only at its end.
 """
@@ -13,14 +13,14 @@ import math
 import numpy as np
 import pytest
 
-from splitproof.verifier.sequential import SequentialGate
-from splitproof.verifier.simulation import (
+from splitproof.verifier.stats.sequential import SequentialGate
+from splitproof.verifier.stats.simulation import (
     batch_looks,
     cumulative_counts,
     sequential_statistics,
     simulate_sequential,
 )
-from splitproof.verifier.stats import FAIL, INCONCLUSIVE, PASS
+from splitproof.verifier.verdict import FAIL, INCONCLUSIVE, PASS
 
 SPLIT = {"production": 0.8, "canary": 0.2}
 ALPHA = 0.01
@@ -84,7 +84,7 @@ def test_batch_statistics_equal_the_same_responses_one_by_one() -> None:
         batch.observe_batch(stream[start:start + 250])
     assert not one.decided and not batch.decided
     a, b = one.verdict(), batch.verdict()
-    assert a.gof_statistic == pytest.approx(b.gof_statistic, abs=1e-8)
+    assert a.log_e_value == pytest.approx(b.log_e_value, abs=1e-8)
     for ra, rb in zip(a.rows, b.rows, strict=True):
         assert (ra.count, ra.status) == (rb.count, rb.status)
         assert (ra.lo, ra.hi, ra.p_value, ra.p_equivalence) == pytest.approx((rb.lo, rb.hi, rb.p_value,

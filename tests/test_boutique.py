@@ -33,10 +33,10 @@ from splitproof.setup.boutique.recommendation import recommend
 from splitproof.setup.boutique.serve import resolve_options
 from splitproof.setup.errors import SetupError
 from splitproof.setup.proc import parse_ready
-from splitproof.verifier.attribution import Attribution, count_recommendations
 from splitproof.verifier.exitcodes import ExitCode
+from splitproof.verifier.inputs.attribution import Attribution, count_recommendations
 
-# The 9 upstream products: src/productcatalogservice/products.json of GoogleCloudPlatform/microservices-demo.
+# The 9 upstream products (GoogleCloudPlatform/microservices-demo src/productcatalogservice/products.json).
 UPSTREAM_IDS = ["OLJCESPC7Z", "66VCHSJNUP", "1YMWWN1N4O", "L9ECAV7KIM", "2ZYFJ3GM2N",
                 "0PUK6V6EV0", "LS4PSXUNUM", "9SIQT8TOJO", "6E92ZMYYFZ"]
 REQUESTED = "OLJCESPC7Z"
@@ -207,8 +207,8 @@ def test_options_flag_beats_env_beats_default() -> None:
 
 
 def test_frontend_handler_is_keep_alive_without_nagle() -> None:
-    # Without TCP_NODELAY, keep-alive traffic through Envoy crawls at ~25 req/s: the handler's two writes per
-    # response meet the client's delayed ACK (measured: bench/frontend_keepalive.py, bench/RESULTS.md).
+    # Without TCP_NODELAY, keep-alive traffic through Envoy crawls at ~25 req/s (README "Local boutique services";
+    # bench/frontend_keepalive.py measures it).
     assert FrontendHandler.protocol_version == "HTTP/1.1"
     assert FrontendHandler.disable_nagle_algorithm is True
 

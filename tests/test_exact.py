@@ -1,6 +1,6 @@
 """The fixed-n split test with three or more versions: exact sizes, summed over every possible outcome.
 
-Pearson's chi-square overshot alpha at these configurations (the audit of issue 11: 1.38% at 90/5/5 with
+Pearson's chi-square overshot alpha at these configurations (an earlier version used it: 1.38% at 90/5/5 with
 n = 105, 1.21% at 80/10/10 with n = 65, 1.49% at 98/1/1 with n = 575, alpha 1%); the exact multinomial test must
 not, and its fast sum must agree with brute-force enumeration.
 """
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from splitproof.verifier.exact import compositions, exact_multinomial_p_value, goodness_of_fit, log_pmf
-from splitproof.verifier.stats import FAIL, judge
+from splitproof.verifier.stats.exact import compositions, exact_multinomial_p_value, goodness_of_fit, log_pmf
+from splitproof.verifier.stats.fixed import judge
+from splitproof.verifier.verdict import FAIL
 
 ALPHA = 0.01
 

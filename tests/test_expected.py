@@ -13,14 +13,8 @@ import pytest
 
 from splitproof.setup.manifests import CanaryParams, mesh_yaml, render
 from splitproof.verifier.errors import InputError, Unreachable
-from splitproof.verifier.expected import (
-    Expected,
-    check_attributable,
-    from_canary_percent,
-    from_virtualservice_file,
-    from_virtualservice_live,
-    from_weights_spec,
-)
+from splitproof.verifier.expected import Expected, check_attributable, from_canary_percent, from_weights_spec
+from splitproof.verifier.inputs.virtualservice import from_virtualservice_file, from_virtualservice_live
 
 
 def test_canary_percent():

@@ -8,31 +8,32 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from splitproof.verifier.combined import combine
-from splitproof.verifier.difference import exact_p_value
 from splitproof.verifier.errors import InputError
-from splitproof.verifier.health import (
+from splitproof.verifier.health.combined import combine
+from splitproof.verifier.health.difference import exact_p_value
+from splitproof.verifier.health.fixed import judge_health
+from splitproof.verifier.health.latency import given_threshold
+from splitproof.verifier.health.model import (
     ERRORS,
     ERRORS_NOT_ATTRIBUTABLE,
     LATENCY,
     NOT_JUDGED,
     WORSE,
+    MetricCount,
     NotJudged,
-    Tally,
     baseline_of,
     error_criterion,
-    judge_health,
     latency_criterion,
 )
-from splitproof.verifier.health_plan import fixed_n_rates, plan_health
-from splitproof.verifier.latency import given_threshold
-from splitproof.verifier.stats import FAIL, INCONCLUSIVE, PASS, WITHIN, judge
+from splitproof.verifier.health.plan import fixed_n_rates, plan_health
+from splitproof.verifier.stats.fixed import judge
+from splitproof.verifier.verdict import FAIL, INCONCLUSIVE, PASS, WITHIN
 
 PROD, CANARY = "production", "canary"
 
 
-def errors(prod: tuple[int, int], canary: tuple[int, int]) -> dict[str, dict[str, Tally]]:
-    return {ERRORS: {PROD: Tally(*prod), CANARY: Tally(*canary)}}
+def errors(prod: tuple[int, int], canary: tuple[int, int]) -> dict[str, dict[str, MetricCount]]:
+    return {ERRORS: {PROD: MetricCount(*prod), CANARY: MetricCount(*canary)}}
 
 
 def test_a_canary_failing_calls_fails_with_a_reason_naming_the_rates() -> None:
@@ -76,13 +77,13 @@ def test_no_canary_responses_is_inconclusive() -> None:
 
 def test_errors_not_attributable_judges_latency_alone() -> None:
     criteria = [error_criterion(), latency_criterion(given_threshold(10))]
-    tallies = {ERRORS: ERRORS_NOT_ATTRIBUTABLE, LATENCY: {PROD: Tally(8000, 400), CANARY: Tally(2000, 100)}}
+    tallies = {ERRORS: ERRORS_NOT_ATTRIBUTABLE, LATENCY: {PROD: MetricCount(8000, 400), CANARY: MetricCount(2000, 100)}}
     v = judge_health(tallies, PROD, criteria=criteria)
     assert v.metric(ERRORS).outcome == NOT_JUDGED and v.metric(LATENCY).outcome == PASS
     assert v.outcome == PASS and v.alpha_fail == v.alpha  # one judged metric: no Bonferroni split
     assert "errors not judged: errors cannot be attributed to a version" in v.reason
     assert "canary slow (>10 ms) 5.0% vs production 5.0%" in v.reason
-    slow = judge_health({**tallies, LATENCY: {PROD: Tally(8000, 400), CANARY: Tally(2000, 200)}}, PROD,
+    slow = judge_health({**tallies, LATENCY: {PROD: MetricCount(8000, 400), CANARY: MetricCount(2000, 200)}}, PROD,
                         criteria=criteria)
     assert slow.outcome == FAIL and slow.reason.startswith("canary slow (>10 ms) 10.0% vs production 5.0% (+5 pp")
 
@@ -93,7 +94,7 @@ def test_nothing_judgeable_is_inconclusive() -> None:
 
 
 def test_every_canary_is_compared_with_production_and_fail_tests_share_alpha() -> None:
-    tallies = {ERRORS: {PROD: Tally(6000, 0), "a": Tally(2000, 0), "b": Tally(2000, 60)}}
+    tallies = {ERRORS: {PROD: MetricCount(6000, 0), "a": MetricCount(2000, 0), "b": MetricCount(2000, 60)}}
     v = judge_health(tallies, PROD, criteria=[error_criterion(), latency_criterion(given_threshold(10))])
     assert v.alpha_fail == pytest.approx(0.01 / 2)  # 2 canaries x 1 judged metric
     rows = {r.version: r for r in v.metric(ERRORS).rows}
@@ -122,9 +123,9 @@ def test_bad_parameters_are_input_errors(bad: dict) -> None:
 def test_bad_counts_are_input_errors() -> None:
     for args in ((-1, 0), (5, 6), (True, 0), (1.5, 0)):
         with pytest.raises(InputError):
-            Tally(*args)  # type: ignore[arg-type]
+            MetricCount(*args)  # type: ignore[arg-type]
     with pytest.raises(InputError):
-        judge_health({LATENCY: {PROD: Tally(1, 0)}}, PROD)  # no latency criterion given
+        judge_health({LATENCY: {PROD: MetricCount(1, 0)}}, PROD)  # no latency criterion given
 
 
 def test_verdicts_are_frozen() -> None:
@@ -211,7 +212,7 @@ def test_combine_passes_only_when_both_pass() -> None:
 
 
 def test_samples_needed_counts_every_version() -> None:
-    tallies = {ERRORS: {PROD: Tally(400, 1), "a": Tally(100, 0), "b": Tally(100, 0)}}
+    tallies = {ERRORS: {PROD: MetricCount(400, 1), "a": MetricCount(100, 0), "b": MetricCount(100, 0)}}
     v = judge_health(tallies, PROD, intervals=False)
     assert v.outcome == INCONCLUSIVE
     rows = v.metric(ERRORS).rows

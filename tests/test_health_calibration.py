@@ -10,10 +10,10 @@ import pytest
 from scipy import stats as sps
 from scipy.optimize import brentq
 
-from splitproof.verifier.difference import score
-from splitproof.verifier.health_peers import kayenta_first_high, kayenta_high, step_series, threshold_first_failure
-from splitproof.verifier.health_sequential import HealthMonitor
-from splitproof.verifier.health_simulation import (
+from splitproof.verifier.health.difference import score
+from splitproof.verifier.health.peers import kayenta_first_high, kayenta_high, step_series, threshold_first_failure
+from splitproof.verifier.health.sequential import HealthMonitor
+from splitproof.verifier.health.simulation import (
     Counts,
     crossings,
     cumulate,

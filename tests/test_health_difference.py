@@ -1,4 +1,5 @@
-"""verifier.difference: the constrained MLE, the exact unconditional test, the e-value and its confidence sequence."""
+"""verifier.health.difference: the constrained MLE, the exact unconditional test, the e-value and its confidence
+sequence."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from scipy import stats as sps
 from scipy.optimize import minimize_scalar
 
-from splitproof.verifier import difference as D
+from splitproof.verifier.health import difference as D
 
 
 def _numeric_profile(yc: int, nc: int, yp: int, np_: int, m: float) -> float:

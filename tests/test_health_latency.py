@@ -1,4 +1,4 @@
-"""verifier.latency: slow thresholds given, from a warm-up, and on Prometheus histogram bucket boundaries."""
+"""verifier.health.latency: slow thresholds given, from a warm-up, and on Prometheus histogram bucket boundaries."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 
 from splitproof.verifier.errors import InputError
-from splitproof.verifier.latency import (
+from splitproof.verifier.health.latency import (
     ENVOY_DEFAULT_BUCKETS_MS,
     SlowThreshold,
     WarmupThreshold,

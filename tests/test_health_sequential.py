@@ -1,4 +1,4 @@
-"""verifier.health_sequential: per-response and batch looks, order invariance, warm-up, frozen verdicts."""
+"""verifier.health.sequential: per-response and batch looks, order invariance, warm-up, frozen verdicts."""
 
 from __future__ import annotations
 
@@ -6,20 +6,20 @@ import random
 
 import pytest
 
-from splitproof.verifier.difference import log_e_value, rate_prior
 from splitproof.verifier.errors import InputError
-from splitproof.verifier.health import (
+from splitproof.verifier.health.difference import log_e_value, rate_prior
+from splitproof.verifier.health.latency import WarmupThreshold, given_threshold
+from splitproof.verifier.health.model import (
     ERRORS,
     LATENCY,
     NOT_JUDGED,
     WORSE,
-    Tally,
+    MetricCount,
     error_criterion,
     latency_criterion,
 )
-from splitproof.verifier.health_sequential import HealthMonitor, log_e
-from splitproof.verifier.latency import WarmupThreshold, given_threshold
-from splitproof.verifier.stats import FAIL, INCONCLUSIVE, PASS, UNDECIDED, WITHIN
+from splitproof.verifier.health.sequential import HealthMonitor, log_e
+from splitproof.verifier.verdict import FAIL, INCONCLUSIVE, PASS, UNDECIDED, WITHIN
 
 VERSIONS = ["production", "canary"]
 
@@ -70,11 +70,11 @@ def batches_of(events: list[tuple[str, bool]], size: int) -> list[list[tuple[str
     return [events[i:i + size] for i in range(0, len(events), size)]
 
 
-def tally_batch(batch: list[tuple[str, bool]]) -> dict[str, dict[str, Tally]]:
+def tally_batch(batch: list[tuple[str, bool]]) -> dict[str, dict[str, MetricCount]]:
     out = {}
     for version in VERSIONS:
         bads = [b for v, b in batch if v == version]
-        out[version] = Tally(len(bads), sum(bads))
+        out[version] = MetricCount(len(bads), sum(bads))
     return {ERRORS: out}
 
 
@@ -112,13 +112,13 @@ def test_batches_decide_at_their_boundaries_whatever_the_order_inside() -> None:
 def test_a_row_shown_within_keeps_its_fail_test_running() -> None:
     criteria = [error_criterion(), latency_criterion(given_threshold(10))]
     m = HealthMonitor(VERSIONS, "production", criteria=criteria)
-    m.observe_batch({ERRORS: {"production": Tally(8000, 0), "canary": Tally(2000, 0)},
-                     LATENCY: {"production": Tally(80, 4), "canary": Tally(20, 1)}})
+    m.observe_batch({ERRORS: {"production": MetricCount(8000, 0), "canary": MetricCount(2000, 0)},
+                     LATENCY: {"production": MetricCount(80, 4), "canary": MetricCount(20, 1)}})
     assert not m.decided
     assert m.verdict().metric(ERRORS).rows[0].status == WITHIN
     assert m.verdict().metric(LATENCY).rows[0].status == UNDECIDED
-    m.observe_batch({ERRORS: {"production": Tally(800, 0), "canary": Tally(200, 60)},
-                     LATENCY: {"production": Tally(80, 4), "canary": Tally(20, 1)}})
+    m.observe_batch({ERRORS: {"production": MetricCount(800, 0), "canary": MetricCount(200, 60)},
+                     LATENCY: {"production": MetricCount(80, 4), "canary": MetricCount(20, 1)}})
     v = m.verdict()
     assert v.outcome == FAIL and v.metric(ERRORS).rows[0].status == WORSE
 
@@ -146,8 +146,8 @@ def test_errors_not_attributable_leaves_latency_to_decide() -> None:
     m = HealthMonitor(VERSIONS, "production", criteria=[error_criterion(), latency_criterion(given_threshold(10))],
                       errors_attributable=False)
     assert m.alpha_fail == m.alpha
-    m.observe_batch({LATENCY: {"production": Tally(8000, 400), "canary": Tally(2000, 300)},
-                     ERRORS: {"production": Tally(8000, 0), "canary": Tally(2000, 0)}})
+    m.observe_batch({LATENCY: {"production": MetricCount(8000, 400), "canary": MetricCount(2000, 300)},
+                     ERRORS: {"production": MetricCount(8000, 0), "canary": MetricCount(2000, 0)}})
     v = m.verdict()
     assert v.metric(ERRORS).outcome == NOT_JUDGED and v.outcome == FAIL
     assert v.metric(LATENCY).rows[0].n == 2000
@@ -160,7 +160,7 @@ def test_bad_use_is_an_input_error() -> None:
         HealthMonitor(["production"], "production")
     m = HealthMonitor(VERSIONS, "production", criteria=[latency_criterion()])
     with pytest.raises(InputError):
-        m.observe_batch({LATENCY: {"production": Tally(10, 1)}})  # no threshold yet for counted batches
+        m.observe_batch({LATENCY: {"production": MetricCount(10, 1)}})  # no threshold yet for counted batches
     with pytest.raises(InputError):
         WarmupThreshold(5)
 
@@ -175,6 +175,7 @@ def test_several_canaries_split_the_fail_level() -> None:
     m = HealthMonitor(["production", "a", "b"], "production", criteria=[error_criterion(),
                                                                          latency_criterion(given_threshold(5))])
     assert m.alpha_fail == pytest.approx(0.01 / 4)
-    m.observe_batch({ERRORS: {"production": Tally(3000, 0), "a": Tally(1000, 0), "b": Tally(1000, 40)}})
+    m.observe_batch({ERRORS: {"production": MetricCount(3000, 0), "a": MetricCount(1000, 0),
+                              "b": MetricCount(1000, 40)}})
     v = m.verdict()
     assert v.outcome == FAIL and v.reason.startswith("b errors 4.0% vs production 0.0%")

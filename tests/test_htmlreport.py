@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from splitproof.verifier.htmlreport import render_html, write_html
-from splitproof.verifier.records import Record
-from splitproof.verifier.stats import judge
-from splitproof.verifier.timeline import Timeline, latency_bin
+from splitproof.verifier.inputs.records import Record
+from splitproof.verifier.reports.html import render_html, write_html
+from splitproof.verifier.reports.timeline import Timeline, latency_bin
+from splitproof.verifier.stats.fixed import judge
 
 
 def simulated(n: int, canary: float, seed: int = 7) -> tuple[dict[str, int], int, Timeline]:
@@ -69,10 +69,35 @@ def test_report_is_self_contained_with_verdict_table_and_charts(tmp_path: Path) 
         assert f"<td>{version}</td>" in page and f"{count:,}" in page
     # both charts are real matplotlib SVGs with drawn paths
     share = page.split('id="share-chart"', 1)[1].split("</figure>", 1)[0]
-    assert share.count("<path") > 10 and "confidence sequence" in share
+    assert share.count("<path") > 10 and "Clopper-Pearson" in share  # the fixed-n table's own interval
     latency = page.split('id="latency-chart"', 1)[1].split("</figure>", 1)[0]
     assert latency.count("<path") > 5
     assert "error:no_recommendations" in page
+
+
+@pytest.mark.parametrize(("method", "named"), [("fixed-n", "Clopper-Pearson"), ("sequential", "confidence sequence")])
+def test_the_chart_band_is_the_tables_interval(method: str, named: str) -> None:
+    """The shaded band at the last checkpoint is exactly the interval of the verdict's table, for either method."""
+    from splitproof.verifier.command.prepare import TimelineSink
+    from splitproof.verifier.reports.charts import band
+    from splitproof.verifier.tally import Tally
+
+    sink = TimelineSink()
+    tally = Tally({"production": 0.8, "canary": 0.2}, method=method, sinks=[sink])
+    rng = random.Random(3)
+    for i in range(3_000):
+        version = "canary" if rng.random() < 0.2 else "production"
+        tally.record(Record(1000.0 + i / 100, "grpc", 2 if version == "canary" else 5, version, "ok", 3.0))
+        if tally.decided:
+            break
+    tally.close()
+    verdict = tally.verdict()
+    bands = band(sink.timeline, verdict)
+    for row in verdict.rows:
+        assert bands[row.version][-1] == (verdict.n, row.interval)
+    page = render_html(verdict, sink.timeline)
+    share = page.split('id="share-chart"', 1)[1].split("</figure>", 1)[0]
+    assert named in share and named in verdict.interval_name
 
 
 def test_fail_report_has_a_fail_banner() -> None:
@@ -138,6 +163,6 @@ def test_verify_split_html_flag_writes_the_report_from_a_results_file(tmp_path: 
 
 
 def test_confidence_level_keeps_the_digits_alpha_needs() -> None:
-    from splitproof.verifier.htmlreport import _level
+    from splitproof.verifier import fmt
 
-    assert [_level(a) for a in (0.01, 0.001, 0.05, 0.025)] == ["99%", "99.9%", "95%", "97.5%"]
+    assert [fmt.level(1 - a) for a in (0.01, 0.001, 0.05, 0.025)] == ["99%", "99.9%", "95%", "97.5%"]

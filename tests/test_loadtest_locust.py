@@ -22,7 +22,7 @@ from helpers import decoys_hit, start_service
 
 from splitproof.setup import net, proc
 from splitproof.setup.boutique.launcher import Spawned
-from splitproof.verifier.records import ReadStats, Record, read_records
+from splitproof.verifier.inputs.records import ReadStats, Record, read_records
 
 REPO = Path(__file__).resolve().parent.parent
 LOCUSTFILE = str(REPO / "loadtest" / "boutique.py")

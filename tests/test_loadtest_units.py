@@ -17,10 +17,10 @@ from splitproof.loadtest.ending import RESTARTED, RUN_TIME_LIMIT, STOP_ON_VERDIC
 from splitproof.loadtest.live import UNATTRIBUTED, LiveSplit
 from splitproof.loadtest.options import SHOPPER_TASKS, UsageError, config_from_options, parse_think_time
 from splitproof.loadtest.recording import REPORT_KEY, SplitRecorder, open_results
-from splitproof.verifier.attribution import Attribution
-from splitproof.verifier.outcome import NO_SECTION_FAILURE, grpc_reply_outcome, product_page_outcome
-from splitproof.verifier.records import ReadStats, Record, read_records
-from splitproof.verifier.stats import judge
+from splitproof.verifier.inputs.attribution import Attribution
+from splitproof.verifier.inputs.classify import NO_SECTION_FAILURE, grpc_reply_outcome, product_page_outcome
+from splitproof.verifier.inputs.records import ReadStats, Record, read_records
+from splitproof.verifier.stats.fixed import judge
 
 
 def page(items: int | None, ad: bool = True) -> str:
@@ -101,7 +101,7 @@ def test_expected_and_weights() -> None:
     cfg = config_from_options(opts(weights="production=50,canary=50", tolerance="2", alpha="0.05",
                                    max_unattributed="0.5"))
     assert dict(cfg.expected) == {"production": 0.5, "canary": 0.5}
-    assert (cfg.tolerance, cfg.alpha, cfg.max_unattributed) == (2.0, 0.05, 0.5)
+    assert (cfg.tolerance, cfg.alpha, cfg.max_unattributed) == (0.02, 0.05, 0.005)  # fractions, as the API's
 
 
 @pytest.mark.parametrize(("kw", "fragment"), [

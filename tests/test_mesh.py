@@ -26,8 +26,8 @@ from splitproof.setup.mesh import LocalMesh
 from splitproof.setup.mesh.statedir import read_state
 from splitproof.setup.net import port_open
 from splitproof.setup.proc import ProcRef, wait_until
-from splitproof.verifier.attribution import count_recommendations
 from splitproof.verifier.exitcodes import ExitCode
+from splitproof.verifier.inputs.attribution import count_recommendations
 
 HEADER = "x-version"
 PRODUCT = "OLJCESPC7Z"

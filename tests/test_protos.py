@@ -105,7 +105,7 @@ def _run_from(site: Path, cwd: Path, code: str) -> subprocess.CompletedProcess[s
 IMPORT_CHECK = """
 import importlib.util, json
 import splitproof.protos as protos, splitproof.verifier as verifier, splitproof.setup as setup
-import splitproof.setup.cli, splitproof.setup.boutique.launcher as launcher, splitproof.verifier.attribution
+import splitproof.setup.cli, splitproof.setup.boutique.launcher as launcher, splitproof.verifier.inputs.attribution
 from splitproof.protos import demo_pb2, demo_pb2_grpc
 from importlib import resources
 print(json.dumps({

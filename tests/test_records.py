@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from splitproof.verifier.records import (
+from splitproof.verifier.inputs.records import (
     ReadStats,
     Record,
     RecordError,

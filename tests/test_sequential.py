@@ -1,6 +1,6 @@
 """The anytime-valid gate: error rates with a look after every response, by seeded simulation.
 
-The big simulations use verifier.simulation (numpy), which is first checked to take exactly the decisions the
+The big simulations use verifier.stats.simulation (numpy), which is first checked to take exactly the decisions the
 real SequentialGate takes on the same streams; smaller ones drive the SequentialGate class itself.
 """
 
@@ -12,14 +12,16 @@ import numpy as np
 import pytest
 
 from splitproof.verifier.errors import InputError
-from splitproof.verifier.sequential import SequentialGate, samples_on_path
-from splitproof.verifier.simulation import (
+from splitproof.verifier.stats.path import samples_on_path
+from splitproof.verifier.stats.planning import plan
+from splitproof.verifier.stats.sequential import SequentialGate
+from splitproof.verifier.stats.simulation import (
     _first_true,
     naive_repeated_chi_square,
     sequential_statistics,
     simulate_sequential,
 )
-from splitproof.verifier.stats import DIFFERS, FAIL, INCONCLUSIVE, PASS, UNEXPECTED, WITHIN, plan
+from splitproof.verifier.verdict import DIFFERS, FAIL, INCONCLUSIVE, PASS, UNEXPECTED, WITHIN
 
 SPLIT = {"production": 0.8, "canary": 0.2}
 ALPHA = 0.01
@@ -129,8 +131,8 @@ def test_the_split_evidence_is_the_mean_of_the_tight_mixture_and_the_plug_in_bet
         x[version] += 1
         gate.observe(version)
     assert not gate.decided
-    tight = gate.verdict().parameters["log_bayes_factor_tight"]
-    assert gate.verdict().parameters["log_bayes_factor_kt"] == pytest.approx(math.log(wealth), rel=1e-9)
+    tight = gate.verdict().method_details["log_bayes_factor_tight"]
+    assert gate.verdict().method_details["log_bayes_factor_kt"] == pytest.approx(math.log(wealth), rel=1e-9)
     assert gate.log_evidence == pytest.approx(math.log((math.exp(tight) + wealth) / 2), rel=1e-9)
 
 
@@ -150,7 +152,7 @@ def test_a_versions_own_p_value_neither_stops_the_gate_nor_blocks_its_pass():
 
 @pytest.mark.slow
 def test_the_gate_never_freezes_an_inconclusive_verdict():
-    """Issue 11: at a true 63/27/10 (inside the margins of 60/30/10) 3 of these 150 seeded runs stopped with
+    """A regression: at a true 63/27/10 (inside the margins of 60/30/10) 3 of these 150 seeded runs stopped with
     decided=True, INCONCLUSIVE and "about 1 more samples". Decided means PASS or FAIL."""
     rng = np.random.default_rng(1)
     outcomes = {PASS: 0, FAIL: 0, INCONCLUSIVE: 0}

@@ -4,11 +4,10 @@ imports inside functions and ``TYPE_CHECKING`` blocks --, imports that only poin
 
 from __future__ import annotations
 
-import ast
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
+import importgraph
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,80 +30,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 
 def modules() -> dict[str, Path]:
     """splitproof.setup module name -> file."""
-    out = {}
-    for path in sorted(SETUP.rglob("*.py")):
-        rel = path.relative_to(SETUP).with_suffix("")
-        parts = [p for p in rel.parts if p != "__init__"]
-        out[".".join(["splitproof.setup", *parts])] = path
-    return out
-
-
-def imports_of(name: str, path: Path, known: set[str]) -> Iterator[tuple[str, int]]:
-    """Every splitproof.setup module ``name`` imports (anywhere in the file), with the line."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(tree):
-        targets: list[str] = []
-        if isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base
-                                                                                                  else []))
-            # ``from pkg import name``: the submodule ``pkg.name`` when there is one, else ``pkg`` itself
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
-        for target in targets:
-            while target and target not in known:
-                target = target.rpartition(".")[0]
-            if target and target != name and target.startswith("splitproof.setup"):
-                yield target, node.lineno
+    return {name: path for name, path in importgraph.modules().items() if name.startswith("splitproof.setup")}
 
 
 def graph() -> dict[str, set[str]]:
-    mods = modules()
-    known = set(mods)
-    out: dict[str, set[str]] = {}
-    for name, path in mods.items():
-        out[name] = {t for t, _ in imports_of(name, path, known)}
-    return out
-
-
-def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-    counter = [0]
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on_stack.add(v)
-        for w in edges.get(v, ()):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for v in sorted(edges):
-        if v not in index:
-            visit(v)
-    return found
+    """The setup part of the project's import graph (tests/importgraph.py), TYPE_CHECKING imports included."""
+    return {name: {d for d in deps if d.startswith("splitproof.setup")}
+            for name, deps in importgraph.graph(type_checking=True).items() if name.startswith("splitproof.setup")}
 
 
 def layer_of(name: str) -> tuple[int, str]:
@@ -116,13 +48,13 @@ def layer_of(name: str) -> tuple[int, str]:
 
 
 def test_the_checker_finds_a_cycle() -> None:
-    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert cycles({"a": {"b"}, "b": set()}) == []
+    assert importgraph.cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert importgraph.cycles({"a": {"b"}, "b": set()}) == []
 
 
 def test_no_import_cycles_in_setup_not_even_lazy_ones() -> None:
     """Lazy imports inside functions and imports under ``TYPE_CHECKING`` count: a cycle they hide is still one."""
-    assert cycles(graph()) == []
+    assert importgraph.cycles(graph()) == []
 
 
 def test_imports_only_point_down_the_layers() -> None:
@@ -134,6 +66,18 @@ def test_imports_only_point_down_the_layers() -> None:
             if t_level > level or (t_level == level and t_top != top):
                 bad.append(f"{name} imports {target}")
     assert bad == []
+
+
+def test_every_setup_package_says_what_its_modules_are() -> None:
+    """Each setup package's docstring names every one of its modules and subpackages (the map a newcomer reads
+    first, as the verifier's do)."""
+    for name, path in modules().items():
+        if path.name != "__init__.py":
+            continue
+        named = set(re.findall(r"``(\w+)``", path.read_text(encoding="utf-8")))
+        actual = {p.stem for p in path.parent.glob("*.py") if not p.stem.startswith("__")}
+        actual |= {p.name for p in path.parent.iterdir() if (p / "__init__.py").is_file()}
+        assert actual <= named, (name, sorted(actual - named))
 
 
 def test_no_setup_module_is_over_400_lines() -> None:

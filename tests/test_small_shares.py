@@ -1,8 +1,8 @@
 """Small canaries: a version the split gives a positive share can never PASS while it receives nothing.
 
-The margin of each version is expected ± min(tolerance, share / 2) (verifier/margins.py), identically in the
-fixed-n judge, the sequential gate, their simulation, ``--plan`` and the Locust live gate. Issue 11: with a flat
-±5 pp, a dead 1% canary PASSed (fixed-n at the planned n; sequentially after 537 responses) and with
+The margin of each version is expected ± min(tolerance, share / 2) (verifier/stats/margins.py), identically in the
+fixed-n judge, the sequential gate, their simulation, ``--plan`` and the Locust live gate. Before these margins,
+with a flat ±5 pp, a dead 1% canary PASSed (fixed-n at the planned n; sequentially after 537 responses) and with
 ``max_unattributed=0`` a dead 3% canary PASSed after 72.
 """
 
@@ -18,10 +18,12 @@ from splitproof.loadtest.ending import RUN_TIME_LIMIT, STOPPED
 from splitproof.loadtest.live import LiveSplit
 from splitproof.loadtest.options import config_from_options
 from splitproof.verifier.expected import from_canary_percent
-from splitproof.verifier.margins import version_margins, version_tolerance
-from splitproof.verifier.sequential import SequentialGate
-from splitproof.verifier.simulation import simulate_sequential
-from splitproof.verifier.stats import FAIL, PASS, judge, plan
+from splitproof.verifier.stats.fixed import judge
+from splitproof.verifier.stats.margins import version_margins, version_tolerance
+from splitproof.verifier.stats.planning import plan
+from splitproof.verifier.stats.sequential import SequentialGate
+from splitproof.verifier.stats.simulation import simulate_sequential
+from splitproof.verifier.verdict import FAIL, PASS
 
 ALPHA = 0.01
 
@@ -109,7 +111,7 @@ def test_the_locust_live_gate_never_passes_a_dead_canary() -> None:
     assert live.final_verdict(STOPPED).outcome == FAIL  # stopped by a person: the sequential gate
     low = LiveSplit(config_from_options(_opts(expected="3", max_unattributed="0")))
     low.observe(["production"] * 72)
-    assert not low.decided  # issue 11: this PASSed after 72 responses
+    assert not low.decided  # with a flat ±5 pp margin this PASSed after 72 responses
 
 
 def test_plan_uses_the_narrowed_margins() -> None:

@@ -13,20 +13,10 @@ import pytest
 from scipy import stats as sps
 
 from splitproof.verifier.errors import InputError
-from splitproof.verifier.stats import (
-    DIFFERS,
-    EXIT_CODES,
-    FAIL,
-    INCONCLUSIVE,
-    PASS,
-    UNEXPECTED,
-    WITHIN,
-    clopper_pearson,
-    exact_multinomial_p_value,
-    goodness_of_fit,
-    judge,
-    plan,
-)
+from splitproof.verifier.stats.exact import clopper_pearson, exact_multinomial_p_value, goodness_of_fit
+from splitproof.verifier.stats.fixed import judge
+from splitproof.verifier.stats.planning import plan
+from splitproof.verifier.verdict import DIFFERS, FAIL, INCONCLUSIVE, PASS, UNEXPECTED, WITHIN, Outcome
 
 SPLIT = {"production": 0.8, "canary": 0.2}
 ALPHA = 0.01
@@ -251,7 +241,7 @@ def test_bad_counts_and_splits_are_input_errors():
 
 
 def test_exit_codes():
-    assert EXIT_CODES == {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 3}
+    assert {o: o.exit_code for o in Outcome} == {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 3}
 
 
 def test_no_data_is_inconclusive():
@@ -259,7 +249,7 @@ def test_no_data_is_inconclusive():
     assert v.outcome == INCONCLUSIVE and v.n == 0 and v.rows[0].share is None
 
 
-# ------------------------------------------------------------------------------- statuses and reasons (issue 11)
+# ---------------------------------------------------------------------------------------- statuses and reasons
 
 
 def test_pass_follows_its_rule_with_three_versions():

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from splitproof.verifier.telemetry.clusters import Service, explain_flags, parse_cluster
+from splitproof.verifier.istio import parse_cluster
+from splitproof.verifier.telemetry.clusters import Service, explain_flags
 from splitproof.verifier.telemetry.envoysource import counts_between, service_clusters
 from splitproof.verifier.telemetry.envoystats import EnvoySnapshot, parse_snapshot
 from splitproof.verifier.telemetry.errors import TelemetryInputError

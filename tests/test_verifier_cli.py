@@ -23,7 +23,7 @@ from conftest import REPO, free_port
 
 from splitproof.protos import demo_pb2, demo_pb2_grpc
 from splitproof.verifier.cli import main
-from splitproof.verifier.records import Record, RecordWriter
+from splitproof.verifier.inputs.records import Record, RecordWriter
 
 SPLIT_80_20 = {"production": 0.8, "canary": 0.2}
 
@@ -294,17 +294,16 @@ def test_live_progress_shows_shares_and_intervals():
 
     from rich.console import Console
 
+    from splitproof.verifier.command.progress import LiveProgress
     from splitproof.verifier.expected import from_canary_percent
-    from splitproof.verifier.gate import LiveProgress, Observer
-    from splitproof.verifier.sequential import SequentialGate
+    from splitproof.verifier.tally import Tally
 
-    expected = from_canary_percent(20)
-    observer = Observer(expected, SequentialGate(expected), [], 1000)
+    tally = Tally(from_canary_percent(20), method="sequential", max_samples=1000)
     console = Console(file=io.StringIO(), force_terminal=True, width=160)
-    with LiveProgress(console, observer, 1000, "sampling", 0.01, enabled=True) as progress:
+    with LiveProgress(console, tally, 1000, "sampling", enabled=True) as progress:
         for i in range(200):
-            observer.observe("canary" if i % 5 == 0 else "production")
-        observer.observe(None, "error:UNAVAILABLE")
+            tally.observe("canary" if i % 5 == 0 else "production")
+        tally.observe(None, "error:UNAVAILABLE")
         progress.update(force=True)
         status = progress.progress.tasks[0].fields["status"]
         assert progress.progress.tasks[0].completed == 201

@@ -13,7 +13,7 @@ from splitproof.setup.envoyroutes import served_split
 from splitproof.setup.manifests import CanaryParams, mesh_documents
 from splitproof.setup.mesh.edit import split_of
 from splitproof.verifier.errors import InputError
-from splitproof.verifier.expected import weights_from_virtualservice
+from splitproof.verifier.inputs.virtualservice import weights_from_virtualservice
 from splitproof.verifier.istio import weighted_route
 
 NS = "online-boutique"

@@ -1,7 +1,8 @@
 """``verify-split``: count responses per version and gate on the statistical verdict.
 
-Exit codes: 0 PASS, 1 FAIL, 2 usage or input error, 3 INCONCLUSIVE, 4 target unreachable (130 on Ctrl-C, after
-printing the verdict so far). The statistics live in verifier.stats / verifier.sequential; this is the shell.
+Exit codes (verifier.exitcodes, README "Exit codes"): 0 PASS, 1 FAIL, 2 usage or input error, 3 INCONCLUSIVE,
+4 unreachable, 130 on Ctrl-C (after printing the verdict so far). This is the shell: it parses the command line and
+only then imports the body (verifier.command), so ``--help`` and usage errors stay fast.
 """
 
 from __future__ import annotations
@@ -9,13 +10,23 @@ from __future__ import annotations
 import argparse
 import sys
 
+from splitproof.verifier import defaults
 from splitproof.verifier.cliexit import describe_os_error, error_text, stdout_failure, watch_stdout
 from splitproof.verifier.errors import InputError, Unreachable
 from splitproof.verifier.exitcodes import ExitCode
-from splitproof.verifier.expected import DEFAULT_HOST
+from splitproof.verifier.verdict import Outcome
 
-EPILOG = """\
-exit codes: 0 PASS, 1 FAIL, 2 usage or input error, 3 INCONCLUSIVE (not enough samples yet), 4 target unreachable.
+# What each of verify-split's exit codes means (the shared table, verifier.exitcodes; README "Exit codes").
+EXIT_CODES: dict[ExitCode, str] = {
+    ExitCode.OK: "PASS",
+    ExitCode.FAIL: "FAIL",
+    ExitCode.USAGE: "usage or input error",
+    ExitCode.INCONCLUSIVE: "INCONCLUSIVE (not enough samples yet)",
+    ExitCode.UNREACHABLE: "target unreachable",
+    ExitCode.INTERRUPTED: "interrupted (after printing the verdict so far)",
+}
+
+EPILOG = "exit codes: " + ", ".join(f"{int(code)} {text}" for code, text in EXIT_CODES.items()) + """.
 
 examples:
   verify-split --expected 20 --target 127.0.0.1:15001          # sequential, stops at the first verdict
@@ -41,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Istio YAML file (multi-document fine), or with -n the live VirtualService NAME")
     g.add_argument("-n", "--namespace", help="namespace of the live VirtualService (current kube context)")
     g.add_argument("--context", help="kube context for the live VirtualService (default: current)")
-    g.add_argument("--host", default=DEFAULT_HOST,
+    g.add_argument("--host", default=defaults.SERVICE_HOST,
                    help="service host whose weighted route to read (default: %(default)s)")
 
     g = p.add_argument_group("observations (exactly one)")
@@ -58,19 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
                       help="anytime-valid test, stop at the first verdict (default for --target/--url)")
     mode.add_argument("--fixed", action="store_true",
                       help="fixed-n test (default for --results; live: sample --max-samples or the planned n)")
-    g.add_argument("--alpha", type=float, default=0.01, help="error rate of each verdict (default: %(default)s)")
-    g.add_argument("--tolerance", type=float, default=5.0, metavar="PP",
+    g.add_argument("--alpha", type=float, default=defaults.ALPHA,
+                   help="error rate of each verdict (default: %(default)s)")
+    g.add_argument("--tolerance", type=float, default=defaults.points(defaults.TOLERANCE), metavar="PP",
                    help="PASS needs every share within expected ± PP percentage points (default: %(default)s)")
-    g.add_argument("--max-unattributed", type=float, default=1.0, metavar="PCT",
-                   help="FAIL when unattributed responses are shown above PCT percent (default: %(default)s)")
-    g.add_argument("--power", type=float, default=0.9,
+    g.add_argument("--max-unattributed", type=float, default=defaults.points(defaults.MAX_UNATTRIBUTED),
+                   metavar="PCT", help="FAIL when unattributed responses are shown above PCT percent "
+                                       "(default: %(default)s)")
+    g.add_argument("--power", type=float, default=defaults.POWER,
                    help="power for --plan and samples-needed (default: %(default)s)")
     g.add_argument("--rate", type=float, metavar="PER_S", help="--plan: responses per second, to show the time")
 
     g = p.add_argument_group("live sampling (--target / --url)")
     g.add_argument("--max-samples", type=int, metavar="N",
-                   help="stop after N responses (sequential default 20000; fixed default: the planned n)")
-    g.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: 600)")
+                   help=f"stop after N responses (sequential default {defaults.SEQUENTIAL_MAX_SAMPLES}; fixed "
+                        "default: the planned n)")
+    g.add_argument("--duration", type=float, metavar="S",
+                   help=f"stop after S seconds (default: {defaults.LIVE_DURATION_S:g})")
     g.add_argument("--concurrency", type=int, default=8, help="parallel requests (default: %(default)s)")
     g.add_argument("--timeout", type=float, default=5.0, metavar="S", help="per-request timeout (default: %(default)s)")
     g.add_argument("--connect-timeout", type=float, default=5.0, metavar="S",
@@ -99,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2, message already printed)
         return int(exc.code) if isinstance(exc.code, int) else ExitCode.USAGE
-    from splitproof.verifier.gate import make_consoles, run  # the heavy part (scipy), only once the arguments are good
+    from splitproof.verifier.command.run import (  # the heavy part (scipy), once the arguments are good
+        make_consoles,
+        run,
+    )
 
     console, err = make_consoles(args.json == "-")
     try:
@@ -122,13 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     reason = stdout_failure()
     if reason is not None:
-        outcome = OUTCOMES.get(code)
+        outcome = next((o for o in Outcome if o.exit_code == code), None)
         return _error(f"cannot write to standard output ({reason})"
                       + (f" -- the verdict was {outcome}" if outcome else ""), ExitCode.USAGE)
     return code
-
-
-OUTCOMES = {0: "PASS", 1: "FAIL", 3: "INCONCLUSIVE"}
 
 
 def _error(message: object, code: int) -> int:

@@ -11,6 +11,7 @@ Reference: https://istio.io/latest/docs/reference/config/networking/virtual-serv
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from splitproof.verifier.errors import InputError
@@ -121,9 +122,27 @@ def cluster_name(port: int, subset: str, fqdn: str) -> str:
     return f"outbound|{port}|{subset}|{fqdn}"
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterName:
+    """A parsed Istio cluster name."""
+
+    direction: str  # "outbound" | "inbound"
+    port: int
+    subset: str     # "" for the whole service
+    host: str
+
+
+def parse_cluster(name: str) -> ClusterName | None:
+    """istiod's cluster name ``outbound|<port>|<subset>|<host>`` (istio/istio ``pilot/pkg/model/service.go``
+    ``BuildSubsetKey``) or ``inbound|<port>||`` -- also in the ``alt_stat_name`` form that ends in ``;`` (Istio >=
+    1.23, ``util.DelimitedStatsPrefix``); None for any other name (``PassthroughCluster``, ``BlackHoleCluster``)."""
+    parts = name.strip().removesuffix(";").split("|")
+    if len(parts) != 4 or parts[0] not in ("outbound", "inbound") or not parts[1].isdigit():
+        return None
+    return ClusterName(parts[0], int(parts[1]), parts[2], parts[3])
+
+
 def parse_cluster_name(name: str) -> tuple[int, str, str] | None:
     """(port, subset, fqdn) of an ``outbound|...`` cluster name, None for anything else."""
-    parts = name.split("|")
-    if len(parts) != 4 or parts[0] != "outbound" or not parts[1].isdigit():
-        return None
-    return int(parts[1]), parts[2], parts[3]
+    c = parse_cluster(name)
+    return None if c is None or c.direction != "outbound" else (c.port, c.subset, c.host)

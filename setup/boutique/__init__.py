@@ -9,8 +9,8 @@ Three small servers that speak the upstream wire contract (``protos/demo.proto``
 Run one with ``python -m splitproof.setup.boutique <service>`` or ``canary-setup serve <service>`` (``serve``); start
 them as child processes with ``launcher.spawn`` / ``launcher.ServiceGroup``. Every server binds 127.0.0.1 by default
 and prints ``READY <service> <host>:<port>`` once it serves. Modules: ``grpcutil`` (gRPC server plumbing),
-``catalog``, ``recommendation``, ``frontend/`` (the servers), ``serve`` (one in this process), ``launcher`` (as
-children).
+``catalog``, ``recommendation``, ``frontend`` (a package: the servers), ``serve`` (one in this process),
+``launcher`` (as children).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from splitproof.verifier.telemetry.clusters import ClusterName, parse_cluster
+from splitproof.verifier.istio import ClusterName, parse_cluster
 from splitproof.verifier.telemetry.result import NONE, StatusKey
 
 ISTIO_TEXT_FORMAT = (

@@ -1,13 +1,12 @@
-"""Istio's Envoy cluster names, the service they point at, and Envoy's response flags.
+"""The service whose split is verified, as telemetry names it, and Envoy's response flags.
 
-istiod names an outbound cluster ``outbound|<port>|<subset>|<host>``
-(istio/istio ``pilot/pkg/model/service.go`` ``BuildSubsetKey``), e.g.
+Cluster names are parsed by :func:`verifier.istio.parse_cluster` (the one reading, shared with canary-setup):
 ``outbound|8080|canary|recommendationservice.online-boutique.svc.cluster.local``; the subset is empty for the whole
-service. Inbound clusters are ``inbound|<port>||`` (the server-side sidecar). Since Istio 1.23 every cluster also
+service; inbound clusters are ``inbound|<port>||`` (the server-side sidecar). Since Istio 1.23 every cluster also
 carries ``alt_stat_name`` = its name + ``;`` (``util.DelimitedStatsPrefix`` in pilot/pkg/networking/util,
 ``constants.StatPrefixDelimiter``), so stat names read ``cluster.outbound|8080|canary|<host>;.upstream_rq_total``;
 Istio 1.23 and 1.24's JSON access log printed ``%UPSTREAM_CLUSTER%`` (the alt stat name, ending in ``;``) until
-istio/istio#54224 switched it to ``%UPSTREAM_CLUSTER_RAW%`` -- both forms are accepted here.
+istio/istio#54224 switched it to ``%UPSTREAM_CLUSTER_RAW%`` -- both forms are accepted.
 """
 
 from __future__ import annotations
@@ -15,10 +14,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from splitproof.verifier import defaults
 from splitproof.verifier.telemetry.errors import TelemetryInputError
 
-DEFAULT_SERVICE = "recommendationservice"
-DEFAULT_NAMESPACE = "online-boutique"
 DEFAULT_CLUSTER_DOMAIN = "cluster.local"
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -65,31 +63,11 @@ def explain_flags(flags: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class ClusterName:
-    """A parsed Istio cluster name."""
-
-    direction: str  # "outbound" | "inbound"
-    port: int
-    subset: str
-    host: str
-
-
-def parse_cluster(name: str) -> ClusterName | None:
-    """``outbound|8080|canary|host`` (optionally ending in ``;``) -> ClusterName; None for any other name
-    (``PassthroughCluster``, ``BlackHoleCluster``, ``-``, ...)."""
-    name = name.strip().removesuffix(";")
-    parts = name.split("|")
-    if len(parts) != 4 or parts[0] not in ("outbound", "inbound") or not parts[1].isdigit():
-        return None
-    return ClusterName(parts[0], int(parts[1]), parts[2], parts[3])
-
-
-@dataclass(frozen=True, slots=True)
 class Service:
     """The service whose split is verified: ``name`` in ``namespace`` (or a full host when ``name`` has a dot)."""
 
-    name: str = DEFAULT_SERVICE
-    namespace: str = DEFAULT_NAMESPACE
+    name: str = defaults.SERVICE_HOST
+    namespace: str = defaults.SERVICE_NAMESPACE
     cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
 
     def __post_init__(self) -> None:

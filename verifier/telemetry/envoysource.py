@@ -25,7 +25,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 
-from splitproof.verifier.telemetry.clusters import Service, parse_cluster, sanitized
+from splitproof.verifier.istio import parse_cluster
+from splitproof.verifier.telemetry.clusters import Service, sanitized
 from splitproof.verifier.telemetry.envoystats import EnvoySnapshot, parse_snapshot
 from splitproof.verifier.telemetry.errors import TelemetryQueryError
 from splitproof.verifier.telemetry.httpget import DEFAULT_TIMEOUT, Endpoint, one_line, request

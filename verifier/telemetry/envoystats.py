@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from splitproof.verifier.telemetry import promtext
 from splitproof.verifier.telemetry.errors import TelemetryQueryError
+from splitproof.verifier.telemetry.promtext import ExpositionError
+from splitproof.verifier.telemetry.promtext import parse as parse_exposition
 
 KEPT = re.compile(r"upstream_rq_(total|completed|retry|retry_success|timeout|per_try_timeout|pending_overflow|"
                   r"rx_reset|tx_reset|cancelled|maintenance_mode|\d{3}|\dxx)|upstream_cx_(none_healthy|connect_fail)")
@@ -157,7 +158,7 @@ def parse_prometheus(text: str, t: float) -> EnvoySnapshot:
     clusters: dict[str, dict[str, int]] = {}
     uptime = epoch = None
     try:
-        for sample in promtext.parse(text.splitlines()):
+        for sample in parse_exposition(text.splitlines()):
             if sample.name == "envoy_server_uptime":
                 uptime = sample.value
                 continue
@@ -168,7 +169,7 @@ def parse_prometheus(text: str, t: float) -> EnvoySnapshot:
             if found:
                 stats = clusters.setdefault(found[0], {})
                 stats[found[1]] = stats.get(found[1], 0) + int(sample.value)
-    except promtext.ExpositionError as exc:
+    except ExpositionError as exc:
         raise TelemetryQueryError(f"Envoy /stats/prometheus: {exc}") from None
     return EnvoySnapshot(t, uptime, clusters, "prometheus", epoch)
 

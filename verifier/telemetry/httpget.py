@@ -3,7 +3,7 @@
 * a timeout on every socket operation, and a response-size bound (gzip accepted, decompressed within the bound);
 * credentials (bearer token, extra headers, ``user:password@`` in the URL) are sent as *unredirected* headers, so a
   redirect to another host does not carry them, and are redacted from every message -- also from an error body
-  that echoes them back;
+  that echoes them back (:class:`verifier.redact.Redactor`);
 * transport failures (refused, DNS, timeout, reset) raise TelemetryUnreachable; an HTTP error status is returned
   to the caller (who knows the API's error format) as an ``HttpAnswer``.
 """
@@ -17,32 +17,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from splitproof.verifier.redact import Redactor
 from splitproof.verifier.telemetry.errors import TelemetryInputError, TelemetryResponseTooLarge, TelemetryUnreachable
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-REDACTED = "[REDACTED]"
 _CHUNK = 256 * 1024
-
-
-class Redactor:
-    """Replaces every secret (and its base64 and URL-quoted forms) with ``[REDACTED]`` in a text. Values shorter
-    than 4 characters are not treated as secrets (they would redact ordinary words from every message)."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        forms: set[str] = set()
-        for s in secrets:
-            if len(s) >= 4:  # shorter "secrets" would redact ordinary words; a real token is longer
-                forms.update({s, urllib.parse.quote(s, safe=""), base64.b64encode(s.encode()).decode()})
-        self._forms = sorted(forms, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for form in self._forms:
-            text = text.replace(form, REDACTED)
-        return text
 
 
 def one_line(text: str, limit: int = 300) -> str:

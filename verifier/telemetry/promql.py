@@ -30,7 +30,8 @@ import json
 import re
 from dataclasses import dataclass
 
-from splitproof.verifier.telemetry.clusters import Service, explain_flags, parse_cluster, sanitized
+from splitproof.verifier.istio import parse_cluster
+from splitproof.verifier.telemetry.clusters import Service, explain_flags, sanitized
 from splitproof.verifier.telemetry.errors import TelemetryInputError
 from splitproof.verifier.telemetry.result import NONE, StatusKey
 

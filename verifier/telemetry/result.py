@@ -5,7 +5,8 @@ answered well is the health judge's question, answered from ``by_status`` and ``
 saw but could not attribute to a version are ``unattributed`` by cause; what the source read but that is not part of
 the split at all (inbound log lines, other services, unparseable lines, ignored series) is ``skipped`` by reason --
 reported, never silently dropped. A watch yields the same type once per poll: a batch whose ``window`` is the poll
-interval.
+interval. Every result is a count batch for the one tally: ``Tally.add_batch(result)`` (or ``verify(results, ...)``)
+counts it and feeds the sequential gate at the batch's boundary (verifier/tally.py).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class TelemetryCounts:
         return self.total == 0
 
     def as_counter(self) -> Counter[str]:
-        """Per-version counts as a Counter (zero entries dropped) -- what a gate batch API takes."""
+        """Per-version counts as a Counter (zero entries dropped)."""
         return Counter({v: n for v, n in self.counts.items() if n})
 
     def status_of(self, version: str | None) -> dict[StatusKey, int]:

@@ -1,0 +1,132 @@
+"""docs/verdict-schema.md lists exactly the fields verify-split's JSON documents carry, object by object."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from splitproof.verifier.cli import main
+from splitproof.verifier.inputs.records import Record
+from splitproof.verifier.reports.jsonout import PLAN_SCHEMA, VERDICT_SCHEMA
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "verdict-schema.md"
+CLI_EXTRAS = "verify-split adds"
+
+
+def documented() -> dict[str, set[str]]:
+    """Heading (or the paragraph before a table) -> the backticked names in the first column of its table."""
+    tables: dict[str, set[str]] = {}
+    heading = ""
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip().replace("`", "")
+        elif line.startswith(CLI_EXTRAS):
+            heading = CLI_EXTRAS
+        elif m := re.match(r"\| `(\w+)` \|", line):
+            tables.setdefault(heading, set()).add(m.group(1))
+    return tables
+
+
+DOCS = documented()
+
+
+def write_results(path: Path, canary: float, n: int, bad_line: bool = False) -> Path:
+    rng = random.Random(5)
+    lines = []
+    for i in range(n):
+        version = "canary" if rng.random() < canary else "production"
+        lines.append(Record(1000.0 + i, "grpc", 2 if version == "canary" else 5, version, "ok", 2.0).to_json())
+    if bad_line:
+        lines.append("{not json")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    main([*argv, "--json", "-", "--no-progress"])
+    return json.loads(capsys.readouterr().out)
+
+
+def check(data: dict, *, method: str, extras: set[str]) -> None:
+    assert data["schema"] == VERDICT_SCHEMA and data["method"] == method
+    assert set(data) == DOCS[VERDICT_SCHEMA] | extras
+    assert extras <= DOCS[CLI_EXTRAS]
+    for row in data["rows"]:
+        assert set(row) == DOCS["rows[]"]
+    assert set(data["unattributed_row"]) == DOCS["unattributed_row"]
+    assert set(data["interval"]) == DOCS["interval"]
+    assert set(data["parameters"]) == DOCS["parameters"]
+    assert set(data["method_details"]) == DOCS[f"method_details ({method})"]
+
+
+def test_a_fixed_n_replay_carries_the_documented_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(capsys, "--expected", "20", "--results", str(write_results(tmp_path / "r.jsonl", 0.2, 1500, True)))
+    check(data, method="fixed-n", extras={"expected_source", "expected", "input"})
+    assert set(data["input"]) == DOCS["input (with --results)"]
+    assert data["interval"]["kind"] == "clopper-pearson" and data["log_e_value"] is None
+    assert data["unattributed_causes"] == {"malformed line": 1}
+
+
+def test_a_sequential_replay_carries_the_documented_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(capsys, "--expected", "20", "--sequential", "--results",
+                    str(write_results(tmp_path / "r.jsonl", 0.5, 2000)))
+    check(data, method="sequential", extras={"expected_source", "expected", "input"})
+    assert data["outcome"] == "FAIL" and data["interval"]["kind"] == "confidence-sequence"
+    assert data["log_e_value"] > 0 and data["parameters"]["power"] is None
+
+
+class _Shop(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    rng = random.Random(2)
+
+    def do_GET(self) -> None:  # noqa: N802
+        items = 2 if self.rng.random() < 0.2 else 4
+        cards = "".join('<div class="col-md-3">x</div>' for _ in range(items))
+        body = f'<html><section class="recommendations">{cards}</section></html>'.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def shop() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Shop)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_live_run_carries_the_documented_fields(shop: str, capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(capsys, "--expected", "20", "--url", shop, "--max-samples", "60", "--concurrency", "2")
+    check(data, method="sequential", extras={"expected_source", "expected", "target"})
+    assert data["target"] == shop and data["total"] == 60
+
+
+def test_the_plan_carries_the_documented_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(capsys, "--expected", "20", "--plan", "--rate", "100")
+    assert data["schema"] == PLAN_SCHEMA and set(data) == DOCS[PLAN_SCHEMA]
+    assert set(data["plan"]) == DOCS["plan"]
+
+
+def test_every_documented_table_is_checked() -> None:
+    checked = {VERDICT_SCHEMA, CLI_EXTRAS, "rows[]", "unattributed_row", "interval", "parameters",
+               "method_details (fixed-n)", "method_details (sequential)", "input (with --results)", PLAN_SCHEMA,
+               "plan"}
+    assert set(DOCS) == checked

@@ -1,0 +1,10 @@
+"""The body of ``verify-split`` (verifier/cli.py parses the command line and imports this only then, so ``--help``
+and usage errors never pay for scipy).
+
+``settings``  the command line checked and converted, once, into the API's fractions
+``prepare``   the expected split, the attribution and the record sinks a run needs
+``replay``    ``--results FILE``: the records streamed into the tally
+``live``      ``--target`` / ``--url``: live sampling into the tally, with ``progress`` on the terminal
+``plan``      ``--plan``: the sample-size table
+``run``       one run, start to exit code: settings -> inputs -> tally -> verdict -> outputs
+"""

@@ -1,0 +1,89 @@
+"""One ``verify-split`` run, start to exit code: settings -> expected split and attribution -> the observations into
+the one tally (a results file, or live sampling) -> the verdict -> every requested output."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from splitproof.verifier import defaults
+from splitproof.verifier.command.live import observe_live
+from splitproof.verifier.command.plan import print_plan
+from splitproof.verifier.command.prepare import (
+    TimelineSink,
+    load_attribution,
+    load_expected,
+    record_sinks,
+    tolerance_notes,
+)
+from splitproof.verifier.command.replay import input_summary, observe_results, read_notes
+from splitproof.verifier.command.settings import settings
+from splitproof.verifier.exitcodes import ExitCode
+from splitproof.verifier.reports.writer import OutputError, write_outputs, write_text
+from splitproof.verifier.stats.planning import plan
+from splitproof.verifier.tally import Tally
+from splitproof.verifier.verdict import Method
+
+
+def make_consoles(json_to_stdout: bool) -> tuple[Console, Console]:
+    """(where the table goes, where warnings/progress go). Logs and pipes get a 120-column layout."""
+    def console(stderr: bool) -> Console:
+        stream = sys.stderr if stderr else sys.stdout
+        width = None if stream.isatty() else 120
+        return Console(stderr=stderr, width=width, highlight=False)
+
+    err = console(True)
+    return (err if json_to_stdout else console(False)), err
+
+
+def run(args: argparse.Namespace, console: Console, err: Console) -> int:
+    s = settings(args)
+    expected = load_expected(args)
+    margin_notes = tolerance_notes(expected, s.tolerance)
+    for note in margin_notes:
+        err.print(f"[yellow]warning:[/yellow] {note}", highlight=False)
+    if args.plan:
+        data = print_plan(expected, s, args.rate, console)
+        if args.json:
+            try:
+                write_text(args.json, json.dumps(data, indent=2) + "\n")
+            except OSError as exc:
+                raise OutputError(f"could not write --json {args.json} ({exc.strerror or exc})") from None
+        return ExitCode.OK
+    attribution = load_attribution(args, expected, live=s.live)
+    max_samples = args.max_samples
+    if s.live and max_samples is None:
+        max_samples = defaults.SEQUENTIAL_MAX_SAMPLES if s.method == Method.SEQUENTIAL else \
+            plan(expected, s.tolerance, s.alpha, s.power, s.max_unattributed).n
+    sinks = record_sinks(args)
+    tally = Tally(expected, method=s.method, alpha=s.alpha, tolerance=s.tolerance,
+                  max_unattributed=s.max_unattributed, power=s.power, sinks=sinks, max_samples=max_samples)
+    extra: dict[str, Any] = {"expected_source": expected.source, "expected": dict(expected)}
+    notes: list[str] = list(margin_notes)
+    interrupted = False
+    try:
+        if s.live:
+            assert attribution is not None
+            notes += observe_live(args, tally, attribution, err)
+            extra["target"] = args.target or args.url
+        else:
+            stats, stopped = observe_results(args.results, tally, attribution)
+            notes += read_notes(stats, stopped, tally)
+            extra["input"] = input_summary(args.results, stats, stopped)
+    except KeyboardInterrupt:
+        interrupted = True
+        notes.append("interrupted (Ctrl-C): verdict on the responses so far")
+    finally:
+        tally.close()
+    verdict = tally.verdict()
+    if tally.gate is not None and tally.gate.observed_after_decision:
+        notes.append(f"{tally.gate.observed_after_decision} responses after the decision were not counted")
+    verdict = dataclasses.replace(verdict, notes=tuple(verdict.notes) + tuple(notes))
+    timeline = next((sink.timeline for sink in sinks if isinstance(sink, TimelineSink)), None)
+    write_outputs(args, verdict, extra, console, timeline)
+    return ExitCode.INTERRUPTED if interrupted else verdict.exit_code

@@ -1,0 +1,11 @@
+"""What goes into a verdict besides the statistics: the expected split's sources and the observed responses.
+
+``virtualservice``  the expected split read from Istio YAML or the live VirtualService
+``records``         the JSON-lines results format (one response per line), read and written
+``attribution``     item count (or header) -> version: the one attribution of verify-split and the Locust file
+``classify``        one product page / gRPC reply -> a record and a failure message
+``probes``          one live request -> one record (gRPC ``--target``, HTTP ``--url``)
+``sampling``        probes run concurrently until the consumer says stop
+
+The counts-only sources (Prometheus, Envoy admin, access logs) are :mod:`verifier.telemetry`.
+"""

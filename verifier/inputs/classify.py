@@ -1,0 +1,86 @@
+"""Turn one response (a product page or a ListRecommendations reply) into a split record and a failure message.
+
+Pure functions: no Locust, no I/O -- the one classification shared by the Locust file (loadtest/boutique.py) and
+verify-split's live probes (verifier/inputs/probes.py). The counting and the count->version mapping are
+``verifier.inputs.attribution``'s; this module decides what counts as a failure and what the record says.
+
+A response is one of
+  * attributed  -- counted items map to a version: Locust success, record ``status="ok"`` with the version;
+  * unattributable -- the call worked but the count maps to no version (e.g. 3 items): Locust failure
+    ``unattributable: 3 recommendations``, record ``status="ok"`` with ``items=3`` and ``version=null``;
+  * missing section -- a 200 product page without ``<section class="recommendations">`` (the frontend hides the
+    section when its recommendation call failed): Locust failure ``no recommendations section``, record
+    ``status="error:no_recommendations"``, ``items=null``;
+  * failed -- an HTTP status outside 2xx, a connection error, or a gRPC error: Locust failure (Locust's own for
+    HTTP, the gRPC status for gRPC), record ``status="error:<cause>"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from splitproof.verifier.inputs.attribution import Attribution, count_recommendations
+from splitproof.verifier.inputs.records import STATUS_OK, Record, error_status
+
+NO_SECTION_CAUSE = "no_recommendations"
+NO_SECTION_FAILURE = "no recommendations section (the frontend's recommendation call failed)"
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    """What one response means: the record's fields plus the Locust failure message (None = success)."""
+
+    channel: str
+    items: int | None
+    version: str | None
+    status: str
+    failure: str | None
+
+    def record(self, t: float, latency_ms: float, source: str | None = None) -> Record:
+        return Record(t=t, channel=self.channel, items=self.items, version=self.version, status=self.status,
+                      latency_ms=latency_ms, source=source)
+
+
+def unattributable_failure(items: int, known: list[int]) -> str:
+    expected = ", ".join(str(n) for n in sorted(known, reverse=True))
+    return f"unattributable: {items} recommendations (expected one of {expected})"
+
+
+def _from_count(channel: str, items: int, attribution: Attribution,
+                headers: Mapping[str, str] | None = None) -> Classified:
+    version = attribution.attribute(channel, items, headers)
+    if version is None:
+        if attribution.header is not None:
+            return Classified(channel, items, None, STATUS_OK, f"unattributable: no {attribution.header} header")
+        failure = unattributable_failure(items, list(attribution.classes_for(channel)))
+        return Classified(channel, items, None, STATUS_OK, failure)
+    return Classified(channel, items, version, STATUS_OK, None)
+
+
+def http_error_cause(status_code: int | None) -> str:
+    """``http_503`` for an HTTP error status, ``connection`` when no response arrived (status 0/None)."""
+    if not status_code:
+        return "connection"
+    return f"http_{status_code}"
+
+
+def product_page_outcome(status_code: int | None, html: str | None, attribution: Attribution,
+                         headers: Mapping[str, str] | None = None) -> Classified:
+    """Classify one product page. ``status_code`` 0/None means the request itself failed (no response)."""
+    if not status_code or not 200 <= status_code < 300:
+        cause = http_error_cause(status_code)
+        # Locust already names HTTP failures itself; the failure text here is for callers that need one.
+        return Classified("http", None, None, error_status(cause), cause)
+    items = count_recommendations(html or "")
+    if items is None:
+        return Classified("http", None, None, error_status(NO_SECTION_CAUSE), NO_SECTION_FAILURE)
+    return _from_count("http", items, attribution, headers)
+
+
+def grpc_reply_outcome(product_ids: list[str] | None, error_code: str | None, attribution: Attribution,
+                       metadata: Mapping[str, str] | None = None) -> Classified:
+    """Classify one ListRecommendations call: ``error_code`` is the gRPC status name (e.g. ``UNAVAILABLE``)."""
+    if error_code is not None:
+        return Classified("grpc", None, None, error_status(error_code), error_code)
+    return _from_count("grpc", len(product_ids or ()), attribution, metadata)

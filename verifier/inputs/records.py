@@ -1,0 +1,283 @@
+"""The results record format: one JSON object per line, written by loadtest/boutique.py, read by verify-split.
+
+This module is the single definition of the format. A record describes one response::
+
+    {"v": 1, "t": 1764110000.125, "channel": "grpc", "items": 5, "version": "production",
+     "status": "ok", "latency_ms": 3.21}
+
+Fields
+    v           format version (int, currently 1). Readers reject versions they do not know.
+    t           completion time, seconds since the epoch (float).
+    channel     "grpc" (a direct ListRecommendations call) or "http" (a product page through the ingress).
+    items       number of recommended items seen (int), or null when none could be counted
+                (error, or a page without the recommendations section).
+    version     the version the response was attributed to (str), or null when unattributed.
+    status      "ok" for a successful response; otherwise "error:<cause>", e.g. "error:UNAVAILABLE",
+                "error:http_503", "error:no_recommendations".
+    latency_ms  response time in milliseconds (float).
+    source      optional free-form origin (e.g. the Locust user class or "verify-split").
+
+Writers append one line per record and flush, so a run killed mid-write keeps every complete line. A reader
+counts (and reports) malformed lines and a truncated last line; it never crashes on them and never drops them
+silently.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+FORMAT_VERSION = 1
+CHANNELS = ("grpc", "http")
+STATUS_OK = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    t: float
+    channel: str
+    items: int | None
+    version: str | None
+    status: str
+    latency_ms: float
+    source: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    def to_json(self) -> str:
+        """The canonical line (no newline). Byte-identical to :meth:`to_json_reference`, built without json.dumps
+        for the common case because the Locust file serialises one record per response."""
+        t, latency = round(self.t, 6), round(self.latency_ms, 3)
+        if not (math.isfinite(t) and math.isfinite(latency)):
+            return self.to_json_reference()
+        items = "null" if self.items is None else str(int(self.items))
+        line = (f'{{"v":{FORMAT_VERSION},"t":{t!r},"channel":{_js(self.channel)},"items":{items},'
+                f'"version":{"null" if self.version is None else _js(self.version)},"status":{_js(self.status)},'
+                f'"latency_ms":{latency!r}')
+        return line + ("}" if self.source is None else f',"source":{_js(self.source)}}}')
+
+    def to_json_reference(self) -> str:
+        obj: dict[str, Any] = {
+            "v": FORMAT_VERSION,
+            "t": round(self.t, 6),
+            "channel": self.channel,
+            "items": self.items,
+            "version": self.version,
+            "status": self.status,
+            "latency_ms": round(self.latency_ms, 3),
+        }
+        if self.source is not None:
+            obj["source"] = self.source
+        return json.dumps(obj, separators=(",", ":"))
+
+
+_PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII except " and \ : JSON-encodes as itself
+
+
+def _js(text: str) -> str:
+    return f'"{text}"' if _PLAIN.fullmatch(text) else json.dumps(text)
+
+
+def error_status(cause: str) -> str:
+    """The status string for a failed response, e.g. ``error_status("UNAVAILABLE") == "error:UNAVAILABLE"``."""
+    return f"error:{cause}"
+
+
+def unattributed_cause(record: Record) -> str | None:
+    """Why a record counts as unattributed, named as every report names it; None when it is attributed. A failed
+    response is unattributed whatever version its record names: its status is the cause."""
+    if not record.ok:
+        return record.status
+    if record.version is None:
+        return f"{record.channel} reply with {record.items} items"
+    return None
+
+
+class RecordError(ValueError):
+    """A line that is not a valid record; the message says why."""
+
+
+MAX_ITEMS = 1_000_000  # items per response: far above any page; a bigger count is a malformed record
+_ITEMS_DIGITS = len(str(MAX_ITEMS)) - 1
+_NUM = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_STR = r'"([^"\\\x00-\x1f]+)"'
+# The exact shape RecordWriter/Record.to_json produce. Lines of that shape (all of them, in files we wrote) are
+# parsed without json.loads; anything else -- escapes, other key orders, extra fields -- takes the general path.
+_CANONICAL = re.compile(
+    rf'\{{"v":1,"t":({_NUM}),"channel":"(grpc|http)","items":(?:null|(0|[1-9][0-9]*)),'
+    rf'"version":(?:null|{_STR}),"status":{_STR},"latency_ms":({_NUM})(?:,"source":{_STR})?\}}'
+)
+
+
+def parse_record(line: str) -> Record:
+    """Parse one JSON line into a Record, raising RecordError with a reason when it is not valid."""
+    m = _CANONICAL.fullmatch(line)
+    if m is not None:
+        t, channel, items, version, status, latency, source = m.groups()
+        tf, lf = float(t), float(latency)
+        if math.isfinite(tf) and math.isfinite(lf) and lf >= 0 and (items is None or len(items) <= _ITEMS_DIGITS):
+            return Record(tf, channel, int(items) if items is not None else None, version, status, lf, source)
+    return _parse_general(line)  # the general path says what is wrong, if anything
+
+
+def _parse_general(line: str) -> Record:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"not JSON ({exc.msg})") from None
+    except ValueError:  # an integer of more than 4,300 digits (Python's int_max_str_digits)
+        raise RecordError("a number with too many digits") from None
+    if not isinstance(obj, dict):
+        raise RecordError("not a JSON object")
+    v = obj.get("v", FORMAT_VERSION)
+    if v != FORMAT_VERSION:
+        raise RecordError(f"unknown format version {v!r}")
+    try:
+        t = float(obj["t"])
+        channel = obj["channel"]
+        items = obj.get("items")
+        version = obj.get("version")
+        status = obj["status"]
+        latency = float(obj.get("latency_ms", 0.0))
+    except KeyError as exc:
+        raise RecordError(f"missing field {exc.args[0]!r}") from None
+    except (TypeError, ValueError):
+        raise RecordError("field of the wrong type") from None
+    except OverflowError:  # an integer beyond the float range, e.g. 10**400
+        raise RecordError("number out of range") from None
+    if channel not in CHANNELS:
+        raise RecordError(f"unknown channel {channel!r}")
+    if items is not None and (not isinstance(items, int) or isinstance(items, bool) or not 0 <= items <= MAX_ITEMS):
+        raise RecordError(f"bad items {str(items)[:20]}")
+    if version is not None and (not isinstance(version, str) or not version):
+        raise RecordError(f"bad version {version!r}")
+    if not isinstance(status, str) or not status:
+        raise RecordError(f"bad status {status!r}")
+    if not (math.isfinite(t) and math.isfinite(latency)):
+        raise RecordError("non-finite number")
+    if latency < 0:
+        raise RecordError(f"negative latency_ms {latency:g}")
+    source = obj.get("source")
+    return Record(t, channel, items, version, status, latency, source if isinstance(source, str) else None)
+
+
+@dataclass
+class ReadStats:
+    """What a read saw besides the valid records."""
+
+    lines: int = 0
+    valid: int = 0
+    malformed: int = 0
+    truncated: int = 0  # the last line had no newline and did not parse: a run killed mid-write
+    examples: list[str] = field(default_factory=list)  # first few "line N: reason" messages
+
+    MAX_EXAMPLES = 5
+
+    def note_bad(self, lineno: int, reason: str) -> None:
+        if len(self.examples) < self.MAX_EXAMPLES:
+            self.examples.append(f"line {lineno}: {reason}")
+
+
+MAX_LINE = 1 << 16  # characters: a record is ~150; a longer "line" (a binary file, /dev/zero) is malformed
+
+
+def _lines(stream: IO[str]) -> Iterator[str]:
+    """The lines of ``stream``, each cut at MAX_LINE + 1 characters (the rest of an overlong line is skipped), so
+    memory stays bounded whatever the input."""
+    readline = stream.readline
+    while True:
+        raw = readline(MAX_LINE + 1)
+        if not raw:
+            return
+        if len(raw) > MAX_LINE and not raw.endswith("\n"):
+            rest = raw
+            while rest and not rest.endswith("\n"):
+                rest = readline(MAX_LINE + 1)
+            raw = raw[:MAX_LINE + 1] + ("\n" if rest else "")
+        yield raw
+
+
+def iter_records(stream: IO[str], stats: ReadStats) -> Iterator[Record]:
+    """Stream valid records from ``stream``; count bad lines into ``stats`` (never raises on content)."""
+    lineno = 0
+    for raw in _lines(stream):
+        lineno += 1
+        stats.lines += 1
+        line = raw.strip()
+        if not line:
+            stats.lines -= 1
+            continue
+        if len(line) > MAX_LINE:
+            stats.malformed += 1
+            stats.note_bad(lineno, f"longer than {MAX_LINE:,} characters")
+            continue
+        try:
+            rec = parse_record(line)
+        except RecordError as exc:
+            if not raw.endswith("\n"):
+                stats.truncated += 1
+                stats.note_bad(lineno, f"truncated last line ({exc})")
+            else:
+                stats.malformed += 1
+                stats.note_bad(lineno, str(exc))
+            continue
+        stats.valid += 1
+        yield rec
+
+
+def read_records(path: str | Path, stats: ReadStats, what: str = "--results") -> Iterator[Record]:
+    """Open ``path`` (``-`` for stdin) and stream its records. verifier.inputfile's InputFileError (a missing file,
+    a directory, a FIFO without a writer; its message starts with ``what``) and OSError propagate."""
+    import io
+
+    from splitproof.verifier.inputfile import open_input
+
+    raw = open_input(str(path), what)
+    fh = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+    try:
+        yield from iter_records(fh, stats)
+    finally:
+        if str(path) == "-":
+            fh.detach()  # leave standard input itself open
+        else:
+            fh.close()
+
+
+class RecordWriter:
+    """Append records to a JSON-lines file, one flushed line per record (a killed run keeps complete lines)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._fh: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self.count = 0
+
+    def write(self, record: Record) -> None:
+        self.write_lines((record.to_json(),))
+
+    def write_lines(self, lines: Iterable[str]) -> None:
+        """Append already-serialised records (e.g. received from a Locust worker)."""
+        if self._fh is None:
+            raise ValueError("writer is closed")
+        chunk = "".join(f"{line}\n" for line in lines)
+        if chunk:
+            self._fh.write(chunk)
+            self._fh.flush()
+            self.count += chunk.count("\n")
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

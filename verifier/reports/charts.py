@@ -1,0 +1,142 @@
+"""The HTML report's charts, drawn with matplotlib (Agg backend) as inline SVG, so the page needs nothing else.
+
+* share over time: each version's cumulative observed share with *the verdict's own interval* at every checkpoint
+  -- the one the table shows (:mod:`verifier.stats.intervals`): for a sequential verdict the anytime-valid
+  confidence sequence (valid along the whole curve at once), for a fixed-n verdict the Clopper-Pearson interval
+  (pointwise: valid at each n on its own; the table's at the last point) -- converging on the expected line inside
+  each version's margin band;
+* latency: each version's latency distribution (log-spaced histogram drawn as steps).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+
+from splitproof.verifier import fmt
+from splitproof.verifier.reports.timeline import Timeline, bin_upper_edge_ms
+from splitproof.verifier.stats.intervals import share_interval
+from splitproof.verifier.stats.margins import version_margins
+from splitproof.verifier.verdict import Interval, IntervalKind, Method, Verdict
+
+_PALETTE = ("#0969da", "#bf3989", "#1a7f37", "#9a6700", "#8250df", "#57606a")
+
+
+def band(timeline: Timeline, verdict: Verdict) -> dict[str, list[tuple[int, Interval]]]:
+    """Per version, the verdict's interval for its share at each checkpoint of the timeline (what the chart
+    shades): the same function, method and parameters as the verdict's table rows."""
+    expected = {row.version: row.expected for row in verdict.rows}
+    p = verdict.parameters
+    versions = _versions(timeline, expected)
+    return {v: [(c.n, share_interval(verdict.method, c.counts.get(v, 0), c.n, expected.get(v, 0.0), alpha=p.alpha,
+                                     tolerance=p.tolerance)) for c in timeline.checkpoints] for v in versions}
+
+
+def _versions(timeline: Timeline, expected: Mapping[str, float]) -> list[str]:
+    versions = [v for v in expected if v in timeline.counts or expected[v] > 0]
+    return versions + [v for v in timeline.counts if v not in expected]
+
+
+def band_label(verdict: Verdict) -> str:
+    interval = verdict.unattributed_row.interval
+    if verdict.method == Method.SEQUENTIAL or interval.kind == IntervalKind.CONFIDENCE_SEQUENCE:
+        return f"shaded: the table's anytime-valid {fmt.level(interval.level)} confidence sequence"
+    return f"shaded: the table's {fmt.level(interval.level)} Clopper-Pearson interval at each n (pointwise)"
+
+
+def _svg(fig: object) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")  # type: ignore[attr-defined]
+    text = buf.getvalue()
+    start = text.find("<svg")
+    return text[start:] if start >= 0 else text
+
+
+def share_chart_svg(timeline: Timeline, verdict: Verdict) -> str:
+    """Cumulative share per version vs responses, with the verdict's interval (:func:`band`) and each version's
+    expected share and margin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = timeline.checkpoints
+    expected = {row.version: row.expected for row in verdict.rows}
+    tolerance = verdict.parameters.tolerance
+    bands = band(timeline, verdict)
+    fig, ax = plt.subplots(figsize=(8.5, 3.6), dpi=100)
+    try:
+        versions = list(bands)
+        xs = [p.n for p in points]
+        for version in versions:
+            colour = _colour(version, versions)
+            e = expected.get(version, 0.0)
+            shares = [p.counts.get(version, 0) / p.n for p in points]
+            ax.plot(xs, shares, color=colour, lw=1.6, label=f"{version} observed")
+            ax.fill_between(xs, [iv.lo for _, iv in bands[version]], [iv.hi for _, iv in bands[version]],
+                            color=colour, alpha=0.15, lw=0)
+            ax.axhline(e, color=colour, ls="--", lw=1.0, label=f"{version} expected {e:.0%}")
+            lo_m, hi_m = version_margins(e, tolerance)
+            ax.axhspan(max(lo_m, 0), min(hi_m, 1), color=colour, alpha=0.05)
+        if xs:
+            ax.set_xscale("log")
+            _plain_log_ticks(ax.xaxis)
+            ax.set_xlim(max(1, xs[0]), max(xs[-1], 2))
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("attributed responses (log scale)")
+        ax.set_ylabel("cumulative share")
+        ax.set_title(f"Share over time — {band_label(verdict)}; light band: each version's margin", fontsize=9)
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=8, loc="upper right", ncols=2)
+        return _svg(fig)
+    finally:
+        plt.close(fig)
+
+
+def _colour(version: str, order: list[str]) -> str:
+    if version not in order:
+        return "#8c959f"  # unattributed and unknown: grey
+    return _PALETTE[order.index(version) % len(_PALETTE)]
+
+
+def _plain_log_ticks(axis: object, subs: tuple[float, ...] = (1.0,)) -> None:
+    """Label a log axis with plain numbers at ``subs`` x each decade, no minor labels (they overlap)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=subs))  # type: ignore[attr-defined]
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))  # type: ignore[attr-defined]
+    axis.set_minor_formatter(NullFormatter())  # type: ignore[attr-defined]
+
+
+def latency_chart_svg(timeline: Timeline, order: list[str]) -> str:
+    """Per-version latency distribution (log-spaced histogram, drawn as steps); colours follow ``order``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.5, 3.0), dpi=100)
+    try:
+        used = [j for bins in timeline.latency.values() for j, c in enumerate(bins) if c]
+        first, last = (max(min(used) - 1, 0), min(max(used) + 1, len(next(iter(timeline.latency.values()))) - 2)) \
+            if used else (0, 1)
+        keys = [k for k in order if k in timeline.latency] + sorted(k for k in timeline.latency if k not in order)
+        for key in keys:
+            bins = timeline.latency[key]
+            total = sum(bins)
+            if not total:
+                continue
+            edges = [bin_upper_edge_ms(j) for j in range(first, last + 1)]
+            fractions = [bins[j] / total for j in range(first, last + 1)]
+            ax.step(edges, fractions, where="pre", color=_colour(key, order), lw=1.4, label=f"{key} (n={total:,})")
+        ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis, subs=(1.0, 2.0, 5.0))
+        ax.set_xlabel("latency (ms, log scale)")
+        ax.set_ylabel("fraction of responses")
+        ax.set_title("Latency distribution per version", fontsize=9)
+        ax.grid(True, which="both", alpha=0.25)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        return _svg(fig)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,77 @@
+"""Writing a verdict's outputs: the table, ``--json``, ``--junit``, ``--html``, ``$GITHUB_STEP_SUMMARY``.
+
+Each output is attempted whatever happened to the others, so one that cannot be written (a read-only directory,
+standard output on a full disk) loses nothing else already measured: the rest are written, then one
+:class:`OutputError` (an InputError: exit 2, a usage-class code) names every failure and the verdict itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from splitproof.verifier.cliexit import stdout_failure
+from splitproof.verifier.errors import InputError
+from splitproof.verifier.reports.html import write_html
+from splitproof.verifier.reports.jsonout import verdict_json
+from splitproof.verifier.reports.junit import write_junit
+from splitproof.verifier.reports.markdown import append_github_summary
+from splitproof.verifier.reports.table import print_verdict
+from splitproof.verifier.reports.timeline import Timeline
+from splitproof.verifier.verdict import Verdict
+
+
+class OutputError(InputError):
+    """Some outputs could not be written (the others were); the message names them and the verdict."""
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path``, ``-`` = standard output. OSError when it cannot be written."""
+    if path == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    Path(path).write_text(text, encoding="utf-8")
+
+
+class _Attempts:
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+        self.written: list[str] = []
+
+    def __call__(self, what: str, action: Callable[[], None], stdout: bool = False) -> None:
+        try:
+            action()
+        except (OSError, ValueError) as exc:
+            reason = (stdout_failure() if stdout else None) or getattr(exc, "strerror", None) or str(exc)
+            self.failed.append(f"{what}{' on standard output' if stdout else ''} ({reason})")
+        else:
+            self.written.append(what)
+
+
+def write_outputs(args: argparse.Namespace, verdict: Verdict, extra: dict[str, Any], console: Console,
+                  timeline: Timeline | None = None) -> None:
+    attempt = _Attempts()
+    attempt("the table", lambda: print_verdict(verdict, console), stdout=console.file is sys.stdout)
+    if args.json:
+        name = "--json -" if args.json == "-" else f"--json {args.json}"
+        attempt(name, lambda: write_text(args.json, verdict_json(verdict, extra) + "\n"),
+                stdout=args.json == "-")
+    if args.junit:
+        attempt(f"--junit {args.junit}", lambda: write_junit(verdict, args.junit))
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        attempt("$GITHUB_STEP_SUMMARY", lambda: append_github_summary(verdict, summary))
+    if getattr(args, "html", None):
+        source = f"{extra.get('target') or args.results} · expected split from {extra.get('expected_source', '?')}"
+        attempt(f"--html {args.html}", lambda: write_html(args.html, verdict, timeline or Timeline(), source=source))
+    if attempt.failed:
+        kept = f"; written: {', '.join(attempt.written)}" if attempt.written else ""
+        raise OutputError(f"could not write {'; '.join(attempt.failed)}{kept} -- the verdict was {verdict.outcome}"
+                          f" ({verdict.reason})")
