@@ -1,12 +1,13 @@
 # Splitproof -- two commands on a fresh machine (only python3 and make needed):
 #   make demo   the whole local canary run on a real Envoy mesh
 #   make test   the whole test suite (what CI runs)
+#   make test-fast   the inner loop: every test that starts no process (pytest -m "not slow")
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.splitproof-installed
 
-.PHONY: demo test venv browser prometheus protos lint bench clean
+.PHONY: demo test test-fast venv browser prometheus protos lint bench clean
 
 # (Re)create the virtualenv and install the project (+ test extras) whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -22,6 +23,11 @@ demo: $(STAMP)
 
 test: $(STAMP) browser prometheus
 	$(BIN)/python -m pytest
+
+# The tests that start no real process (no Envoy, services, Locust, Prometheus, Chromium, commands): seconds, not
+# minutes. tests/conftest.py marks the others `slow`; `make test` still runs everything.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 # Headless Chromium (Debian package) renders the HTML report in tests/test_htmlreport.py. Installed when missing
 # and we are root with apt-get (as on CI); otherwise that one test is skipped and says why.

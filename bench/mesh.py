@@ -31,19 +31,24 @@ from pathlib import Path
 
 import grpc
 
+from bench.grpcload import sync_loop, window_loop
 from bench.machine import describe
 from splitproof.protos import demo_pb2, demo_pb2_grpc
+from splitproof.setup import proc
 from splitproof.setup.manifests import CanaryParams, mesh_documents
 from splitproof.setup.mesh import LocalMesh
-from splitproof.setup.mesh.envoy import Admin, ConfigFiles, bootstrap, envoy_argv, find_envoy
-from splitproof.setup.mesh.supervisor import spawn
+from splitproof.setup.mesh.admin import Admin
+from splitproof.setup.mesh.envoy import bootstrap, envoy_argv, find_envoy
+from splitproof.setup.mesh.envoy_build import ListenerPorts
 from splitproof.setup.mesh.topology import services
-from splitproof.setup.mesh.translate import ListenerPorts, translate
+from splitproof.setup.mesh.translate import translate
+from splitproof.setup.mesh.xds import ConfigFiles
 from splitproof.verifier.inputs.attribution import count_recommendations
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADING = "## Local mesh"
-REQUEST = demo_pb2.ListRecommendationsRequest(user_id="bench", product_ids=["OLJCESPC7Z"])
+PRODUCT = "OLJCESPC7Z"
+REQUEST = demo_pb2.ListRecommendationsRequest(user_id="bench", product_ids=[PRODUCT])
 
 
 def machine() -> str:
@@ -53,35 +58,11 @@ def machine() -> str:
 
 
 def grpc_sync_rate(target: str, seconds: float) -> float:
-    with grpc.insecure_channel(target) as channel:
-        stub = demo_pb2_grpc.RecommendationServiceStub(channel)
-        stub.ListRecommendations(REQUEST, timeout=5)
-        n = 0
-        end = time.perf_counter() + seconds
-        start = time.perf_counter()
-        while time.perf_counter() < end:
-            stub.ListRecommendations(REQUEST, timeout=5)
-            n += 1
-        return n / (time.perf_counter() - start)
+    return sync_loop(target, seconds, product=PRODUCT).rate
 
 
 def grpc_window_rate(target: str, seconds: float, window: int = 16) -> float:
-    with grpc.insecure_channel(target) as channel:
-        stub = demo_pb2_grpc.RecommendationServiceStub(channel)
-        stub.ListRecommendations(REQUEST, timeout=5)
-        pending = []
-        n = 0
-        start = time.perf_counter()
-        end = start + seconds
-        while time.perf_counter() < end:
-            pending.append(stub.ListRecommendations.future(REQUEST, timeout=5))
-            if len(pending) >= window:
-                pending.pop(0).result()
-                n += 1
-        for fut in pending:
-            fut.result()
-            n += 1
-        return n / (time.perf_counter() - start)
+    return window_loop(target, seconds, window=window, product=PRODUCT).rate
 
 
 def page_rate(hostport: str, seconds: float) -> float:
@@ -109,6 +90,24 @@ def alternate(direct: Callable[[], float], mesh: Callable[[], float], rounds: in
     return statistics.median(d), statistics.median(m)
 
 
+def start_to_ready(argv: list[str], addr_file: Path, log: Path) -> float:
+    """Seconds from spawning Envoy until its admin /ready answers LIVE (polled every millisecond)."""
+    start = time.perf_counter()
+    child = proc.spawn(argv, log=log, die_with_parent=True)
+    found: list[Admin] = []
+
+    def ready() -> bool:
+        if not found and addr_file.exists() and addr_file.read_text().strip():
+            found.append(Admin("http://" + addr_file.read_text().strip()))
+        return bool(found) and found[0].ready()
+
+    try:
+        proc.wait_until(ready, 30, "Envoy /ready", 0.001, max_interval=0.001)
+        return time.perf_counter() - start
+    finally:
+        proc.stop(child)
+
+
 def envoy_start_to_ready(repeats: int) -> list[float]:
     params = CanaryParams()
     out = []
@@ -117,26 +116,13 @@ def envoy_start_to_ready(repeats: int) -> list[float]:
         cfg = translate(mesh_documents(params), services=services(params), endpoints=[],
                         ports=ListenerPorts({80: 0}, {}), route_path=files.route_path,
                         default_namespace=params.namespace)
-        files.write_listeners(cfg)
-        files.write_clusters(cfg)
-        files.write_routes(cfg)
+        files.write_all(cfg)
         boot = Path(tmp) / "bootstrap.json"
         boot.write_text(json.dumps(bootstrap(files, 0, "bench")))
         for i in range(repeats):
             addr = Path(tmp) / f"admin{i}"
             argv = envoy_argv(find_envoy(), boot, addr, Path(tmp) / "base-id", 1)
-            start = time.perf_counter()
-            proc = spawn(argv, Path(tmp) / "envoy.log")
-            try:
-                admin = None
-                while admin is None or not admin.ready():
-                    if admin is None and addr.exists() and addr.read_text().strip():
-                        admin = Admin("http://" + addr.read_text().strip())
-                    time.sleep(0.001)
-                out.append(time.perf_counter() - start)
-            finally:
-                proc.terminate()
-                proc.wait()
+            out.append(start_to_ready(argv, addr, Path(tmp) / "envoy.log"))
     return out
 
 
@@ -166,8 +152,8 @@ def switch_to_effect(mesh: LocalMesh, switches: int) -> tuple[list[float], list[
             start = time.perf_counter()
             mesh.set_weights(100 if target == "canary" else 0)
             applied.append(time.perf_counter() - start)  # the whole call: render, write, config_dump shows it
-            while not any(t > start and v == target for t, v in seen[-50:]):
-                time.sleep(0.0005)
+            proc.wait_until(lambda: any(t > start and v == target for t, v in seen[-50:]), 10,  # noqa: B023
+                            f"the first reply from {target}", 0.0005, max_interval=0.0005)
             effect.append(next(t for t, v in seen if t > start and v == target) - start)
             target = "production" if target == "canary" else "canary"
     finally:

@@ -17,7 +17,7 @@ from splitproof.verifier.exitcodes import ExitCode
 
 # Modules that contribute subcommands, in help order.
 COMMAND_MODULES = (
-    "splitproof.setup.boutique.launcher",  # serve: run one local boutique service
+    "splitproof.setup.boutique.serve",     # serve: run one local boutique service
     "splitproof.setup.mesh.cli",           # local up/status/weights/down: the lab's mesh on a real Envoy
     "splitproof.setup.cluster.cli",        # up/plan/cluster/istio/app/expose/canary/weights/status/loadtest/down/lint
     "splitproof.setup.demo",               # demo: what `make demo` runs

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from splitproof import loadtest
 from splitproof.setup import proc
-from splitproof.setup.errors import SetupError
+from splitproof.setup.errors import SetupError, WaitTimeoutError
 from splitproof.setup.manifests import CanaryParams
 from splitproof.verifier.exitcodes import ExitCode
 from splitproof.verifier.istio import canary_weights
@@ -107,7 +107,7 @@ class Demo:
     def run_child(self, argv: list[str], timeout: float, log: Path | None = None) -> int:
         """Run a real child process to completion, registered so Ctrl-C or an error always stops it."""
         sys.stdout.flush()
-        child = proc.start(argv, log=log, inherit_output=log is None, on_start=self.children.append)
+        child = proc.spawn(argv, log=log, inherit_output=log is None, on_start=self.children.append)
         try:
             return child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -117,8 +117,7 @@ class Demo:
             proc.stop(child)
 
     def stop_children(self) -> None:
-        for child in self.children:
-            proc.stop(child)
+        proc.stop_all(self.children)
 
     # ------------------------------------------------------------------------------------------------ phases
 
@@ -128,22 +127,24 @@ class Demo:
                            alpha=self.alpha, csv_prefix=self.out / "locust")
         self.say(f"load: Locust headless, {self.users} users for {self.duration}s "
                  f"(shoppers via the ingress, gRPC user via the mesh entry) -> {results}")
-        child = proc.start(argv, log=log, on_start=self.children.append)
-        deadline = time.monotonic() + self.duration + LOCUST_GRACE_S
+        child = proc.spawn(argv, log=log, on_start=self.children.append)
+        limit = self.duration + LOCUST_GRACE_S
         columns = (TextColumn("  {task.description}"), BarColumn(), TextColumn("{task.fields[records]:>8,} records"),
                    TimeRemainingColumn())
         counted = LineCounter(results)
         with Progress(*columns, console=self.console, transient=True) as progress:
             task = progress.add_task("Locust", total=self.duration, records=0)
             start = time.monotonic()
-            while child.poll() is None:
-                if time.monotonic() > deadline:
-                    proc.stop(child)
-                    raise SetupError(f"Locust did not finish within {self.duration + LOCUST_GRACE_S:g}s "
-                                     f"(log: {log})")
-                progress.update(task, completed=min(time.monotonic() - start, self.duration),
-                                records=counted())
-                time.sleep(0.25)
+
+            def finished() -> bool:
+                progress.update(task, completed=min(time.monotonic() - start, self.duration), records=counted())
+                return child.poll() is not None
+
+            try:
+                proc.wait_until(finished, limit, "Locust", 0.25, max_interval=0.25)
+            except WaitTimeoutError:
+                proc.stop(child)
+                raise SetupError(f"Locust did not finish within {limit:g}s (log: {log})") from None
         code = child.returncode
         self.say(f"Locust finished (exit {code}: its own live verdict), {count_lines(results):,} records")
         if code not in (0, 1, 3):
@@ -161,7 +162,7 @@ class Demo:
         verdicts: list[tuple[str, int, int]] = []
         self.say(f"starting the local mesh at {100 - EXPECTED_CANARY}/{EXPECTED_CANARY} on a real Envoy ...")
         with LocalMesh(CanaryParams(weights=canary_weights(EXPECTED_CANARY))) as mesh:
-            served = mesh.status().weights
+            served = mesh.router.served_weights().weights
             self.say(f"mesh ready: ingress {mesh.ingress_url}, gRPC entry {mesh.grpc_entry}; "
                      f"Envoy serves {served}")
             self.load(mesh.ingress_url, mesh.grpc_entry, results)
@@ -173,8 +174,9 @@ class Demo:
             verdicts.append(("80/20, results file", 0, code))
 
             took = mesh.set_weights(MISROUTE_CANARY)
-            self.say(f"misroute: weights now {mesh.status().weights} (applied in {took * 1000:.0f} ms, Envoy not "
-                     f"restarted) while {EXPECTED_CANARY}% is still expected")
+            served = mesh.router.served_weights().weights
+            self.say(f"misroute: weights now {served} (applied in {took * 1000:.0f} ms, Envoy not restarted) while "
+                     f"{EXPECTED_CANARY}% is still expected")
             self.say(f"gate 2: verify-split --expected {EXPECTED_CANARY} --target {mesh.grpc_entry} "
                      f"(sequential; expect [red]FAIL[/])")
             t0 = time.monotonic()

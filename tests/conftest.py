@@ -1,53 +1,46 @@
-"""Shared test helpers. Integration tests start real processes on 127.0.0.1 ephemeral ports and always stop them."""
+"""Fixtures shared by the test modules (helpers: tests/helpers.py). Integration tests start real processes on
+127.0.0.1 ephemeral ports and always stop them; the modules that do are marked ``slow`` here (``make test-fast``
+runs the others)."""
 
 from __future__ import annotations
 
-import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from helpers import PYTHON, REPO, decoys_hit, free_port, make_decoys, start_service
 
-from splitproof.setup.boutique.launcher import Spawned, spawn
+from splitproof.setup.boutique.launcher import Spawned
 
-REPO = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+if TYPE_CHECKING:  # the mesh is imported only by the tests that start it
+    from splitproof.setup.mesh import LocalMesh
+
+__all__ = ["PYTHON", "REPO", "decoys_hit", "free_port", "make_decoys", "start_service"]
+
+# Test modules that start real processes (boutique services, Envoy, Locust, Prometheus, Chromium, the installed
+# commands, the recorded fakes on PATH): every test in them is ``slow``. tests/test_setup_architecture.py fails
+# when a module that starts processes is missing here.
+REAL_PROCESS_MODULES = frozenset({
+    "test_bad_inputs", "test_boutique", "test_boutique_faults", "test_child_processes", "test_cluster_manifests",
+    "test_cluster_steps", "test_cluster_up", "test_demo", "test_htmlreport", "test_loadtest_locust",
+    "test_loadtest_units", "test_mesh", "test_protos", "test_sampler_e2e", "test_telemetry_envoy",
+    "test_telemetry_envoy_prometheus", "test_telemetry_prometheus", "test_upstream_compat", "test_verifier_cli",
+    "test_setup_exit_codes", "test_proc", "test_verifier_architecture", "test_verify_split_exit_codes",
+})
+LAB_WEIGHTS = {"production": 80, "canary": 20}
 
 
-def free_port() -> int:
-    """An ephemeral port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).stem in REAL_PROCESS_MODULES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
 def port() -> int:
     return free_port()
-
-
-# ------------------------------------------------------------ a working directory full of same-named modules
-
-# What a user's folder may hold: another project's setup.py, a package named like ours or like our imports.
-# Each decoy, if imported or executed, appends its name to MARKER (and an import of it then fails).
-DECOYS = ("setup.py", "protos/__init__.py", "splitproof/__init__.py", "grpc.py", "yaml.py", "rich.py")
-MARKER = "DECOY-IMPORTED"
-
-
-def make_decoys(folder: Path) -> Path:
-    """Fill ``folder`` with the decoys; return it. Run children from it, then assert ``decoys_hit(folder) == []``."""
-    for name in DECOYS:
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"with open({str(folder / MARKER)!r}, 'a') as fh:\n    fh.write({name!r} + '\\n')\n"
-                        f"raise ImportError('decoy {name} from the caller\\'s working directory')\n")
-    return folder
-
-
-def decoys_hit(folder: Path) -> list[str]:
-    """The decoys of ``folder`` some process imported or executed."""
-    marker = folder / MARKER
-    return marker.read_text().split() if marker.exists() else []
 
 
 @pytest.fixture
@@ -65,15 +58,46 @@ def _no_gevent_in_the_test_process(request: pytest.FixtureRequest):  # type: ign
                     pytrace=False)
 
 
+# ------------------------------------------------------------------ the lab's mesh (real Envoy, real services)
+
+
+@pytest.fixture(scope="session")
+def _session_mesh() -> Iterator[LocalMesh]:
+    from splitproof.setup.manifests import CanaryParams
+    from splitproof.setup.mesh import LocalMesh
+
+    with LocalMesh(CanaryParams(weights=dict(LAB_WEIGHTS))) as running:
+        yield running
+
+
+@pytest.fixture
+def mesh(_session_mesh: LocalMesh) -> Iterator[LocalMesh]:
+    """The lab's topology on a real Envoy at 80/20 (ingress -> frontend -> weighted recommendationservice),
+    started once per session and shared by the modules that only read it. A test may change the weights: they
+    are put back afterwards. A module that changes anything else (crashes, other params) starts its own."""
+    yield _session_mesh
+    if dict(_session_mesh.params.weights) != LAB_WEIGHTS:
+        _session_mesh.set_weights(LAB_WEIGHTS)
+
+
+# ------------------------------------------------------------------ a cluster, through the recorded fakes
+
+
+@pytest.fixture(scope="session")
+def finished_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The fake cluster's state after `canary-setup up --provider kind` (tests/fakes: run once per session);
+    a test loads a copy into its own FakeCluster."""
+    from fakes.harness import FakeCluster
+
+    from splitproof.setup.cli import main
+
+    with pytest.MonkeyPatch.context() as mp:
+        fake = FakeCluster(tmp_path_factory.mktemp("finished"), mp)
+        assert main(["up", "--provider", "kind", "--canary-image", "registry.example/reco:canary"]) == 0
+        return fake.world()
+
+
 # ------------------------------------------------------------------ local boutique services (real processes)
-
-
-def start_service(request: pytest.FixtureRequest, logs: Path, name: str, service: str, args: list[str],
-                  env: dict[str, str] | None = None) -> Spawned:
-    """Spawn a boutique service on an ephemeral port; stopped by ``request``'s finalizer (its fixture's scope)."""
-    spawned = spawn(service, args, log=logs / f"{name}.log", env=env)
-    request.addfinalizer(spawned.stop)
-    return spawned
 
 
 @pytest.fixture(scope="module")

@@ -34,25 +34,26 @@ def _is_type_checking(node: ast.If) -> bool:
         (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+def _imports(tree: ast.AST, type_checking: bool = False) -> Iterator[ast.Import | ast.ImportFrom]:
     for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and _is_type_checking(node):
+        if isinstance(node, ast.If) and _is_type_checking(node) and not type_checking:
             for child in node.orelse:
-                yield from _imports(child)
+                yield from _imports(child, type_checking)
             continue
         if isinstance(node, ast.Import | ast.ImportFrom):
             yield node
-        yield from _imports(node)
+        yield from _imports(node, type_checking)
 
 
-def graph() -> dict[str, set[str]]:
-    """Module -> the splitproof modules it imports."""
+def graph(*, type_checking: bool = False) -> dict[str, set[str]]:
+    """Module -> the splitproof modules it imports (with ``type_checking``, also those imported only under
+    ``if TYPE_CHECKING:`` -- a cycle hidden there is still a tangle for the reader)."""
     mods = modules()
     out: dict[str, set[str]] = {}
     for name, path in mods.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         deps: set[str] = set()
-        for node in _imports(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in _imports(ast.parse(path.read_text(encoding="utf-8")), type_checking):
             if isinstance(node, ast.Import):
                 deps.update(alias.name for alias in node.names)
                 continue

@@ -1,8 +1,8 @@
 """A real Prometheus for the telemetry tests: started on 127.0.0.1 with a temp data dir, scraping a test exposition
 server every 1 s; ``promtool tsdb create-blocks-from openmetrics`` backfills exact, known series before it starts.
 
-Every process dies with the test process (PR_SET_PDEATHSIG through a tiny exec wrapper) and is stopped by the
-fixture's finalizer; readiness is polled, never slept for.
+Every process dies with the test process (setup.proc.spawn's die_with_parent) and is stopped by the fixture's
+finalizer; readiness is polled, never slept for.
 """
 
 from __future__ import annotations
@@ -10,11 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import threading
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -22,17 +19,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from conftest import free_port
+from helpers import free_port
+
+from splitproof.setup import proc
 
 PROMETHEUS = os.environ.get("SPLITPROOF_PROMETHEUS") or shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = os.environ.get("SPLITPROOF_PROMTOOL") or shutil.which("promtool") or "/usr/bin/promtool"
-
-_PDEATHSIG_EXEC = (
-    "import ctypes,os,signal,sys\n"
-    "ctypes.CDLL(None).prctl(1, signal.SIGTERM)\n"
-    "os.getppid() == int(sys.argv[1]) or sys.exit(1)\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n"
-)
 
 
 def missing_prometheus() -> str | None:
@@ -43,35 +35,18 @@ def missing_prometheus() -> str | None:
     return None
 
 
-def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in its own session, dying with this process even if it is SIGKILLed."""
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-I", "-S", "-c", _PDEATHSIG_EXEC, str(os.getpid()), *argv],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+def spawn(argv: list[str], log: Path) -> proc.Child:
+    """Start ``argv`` in its own session, dying with this process even if it is SIGKILLed (setup.proc)."""
+    return proc.spawn(argv, log=log, die_with_parent=True)
 
 
-def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
+def stop(child: proc.Child, timeout: float = 10.0) -> None:
+    proc.stop(child, timeout)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.2)
+    """setup.proc.wait_until: the predicate's first true value; WaitTimeoutError naming ``what``."""
+    return proc.wait_until(predicate, timeout, what, max_interval=0.2)
 
 
 # ------------------------------------------------------------------------------------ the test's own target

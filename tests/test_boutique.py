@@ -19,16 +19,20 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import decoys_hit, start_service
+from helpers import decoys_hit, start_service
 
 from splitproof.protos import demo_pb2, demo_pb2_grpc
-from splitproof.setup import proc
+from splitproof.setup import net, proc
 from splitproof.setup.boutique.catalog import PRODUCT_IDS, PRODUCTS
-from splitproof.setup.boutique.frontend import FrontendHandler, RateLimitedLog, format_money
+from splitproof.setup.boutique.frontend.pages import format_money
+from splitproof.setup.boutique.frontend.ratelog import RateLimitedLog
+from splitproof.setup.boutique.frontend.server import FrontendHandler
 from splitproof.setup.boutique.grpcutil import bind_and_start, new_grpc_server
-from splitproof.setup.boutique.launcher import Spawned, parse_ready, resolve_options, spawn
+from splitproof.setup.boutique.launcher import Spawned, spawn
 from splitproof.setup.boutique.recommendation import recommend
+from splitproof.setup.boutique.serve import resolve_options
 from splitproof.setup.errors import SetupError
+from splitproof.setup.proc import parse_ready
 from splitproof.verifier.exitcodes import ExitCode
 from splitproof.verifier.inputs.attribution import Attribution, count_recommendations
 
@@ -225,8 +229,8 @@ def test_catalog_serves_the_nine_products_and_health(catalog: Spawned,
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     found = stub.SearchProducts(demo_pb2.SearchProductsRequest(query="KITCHEN"), timeout=5)
     assert sorted(p.id for p in found.results) == ["9SIQT8TOJO", "LS4PSXUNUM"]
-    assert proc.grpc_healthy(catalog.addr)
-    assert proc.grpc_healthy(catalog.addr, "hipstershop.ProductCatalogService")
+    assert net.grpc_healthy(catalog.addr)
+    assert net.grpc_healthy(catalog.addr, "hipstershop.ProductCatalogService")
 
 
 # ---------------------------------------------------------------- recommendation
@@ -234,8 +238,8 @@ def test_catalog_serves_the_nine_products_and_health(catalog: Spawned,
 
 def test_production_returns_five_distinct_catalog_ids_never_the_requested(
         production: Spawned, grpc_channel: list[grpc.Channel]) -> None:
-    assert proc.grpc_healthy(production.addr)
-    assert proc.grpc_healthy(production.addr, "hipstershop.RecommendationService")
+    assert net.grpc_healthy(production.addr)
+    assert net.grpc_healthy(production.addr, "hipstershop.RecommendationService")
     results: set[tuple[str, ...]] = set()
     for requested in UPSTREAM_IDS + [REQUESTED] * 15:
         ids = _recs(grpc_channel, production.addr, [requested])
@@ -264,14 +268,14 @@ def test_requesting_five_ids_makes_production_return_four(production: Spawned, c
 
 def test_catalog_down_gives_unavailable_and_no_crash(request: pytest.FixtureRequest, logs: Path,
                                                      grpc_channel: list[grpc.Channel]) -> None:
-    dead = f"127.0.0.1:{proc.free_port()}"
+    dead = f"127.0.0.1:{net.free_port()}"
     orphan = start_service(request, logs, "rec-no-catalog", "recommendation", ["--catalog-addr", dead])
     for _ in range(3):
         with pytest.raises(grpc.RpcError) as err:
             _recs(grpc_channel, orphan.addr, [REQUESTED])
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert dead in err.value.details() and "product catalog" in err.value.details()
-    assert orphan.proc.poll() is None and proc.grpc_healthy(orphan.addr)
+    assert orphan.proc.poll() is None and net.grpc_healthy(orphan.addr)
 
 
 # ---------------------------------------------------------------- frontend
@@ -309,7 +313,7 @@ def test_unknown_product_is_500(frontend_production: Spawned) -> None:
 
 def test_missing_recommendation_backend_gives_page_without_section(request: pytest.FixtureRequest, logs: Path,
                                                                   catalog: Spawned) -> None:
-    dead = f"127.0.0.1:{proc.free_port()}"
+    dead = f"127.0.0.1:{net.free_port()}"
     fe = start_service(request, logs, "frontend-dead-recs", "frontend",
                 ["--catalog-addr", catalog.addr, "--recommendation-addr", dead])
     status, _, page = _http(fe.url, "GET", f"/product/{REQUESTED}")
@@ -433,7 +437,7 @@ def test_launched_services_never_import_from_the_callers_directory(tmp_path: Pat
     try:
         recommendation = spawn("recommendation", ["--catalog-addr", catalog.addr], log=tmp_path / "rec.log")
         try:
-            assert proc.grpc_healthy(recommendation.addr) and proc.grpc_healthy(catalog.addr)
+            assert net.grpc_healthy(recommendation.addr) and net.grpc_healthy(catalog.addr)
         finally:
             recommendation.stop()
     finally:
@@ -443,14 +447,14 @@ def test_launched_services_never_import_from_the_callers_directory(tmp_path: Pat
 
 def test_canary_setup_serve_prints_ready_and_stops_on_sigterm(tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
-    child = proc.start([sys.executable, "-m", "splitproof.setup", "serve", "catalog", "--port", "0"], log=log)
+    child = proc.spawn([sys.executable, "-m", "splitproof.setup", "serve", "catalog", "--port", "0"], log=log)
     try:
         proc.wait_until(lambda: parse_ready(log.read_text(), "catalog") is not None or child.poll() is not None,
                         20, "READY line")
         hit = parse_ready(log.read_text(), "catalog")
         assert hit is not None and hit[0] == "127.0.0.1", log.read_text()
         assert len(re.findall(r"^READY ", log.read_text(), re.M)) == 1
-        assert proc.grpc_healthy(f"127.0.0.1:{hit[1]}")
+        assert net.grpc_healthy(f"127.0.0.1:{hit[1]}")
         child.send_signal(signal.SIGTERM)
         assert child.wait(timeout=10) == 0
     finally:
@@ -481,11 +485,11 @@ def test_service_group_stops_all_children_even_when_interrupted(tmp_path: Path,
     try:
         catalog = group.start("catalog")
         frontend = group.start("frontend")
-        monkeypatch.setattr(launcher.proc, "stop", flaky_stop)
+        monkeypatch.setattr(proc, "stop", flaky_stop)  # what ServiceGroup.stop -> proc.stop_all calls
         with pytest.raises(KeyboardInterrupt):
             group.stop()
     finally:
-        monkeypatch.setattr(launcher.proc, "stop", real_stop)
+        monkeypatch.setattr(proc, "stop", real_stop)
         group.stop()
     assert catalog.proc.poll() == 0 and frontend.proc.poll() == 0
     assert calls[:2] == [frontend.proc.pid, frontend.proc.pid]  # retried, then went on to the catalog

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import start_service
+from helpers import start_service
 
 from splitproof.protos import demo_pb2, demo_pb2_grpc
 from splitproof.setup.boutique.launcher import Spawned

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import decoys_hit
+from helpers import decoys_hit
 
 from splitproof.setup import proc
 

@@ -18,13 +18,16 @@ import yaml
 from splitproof.setup.cli import build_parser
 from splitproof.setup.cluster import resources
 from splitproof.setup.cluster.cli import options_from_args, setup_documents
+from splitproof.setup.cluster.declared import virtual_service_weights
+from splitproof.setup.cluster.images import patch_recommendation_server
 from splitproof.setup.cluster.kube import covers, desired_fields, to_yaml
 from splitproof.setup.cluster.lint import ERROR, WARNING, lint_documents, load_documents
+from splitproof.setup.cluster.live import pods_without_sidecar
 from splitproof.setup.cluster.options import Options
-from splitproof.setup.cluster.proxy import normalize, route_weights, virtual_service_weights
-from splitproof.setup.cluster.steps import patch_recommendation_server, pods_without_sidecar
+from splitproof.setup.envoyroutes import served_split
 from splitproof.setup.manifests import mesh_documents
 from splitproof.setup.proc import wait_until
+from splitproof.setup.router import normalize
 from splitproof.verifier.exitcodes import ExitCode
 
 REPO = Path(__file__).resolve().parent.parent
@@ -198,11 +201,11 @@ def test_proxy_route_parsing_follows_istio_conventions() -> None:
          "routes": [{"match": {"prefix": "/"}, "route": {"weightedClusters": {"clusters": [
              {"name": f"outbound|8080|production|{fqdn}", "weight": 80},
              {"name": f"outbound|8080|canary|{fqdn}", "weight": 20}]}}}]}]}]
-    assert route_weights(json.dumps(routes), [fqdn]) == {"production": 80, "canary": 20}
+    assert served_split(json.dumps(routes), [fqdn]) == {"production": 80, "canary": 20}
     single = [{"virtualHosts": [{"name": f"{fqdn}:8080", "routes": [
         {"route": {"cluster": f"outbound|8080|production|{fqdn}"}}]}]}]
-    assert route_weights(single, [fqdn]) == {"production": 100}
-    assert route_weights(single, ["elsewhere"]) is None
+    assert served_split(single, [fqdn]) == {"production": 100}
+    assert served_split(single, ["elsewhere"]) is None
     assert normalize({"production": 100, "canary": 0}) == {"production": 100}  # Istio drops zero weights
     assert normalize({"production": 80, "canary": 20}) == {"production": 80, "canary": 20}
 

@@ -1,4 +1,5 @@
-"""The single steps against the recorded fakes, starting from a cluster a real `up` (against the fakes) left behind:
+"""The single steps against the recorded fakes, starting from a cluster a real `up` (against the fakes) left behind
+(the session's ``finished_world``, tests/conftest.py):
 the proxy wait and its timeout, the gRPC gateway route, refusals, sidecar verification, status, down, loadtest,
 preflight and usage errors."""
 
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from fakes.harness import RECORDED, FakeCluster
+from helpers import in_process
 
 from splitproof.setup.cli import main
 from splitproof.verifier.exitcodes import ExitCode
@@ -23,31 +25,16 @@ REPO = Path(__file__).resolve().parent.parent
 KUBECTL = REPO / ".venv" / "bin" / "kubectl"
 
 
-@pytest.fixture(scope="module")
-def finished_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The fake cluster's state after `canary-setup up --provider kind` (run once for this module)."""
-    with pytest.MonkeyPatch.context() as mp:
-        fake = FakeCluster(tmp_path_factory.mktemp("finished"), mp)
-        assert main(["up", *KIND, "--canary-image", "registry.example/reco:canary"]) == 0
-        return fake.world()
-
-
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, finished_world: dict[str, Any],
          capsys: pytest.CaptureFixture[str]) -> FakeCluster:
     capsys.readouterr()
     # the fakes answer at once; no need to pace
-    monkeypatch.setattr("splitproof.setup.cluster.steps.PROXY_POLL_S", 0.01)
+    monkeypatch.setattr("splitproof.setup.cluster.router.PROXY_POLL_S", 0.01)
     monkeypatch.setattr("splitproof.setup.cluster.loadtest.POLL_S", 0.01)
     cluster = FakeCluster(tmp_path, monkeypatch)
     cluster.save_world(json.loads(json.dumps(finished_world)))
     return cluster
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def polls(fake: FakeCluster) -> list[list[str]]:
@@ -68,7 +55,7 @@ def route_of(doc: dict[str, Any]) -> list[tuple[str, int]]:
 
 def test_weights_returns_only_once_the_proxies_serve_them(fake: FakeCluster, capsys) -> None:
     fake.update(lambda w: w.update(proxy_lag=2))  # the proxies see a change on the 3rd poll
-    code, out, err = run(capsys, "weights", "50", *KIND)
+    code, out, err = in_process(main, capsys, "weights", "50", *KIND)
     assert (code, err) == (0, ""), out
     assert fake.mutations() == [["kubectl", "apply", "-f", "-"]]
     assert [route_of(d) for d in applied(fake)] == [[("production", 50), ("canary", 50)]]
@@ -81,7 +68,8 @@ def test_weights_returns_only_once_the_proxies_serve_them(fake: FakeCluster, cap
 
 def test_weights_timeout_is_a_clear_error_with_what_the_proxy_holds(fake: FakeCluster, capsys) -> None:
     fake.update(lambda w: w.update(proxy_lag=10**9))
-    code, out, err = run(capsys, "weights", "--weights", "production=50,canary=50", "--proxy-timeout", "1", *KIND)
+    code, out, err = in_process(main, capsys, "weights", "--weights", "production=50,canary=50", "--proxy-timeout",
+                                "1", *KIND)
     assert code == ExitCode.TIMEOUT
     first, resume = err.strip().splitlines()
     assert first.startswith("canary-setup: error: step 6/9 'weights' failed: the proxies did not serve "
@@ -93,7 +81,7 @@ def test_weights_timeout_is_a_clear_error_with_what_the_proxy_holds(fake: FakeCl
 
 
 def test_grpc_gateway_route_carries_the_same_weights_and_is_waited_for_on_the_gateway(fake, capsys) -> None:
-    code, out, _ = run(capsys, "expose", "--grpc-gateway", "--host", "shop.example.com", *KIND)
+    code, out, _ = in_process(main, capsys, "expose", "--grpc-gateway", "--host", "shop.example.com", *KIND)
     assert code == 0
     gateway = [d for d in applied(fake) if d["kind"] == "Gateway"]
     assert [g["spec"]["servers"][0]["port"] for g in gateway] == [{"number": 80, "name": "grpc", "protocol": "GRPC"}]
@@ -101,7 +89,7 @@ def test_grpc_gateway_route_carries_the_same_weights_and_is_waited_for_on_the_ga
     assert "VirtualService/recommendationservice-grpc-ingress" not in out  # no weighted route before the weights step
 
     fake.clear_log()
-    code, out, err = run(capsys, "weights", "30", "--grpc-gateway", "--host", "shop.example.com", *KIND)
+    code, out, err = in_process(main, capsys, "weights", "30", "--grpc-gateway", "--host", "shop.example.com", *KIND)
     assert (code, err) == (0, ""), out
     docs = applied(fake)
     assert [(d["metadata"]["name"], route_of(d)) for d in docs] == [
@@ -115,7 +103,7 @@ def test_grpc_gateway_route_carries_the_same_weights_and_is_waited_for_on_the_ga
 
     # Without the flag, a later weights change still moves the gateway route (found live), keeping its host.
     fake.clear_log()
-    code, _, _ = run(capsys, "weights", "40", *KIND)
+    code, _, _ = in_process(main, capsys, "weights", "40", *KIND)
     assert code == 0
     docs = applied(fake)
     assert [(d["metadata"]["name"], route_of(d)) for d in docs] == [
@@ -126,14 +114,14 @@ def test_grpc_gateway_route_carries_the_same_weights_and_is_waited_for_on_the_ga
 
 def test_weights_refuses_to_route_before_the_destination_rule_exists(fake: FakeCluster, capsys) -> None:
     fake.update(lambda w: w["objects"].pop(f"destinationrules|{NS}|recommendationservice"))
-    code, _, err = run(capsys, "weights", "50", *KIND)
+    code, _, err = in_process(main, capsys, "weights", "50", *KIND)
     assert code == ExitCode.FAIL
     assert "DestinationRule recommendationservice not found in online-boutique: run `canary-setup canary` first" in err
     assert fake.mutations() == []
 
 
 def test_weights_naming_an_undefined_subset_is_a_config_error(fake: FakeCluster, capsys) -> None:
-    code, _, err = run(capsys, "weights", "--weights", "production=50,canary=40,v3=10", *KIND)
+    code, _, err = in_process(main, capsys, "weights", "--weights", "production=50,canary=40,v3=10", *KIND)
     assert code == ExitCode.USAGE
     assert err.startswith("canary-setup: error: weights name subsets the DestinationRule does not define: v3")
     assert fake.calls() == []  # rejected before anything ran
@@ -149,7 +137,7 @@ def test_app_names_every_pod_without_a_sidecar(fake: FakeCluster, capsys) -> Non
                 obj["spec"]["containers"] = [c for c in obj["spec"]["containers"] if c["name"] != "istio-proxy"]
 
     fake.update(strip_sidecar)
-    code, out, err = run(capsys, "app", *KIND)
+    code, out, err = in_process(main, capsys, "app", *KIND)
     assert code == ExitCode.FAIL
     assert "Traceback" not in err
     message = err.splitlines()[0]
@@ -162,9 +150,9 @@ def test_app_names_every_pod_without_a_sidecar(fake: FakeCluster, capsys) -> Non
 def test_app_with_a_local_manifest_file_and_a_missing_one(fake: FakeCluster, capsys, tmp_path: Path) -> None:
     manifests = tmp_path / "ob.yaml"
     manifests.write_text((RECORDED / "kubernetes-manifests.yaml").read_text())
-    code, out, _ = run(capsys, "app", "--manifests", str(manifests), *KIND)
+    code, out, _ = in_process(main, capsys, "app", "--manifests", str(manifests), *KIND)
     assert code == 0 and fake.mutations() == [] and f"= unchanged manifests {manifests}" in out
-    code, _, err = run(capsys, "app", "--manifests", str(tmp_path / "nope.yaml"), *KIND)
+    code, _, err = in_process(main, capsys, "app", "--manifests", str(tmp_path / "nope.yaml"), *KIND)
     assert code == ExitCode.USAGE and "nope.yaml: no such file or directory" in err
 
 
@@ -172,7 +160,7 @@ def test_app_with_a_local_manifest_file_and_a_missing_one(fake: FakeCluster, cap
 
 
 def test_status_compares_declared_and_served_weights(fake: FakeCluster, capsys) -> None:
-    code, out, _ = run(capsys, "status", *KIND)
+    code, out, _ = in_process(main, capsys, "status", *KIND)
     assert code == 0, out
     assert "production=80,canary=20" in out and "13/13 pods with istio-proxy" in out
     assert "No validation issues found" in out and "healthy" in out
@@ -185,7 +173,7 @@ def test_status_compares_declared_and_served_weights(fake: FakeCluster, capsys) 
             route["weight"] = 50
 
     fake.update(declare_50)
-    code, out, _ = run(capsys, "status", *KIND)
+    code, out, _ = in_process(main, capsys, "status", *KIND)
     assert code == ExitCode.FAIL
     assert "production=80,canary=20  (declared production=50,canary=50)" in out
     assert "NOT healthy" in out
@@ -195,7 +183,7 @@ def test_status_compares_declared_and_served_weights(fake: FakeCluster, capsys) 
 
 
 def test_down_removes_in_reverse_order_then_has_nothing_left_to_do(fake: FakeCluster, capsys) -> None:
-    code, out, err = run(capsys, "down", *KIND)
+    code, out, err = in_process(main, capsys, "down", *KIND)
     assert (code, err) == (0, ""), out
     deletes = [c[1:] for c in fake.mutations()]
     names = [(c[1].split(".")[0], c[2]) if c[0] == "delete" else (c[0], c[-1]) for c in deletes]
@@ -212,11 +200,11 @@ def test_down_removes_in_reverse_order_then_has_nothing_left_to_do(fake: FakeClu
     assert fake.obj("namespaces", None, NS) is None and fake.world()["istio"] is True
 
     fake.clear_log()
-    code, out, _ = run(capsys, "down", *KIND)
+    code, out, _ = in_process(main, capsys, "down", *KIND)
     assert code == 0 and fake.mutations() == [] and "nothing of the app to remove" in out
 
     fake.clear_log()
-    code, out, _ = run(capsys, "down", "--delete-cluster", *KIND)
+    code, out, _ = in_process(main, capsys, "down", "--delete-cluster", *KIND)
     assert code == 0
     assert fake.mutations() == [["istioctl", "uninstall", "--purge", "-y"],
                                 ["kubectl", "delete", "namespaces", "istio-system", "--ignore-not-found",
@@ -226,7 +214,7 @@ def test_down_removes_in_reverse_order_then_has_nothing_left_to_do(fake: FakeClu
 
 
 def test_down_never_deletes_a_cluster_it_did_not_create(fake: FakeCluster, capsys) -> None:
-    code, _, err = run(capsys, "down", "--delete-cluster", "--context", "kind-istio-traffic-lab")
+    code, _, err = in_process(main, capsys, "down", "--delete-cluster", "--context", "kind-istio-traffic-lab")
     assert code == ExitCode.USAGE and "--delete-cluster deletes only clusters canary-setup creates" in err
     assert fake.mutations() == []
 
@@ -247,7 +235,7 @@ def test_loadtest_runs_locust_in_the_mesh_collects_the_results_and_gates_on_veri
     fake.rule("*exec locust-master-* touch /results/collected", tool="kubectl")
     fake.rule("--results * --expected 20", tool="verify-split", rc=1, stdout="FAIL: canary share 80.0%\n")
     results = tmp_path / "out" / "cluster.jsonl"
-    code, out, err = run(capsys, "loadtest", *KIND, "--loadtest-image", "registry.example/splitproof:1",
+    code, out, err = in_process(main, capsys, "loadtest", *KIND, "--loadtest-image", "registry.example/splitproof:1",
                          "--results", str(results), "--duration", "30s", "--workers", "3")
     assert code == 1, out + err  # verify-split's verdict is the exit code
     assert results.read_text() == records.read_text()
@@ -303,7 +291,7 @@ def test_preflight_names_every_missing_binary(fake: FakeCluster, capsys, monkeyp
     (fake.bin / "istioctl").unlink()
     (fake.bin / "kind").unlink()
     monkeypatch.setenv("PATH", str(fake.bin))
-    code, out, err = run(capsys, "up", *KIND)
+    code, out, err = in_process(main, capsys, "up", *KIND)
     assert code == ExitCode.MISSING_BINARY
     assert err.startswith("canary-setup: error: missing kind, istioctl (kind: https://kind.sigs.k8s.io")
     assert "istioctl: curl -L https://istio.io/downloadIstio" in err
@@ -313,7 +301,7 @@ def test_preflight_names_every_missing_binary(fake: FakeCluster, capsys, monkeyp
 
 def test_expose_before_istio_says_to_install_istio_first(fake: FakeCluster, capsys) -> None:
     fake.update(lambda w: w.update(istio=False))
-    code, _, err = run(capsys, "expose", *KIND)
+    code, _, err = in_process(main, capsys, "expose", *KIND)
     assert code == ExitCode.FAIL
     assert "step 4/9 'expose' failed: reading Gateway/frontend-gateway (Istio's CRDs are not installed: run " \
            "`canary-setup istio` first)" in err
@@ -323,7 +311,7 @@ def test_a_docker_client_without_daemon_is_reported_before_anything_runs(fake: F
     fake.rule("version --format {{.Server.Version}}", tool="docker", rc=1,
               stderr="Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon "
                      "running?\n")
-    code, out, err = run(capsys, "up", *KIND)
+    code, out, err = in_process(main, capsys, "up", *KIND)
     assert code == ExitCode.MISSING_BINARY
     assert "missing docker (docker: the docker daemon does not answer" in err and "no daemon" in out
     assert fake.mutations() == []
@@ -331,10 +319,10 @@ def test_a_docker_client_without_daemon_is_reported_before_anything_runs(fake: F
 
 def test_unreachable_context_and_unknown_context(fake: FakeCluster, capsys) -> None:
     fake.update(lambda w: w.update(unreachable=["kind-istio-traffic-lab"]))
-    code, _, err = run(capsys, "status", *KIND)
+    code, _, err = in_process(main, capsys, "status", *KIND)
     assert code == ExitCode.UNREACHABLE
     assert "cannot reach the cluster of kind-istio-traffic-lab: Unable to connect to the server" in err
-    code, _, err = run(capsys, "up", "--context", "nope", "--to-step", "cluster")
+    code, _, err = in_process(main, capsys, "up", "--context", "nope", "--to-step", "cluster")
     assert code == ExitCode.USAGE
     assert "no kube context named 'nope' (known: fake-ctx, kind-istio-traffic-lab)" in err
 
@@ -346,14 +334,14 @@ def test_unreachable_context_and_unknown_context(fake: FakeCluster, capsys) -> N
     (["up", "--dry-run"], "the canary step needs an image: pass --canary-image IMAGE, or --image-repo REPO"),
 ])
 def test_user_mistakes_are_one_line_without_traceback(fake: FakeCluster, capsys, argv, message) -> None:
-    code, out, err = run(capsys, *argv)
+    code, out, err = in_process(main, capsys, *argv)
     assert code == ExitCode.USAGE
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
     assert fake.calls() == []
 
 
 def test_plan_lists_the_nine_steps_and_what_each_changes(fake: FakeCluster, capsys) -> None:
-    code, out, _ = run(capsys, "plan", "--provider", "gke")
+    code, out, _ = in_process(main, capsys, "plan", "--provider", "gke")
     assert code == 0 and fake.calls() == []
     for name in ("cluster", "istio", "app", "expose", "canary", "weights", "status", "loadtest", "down"):
         assert f" {name} " in out

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fakes.harness import FakeCluster
+from helpers import in_process
 
 from splitproof.setup.cli import main
 from splitproof.setup.cluster.lint import lint_documents
@@ -24,12 +25,6 @@ KIND = ["--provider", "kind", "--host", "shop.example.com"]
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
     return FakeCluster(tmp_path, monkeypatch)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def index(commands: list[list[str]], *words: str, stdin: str | None = None, calls: list | None = None) -> int:
@@ -48,7 +43,7 @@ def applied_documents(fake: FakeCluster) -> list[dict]:
 
 
 def test_up_runs_the_lab_sequence_then_a_second_up_changes_nothing(fake: FakeCluster, capsys) -> None:
-    code, out, err = run(capsys, "up", *KIND)
+    code, out, err = in_process(main, capsys, "up", *KIND)
     assert (code, err) == (0, ""), out
 
     ctx = ["--context", "kind-istio-traffic-lab"]
@@ -115,7 +110,7 @@ def test_up_runs_the_lab_sequence_then_a_second_up_changes_nothing(fake: FakeClu
 
     # Second run: reads the live state, changes nothing, says so.
     fake.clear_log()
-    code, out, err = run(capsys, "up", *KIND)
+    code, out, err = in_process(main, capsys, "up", *KIND)
     assert (code, err) == (0, "")
     assert fake.mutations() == []
     assert "up: nothing changed" in out
@@ -128,7 +123,7 @@ def test_failure_in_step_5_names_step_command_stderr_and_resume_works(fake: Fake
     fake.rule("*apply -f -", tool="kubectl", stdin_contains="name: recommendationservice-canary", rc=1,
               stderr=f"Error from server: {denied}\n", times=1)
     argv = ["up", *KIND, "--canary-image", "registry.example/reco:canary"]
-    code, out, err = run(capsys, *argv)
+    code, out, err = in_process(main, capsys, *argv)
     assert code == ExitCode.FAIL
     assert "Traceback" not in out + err
     lines = err.strip().splitlines()
@@ -141,7 +136,7 @@ def test_failure_in_step_5_names_step_command_stderr_and_resume_works(fake: Fake
     assert fake.obj("virtualservices", "online-boutique", "recommendationservice") is None  # never routed
 
     fake.clear_log()
-    code, out, err = run(capsys, *lines[1].split("resume with: canary-setup ")[1].split())
+    code, out, err = in_process(main, capsys, *lines[1].split("resume with: canary-setup ")[1].split())
     assert (code, err) == (0, "")
     assert "resuming at step 5 (canary)" in out
     tools = {c[0] for c in fake.commands()}
@@ -156,7 +151,7 @@ def test_failure_in_step_5_names_step_command_stderr_and_resume_works(fake: Fake
 
 def test_dry_run_prints_the_lab_sequence_and_touches_nothing(fake: FakeCluster, capsys) -> None:
     world = fake.world()
-    code, out, err = run(capsys, "up", "--dry-run", "--provider", "gke", "--static-ip", "203.0.113.10",
+    code, out, err = in_process(main, capsys, "up", "--dry-run", "--provider", "gke", "--static-ip", "203.0.113.10",
                          "--host", "shop.example.com")
     assert (code, err) == (0, "")
     assert fake.calls() == []  # not even a version check
@@ -197,15 +192,15 @@ def test_dry_run_prints_the_lab_sequence_and_touches_nothing(fake: FakeCluster, 
     # The other commands' dry runs touch nothing either.
     for argv in (["down", "--provider", "gke", "--uninstall-istio", "--delete-cluster"], ["loadtest", *KIND],
                  ["weights", "50", *KIND], ["status", *KIND]):
-        code, out, err = run(capsys, *argv, "--dry-run")
+        code, out, err = in_process(main, capsys, *argv, "--dry-run")
         assert (code, err) == (0, ""), out
         assert fake.calls() == [] and fake.world() == world
     assert "$ gcloud container clusters delete istio-traffic-lab --region us-central1 --quiet" in \
-        run(capsys, "down", "--dry-run", "--provider", "gke", "--delete-cluster")[1]
+        in_process(main, capsys, "down", "--dry-run", "--provider", "gke", "--delete-cluster")[1]
 
 
 def test_gke_provider_creates_network_cluster_and_uses_the_credentials_context(fake: FakeCluster, capsys) -> None:
-    code, out, err = run(capsys, "up", "--provider", "gke", "--project", "fake-project", "--static-ip",
+    code, out, err = in_process(main, capsys, "up", "--provider", "gke", "--project", "fake-project", "--static-ip",
                          "203.0.113.10", "--to-step", "istio")
     assert (code, err) == (0, ""), out
     assert fake.mutations() == [
@@ -226,12 +221,12 @@ def test_gke_provider_creates_network_cluster_and_uses_the_credentials_context(f
 
     # Same command again: the cluster exists, Istio holds the static IP -> nothing to change.
     fake.clear_log()
-    code, out, _ = run(capsys, "up", "--provider", "gke", "--project", "fake-project", "--static-ip",
+    code, out, _ = in_process(main, capsys, "up", "--provider", "gke", "--project", "fake-project", "--static-ip",
                        "203.0.113.10", "--to-step", "istio")
     assert code == 0 and fake.mutations() == [] and "nothing changed" in out
     # A different static IP re-runs istioctl install (the ingress Service holds the old one).
     fake.clear_log()
-    code, out, _ = run(capsys, "up", "--provider", "gke", "--project", "fake-project", "--static-ip",
+    code, out, _ = in_process(main, capsys, "up", "--provider", "gke", "--project", "fake-project", "--static-ip",
                        "203.0.113.99", "--from-step", "istio", "--to-step", "istio")
     assert code == 0
     assert fake.mutations() == [["istioctl", "install", "--set", "profile=demo", "--set",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import decoys_hit
+from helpers import decoys_hit
 
 from splitproof.setup import proc
 

@@ -14,14 +14,13 @@ import sys
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import decoys_hit, start_service
+from helpers import decoys_hit, start_service
 
-from splitproof.setup import proc
+from splitproof.setup import net, proc
 from splitproof.setup.boutique.launcher import Spawned
 from splitproof.verifier.inputs.records import ReadStats, Record, read_records
 
@@ -44,7 +43,7 @@ def frontend(request: pytest.FixtureRequest, logs: Path, catalog: Spawned, produ
 @pytest.fixture(scope="module")
 def broken_frontend(request: pytest.FixtureRequest, logs: Path, catalog: Spawned) -> Spawned:
     """Frontend whose recommendation service is down: pages come back 200 without the section (as upstream)."""
-    dead = f"127.0.0.1:{proc.free_port()}"
+    dead = f"127.0.0.1:{net.free_port()}"
     return start_service(request, logs, "broken-frontend", "frontend",
                   ["--catalog-addr", catalog.addr, "--recommendation-addr", dead])
 
@@ -220,7 +219,7 @@ def interrupted_near_the_end(tmp_path: Path, frontend: Spawned, run_time: float,
     """A headless ``-t run_time`` run that gets SIGINT (Ctrl-C) once its records span ``interrupt_at`` s."""
     out = tmp_path / "out.jsonl"
     log = tmp_path / "locust.log"
-    child = proc.start(locust_argv("--headless", "-u", "2", "-r", "2", "-t", f"{run_time:g}s", "--host", frontend.url,
+    child = proc.spawn(locust_argv("--headless", "-u", "2", "-r", "2", "-t", f"{run_time:g}s", "--host", frontend.url,
                                    "--split-results", str(out), "--expected", "0", "ShopperUser"), log=log)
     try:
         def near_the_end() -> bool:
@@ -254,8 +253,8 @@ def test_a_person_stopping_the_run_near_its_limit_gets_the_sequential_verdict(tm
 def web_ui_timed_tests(tmp_path: Path, frontend: Spawned, run_times: list[str]) -> str:
     """Start Locust's web UI, run one test per run time typed into its form (each ended by that run time),
     then SIGTERM it; return its log."""
-    web_port = proc.free_port()
-    child = proc.start(locust_argv("--web-host", "127.0.0.1", "--web-port", str(web_port), "--host", frontend.url,
+    web_port = net.free_port()
+    child = proc.spawn(locust_argv("--web-host", "127.0.0.1", "--web-port", str(web_port), "--host", frontend.url,
                                    "--split-results", str(tmp_path / "out.jsonl"), "--expected", "0", "ShopperUser"),
                        log=tmp_path / "locust.log")
     base = f"http://127.0.0.1:{web_port}"
@@ -267,7 +266,7 @@ def web_ui_timed_tests(tmp_path: Path, frontend: Spawned, run_times: list[str]) 
             return str(json.loads(resp.read())["state"])
 
     try:
-        proc.wait_until(lambda: child.poll() is None and proc.http_ok(f"{base}/"), 30, "the Locust web UI")
+        proc.wait_until(lambda: child.poll() is None and net.http_ok(f"{base}/"), 30, "the Locust web UI")
         for run_time in run_times:
             form = urllib.parse.urlencode({"user_count": 2, "spawn_rate": 2, "host": frontend.url,
                                            "run_time": run_time}).encode()
@@ -328,7 +327,7 @@ def _wait_lines(path: Path, n: int, child: subprocess.Popen[bytes], timeout: flo
 
 def test_sigkill_mid_run_leaves_a_readable_file(tmp_path: Path, canary: Spawned) -> None:
     out = tmp_path / "out.jsonl"
-    child = proc.start(locust_argv("--headless", "-u", "4", "-r", "4", "-t", "5m", "--grpc-target", canary.addr,
+    child = proc.spawn(locust_argv("--headless", "-u", "4", "-r", "4", "-t", "5m", "--grpc-target", canary.addr,
                                    "--host", "http://127.0.0.1:9", "--split-results", str(out),
                                    "RecommendationUser"), log=tmp_path / "locust.log")
     try:
@@ -344,9 +343,9 @@ def test_sigkill_mid_run_leaves_a_readable_file(tmp_path: Path, canary: Spawned)
 
 def test_distributed_master_and_two_workers_lose_nothing(tmp_path: Path, frontend: Spawned, canary: Spawned) -> None:
     out = tmp_path / "out.jsonl"
-    port = proc.free_port()
+    port = net.free_port()
     common = ["--host", frontend.url, "--grpc-target", canary.addr]
-    master = proc.start(locust_argv("--master", "--headless", "--master-bind-host", "127.0.0.1",
+    master = proc.spawn(locust_argv("--master", "--headless", "--master-bind-host", "127.0.0.1",
                                     "--master-bind-port", str(port), "--expect-workers", "2",
                                     "-u", "6", "-r", "6", "-t", "4s", "--split-results", str(out),
                                     "--json-file", str(tmp_path / "final"), *common),
@@ -355,7 +354,7 @@ def test_distributed_master_and_two_workers_lose_nothing(tmp_path: Path, fronten
     try:
         for i in range(2):
             # A worker given its own --split-results still must not write: only the master does.
-            workers.append(proc.start(locust_argv("--worker", "--master-host", "127.0.0.1", "--master-port",
+            workers.append(proc.spawn(locust_argv("--worker", "--master-host", "127.0.0.1", "--master-port",
                                                   str(port), "--split-results", str(tmp_path / f"worker{i}.jsonl")),
                                       log=tmp_path / f"worker{i}.log"))
         code = master.wait(timeout=RUN_TIMEOUT)
@@ -392,8 +391,8 @@ def test_processes_2_writes_once_and_loses_nothing(tmp_path: Path, frontend: Spa
 def test_web_ui_class_picker_split_tab_and_verdict_exit_code(tmp_path: Path, frontend: Spawned,
                                                               canary: Spawned) -> None:
     out = tmp_path / "out.jsonl"
-    web_port = proc.free_port()
-    child = proc.start(locust_argv("--web-host", "127.0.0.1", "--web-port", str(web_port), "--class-picker",
+    web_port = net.free_port()
+    child = proc.spawn(locust_argv("--web-host", "127.0.0.1", "--web-port", str(web_port), "--class-picker",
                                    "--host", frontend.url, "--split-results", str(out), "--expected", "0"),
                        log=tmp_path / "locust.log")
     base = f"http://127.0.0.1:{web_port}"
@@ -406,7 +405,7 @@ def test_web_ui_class_picker_split_tab_and_verdict_exit_code(tmp_path: Path, fro
         def web_up() -> bool:
             if child.poll() is not None:
                 raise AssertionError("locust exited early")
-            return proc.http_ok(f"{base}/")
+            return net.http_ok(f"{base}/")
 
         proc.wait_until(web_up, 30, "the Locust web UI")
         with urllib.request.urlopen(f"{base}/", timeout=2) as resp:  # noqa: S310
@@ -447,14 +446,7 @@ def test_web_ui_class_picker_split_tab_and_verdict_exit_code(tmp_path: Path, fro
 # ------------------------------------------------------------------------------------ through the local mesh
 
 
-@pytest.fixture(scope="module")
-def mesh() -> Iterator[object]:
-    """The lab's topology on a real Envoy at 80/20 (ingress -> frontend -> weighted recommendationservice)."""
-    from splitproof.setup.manifests import CanaryParams
-    from splitproof.setup.mesh import LocalMesh
-
-    with LocalMesh(CanaryParams()) as running:
-        yield running
+# ``mesh``: the session's lab topology on a real Envoy at 80/20 (tests/conftest.py).
 
 
 def test_mesh_80_20_passes_and_a_50_50_misroute_fails(tmp_path: Path, mesh: Any) -> None:

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import urllib.request
 from collections import Counter
@@ -18,14 +17,15 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import decoys_hit
+from helpers import decoys_hit, run_installed
 from scipy.stats import binom
 
 from splitproof.protos import demo_pb2, demo_pb2_grpc
 from splitproof.setup.manifests import CanaryParams
 from splitproof.setup.mesh import LocalMesh
-from splitproof.setup.mesh.state import read_state, same_process
-from splitproof.setup.proc import port_open, wait_until
+from splitproof.setup.mesh.statedir import read_state
+from splitproof.setup.net import port_open
+from splitproof.setup.proc import ProcRef, wait_until
 from splitproof.verifier.exitcodes import ExitCode
 from splitproof.verifier.inputs.attribution import count_recommendations
 
@@ -79,6 +79,8 @@ def fetch_pages(url: str, n: int) -> Counter[str]:
 
 @pytest.fixture(scope="module")
 def mesh() -> Iterator[LocalMesh]:
+    """This module's own mesh (not the session's, tests/conftest.py): with a version header, and its tests crash
+    instances and Envoy, count the restarts and change more than the weights."""
     with LocalMesh(CanaryParams(version_header=HEADER)) as m:
         yield m
 
@@ -196,15 +198,15 @@ def test_crashed_envoy_is_restarted_on_the_same_ports(mesh: LocalMesh) -> None:
 
 
 def test_ctrl_c_while_starting_leaves_nothing(tmp_path: Path) -> None:
-    seen: list[dict] = []
+    seen: list[ProcRef] = []
 
     def interrupt_once_envoy_runs() -> None:  # a real SIGINT while start() waits for the instances
         def envoy_up() -> bool:
-            state = read_state(tmp_path) or {}
-            return bool((state.get("envoy") or {}).get("pid"))
+            state = read_state(tmp_path)
+            return bool(state and state.envoy.ref)
 
         wait_until(envoy_up, 20, "Envoy to start")
-        seen.extend(read_state(tmp_path)["pids"])
+        seen.extend(read_state(tmp_path).pids)
         os.kill(os.getpid(), signal.SIGINT)
 
     watcher = threading.Thread(target=interrupt_once_envoy_runs)
@@ -213,7 +215,7 @@ def test_ctrl_c_while_starting_leaves_nothing(tmp_path: Path) -> None:
         with LocalMesh(state_dir=tmp_path):
             pytest.fail("the mesh finished starting before the interrupt")
     watcher.join()
-    assert seen and not any(same_process(ref) for ref in seen)
+    assert seen and not any(ref.alive() for ref in seen)
     assert read_state(tmp_path) is None
 
 
@@ -222,7 +224,8 @@ def test_a_failing_supervision_tick_does_not_end_the_mesh(monkeypatch: pytest.Mo
 
     ticks = Counter()
     with LocalMesh(CanaryParams(weights={"production": 100, "canary": 0}), replicas={"canary": 0}) as m:
-        real_tick = m._tick
+        supervisor = m._supervisor
+        real_tick = supervisor.tick
 
         def flaky_tick() -> None:
             ticks["n"] += 1
@@ -230,7 +233,7 @@ def test_a_failing_supervision_tick_does_not_end_the_mesh(monkeypatch: pytest.Mo
                 raise WaitTimeoutError("simulated: Envoy slow to confirm")
             real_tick()
 
-        monkeypatch.setattr(m, "_tick", flaky_tick)  # this mesh only, not the module's
+        monkeypatch.setattr(supervisor, "tick", flaky_tick)  # this mesh only, not the module's
         wait_until(lambda: ticks["n"] >= 3, 10, "supervision to go on after the failure")
         st = m.status()
         assert st.status == "ready"
@@ -241,28 +244,25 @@ def test_a_failing_supervision_tick_does_not_end_the_mesh(monkeypatch: pytest.Mo
 # --- the command line ------------------------------------------------------------------------------------------
 
 
-CANARY_SETUP = str(Path(sys.executable).with_name("canary-setup"))  # the console script, as a user runs it
-
-
 def cli(*args: str, state_dir: Path, check: bool = True, cwd: Path | None = None,
         umask: int = -1) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([CANARY_SETUP, "local", *args, "--state-dir", str(state_dir)],
-                          capture_output=True, text=True, timeout=120, cwd=cwd, umask=umask)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+    """``canary-setup local ARGS --state-dir DIR``, the installed console script, as a user runs it."""
+    return run_installed("canary-setup", "local", *args, "--state-dir", str(state_dir), check=check, cwd=cwd,
+                         umask=umask)
 
 
-def recorded_pids(state_dir: Path) -> list[dict]:
+def recorded_pids(state_dir: Path) -> list[ProcRef]:
     state = read_state(state_dir)
-    assert state is not None
-    return [state["supervisor"], *state["pids"]]
+    assert state is not None and state.supervisor is not None
+    return [state.supervisor, *state.pids]
 
 
 def listening_ports(state_dir: Path) -> list[int]:
-    bound = read_state(state_dir)["ports"]["bound"]
-    admin = int(bound["admin_url"].rpartition(":")[2])
-    return [*map(int, bound["gateway"].values()), *map(int, bound["services"].values()), admin]
+    state = read_state(state_dir)
+    assert state is not None and state.ports.bound is not None and state.ports.admin_url
+    bound = state.ports.bound
+    admin = int(state.ports.admin_url.rpartition(":")[2])
+    return [*bound.gateway.values(), *bound.services.values(), admin]
 
 
 @pytest.fixture
@@ -303,11 +303,11 @@ def test_cli_detach_weights_crash_down_leaves_nothing(state_dir: Path) -> None:
     pids = recorded_pids(state_dir)
     ports = listening_ports(state_dir)
     procs = json.loads(cli("status", "--json", state_dir=state_dir).stdout)["processes"]
-    assert {p["pid"] for p in procs} <= {ref["pid"] for ref in pids}  # incl. the restarted catalog and Envoy
-    assert len(pids) == 6 and victim["pid"] not in {ref["pid"] for ref in pids}
+    assert {p["pid"] for p in procs} <= {ref.pid for ref in pids}  # incl. the restarted catalog and Envoy
+    assert len(pids) == 6 and victim["pid"] not in {ref.pid for ref in pids}
     down = cli("down", state_dir=state_dir)
     assert "local mesh stopped" in down.stdout
-    assert not any(same_process(ref) for ref in pids)
+    assert not any(ref.alive() for ref in pids)
     assert not any(port_open("127.0.0.1", p) for p in ports)
     assert read_state(state_dir) is None
     again = cli("down", state_dir=state_dir, check=False)
@@ -320,8 +320,8 @@ def test_children_die_with_a_killed_supervisor_and_down_cleans_up(state_dir: Pat
     cli("up", "--detach", "--ingress-port", "0", "--grpc-port", "0", state_dir=state_dir, cwd=decoy_dir)
     assert decoys_hit(decoy_dir) == []
     pids = recorded_pids(state_dir)
-    os.kill(pids[0]["pid"], signal.SIGKILL)
-    wait_until(lambda: not any(same_process(ref) for ref in pids), 10, "Envoy and the instances to exit")
+    os.kill(pids[0].pid, signal.SIGKILL)
+    wait_until(lambda: not any(ref.alive() for ref in pids), 10, "Envoy and the instances to exit")
     status = cli("status", state_dir=state_dir, check=False)
     assert status.returncode == 6 and "supervisor" in status.stdout
     # the dead instances are not listed as ready (their recorded state was), in the table nor in JSON

@@ -1,17 +1,15 @@
 """Acceptance, end to end: the installed ``verify-split`` against real recommendationservice processes (5 and 2
-items) behind a real Envoy weighted split -- the local mesh (setup.mesh.LocalMesh), which renders the lab's Istio
-YAML and enforces it with Envoy. 80/20 -> exit 0, 50/50 -> exit 1, nothing listening -> exit 4, --expected 150
--> exit 2 with one line."""
+items) behind a real Envoy weighted split -- the local mesh at 80/20 (the session's ``mesh`` fixture,
+tests/conftest.py), which renders the lab's Istio YAML and enforces it with Envoy. 80/20 -> exit 0, 50/50 ->
+exit 1, nothing listening -> exit 4, --expected 150 -> exit 2 with one line."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from conftest import REPO, free_port
+from helpers import REPO, free_port
 
 VERIFY = str(Path(REPO) / ".venv" / "bin" / "verify-split")
 
@@ -20,15 +18,6 @@ def verify(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
     command = VERIFY if Path(VERIFY).exists() else "verify-split"
     return subprocess.run([command, *argv, "--no-progress"], capture_output=True, text=True, timeout=timeout,
                           cwd=REPO)
-
-
-@pytest.fixture(scope="module")
-def mesh() -> Iterator[object]:
-    from splitproof.setup.manifests import CanaryParams
-    from splitproof.setup.mesh import LocalMesh
-
-    with LocalMesh(CanaryParams(weights={"production": 80, "canary": 20})) as running:
-        yield running
 
 
 def test_80_20_passes_through_envoy_grpc(mesh, tmp_path):

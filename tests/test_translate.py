@@ -1,4 +1,5 @@
-"""Istio documents -> Envoy config (setup/mesh/translate.py): pure, no processes."""
+"""Istio documents -> Envoy config (setup/mesh/istio_model.py -> envoy_build.py, orchestrated by translate.py),
+the user's documents reweighted (edit.py), Envoy's routes read back (setup/envoyroutes.py): pure, no processes."""
 
 from __future__ import annotations
 
@@ -7,18 +8,13 @@ from typing import Any
 
 import pytest
 
+from splitproof.setup.envoyroutes import served_split, subset_weights
 from splitproof.setup.manifests import CanaryParams, mesh_documents
-from splitproof.setup.mesh.supervisor import served_warnings
+from splitproof.setup.mesh.edit import reweight, split_of
+from splitproof.setup.mesh.envoy_build import ListenerPorts, ingress_route_name, mesh_route_name
+from splitproof.setup.mesh.status import served_warnings
 from splitproof.setup.mesh.topology import Endpoint, parse_replicas, plan_instances, services
-from splitproof.setup.mesh.translate import (
-    ListenerPorts,
-    ingress_route_name,
-    mesh_route_name,
-    reweight,
-    split_of,
-    subset_weights,
-    translate,
-)
+from splitproof.setup.mesh.translate import translate
 from splitproof.verifier.errors import InputError
 from splitproof.verifier.istio import API_VERSIONS, cluster_name, parse_cluster_name
 
@@ -280,15 +276,14 @@ def test_cluster_names_round_trip() -> None:
 
 
 def test_the_served_split_is_the_catch_all_route_not_a_testers_header_route() -> None:
-    from splitproof.setup.mesh.translate import split_route
-
     docs = mesh_documents(CanaryParams())
     vs = next(d for d in docs if d["kind"] == "VirtualService" and d["metadata"]["name"] == "recommendationservice")
     split = vs["spec"]["http"][0]
     testers = {"match": [{"headers": {"x-tester": {"exact": "1"}}}],
                "route": [{"destination": {"host": "recommendationservice", "subset": "canary"}}]}
     vs["spec"]["http"] = [testers, split]
-    routes = subset_weights(run(docs).routes[mesh_route_name(services(CanaryParams())[2])])
+    route_config = run(docs).routes[mesh_route_name(services(CanaryParams())[2])]
+    routes = subset_weights(route_config)
     assert [r["catch_all"] for r in routes] == [False, True]
     assert routes[0]["weights"] == {"canary": 100}
-    assert split_route(routes) == {"production": 80, "canary": 20}  # what status reports as served
+    assert served_split(route_config) == {"production": 80, "canary": 20}  # what status reports as served

@@ -22,7 +22,7 @@ import grpc
 import pytest
 
 from splitproof.protos import demo_pb2, demo_pb2_grpc
-from splitproof.setup import proc
+from splitproof.setup import net, proc
 from splitproof.setup.boutique.launcher import Spawned, spawn
 from splitproof.verifier.boutique import PRODUCT_IDS
 
@@ -141,14 +141,14 @@ def upstream_recommendation(request: pytest.FixtureRequest, tmp_path_factory: py
                             upstream: Path, upstream_python: str, catalog: Spawned) -> str:
     script = upstream / "src" / "recommendationservice" / "recommendation_server.py"
     assert script.is_file(), f"{script} missing"
-    port = proc.free_port()
+    port = net.free_port()
     log = tmp_path_factory.mktemp("compat") / "upstream-recommendation.log"
     env = {"PORT": str(port), "PRODUCT_CATALOG_SERVICE_ADDR": catalog.addr, "DISABLE_PROFILER": "1"}
     env.pop("ENABLE_TRACING", None)
-    child = proc.start([upstream_python, "-c", LOOPBACK_RUNNER, str(script)], env=env, log=log)
+    child = proc.spawn([upstream_python, "-c", LOOPBACK_RUNNER, str(script)], env=env, log=log)
     request.addfinalizer(lambda: proc.stop(child))
     addr = f"127.0.0.1:{port}"
-    proc.wait_until(lambda: proc.grpc_healthy(addr) or child.poll() is not None, 60, "upstream recommendationservice")
+    proc.wait_until(lambda: net.grpc_healthy(addr) or child.poll() is not None, 60, "upstream recommendationservice")
     assert child.poll() is None, f"upstream recommendationservice exited:\n{log.read_text()[-2000:]}"
     return addr
 

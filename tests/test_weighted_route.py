@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 
 from splitproof.setup.cluster import resources
+from splitproof.setup.cluster.declared import virtual_service_weights
 from splitproof.setup.cluster.options import Options
-from splitproof.setup.cluster.proxy import virtual_service_weights
+from splitproof.setup.envoyroutes import served_split
 from splitproof.setup.manifests import CanaryParams, mesh_documents
-from splitproof.setup.mesh.translate import split_of
+from splitproof.setup.mesh.edit import split_of
 from splitproof.verifier.errors import InputError
 from splitproof.verifier.inputs.virtualservice import weights_from_virtualservice
 from splitproof.verifier.istio import weighted_route
@@ -71,8 +72,6 @@ def test_a_missing_weight_among_several_is_an_error_not_100_each() -> None:
 
 def test_a_proxys_routes_are_read_from_the_catch_all_too() -> None:
     """istioctl proxy-config routes -o json (camelCase): a testers' header route before the weighted one."""
-    from splitproof.setup.cluster.proxy import route_weights
-
     def cluster(subset: str) -> str:
         return f"outbound|8080|{subset}|{FQDN}"
 
@@ -82,7 +81,7 @@ def test_a_proxys_routes_are_read_from_the_catch_all_too() -> None:
         {"match": {"prefix": "/"}, "route": {"weightedClusters": {"clusters": [
             {"name": cluster("production"), "weight": 80}, {"name": cluster("canary"), "weight": 20}]}}},
     ]}]}]
-    assert route_weights(routes, [FQDN]) == {"production": 80, "canary": 20}
+    assert served_split(routes, [FQDN]) == {"production": 80, "canary": 20}
     only = [{"virtualHosts": [{"name": f"{FQDN}:8080", "domains": [FQDN], "routes": [
         {"match": {"prefix": "/"}, "route": {"cluster": cluster("production")}}]}]}]
-    assert route_weights(only, [FQDN]) == {"production": 100}
+    assert served_split(only, [FQDN]) == {"production": 100}

@@ -6,8 +6,11 @@ Three small servers that speak the upstream wire contract (``protos/demo.proto``
 - ``recommendation``  recommendationservice (gRPC): upstream behaviour; ``max_responses`` 5 (production) or 2 (canary).
 - ``frontend``        the shop's HTTP frontend: product pages with a "You May Also Like" section of at most 4 items.
 
-Run one with ``python -m splitproof.setup.boutique <service>`` or ``canary-setup serve <service>`` (see ``launcher``).
-Every server binds 127.0.0.1 by default and prints ``READY <service> <host>:<port>`` once it serves.
+Run one with ``python -m splitproof.setup.boutique <service>`` or ``canary-setup serve <service>`` (``serve``); start
+them as child processes with ``launcher.spawn`` / ``launcher.ServiceGroup``. Every server binds 127.0.0.1 by default
+and prints ``READY <service> <host>:<port>`` once it serves. Modules: ``grpcutil`` (gRPC server plumbing),
+``catalog``, ``recommendation``, ``frontend`` (a package: the servers), ``serve`` (one in this process),
+``launcher`` (as children).
 """
 
 from __future__ import annotations

@@ -2,6 +2,6 @@
 
 import sys
 
-from splitproof.setup.boutique.launcher import main
+from splitproof.setup.boutique.serve import main
 
 sys.exit(main())

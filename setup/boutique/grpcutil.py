@@ -8,7 +8,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from splitproof.setup.errors import PortInUseError
-from splitproof.setup.proc import bindable
+from splitproof.setup.net import bindable
 
 GRPC_SERVER_OPTIONS = (
     ("grpc.so_reuseport", 0),  # gRPC sets SO_REUSEPORT by default: two servers could silently share a port

@@ -1,219 +1,19 @@
-"""Run one local boutique service: ``python -m splitproof.setup.boutique <service>`` or ``canary-setup serve``.
-
-Options (flag, else environment variable like upstream, else default):
-
-- ``catalog``         ``--port`` (PORT, 3550)
-- ``recommendation``  ``--port`` (PORT, 8080), ``--catalog-addr`` (PRODUCT_CATALOG_SERVICE_ADDR, required),
-                      ``--max-responses`` (MAX_RESPONSES, 5); a bad canary (flags only, not upstream):
-                      ``--error-rate PERCENT`` of calls fail with ``--error-code`` (default UNAVAILABLE),
-                      ``--extra-latency-ms MS`` per call, ``--fault-seed N`` for a reproducible failure sequence
-- ``frontend``        ``--port`` (PORT, 8080), ``--recommendation-addr`` (RECOMMENDATION_SERVICE_ADDR),
-                      ``--catalog-addr`` (PRODUCT_CATALOG_SERVICE_ADDR; without it the built-in catalog is used)
-
-All take ``--host`` (default 127.0.0.1). ``--port 0`` binds an ephemeral port. Once serving, the service prints
-exactly one line ``READY <service> <host>:<port>`` to stdout; a parent learns the port from it (see ``spawn``).
-SIGTERM or SIGINT stops it gracefully with exit 0; a taken port exits 4, a bad option 2, both with one line.
-"""
+"""Start boutique services as child processes: ``spawn`` one (waiting for its READY line), or a ``ServiceGroup``
+started together and always stopped together. Each child runs ``python -P -m splitproof.setup.boutique``
+(setup.boutique.serve) in its own session; stopping escalates from SIGTERM to SIGKILL (setup.proc)."""
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
-import re
-import signal
-import sys
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from subprocess import Popen
-from types import FrameType
-from typing import TYPE_CHECKING
 
 from splitproof.setup import proc
 from splitproof.setup.boutique import SERVICES
 from splitproof.setup.errors import PortInUseError, SetupError
-from splitproof.verifier.errors import SplitproofError
 from splitproof.verifier.exitcodes import ExitCode
 
-if TYPE_CHECKING:
-    from splitproof.setup.boutique.recommendation import Faults
-
-DEFAULT_PORTS = {"catalog": 3550, "recommendation": 8080, "frontend": 8080}
-READY_RE = re.compile(r"^READY (\S+) (\S+):(\d+)$", re.M)
-GRACE_S = 2.0
-
-
-@dataclass(frozen=True)
-class ServiceOptions:
-    service: str
-    host: str
-    port: int
-    catalog_addr: str | None = None
-    recommendation_addr: str | None = None
-    max_responses: int = 5
-    faults: Faults | None = None  # recommendation only: injected errors / latency (a bad canary)
-
-
-def _int_option(value: str | int, what: str, lo: int, hi: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise SetupError(f"{what} must be an integer, got {value!r}", ExitCode.USAGE) from None
-    if not lo <= number <= hi:
-        raise SetupError(f"{what} must be in {lo}..{hi}, got {number}", ExitCode.USAGE)
-    return number
-
-
-def resolve_options(args: argparse.Namespace, env: Mapping[str, str]) -> ServiceOptions:
-    """Flags win over the upstream environment variables, which win over the defaults. SetupError(2) if invalid."""
-    service = args.service
-    port_src = "--port" if args.port is not None else "PORT"
-    raw_port = args.port if args.port is not None else env.get("PORT") or DEFAULT_PORTS[service]
-    port = _int_option(raw_port, port_src, 0, 65535)
-    host = args.host
-    if service == "catalog":
-        return ServiceOptions(service, host, port)
-    catalog_addr = (args.catalog_addr or env.get("PRODUCT_CATALOG_SERVICE_ADDR") or "").strip() or None
-    if service == "recommendation":
-        if catalog_addr is None:
-            raise SetupError("recommendation needs the product catalog address: "
-                             "--catalog-addr HOST:PORT or PRODUCT_CATALOG_SERVICE_ADDR", ExitCode.USAGE)
-        max_src = "--max-responses" if args.max_responses is not None else "MAX_RESPONSES"
-        raw_max = args.max_responses if args.max_responses is not None else env.get("MAX_RESPONSES") or 5
-        max_responses = _int_option(raw_max, max_src, 0, 1_000_000)
-        from splitproof.setup.boutique.recommendation import parse_faults  # grpc: only for this service
-
-        try:
-            faults = parse_faults(getattr(args, "error_rate", None), getattr(args, "error_code", None),
-                                  getattr(args, "extra_latency_ms", None), getattr(args, "fault_seed", None))
-        except ValueError as exc:
-            raise SetupError(str(exc), ExitCode.USAGE) from None
-        return ServiceOptions(service, host, port, catalog_addr=catalog_addr, max_responses=max_responses,
-                              faults=faults)
-    recommendation_addr = (args.recommendation_addr or env.get("RECOMMENDATION_SERVICE_ADDR") or "").strip() or None
-    return ServiceOptions(service, host, port, catalog_addr=catalog_addr, recommendation_addr=recommendation_addr)
-
-
-# ---------------------------------------------------------------- running one service in this process
-
-
-def _configure_logging(service: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format=f"%(asctime)s {service} %(levelname)s %(message)s")
-
-
-def run_service(opts: ServiceOptions, stop_event: threading.Event | None = None) -> int:
-    """Serve until SIGTERM/SIGINT (or ``stop_event``); print the READY line once serving. Returns the exit code."""
-    stop = stop_event or threading.Event()
-    _configure_logging(opts.service)
-    log = logging.getLogger(f"boutique.{opts.service}")
-
-    if threading.current_thread() is threading.main_thread():
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-
-    if opts.service == "catalog":
-        from splitproof.setup.boutique.catalog import serve_catalog
-
-        grpc_server, port = serve_catalog(opts.host, opts.port)
-        stopper = lambda: grpc_server.stop(GRACE_S).wait()  # noqa: E731
-    elif opts.service == "recommendation":
-        from splitproof.setup.boutique.recommendation import serve_recommendation
-
-        assert opts.catalog_addr is not None
-        grpc_server, port = serve_recommendation(opts.catalog_addr, opts.host, opts.port, opts.max_responses,
-                                                 faults=opts.faults)
-        stopper = lambda: grpc_server.stop(GRACE_S).wait()  # noqa: E731
-        log.info("product catalog at %s, max_responses=%d, injected faults: %s", opts.catalog_addr,
-                 opts.max_responses, opts.faults.describe() if opts.faults else "none")
-    else:
-        from splitproof.setup.boutique.frontend import serve_frontend
-
-        http_server, port = serve_frontend(opts.host, opts.port, opts.recommendation_addr, opts.catalog_addr)
-        stopper = http_server.stop
-        log.info("recommendations from %s, products from %s",
-                 opts.recommendation_addr or "(none: pages have no recommendations section)",
-                 opts.catalog_addr or "(built-in catalog)")
-
-    print(f"READY {opts.service} {opts.host}:{port}", flush=True)
-    try:
-        while not stop.wait(0.5):  # short waits keep signal handlers responsive
-            pass
-    finally:
-        log.info("stopping")
-        stopper()
-    return 0
-
-
-def _run(args: argparse.Namespace) -> int:
-    return run_service(resolve_options(args, os.environ))
-
-
-# ---------------------------------------------------------------- argparse wiring
-
-
-def add_service_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """One parser per service in ``sub`` (for ``canary-setup serve`` and ``python -m splitproof.setup.boutique``)."""
-    helps = {
-        "catalog": "productcatalogservice (gRPC): the 9 upstream products",
-        "recommendation": "recommendationservice (gRPC): upstream behaviour, max responses 5 (production) or 2",
-        "frontend": "the shop's HTTP frontend: product pages with at most 4 recommendations",
-    }
-    for service in SERVICES:
-        p = sub.add_parser(service, help=helps[service], description=helps[service])
-        p.add_argument("--host", default=proc.LOOPBACK, help="address to bind (default: 127.0.0.1)")
-        p.add_argument("--port", default=None,
-                       help=f"port to bind, 0 = ephemeral (env PORT, default {DEFAULT_PORTS[service]})")
-        if service in ("recommendation", "frontend"):
-            required = " (required)" if service == "recommendation" else " (default: the built-in catalog)"
-            p.add_argument("--catalog-addr", default=None,
-                           help=f"productcatalogservice HOST:PORT (env PRODUCT_CATALOG_SERVICE_ADDR){required}")
-        if service == "recommendation":
-            p.add_argument("--max-responses", default=None,
-                           help="recommendations per call: 5 production, 2 canary (env MAX_RESPONSES, default 5)")
-            p.add_argument("--error-rate", default=None, metavar="PERCENT",
-                           help="fail this percentage of calls, each drawn independently (a bad canary; default 0)")
-            p.add_argument("--error-code", default=None, metavar="STATUS",
-                           help="gRPC status of the injected failures, name or number (default UNAVAILABLE)")
-            p.add_argument("--extra-latency-ms", default=None, metavar="MS",
-                           help="add this many milliseconds to every call (a slow canary; default 0)")
-            p.add_argument("--fault-seed", default=None, metavar="N",
-                           help="seed the failure draws: the same calls fail in every run (default: random)")
-        if service == "frontend":
-            p.add_argument("--recommendation-addr", default=None,
-                           help="recommendationservice HOST:PORT, e.g. an Envoy listener "
-                                "(env RECOMMENDATION_SERVICE_ADDR; without it pages have no recommendations)")
-        p.set_defaults(func=_run, service=service)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    serve = subparsers.add_parser("serve", help="run one local boutique service (catalog, recommendation, frontend)",
-                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    inner = serve.add_subparsers(dest="service", metavar="SERVICE", required=True)
-    add_service_parsers(inner)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m splitproof.setup.boutique", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="service", metavar="SERVICE", required=True)
-    add_service_parsers(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except SplitproofError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-# ---------------------------------------------------------------- starting a service as a child process
+START_TIMEOUT_S = 20.0
 
 
 @dataclass
@@ -221,7 +21,7 @@ class Spawned:
     """A boutique service running as a child process."""
 
     service: str
-    proc: Popen[bytes]
+    proc: proc.Child
     host: str
     port: int
     log: Path
@@ -234,26 +34,10 @@ class Spawned:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def stop(self, timeout: float = 5.0) -> int:
+    def stop(self, timeout: float = proc.STOP_GRACE_S) -> int:
         """SIGTERM (then SIGKILL after ``timeout``); returns the exit code."""
         proc.stop(self.proc, timeout)
         return int(self.proc.returncode)
-
-
-def parse_ready(text: str, service: str) -> tuple[str, int] | None:
-    """(host, port) from the service's READY line in ``text``, or None."""
-    for match in READY_RE.finditer(text):
-        if match.group(1) == service:
-            return match.group(2), int(match.group(3))
-    return None
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return lines[-1] if lines else ""
 
 
 def service_argv(service: str, args: Sequence[str] = (), python: str | None = None) -> list[str]:
@@ -261,62 +45,38 @@ def service_argv(service: str, args: Sequence[str] = (), python: str | None = No
 
 
 def spawn(service: str, args: Sequence[str] = (), *, log: Path, env: Mapping[str, str] | None = None,
-          timeout: float = 20.0, python: str | None = None,
-          on_start: Callable[[Popen[bytes]], None] | None = None) -> Spawned:
+          timeout: float = START_TIMEOUT_S, python: str | None = None,
+          on_start: Callable[[proc.Child], None] | None = None, argv: Sequence[str] | None = None) -> Spawned:
     """Start ``service`` as a child (stdout+stderr to ``log``), wait for its READY line, return where it listens.
 
-    ``args`` are the service's own options (default ``--port 0`` when no port is given). The child runs in its own
-    session; the caller must ``stop()`` it (``on_start`` receives the Popen as soon as it exists, so a supervisor
-    can stop it even if this call is interrupted). Raises PortInUseError/SetupError (child stopped) when it fails.
+    ``args`` are the service's own options (default ``--port 0`` when no port is given); ``argv`` replaces the
+    whole command (a benchmark running a patched server) -- it must print the same READY line. The child runs in
+    its own session; the caller must ``stop()`` it (``on_start`` receives the Popen as soon as it exists, so a
+    supervisor can stop it even if this call is interrupted). Raises PortInUseError/SetupError (child stopped)
+    when it fails.
     """
     if service not in SERVICES:
         raise SetupError(f"unknown boutique service {service!r} (one of {', '.join(SERVICES)})", ExitCode.USAGE)
-    argv = service_argv(service, args, python)
-    if "--port" not in args and not (env and "PORT" in env):
-        argv += ["--port", "0"]
+    command = list(argv) if argv is not None else service_argv(service, args, python)
+    if argv is None and "--port" not in args and not (env and "PORT" in env):
+        command += ["--port", "0"]
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_bytes(b"")
-    found: list[tuple[str, int]] = []
-    child = proc.start(argv, env=dict(env or {}), log=log, on_start=on_start)
+    ready = proc.ReadyLine(log, service)
+    child = proc.spawn(command, env=dict(env or {}), log=log, on_start=on_start)
     try:
-
-        def ready() -> bool:
-            try:
-                hit = parse_ready(log.read_text(errors="replace"), service)
-            except OSError:
-                hit = None
-            if hit:
-                found.append(hit)
-                return True
-            return child.poll() is not None
-
-        proc.wait_until(ready, timeout, f"{service} to print READY (log: {log})")
+        found = proc.wait_ready(child, ready, timeout)
     except BaseException:
         proc.stop(child)
         raise
-    if not found:
-        code = child.returncode
-        detail = _last_line(log) or "no output"
+    if found is None:
+        code = child.wait()
+        detail = proc.log_tail(log, 1) or "no output"
         if code == PortInUseError.exit_code:
             raise PortInUseError(f"{service} could not bind: {detail}")
         raise SetupError(f"{service} exited with code {code} before it was ready: {detail}")
-    host, port = found[0]
+    host, port = found
     return Spawned(service, child, host, port, log)
-
-
-def stop_all(children: list[Popen[bytes]], timeout: float = 5.0) -> None:
-    """Stop every child, last started first, removing each from ``children`` once reaped. A Ctrl-C during the
-    stop does not leave the rest running: the stop goes on, and KeyboardInterrupt is re-raised at the end."""
-    interrupted = False
-    while children:
-        try:
-            proc.stop(children[-1], timeout)
-        except KeyboardInterrupt:
-            interrupted = True
-            continue
-        children.pop()
-    if interrupted:
-        raise KeyboardInterrupt
 
 
 class ServiceGroup:
@@ -327,11 +87,11 @@ class ServiceGroup:
     ...     recs = group.start("recommendation", ["--catalog-addr", catalog.addr])
     """
 
-    def __init__(self, logs: Path, timeout: float = 20.0) -> None:
+    def __init__(self, logs: Path, timeout: float = START_TIMEOUT_S) -> None:
         self.logs = logs
         self.timeout = timeout
         self.services: list[Spawned] = []
-        self._children: list[Popen[bytes]] = []
+        self._children: list[proc.Child] = []
 
     def start(self, service: str, args: Sequence[str] = (), *, name: str | None = None,
               env: Mapping[str, str] | None = None) -> Spawned:
@@ -342,7 +102,7 @@ class ServiceGroup:
         return spawned
 
     def stop(self) -> None:
-        stop_all(self._children)
+        proc.stop_all(self._children)
 
     def __enter__(self) -> ServiceGroup:
         return self

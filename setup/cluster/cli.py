@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from splitproof.setup.cluster import resources
+from splitproof.setup.cluster.context import Ctx
 from splitproof.setup.cluster.lint import ERROR, lint_documents, load_documents, production_template
-from splitproof.setup.cluster.loadtest import DEFAULT_CLASSES, LoadtestOptions
 from splitproof.setup.cluster.options import (
+    DEFAULT_CLASSES,
     LAB_CLUSTER,
     LAB_MACHINE_TYPE,
     LAB_REGION,
@@ -18,11 +19,14 @@ from splitproof.setup.cluster.options import (
     PRODUCTION_DEPLOYMENT,
     PROVIDERS,
     SERVICE,
+    DownOptions,
+    LoadtestOptions,
     Options,
 )
 from splitproof.setup.cluster.preflight import needs, preflight
+from splitproof.setup.cluster.provider import resolve_context
 from splitproof.setup.cluster.runner import Runner
-from splitproof.setup.cluster.steps import STEPS, UP_STEPS, Ctx, DownOptions, Step, check_plan, run_steps, step_named
+from splitproof.setup.cluster.steps import STEPS, UP_STEPS, Step, check_plan, run_steps, step_named
 from splitproof.setup.cluster.ui import Ui
 from splitproof.setup.manifests import mesh_documents
 from splitproof.verifier.errors import InputError
@@ -249,8 +253,6 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     ctx = make_ctx(args, opts)
     preflight(ctx.runner, ctx.ui, needs(opts, [s.name for s in UP_STEPS] + ["loadtest"]))
     if opts.provider == "existing" and not opts.dry_run:
-        from splitproof.setup.cluster.steps import resolve_context
-
         resolve_context(ctx)
         ctx.ui.done("ok", f"cluster reachable ({ctx.kube.context or 'current context'})")
     return 0

@@ -7,28 +7,27 @@ sidecar splits its recommendation calls) and direct gRPC calls through the Locus
 Sequence: ConfigMap with the locustfile + master Service + master Job + worker Deployment; wait for the master's
 status file (written by setup.cluster.podrun when Locust exits); copy the results file out with ``kubectl exec
 cat``; tell podrun it was collected (it then stops the sidecar so the Job completes); delete the resources; run
-``verify-split --results FILE`` and return its exit code (0 PASS, 1 FAIL, 3 INCONCLUSIVE).
+``verify-split --results FILE`` and return its exit code (0 PASS, 1 FAIL, 3 INCONCLUSIVE). Step 8.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from splitproof.setup.cluster.context import Ctx, report
+from splitproof.setup.cluster.images import build_project, docker_usable, project_image, pull_policy
 from splitproof.setup.cluster.kube import ref
-from splitproof.setup.cluster.options import SERVICE, SERVICE_PORT, repo_root
-from splitproof.setup.cluster.proxy import fmt
-from splitproof.setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, poll, which
+from splitproof.setup.cluster.live import running_pod
+from splitproof.setup.cluster.options import SERVICE, SERVICE_PORT, LoadtestOptions, repo_root
+from splitproof.setup.cluster.runner import CHANGE, READ, WAIT, CommandFailed, which
 from splitproof.setup.errors import MissingBinaryError, SetupError, WaitTimeoutError
 from splitproof.setup.manifests import documents
-from splitproof.setup.proc import python_argv
+from splitproof.setup.proc import python_argv, wait_until
+from splitproof.setup.router import describe
 from splitproof.verifier.errors import InputError
-
-if TYPE_CHECKING:
-    from splitproof.setup.cluster.steps import Ctx
 
 PREFIX = "locust"
 RESULTS_DIR = "/results"
@@ -36,22 +35,7 @@ STATUS_FILE = f"{RESULTS_DIR}/status.json"
 RESULTS_FILE = f"{RESULTS_DIR}/results.jsonl"
 COLLECTED_FILE = f"{RESULTS_DIR}/collected"
 LOCUSTFILE_MOUNT = "/mnt/locust"
-DEFAULT_CLASSES = ("ShopperUser", "RecommendationUser")
 POLL_S = 2.0  # between `kubectl exec ... cat status.json` checks
-
-
-@dataclass(frozen=True)
-class LoadtestOptions:
-    users: int = 20
-    spawn_rate: float = 20.0
-    duration: str = "60s"
-    workers: int = 2
-    results: str = "out/cluster-results.jsonl"
-    locustfile: str | None = None  # default: loadtest/boutique.py of this checkout
-    image: str | None = None       # default: this project's image (built and pushed/loaded when docker exists)
-    keep: bool = False
-    classes: tuple[str, ...] = DEFAULT_CLASSES
-    startup_timeout: float = 300.0
 
 
 def duration_seconds(text: str) -> float:
@@ -77,7 +61,7 @@ def verdict_args(weights: dict[str, int]) -> list[str]:
     """How the expected split is given to Locust and to verify-split."""
     if set(weights) == {"production", "canary"}:
         return ["--expected", str(weights["canary"])]
-    return ["--weights", fmt(weights)]
+    return ["--weights", describe(weights)]
 
 
 def locustfile_path(lt: LoadtestOptions) -> Path:
@@ -113,9 +97,7 @@ def cleanup(ctx: Ctx) -> None:
                    what="deleting the Locust resources")
 
 
-def run_loadtest(ctx: Ctx) -> int:
-    from splitproof.setup.cluster.steps import _pull_policy, build_project, docker_usable, project_image, report
-
+def step_loadtest(ctx: Ctx) -> int:
     lt = ctx.loadtest
     seconds = duration_seconds(lt.duration)
     verifier = which("verify-split")
@@ -133,7 +115,7 @@ def run_loadtest(ctx: Ctx) -> int:
         image = project_image(ctx)
         build_project(ctx, image)
     run_id = time.strftime("%Y%m%d-%H%M%S")
-    docs = locust_documents(ctx, lt, image, _pull_policy(ctx.opts), run_id)
+    docs = locust_documents(ctx, lt, image, pull_policy(ctx.opts), run_id)
     cleanup(ctx)  # a previous run's Job would keep its old pod template
     ctx.kube.apply(docs, what="creating the Locust master and workers")
     for doc in docs:
@@ -161,21 +143,11 @@ def run_loadtest(ctx: Ctx) -> int:
 
 
 def _wait_master_pod(ctx: Ctx, job: str, timeout: float) -> str:
-    from splitproof.setup.cluster.steps import running_pod
-
     if ctx.dry:
         return "<locust-master-pod>"
-    found: list[str] = []
-
-    def running() -> bool:
-        name = running_pod(ctx.kube.list("Pod", ctx.ns, f"job-name={job}"))
-        if name:
-            found.append(name)
-        return bool(name)
-
     with ctx.ui.waiting("waiting for the Locust master pod"):
-        poll(running, timeout=timeout, what=f"the {job} pod to run", interval=POLL_S)
-    return found[-1]
+        return wait_until(lambda: running_pod(ctx.kube.list("Pod", ctx.ns, f"job-name={job}")), timeout,
+                          f"the {job} pod to run", POLL_S, max_interval=POLL_S)
 
 
 def _exec(ctx: Ctx, pod: str, *command: str) -> list[str]:
@@ -187,24 +159,21 @@ def _wait_status(ctx: Ctx, pod: str, timeout: float) -> dict[str, Any]:
     if ctx.dry:
         ctx.runner.run(argv, kind=WAIT)
         return {}
-    seen: list[dict[str, Any]] = []
 
-    def finished() -> bool:
+    def finished() -> list[dict[str, Any]]:
+        """[the status podrun wrote] once it is there (a list: an empty status is still an answer)."""
         result = ctx.runner.run(argv, kind=WAIT, check=False, timeout=60)
-        if result.ok:
-            try:
-                seen.append(json.loads(result.stdout))
-            except json.JSONDecodeError:
-                return False
-        return bool(seen)
+        try:
+            return [json.loads(result.stdout)] if result.ok else []
+        except json.JSONDecodeError:
+            return []
 
     try:
         with ctx.ui.waiting("Locust is running in the mesh"):
-            poll(finished, timeout=timeout, what="Locust to finish", interval=POLL_S)
+            return wait_until(finished, timeout, "Locust to finish", POLL_S, max_interval=POLL_S)[0]
     except WaitTimeoutError:
         raise WaitTimeoutError(f"Locust did not finish within {timeout:g}s "
                                f"(`kubectl logs -n {ctx.ns} {pod} -c locust`)") from None
-    return seen[-1]
 
 
 def _collect(ctx: Ctx, pod: str, results: Path) -> None:

@@ -1,4 +1,4 @@
-"""The cluster workflow's settings as one immutable value (built from the command line, rendered back for resume)."""
+"""The cluster workflow's settings as immutable values (built from the command line, rendered back for resume)."""
 
 from __future__ import annotations
 
@@ -104,6 +104,33 @@ class Options:
             else:
                 out += [flag, str(value)]
         return out
+
+
+@dataclass(frozen=True)
+class DownOptions:
+    """``canary-setup down``: what else to remove besides the app."""
+
+    delete_cluster: bool = False
+    uninstall_istio: bool = False
+
+
+DEFAULT_CLASSES = ("ShopperUser", "RecommendationUser")
+
+
+@dataclass(frozen=True)
+class LoadtestOptions:
+    """``canary-setup loadtest``: the Locust run inside the mesh."""
+
+    users: int = 20
+    spawn_rate: float = 20.0
+    duration: str = "60s"
+    workers: int = 2
+    results: str = "out/cluster-results.jsonl"
+    locustfile: str | None = None  # default: loadtest/boutique.py of this checkout
+    image: str | None = None       # default: this project's image (built and pushed/loaded when docker exists)
+    keep: bool = False
+    classes: tuple[str, ...] = DEFAULT_CLASSES
+    startup_timeout: float = 300.0
 
 
 def repo_root() -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -20,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from splitproof.setup.errors import WaitTimeoutError
-from splitproof.setup.proc import wait_until
+from splitproof.setup.proc import spawn, wait_until
 
 QUIT_URL = "http://127.0.0.1:15020/quitquitquit"
 
@@ -55,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not command:
         parser.error("no command given (use -- COMMAND ...)")
     try:
-        code = subprocess.run(command, check=False).returncode  # noqa: S603 -- argv list from the pod spec
+        code = spawn(command, inherit_output=True, new_session=False).wait()
     except OSError as exc:
         print(f"podrun: cannot run {command[0]}: {exc}", file=sys.stderr)
         code = 127

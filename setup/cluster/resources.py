@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from splitproof.setup.cluster.options import CANARY_DEPLOYMENT, SERVICE, Options
@@ -70,14 +71,15 @@ def grpc_virtual_service(opts: Options) -> Doc:
     return doc
 
 
-def routing_documents(opts: Options, grpc_live: Doc | None = None) -> list[Doc]:
-    """What the weights step applies: the mesh route, and the gateway-bound one when the gRPC gateway is on or
-    was exposed before (``grpc_live``: then it keeps the host it was exposed with)."""
+def routing_documents(opts: Options, gateway_hosts: Sequence[str] | None = None) -> list[Doc]:
+    """What the weights step applies: the mesh route, and the gateway-bound one answering ``gateway_hosts``
+    (default: the gRPC gateway's host when --grpc-gateway is on, else none) -- same weights in both."""
+    if gateway_hosts is None:
+        gateway_hosts = [opts.grpc_authority] if opts.grpc_gateway else []
     docs = [weighted_virtual_service(opts)]
-    if opts.grpc_gateway or grpc_live is not None:
+    if gateway_hosts:
         grpc = grpc_virtual_service(opts)
-        if grpc_live is not None:
-            grpc["spec"]["hosts"] = grpc_live.get("spec", {}).get("hosts") or grpc["spec"]["hosts"]
+        grpc["spec"]["hosts"] = list(gateway_hosts)
         docs.append(grpc)
     return docs
 

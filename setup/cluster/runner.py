@@ -17,12 +17,11 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from splitproof.setup.errors import MissingBinaryError, SetupError, WaitTimeoutError
+from splitproof.setup.errors import MissingBinaryError, SetupError
 from splitproof.verifier.exitcodes import ExitCode
 from splitproof.verifier.redact import redact
 
@@ -87,20 +86,6 @@ class CommandTimeout(SetupError):
     def __init__(self, argv: Sequence[str], timeout: float) -> None:
         self.result = Result(tuple(argv), -1, "", f"no answer within {timeout:g}s (killed)")
         super().__init__(f"`{command_line(argv)}` did not finish within {timeout:g}s (killed)")
-
-
-def poll(predicate: Callable[[], bool], *, timeout: float, interval: float, what: str) -> None:
-    """Call ``predicate`` every ``interval`` seconds until it is true; WaitTimeoutError after ``timeout``.
-
-    A steady interval (unlike setup.proc.wait_until's fast local polling): each check here is an external
-    command against a cluster, so hammering it every few milliseconds would only add load.
-    """
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise WaitTimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(min(interval, remaining))
 
 
 def which(name: str) -> str | None:

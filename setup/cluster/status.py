@@ -1,25 +1,20 @@
-"""``canary-setup status``: what exists, declared vs served weights, sidecar coverage, ``istioctl analyze``."""
+"""Step 7, ``canary-setup status``: what exists, declared vs served weights (served: read through the
+ClusterRouter), sidecar coverage, ``istioctl analyze``. Read-only."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from splitproof.setup.cluster import resources
-from splitproof.setup.cluster.options import (
-    CANARY_DEPLOYMENT,
-    FRONTEND_SELECTOR,
-    INGRESS_SELECTOR,
-    ISTIO_NAMESPACE,
-    PRODUCTION_DEPLOYMENT,
-    SERVICE,
-)
-from splitproof.setup.cluster.proxy import fmt, fqdn, normalize, route_weights, virtual_service_weights
+from splitproof.setup.cluster.context import Ctx
+from splitproof.setup.cluster.declared import virtual_service_weights
+from splitproof.setup.cluster.live import pods_without_sidecar
+from splitproof.setup.cluster.options import CANARY_DEPLOYMENT, PRODUCTION_DEPLOYMENT, SERVICE
+from splitproof.setup.cluster.router import ClusterRouter
 from splitproof.setup.cluster.runner import READ
 from splitproof.setup.cluster.ui import Ui
-
-if TYPE_CHECKING:
-    from splitproof.setup.cluster.steps import Ctx
+from splitproof.setup.router import Routing, describe, normalize
 
 
 @dataclass
@@ -44,8 +39,6 @@ def _ready(deployment: dict[str, Any] | None) -> tuple[str, str]:
 
 
 def collect_status(ctx: Ctx) -> StatusReport:
-    from splitproof.setup.cluster.steps import ProxyTarget, pods_without_sidecar, routes_argv, running_pod
-
     kube, ns, out = ctx.kube, ctx.ns, StatusReport()
     namespace = kube.get("Namespace", ns)
     if namespace is None:
@@ -62,33 +55,26 @@ def collect_status(ctx: Ctx) -> StatusReport:
 
     vs = kube.get("VirtualService", SERVICE, ns)
     declared = virtual_service_weights(vs, SERVICE) if vs else None
-    out.add(f"VirtualService/{SERVICE}", fmt(declared) if vs else "absent", "ok" if declared else "bad")
+    out.add(f"VirtualService/{SERVICE}", describe(declared) if vs else "absent", "ok" if declared else "bad")
     undefined = [s for s, w in (declared or {}).items() if w and s not in subsets]
     if undefined:
         out.add("routed subsets", f"not in the DestinationRule: {', '.join(undefined)}", "bad")
 
-    targets: list[ProxyTarget] = []
-    frontend = running_pod(kube.list("Pod", ns, FRONTEND_SELECTOR))
-    if frontend:
-        targets.append(ProxyTarget("frontend sidecar", frontend, ns, [fqdn(SERVICE, ns)]))
     grpc_vs = kube.get("VirtualService", resources.GRPC_VS_NAME, ns)
+    gateway_hosts: tuple[str, ...] = ()
     if grpc_vs is not None:
         gateway_weights = virtual_service_weights(grpc_vs, SERVICE)
         same = gateway_weights is not None and declared is not None and \
             normalize(gateway_weights) == normalize(declared)
-        out.add(f"VirtualService/{resources.GRPC_VS_NAME}", fmt(gateway_weights), "ok" if same else "bad")
-        gateway = running_pod(kube.list("Pod", ISTIO_NAMESPACE, INGRESS_SELECTOR))
-        if gateway:
-            targets.append(ProxyTarget("ingress gateway", gateway, ISTIO_NAMESPACE,
-                                       list(grpc_vs.get("spec", {}).get("hosts") or [])))
-    for target in targets:
-        result = ctx.runner.run(routes_argv(ctx, target), kind=READ, check=False, timeout=60)
-        held = route_weights(result.stdout, target.hosts) if result.ok else None
-        same = held is not None and declared is not None and normalize(held) == normalize(declared)
-        state = fmt(held) if result.ok else f"error: {result.stderr.strip()[-120:]}"
-        out.add(f"proxy {target.label} {target.pod}", state + ("" if same else f"  (declared {fmt(declared)})"),
+        out.add(f"VirtualService/{resources.GRPC_VS_NAME}", describe(gateway_weights), "ok" if same else "bad")
+        gateway_hosts = tuple(grpc_vs.get("spec", {}).get("hosts") or ())
+    router = ClusterRouter(ctx, Routing(SERVICE, ns, gateway_hosts=gateway_hosts))
+    targets = router.targets(required=False)
+    for proxy in router.served_weights(targets).proxies:
+        same = declared is not None and proxy.serves(declared)
+        out.add(f"proxy {proxy.proxy}", proxy.holds(120) + ("" if same else f"  (declared {describe(declared)})"),
                 "ok" if same else "bad")
-    if not frontend:
+    if not any(t.label == "frontend sidecar" for t in targets):
         out.add("proxy frontend sidecar", "no running frontend pod", "bad")
 
     pods = kube.list("Pod", ns)
@@ -115,3 +101,13 @@ def print_status(ui: Ui, report: StatusReport) -> None:
             ui.line(f"  {line}")
     ui.line("healthy" if report.healthy else "NOT healthy: see the ✗ rows above",
             style="green" if report.healthy else "red")
+
+
+def step_status(ctx: Ctx) -> int:
+    """What exists, declared vs held weights, sidecar coverage, `istioctl analyze`. Returns 0 when all is well."""
+    if ctx.dry:
+        ctx.ui.info("status only reads the cluster; nothing to show in a dry run")
+        return 0
+    report_ = collect_status(ctx)
+    print_status(ctx.ui, report_)
+    return 0 if report_.healthy else 1

@@ -1,17 +1,14 @@
-"""``canary-setup down``: undo the steps in reverse order; Istio and the cluster only when asked to."""
+"""Step 9, ``canary-setup down``: undo the steps in reverse order; Istio and the cluster only when asked to."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from splitproof.setup.cluster import resources
+from splitproof.setup.cluster.context import Ctx
 from splitproof.setup.cluster.kube import ref
 from splitproof.setup.cluster.options import CANARY_DEPLOYMENT, ISTIO_NAMESPACE, PRODUCTION_DEPLOYMENT, SERVICE
+from splitproof.setup.cluster.provider import gcloud
 from splitproof.setup.cluster.runner import CHANGE, CommandFailed
 from splitproof.verifier.errors import InputError
-
-if TYPE_CHECKING:
-    from splitproof.setup.cluster.steps import Ctx
 
 LOCUST_PREFIX = "locust"
 GONE_MARKERS = ("doesn't have a resource type", "the server could not find the requested resource")
@@ -29,7 +26,7 @@ def _delete(ctx: Ctx, kind: str, name: str, namespace: str | None, what: str | N
     ctx.ui.done(("would" if ctx.dry else "removed") if gone else "absent", what or f"{kind}/{name}")
 
 
-def tear_down(ctx: Ctx) -> None:
+def step_down(ctx: Ctx) -> None:
     opts, kube, ns = ctx.opts, ctx.kube, ctx.ns
     if ctx.down.delete_cluster and opts.provider == "existing":
         raise InputError("--delete-cluster deletes only clusters canary-setup creates (--provider gke or kind)")
@@ -75,8 +72,6 @@ def tear_down(ctx: Ctx) -> None:
 
 
 def _delete_cluster(ctx: Ctx) -> None:
-    from splitproof.setup.cluster.steps import gcloud
-
     opts = ctx.opts
     if opts.provider == "gke":
         argv = gcloud(opts, "container", "clusters", "delete", opts.cluster_name, "--region", opts.region, "--quiet")

@@ -22,6 +22,7 @@ Python API (what the verifier/loadtest tests and the demo use)::
         mesh.admin_url        # "http://127.0.0.1:PORT"  -- Envoy admin
         mesh.mesh_address("productcatalogservice")       # any service's outbound listener
         mesh.set_weights(50)  # or {"production": 50, "canary": 50}; returns once Envoy serves them (seconds)
+        mesh.router           # the Router (setup.router): set_weights / served_weights() / wait_served()
         mesh.apply(CanaryParams(subsets=...))            # any params change (re-rendered from the templates)
         mesh.status()         # MeshStatus: weights read back from Envoy's config_dump, subsets, processes, warnings
     # leaving the block stops every process it started
@@ -35,10 +36,19 @@ MissingBinaryError, WaitTimeoutError). Envoy and the instances are children of a
 and get SIGTERM if this process dies, so nothing is orphaned even without ``stop()``.
 
 Command line: ``canary-setup local up|status|weights|down`` (setup/mesh/cli.py).
+
+Modules, bottom up: ``topology`` (services and instances, pure) -> ``fields``, ``hosts``, ``istio_model`` (Istio
+documents parsed and validated) -> ``envoy_build`` (Envoy resources) -> ``translate`` (the two together) ->
+``xds`` (file-based xDS), ``envoy`` (binary, bootstrap), ``admin`` (Envoy's admin API, config_dump) -> ``state``,
+``statedir`` (the typed state and its directory) -> ``reconfigure`` (state -> files -> served), ``edit`` (user
+documents reweighted) -> ``router`` (LocalRouter), ``status`` (MeshStatus) -> ``supervise`` (the children) ->
+``local`` (LocalMesh) -> ``daemon`` (the detached supervisor), ``cli`` (``canary-setup local``).
 """
 
 from __future__ import annotations
 
-from splitproof.setup.mesh.supervisor import LocalMesh, MeshStatus, mesh_status
+from splitproof.setup.mesh.local import LocalMesh
+from splitproof.setup.mesh.router import LocalRouter
+from splitproof.setup.mesh.status import MeshStatus, mesh_status
 
-__all__ = ["LocalMesh", "MeshStatus", "mesh_status"]
+__all__ = ["LocalMesh", "LocalRouter", "MeshStatus", "mesh_status"]

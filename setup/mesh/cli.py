@@ -1,15 +1,14 @@
 """``canary-setup local up|status|weights|down``: the lab's mesh on a real Envoy on this machine.
 
-Thin shell over setup.mesh.supervisor; every user mistake is a SetupError (one line, its own exit code).
+Thin shell over setup.mesh (LocalMesh, LocalRouter, mesh_status); every user mistake is one line with its exit code
+(splitproof.verifier.exitcodes).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -18,27 +17,17 @@ from typing import Any
 
 from splitproof.setup.errors import NotRunningError, SetupError, WaitTimeoutError
 from splitproof.setup.manifests import CanaryParams
-from splitproof.setup.mesh.state import (
-    default_state_dir,
-    locked,
-    prepare_state_dir,
-    read_state,
-    remove_state,
-    same_process,
-    terminate,
-)
-from splitproof.setup.mesh.supervisor import (
-    LocalMesh,
-    MeshStatus,
-    change,
-    cleanup_processes,
-    mesh_status,
-    params_to_json,
-)
+from splitproof.setup.mesh.edit import split_of
+from splitproof.setup.mesh.local import LocalMesh
+from splitproof.setup.mesh.router import LocalRouter, shown_weights
+from splitproof.setup.mesh.state import MESH_READY, params_to_json
+from splitproof.setup.mesh.statedir import default_state_dir, locked, prepare_state_dir, read_state, remove_state
+from splitproof.setup.mesh.status import MeshStatus, mesh_status
+from splitproof.setup.mesh.supervise import cleanup_processes
 from splitproof.setup.mesh.topology import parse_replicas, services
-from splitproof.setup.mesh.translate import split_of
-from splitproof.setup.privatefs import open_private, write_private
-from splitproof.setup.proc import LOOPBACK, port_open, python_argv, wait_until
+from splitproof.setup.net import LOOPBACK, port_open
+from splitproof.setup.privatefs import write_private
+from splitproof.setup.proc import ProcRef, python_argv, spawn, wait_until
 from splitproof.verifier.errors import InputError
 from splitproof.verifier.exitcodes import ExitCode
 from splitproof.verifier.inputfile import InputFileError
@@ -181,25 +170,24 @@ def _up_detached(state_dir: Path, params: CanaryParams, kwargs: dict[str, Any], 
     launch = state_dir / "launch.json"
     write_private(launch, json.dumps({"params": params_to_json(params), **kwargs}, indent=1))
     log = state_dir / "supervisor.log"
-    with os.fdopen(open_private(log), "ab") as out:
-        proc = subprocess.Popen(
-            python_argv("-m", "splitproof.setup.mesh.supervisor", "--state-dir", str(state_dir),
-                        "--launch", str(launch)),
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + startup_timeout + 20
-    while True:
-        code = proc.poll()
+    child = spawn(python_argv("-m", "splitproof.setup.mesh.daemon", "--state-dir", str(state_dir),
+                              "--launch", str(launch)), log=log)  # detached: it must outlive this command
+
+    def ready() -> bool:
+        code = child.poll()
         if code is not None:
             raise SetupError(_last_error(log) or f"the supervisor exited with code {code} (see {log})", code or 1)
         state = read_state(state_dir)
-        if state and state.get("status") == "ready" and (state.get("supervisor") or {}).get("pid") == proc.pid:
-            break
-        if time.monotonic() > deadline:
-            terminate({"pid": proc.pid, "ticks": None})
-            raise WaitTimeoutError(f"the local mesh did not become ready (see {log})")
-        time.sleep(0.05)
+        return bool(state and state.status == MESH_READY and state.supervisor
+                    and state.supervisor.pid == child.pid)
+
+    try:
+        wait_until(ready, startup_timeout + 20, "the local mesh", 0.05, max_interval=0.05)
+    except WaitTimeoutError:
+        ProcRef(child.pid).terminate()
+        raise WaitTimeoutError(f"the local mesh did not become ready (see {log})") from None
     _print_endpoints(mesh_status(state_dir))
-    print(f"supervisor pid {proc.pid} running in the background; `canary-setup local down"
+    print(f"supervisor pid {child.pid} running in the background; `canary-setup local down"
           f"{'' if state_dir == default_state_dir() else f' --state-dir {state_dir}'}` stops everything")
     return 0
 
@@ -251,10 +239,13 @@ def cmd_weights(args: argparse.Namespace) -> int:
         raise SetupError("give the canary percentage (`local weights 50`) or --weights production=50,canary=50",
                          2)
     weights = parse_weights(args.weights) if args.weights else canary_weights(args.canary)
-    state_dir = _state_dir(args)
-    took = change(state_dir, weights=weights, timeout=args.timeout)
-    served = mesh_status(state_dir).weights
-    print(f"Envoy serves {format_weights(served) or '(none)'} (applied in {took * 1000:.0f} ms, no restart)")
+    router = LocalRouter(_state_dir(args))
+    start = time.monotonic()
+    router.set_weights(weights)
+    served = router.wait_served(weights, timeout=args.timeout)
+    took = time.monotonic() - start
+    print(f"Envoy serves {format_weights(shown_weights(served)) or '(none)'} (applied in {took * 1000:.0f} ms, "
+          f"no restart)")
     return 0
 
 
@@ -263,24 +254,19 @@ def cmd_down(args: argparse.Namespace) -> int:
     state = read_state(state_dir)
     if state is None:
         raise NotRunningError(f"no local mesh is running in {state_dir}")
-    if not terminate(state.get("supervisor"), timeout=15.0):
-        raise SetupError(f"the supervisor (pid {state['supervisor'].get('pid')}) did not stop")
+    if state.supervisor is not None and not state.supervisor.terminate(timeout=15.0):
+        raise SetupError(f"the supervisor (pid {state.supervisor.pid}) did not stop")
     with locked(state_dir):
         left = read_state(state_dir)
         killed = cleanup_processes(state) + (cleanup_processes(left) if left else [])
         remove_state(state_dir)
-    bound = state.get("ports", {}).get("bound") or {}
-    ports = [int(p) for p in (bound.get("gateway") or {}).values()] + \
-            [int(p) for p in (bound.get("services") or {}).values()]
-    admin = str(bound.get("admin_url") or "")
-    if admin.rpartition(":")[2].isdigit():
-        ports.append(int(admin.rpartition(":")[2]))
+    ports = state.ports.ports_in_use()
     try:
         wait_until(lambda: not any(port_open(LOOPBACK, p) for p in ports), 10.0, "the mesh's ports to close")
     except WaitTimeoutError:
         busy = [p for p in ports if port_open(LOOPBACK, p)]
         raise SetupError(f"stopped, but port(s) {', '.join(map(str, busy))} are still in use") from None
-    if same_process(state.get("supervisor")):
+    if state.supervisor_alive():
         raise SetupError("the supervisor is still running")
     extra = f" (cleaned up {len(killed)} leftover process(es))" if killed else ""
     print(f"local mesh stopped{extra}")
