@@ -159,6 +159,28 @@ def test_80_20_traffic_passes_with_the_records_counts_from_every_source(
     assert dict(counts_between(before, after, SVC).counts) == want
 
 
+def test_envoy_admin_source_through_the_command_line(mesh: LocalMesh, obs: Observer, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``--envoy-admin URL --duration S``: the traffic between its two snapshots, exactly (the traffic is sent right
+    after the first snapshot, so the test needs no timing)."""
+    from splitproof.verifier.telemetry.envoysource import EnvoyAdmin as Admin
+
+    obs.mark()
+    got: list[Counter[str]] = []
+    real = Admin.snapshot
+
+    def snapshot(self: Admin, service: Service, clock=time.time):  # type: ignore[no-untyped-def]
+        snap = real(self, service, clock)
+        if not got:
+            got.append(obs.traffic(600))
+        return snap
+
+    monkeypatch.setattr(Admin, "snapshot", snapshot)
+    code, doc = verify(capsys, "--envoy-admin", mesh.admin_url, "--duration", "0.1")
+    assert doc["telemetry"]["counts"] == dict(got[0]) and doc["telemetry"]["source_kind"] == "envoy-admin"
+    assert code in (0, 3)
+
+
 def test_50_50_traffic_fails(mesh: LocalMesh, obs: Observer, capsys: pytest.CaptureFixture[str]) -> None:
     mesh.set_weights(50)
     try:

@@ -225,3 +225,13 @@ def test_access_log_file_and_stdin(tmp_path: Path, capsys: pytest.CaptureFixture
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(log.read_bytes())))
     _code, doc2, _ = _run(capsys, "--expected", "20", "--access-log", "-", *window)
     assert doc2["telemetry"]["counts"] == tele["counts"]
+
+
+def test_promql_selector_of_ones_own(prom: Prometheus, capsys: pytest.CaptureFixture[str]) -> None:
+    _code, doc, _ = _run(capsys, "--expected", "20", "--prometheus", prom.url, *_window(A), "--promql",
+                      'istio_requests_total{reporter="source",pod="frontend-0"}', "--version-label",
+                      "destination_version")
+    assert doc["telemetry"]["counts"] == {"production": 800, "canary": 200}
+    _code, doc, _ = _run(capsys, "--expected", "20", "--prometheus", prom.url, *_window(A), "--promql",
+                      'istio_requests_total{reporter="source"}', "--version-label", "response_code")
+    assert doc["telemetry"]["counts"] == {"200": 1000, "503": 5}  # whatever label the user names is the version
