@@ -1,0 +1,91 @@
+"""The rollout's parts for where it runs: the local mesh (its state directory: LocalRouter, the mesh gRPC entry,
+its ``--version-header``) or a cluster (ClusterRouter over kubectl/istioctl, ``--target``/``--url`` to sample).
+Each returns (router, source, what the user does after the promotion in the lab's terms)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from splitproof.setup.errors import NotRunningError
+from splitproof.setup.rollout.driver import StepSource
+from splitproof.setup.rollout.dryrun import DryLocalRouter, DrySource
+from splitproof.setup.rollout.plan import RolloutPlan
+from splitproof.setup.rollout.sources import HEALTH_NEEDS_HEADER, SampleSource, SampleTarget
+from splitproof.setup.router import Router, Routing
+from splitproof.verifier.errors import InputError
+
+LOCAL_NEXT = (
+    "the canary (recommendationservice-canary, max_responses 2) now takes every request: make its code the "
+    "production recommendationservice (the lab: set the production Deployment's image to the canary's)",
+    "then route back to the production subset (`canary-setup local weights 0`) and retire the canary",
+)
+
+
+def cluster_next(ns: str, context: str) -> tuple[str, ...]:
+    return (
+        "the canary subset (Deployment recommendationservice-canary, version: canary) serves 100%; make it the "
+        f"production version: `kubectl --context {context} -n {ns} set image deployment/recommendationservice "
+        "server=<the canary's image>` and `kubectl rollout status` it",
+        f"then route back to production (`canary-setup weights 0 --context {context}`) and delete the canary: "
+        f"`kubectl --context {context} -n {ns} delete deployment recommendationservice-canary`",
+    )
+
+
+def local_parts(args: argparse.Namespace, plan: RolloutPlan,
+                say: Callable[[str], None]) -> tuple[Router, StepSource, tuple[str, ...]]:
+    from splitproof.setup.mesh.router import LocalRouter
+    from splitproof.setup.mesh.statedir import default_state_dir, read_state
+
+    if args.target or args.url:
+        raise InputError("--target/--url are for --context: with --local the rollout samples the mesh's own gRPC "
+                         "entry")
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
+    state = read_state(state_dir)
+    if state is None:
+        raise NotRunningError(f"no local mesh is running in {state_dir} (start one: `canary-setup local up "
+                              "--detach --version-header x-version`)")
+    entry = state.mesh_addresses().get(state.params.service)
+    header = state.params.version_header
+    if plan.health and header is None:
+        raise InputError(f"{HEALTH_NEEDS_HEADER} (the mesh in {state_dir} sets no version header)")
+    if not entry:
+        raise NotRunningError(f"the local mesh in {state_dir} has no gRPC entry for {state.params.service}")
+    target = SampleTarget(target=entry, header=header)
+    if header is None:
+        say("attribution by item count (5 production, 2 canary); failed calls name no version, so --health is "
+            "unavailable (start the mesh with --version-header x-version for it)")
+    if args.dry_run:
+        routing = Routing(state.params.service, state.params.namespace)
+        return DryLocalRouter(routing, str(state_dir), say), DrySource(entry, say), LOCAL_NEXT
+    return LocalRouter(state_dir), SampleSource(target, health=plan.health), LOCAL_NEXT
+
+
+def cluster_parts(args: argparse.Namespace, plan: RolloutPlan,
+                  say: Callable[[str], None]) -> tuple[Router, StepSource, tuple[str, ...]]:
+    from splitproof.setup.cluster.cli import make_ctx
+    from splitproof.setup.cluster.options import Options
+    from splitproof.setup.cluster.router import ClusterRouter, cluster_routing
+    from splitproof.setup.cluster.weights import check_subsets
+
+    if not (args.target or args.url) and not args.dry_run:
+        raise InputError("--context needs --target HOST:PORT (a gRPC gateway route) or --url URL (the shop through "
+                         "the ingress gateway) to sample each step")
+    if args.target and args.url:
+        raise InputError("give one of --target or --url, not both")
+    if plan.health and args.header is None:
+        raise InputError(HEALTH_NEEDS_HEADER)
+    if args.proxy_timeout <= 0:
+        raise InputError("--proxy-timeout must be a positive number of seconds")
+    opts = Options(context=args.context, namespace=args.namespace, proxy_timeout=args.proxy_timeout,
+                   dry_run=args.dry_run, weights={"production": 100 - plan.steps[0], "canary": plan.steps[0]})
+    ctx = make_ctx(args, opts)
+    check_subsets(ctx)  # the DestinationRule must define both subsets before any weight moves
+    router = ClusterRouter(ctx, cluster_routing(ctx))
+    where = args.target or args.url or "<--target or --url>"
+    next_steps = cluster_next(args.namespace, args.context)
+    if args.dry_run:
+        return router, DrySource(where, say), next_steps
+    target = SampleTarget(target=args.target, url=args.url, header=args.header)
+    return router, SampleSource(target, health=plan.health), next_steps
