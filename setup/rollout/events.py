@@ -2,7 +2,8 @@
 
 One JSON object per line, each with ``t`` (Unix time), ``event`` and the event's fields (README "Progressive
 rollout" lists them). Every line is flushed and ``fsync``'d before the driver moves on, so a SIGKILL loses no
-completed event: at worst the line being written is torn, and a torn *last* line is ignored when resuming.
+completed event: at worst the line being written is torn; a torn *last* line is ignored when resuming and cut
+off before the resumed run appends.
 
 Resume (``rollout --resume --json-log FILE``): the plan comes from the log's ``rollout_started``; every step with a
 ``verdict`` PASS is done and never repeated; the walk continues at the first step without one -- the step that was
@@ -49,6 +50,7 @@ class EventLog:
         self._fh: IO[str] | None = None
         if self.path is not None:
             try:
+                _drop_torn_tail(self.path)
                 self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 -- closed in close()
             except OSError as exc:
                 raise InputError(f"--json-log: cannot write {self.path}: {exc.strerror or exc}") from None
@@ -66,6 +68,23 @@ class EventLog:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """A log a SIGKILL left ending mid-line: cut that torn event off (it never completed) before appending."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return
+    with open(path, "rb+") as fh:
+        fh.seek(max(0, size - MAX_LOG_BYTES))
+        data = fh.read()
+        if data.endswith(b"\n"):
+            return
+        cut = data.rfind(b"\n")
+        fh.truncate(size - len(data) + cut + 1 if cut >= 0 else 0)
 
 
 def read_events(path: str | Path) -> list[dict[str, Any]]:

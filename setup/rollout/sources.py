@@ -29,6 +29,7 @@ MAX_STEP_SAMPLES = 200_000   # per step: the step timeout bounds it first at any
 CHECK_SAMPLES = 200          # after a rollback: responses that must all come from production
 CHECK_DURATION_S = 30.0
 SERIES_POINTS = 400          # points of the share-over-time chart per step (evenly thinned)
+SERIES_FROM = 20             # the first responses' cumulative share swings 0-100%: the chart starts after them
 
 HEALTH_NEEDS_HEADER = ("--health needs errors attributed to a version, and a failed call carries no items to count: "
                        "start the local mesh with `canary-setup local up --version-header x-version` (cluster: "
@@ -72,7 +73,7 @@ class Series:
 
     def add(self, t: float, canary: int, n: int) -> None:
         self.seen += 1
-        if n and self.seen % self.every == 0:
+        if n >= SERIES_FROM and self.seen % self.every == 0:
             self.points.append((t - self.start, canary / n))
             if len(self.points) >= SERIES_POINTS:
                 self.points = self.points[::2]
