@@ -1,6 +1,7 @@
-"""``canary-setup rollout --local`` against a real local mesh (Envoy + boutique services, one per module, with the
-version header): a healthy canary promoted 5 -> 20 -> 50 -> 100 with health, a SIGKILL mid-step then --resume
-without repeating a step, the dry run touching nothing; and the one-line usage errors."""
+"""``canary-setup rollout --local`` against real local meshes (Envoy + boutique services): both endings as the demo
+runs them (a healthy canary promoted 5 -> 20 -> 50 -> 100 with health; a canary failing 5% of its calls rolled back
+at its first step), then on this module's mesh (with the version header) a SIGKILL mid-step then --resume without
+repeating a step, the dry run touching nothing; and the one-line usage errors."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from splitproof.setup import proc
 from splitproof.setup.cli import main
 from splitproof.setup.manifests import CanaryParams
 from splitproof.setup.mesh import LocalMesh
+from splitproof.setup.rollout.demo import run_rollouts
 from splitproof.setup.router import normalize
 from splitproof.verifier.exitcodes import ExitCode
 
@@ -51,23 +53,34 @@ def served(mesh: LocalMesh) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_a_healthy_canary_is_promoted_step_by_step_with_health(mesh: LocalMesh, tmp_path: Path) -> None:
-    log, html = tmp_path / "rollout.jsonl", tmp_path / "rollout.html"
-    done = run(mesh, "--health", "--json-log", str(log), "--html", str(html), "--step-timeout", "3m")
-    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
-    assert "promoted" in done.stdout and "canary-setup local weights 0" in done.stdout
-    got = events(log)
-    verdicts = [(e["percent"], e["outcome"], e["split"], e["health"]) for e in got if e["event"] == "verdict"]
+def test_the_demo_promotes_a_healthy_canary_and_rolls_back_a_failing_one(tmp_path: Path) -> None:
+    """Both endings as `make demo` runs them (setup/rollout/demo.py): each its own mesh, the real command."""
+    said: list[str] = []
+    endings = run_rollouts(tmp_path, said.append)
+    assert [(want, got) for _, want, got, _ in endings] == [(ExitCode.OK, ExitCode.OK), (ExitCode.FAIL, ExitCode.FAIL)]
+
+    healthy = events(tmp_path / "rollout-healthy.jsonl")
+    verdicts = [(e["percent"], e["outcome"], e["split"], e["health"]) for e in healthy if e["event"] == "verdict"]
     assert verdicts == [(5, "PASS", "PASS", "PASS"), (20, "PASS", "PASS", "PASS"), (50, "PASS", "PASS", "PASS"),
                         (100, "PASS", "PASS", None)]
-    kinds = [e["event"] for e in got]
-    for i, e in enumerate(got):  # counting starts only once the proxies serve the step's weights
+    kinds = [e["event"] for e in healthy]
+    for i, e in enumerate(healthy):  # counting starts only once the proxies serve the step's weights
         if e["event"] == "verdict":
-            assert kinds[i - 1] == "weights_served" and got[i - 1]["percent"] == e["percent"]
+            assert kinds[i - 1] == "weights_served" and healthy[i - 1]["percent"] == e["percent"]
             assert e["samples"] > 0 and e["counts"]["canary"] > 0
-    assert kinds[-1] == "promoted" and served(mesh) == {"canary": 100}
-    page = html.read_text()
-    assert 'id="outcome">promoted<' in page and page.count("<svg") >= 1 and page.count(">PASS<") >= 4
+    assert kinds[-1] == "promoted"
+
+    bad = events(tmp_path / "rollout-bad-canary.jsonl")
+    verdict = next(e for e in bad if e["event"] == "verdict")
+    assert (verdict["percent"], verdict["outcome"], verdict["health"]) == (5, "FAIL", "FAIL")
+    assert [e["event"] for e in bad][-2:] == ["rollback_started", "rolled_back"]
+    assert bad[-1]["verified"] is True and bad[-1]["check_canary"] == 0 and bad[-1]["check_samples"] > 0
+    assert not any(e["event"] == "step_started" and e["percent"] > 5 for e in bad)
+
+    for name, banner in (("healthy", "promoted"), ("bad-canary", "rolled back")):
+        page = (tmp_path / f"rollout-{name}.html").read_text()
+        assert f'id="outcome">{banner}<' in page and "<svg" in page
+    assert not (tmp_path / "mesh-healthy" / "state.json").exists()  # `local down` ran: nothing left
 
 
 @pytest.mark.slow

@@ -127,13 +127,13 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         result = driver.run(start, resumed=resumed)
     finally:
         log.close()
-    _finish(result)
     if args.html:
         from splitproof.setup.rollout.report import write_report
 
         events = ev.read_events(args.json_log) if args.json_log else log.events
         write_report(args.html, events)
         say(f"report: {args.html}")
+    _finish(result)
     return int(result.code)
 
 

@@ -4,8 +4,11 @@ process (``canary-setup rollout --local --health``), the mesh stopped afterwards
 an error):
 
 1. a healthy canary, promoted 5 -> 20 -> 50 -> 100 (exit 0);
-2. a canary failing 5% of its calls (``local up --canary-error-rate 5``), rolled back at its first step (exit 1),
-   the rollback read back from Envoy and confirmed by a short sample with no canary response.
+2. a canary failing 5% of its calls (``local up --canary-error-rate 5 --canary-error-code INTERNAL``), rolled back
+   at its first step (exit 1), the rollback read back from Envoy and confirmed by a short sample with no canary
+   response. INTERNAL, not the default UNAVAILABLE: Istio's default retry policy retries UNAVAILABLE (``retryOn``
+   includes ``unavailable``, https://istio.io/latest/docs/reference/config/networking/virtual-service/#HTTPRetry),
+   so a client never sees most of those failures -- the canary looks healthy from outside the proxy.
 
 Each writes its event log and HTML report into the demo's output directory.
 """
@@ -41,7 +44,7 @@ class Ending:
 ENDINGS = (
     Ending("healthy", "a healthy canary: promoted 5 -> 20 -> 50 -> 100", (), ExitCode.OK),
     Ending("bad-canary", f"a canary failing {BAD_ERROR_RATE}% of its calls: rolled back at its first step",
-           ("--canary-error-rate", str(BAD_ERROR_RATE)), ExitCode.FAIL),
+           ("--canary-error-rate", str(BAD_ERROR_RATE), "--canary-error-code", "INTERNAL"), ExitCode.FAIL),
 )
 
 
