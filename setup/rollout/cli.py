@@ -50,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                                                          "attributed by the version header)")
     p.add_argument("--source", choices=SOURCES, default="sample", help="where each step's evidence comes from "
                                                                        "(default: sample)")
-    p.add_argument("--step-timeout", default="10m", help="per step; no verdict by then = held, exit 3 "
-                                                         "(default: 10m)")
+    p.add_argument("--step-timeout", help="per step; no verdict by then = held, exit 3 (default: 10m; on "
+                                          "--resume: the logged one)")
     p.add_argument("--alpha", type=float, default=None, help="bound on rolling back a correct, healthy canary over "
                                                              "the whole rollout, split over the steps (default 0.01)")
     p.add_argument("--tolerance", type=_percent_points, default=None, metavar="PP",
@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def plan_from_args(args: argparse.Namespace) -> tuple[RolloutPlan, int, bool]:
     """(the plan, the step index to start at, resumed?)."""
-    timeout = parse_duration(args.step_timeout)
+    timeout = parse_duration(args.step_timeout or "10m")
     if args.source in NOT_YET:
         raise InputError(NOT_YET[args.source])
     if args.resume:
@@ -84,7 +84,7 @@ def plan_from_args(args: argparse.Namespace) -> tuple[RolloutPlan, int, bool]:
         if args.steps is not None and parse_steps(args.steps) != state.plan.steps:
             raise InputError(f"--resume: --steps {args.steps} differs from the logged rollout's "
                              f"{','.join(map(str, state.plan.steps))} (leave --steps out)")
-        plan = RolloutPlan(state.plan.steps, timeout if args.step_timeout != "10m" else state.plan.step_timeout,
+        plan = RolloutPlan(state.plan.steps, timeout if args.step_timeout else state.plan.step_timeout,
                            state.plan.alpha, state.plan.tolerance, state.plan.health or args.health,
                            state.plan.source)
         return plan, state.next_index, True
