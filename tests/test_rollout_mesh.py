@@ -131,7 +131,8 @@ def test_dry_run_prints_the_actions_and_changes_nothing(mesh: LocalMesh, tmp_pat
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
-    (["--source", "prometheus"], ExitCode.USAGE, "--source prometheus needs the telemetry source"),
+    (["--source", "prometheus"], ExitCode.USAGE, "--source prometheus is not wired into the rollout yet"),
+    (["--source", "locust"], ExitCode.USAGE, "--source locust is not available yet"),
     (["--resume"], ExitCode.USAGE, "--resume needs --json-log FILE"),
     (["--steps", "5,20"], ExitCode.USAGE, "--steps must end at 100"),
     (["--step-timeout", "soon"], ExitCode.USAGE, "--step-timeout must be a duration"),

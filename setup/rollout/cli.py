@@ -18,8 +18,8 @@ DEFAULT_STEPS = "5,20,50,100"
 SOURCES = ("sample", "locust", "prometheus")
 NOT_YET = {
     "locust": "--source locust is not available yet: use --source sample (live sampling through the mesh entry)",
-    "prometheus": "--source prometheus needs the telemetry source (issue 13), which is not in this build: use "
-                  "--source sample",
+    "prometheus": "--source prometheus is not wired into the rollout yet (verify-split --prometheus reads the "
+                  "same telemetry for one window): use --source sample",
 }
 
 
