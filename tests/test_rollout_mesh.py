@@ -118,6 +118,26 @@ def test_sigkill_mid_step_then_resume_repeats_no_completed_step(mesh: LocalMesh,
 
 
 @pytest.mark.slow
+def test_ctrl_c_keeps_the_weights_says_so_and_exits_130(mesh: LocalMesh, tmp_path: Path) -> None:
+    mesh.router.set_weights({"production": 100, "canary": 0})
+    mesh.router.wait_served()
+    log, out = tmp_path / "rollout.jsonl", tmp_path / "out.log"
+    child = proc.spawn(rollout_argv(mesh, "--steps", "30,100", "--health", "--json-log", str(log)), log=out)
+    try:
+        proc.wait_until(lambda: log.exists() and any(e["event"] == "weights_served" for e in events(log)), 120.0,
+                        "the first step counting", 0.01, max_interval=0.02)
+        os.kill(child.pid, signal.SIGINT)
+        assert child.wait(timeout=60) == ExitCode.INTERRUPTED
+    finally:
+        proc.stop(child)
+    text = out.read_text()
+    assert "interrupted at step 1/2 (canary 30%): weights kept at production=70,canary=30" in text, text
+    assert "--resume --json-log" in text and "Traceback" not in text
+    assert events(log)[-1]["event"] == "interrupted" and events(log)[-1]["action"] == "keep"
+    assert served(mesh) == {"production": 70, "canary": 30}
+
+
+@pytest.mark.slow
 def test_dry_run_prints_the_actions_and_changes_nothing(mesh: LocalMesh, tmp_path: Path) -> None:
     mesh.router.set_weights({"production": 80, "canary": 20})
     mesh.router.wait_served()

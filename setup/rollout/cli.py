@@ -15,6 +15,11 @@ from splitproof.verifier.errors import InputError
 from splitproof.verifier.exitcodes import ExitCode, epilog
 
 DEFAULT_STEPS = "5,20,50,100"
+DESCRIPTION = """Walk the canary through weight steps. Per step: set the weights through the Router, wait until the
+proxies serve them (local: Envoy's config_dump; cluster: istioctl proxy-config routes), then gate the split
+sequentially at the step's share (and the canary's health with --health) until a verdict or --step-timeout.
+PASS: next step; after canary 100 the rollout is promoted. FAIL: roll back to production 100, confirm it on the
+proxies and in a short sample. INCONCLUSIVE at the timeout: hold (weights kept, never promoted)."""
 SOURCES = ("sample", "locust", "prometheus")
 NOT_YET = {
     "locust": "--source locust is not available yet: use --source sample (live sampling through the mesh entry)",
@@ -38,7 +43,7 @@ def _percent_points(text: str) -> float:
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "rollout", help="walk the canary 5 -> 20 -> 50 -> 100, each step proven on the proxies and gated; roll back "
-                        "on FAIL", description=__doc__, epilog=epilog(),
+                        "on FAIL", description=DESCRIPTION, epilog=epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", help=f"canary percentages, increasing, ending at 100 (default: {DEFAULT_STEPS})")
     where = p.add_mutually_exclusive_group()
