@@ -14,6 +14,7 @@ the command builds them.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="rollouts per mode (median reported)")
     ap.add_argument("--record", action="store_true", help=f"rewrite the '{HEADING}' section of {RESULTS.name}")
     args = ap.parse_args(argv)
+    load_before = os.getloadavg()[0]
     with LocalMesh(CanaryParams(version_header="x-version", weights={"production": 100, "canary": 0})) as mesh:
         target = SampleTarget(target=mesh.grpc_entry, header="x-version")
         rtt = round_trip_ms(target)
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
              f"{describe()}; sampler: gRPC through the mesh entry, 8 in flight; raw rate with no gate "
              f"**{rate:,.0f} responses/s**, one round trip {rtt:.2f} ms (the baselines). Median of {args.rounds} "
              "rollouts 5 -> 20 -> 50 -> 100 per mode, whole-rollout alpha 0.01 (per step 0.0025; with health "
-             "0.00125 per judge).", "",
+             f"0.00125 per judge). Load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the "
+             "end (other work shares the cores: compare the ratios, not the seconds).", "",
              "| mode | step | written -> served | / one round trip | served -> verdict | responses | "
              "/ (responses / raw rate) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for health, rollouts in runs.items():
