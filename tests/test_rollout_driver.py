@@ -323,3 +323,25 @@ def test_a_correct_canary_is_rolled_back_at_most_alpha_of_the_time_over_the_whol
 def test_a_canary_taking_double_its_share_is_rolled_back() -> None:
     codes = rollouts(lambda percent: min(1.0, 2 * percent / 100) if percent < 100 else 1.0, 50, alpha=0.01)
     assert codes == {ExitCode.FAIL: 50}
+
+
+def test_the_prometheus_source_leaves_out_the_poll_that_straddles_the_switch_and_feeds_whole_batches() -> None:
+    from splitproof.setup.rollout.passive import PrometheusSource
+    from splitproof.verifier.telemetry import TelemetryCounts
+    from splitproof.verifier.telemetry.window import Window
+
+    def batch(production: int, canary: int) -> TelemetryCounts:
+        return TelemetryCounts({"production": production, "canary": canary}, {}, Window(0, 1), "scripted")
+
+    polls: list[TelemetryCounts] = [batch(0, 5000)] + [batch(400, 100)] * 40  # the first: old weights' traffic
+
+    def watch(client, spec, interval, duration):
+        yield from polls
+
+    source = PrometheusSource(object(), None, 1.0, health=False, metric="istio", watch=watch)
+    plan = RolloutPlan((20, 100))
+    verdict = source.judge(plan, plan.step(0), 60.0)
+    assert verdict.outcome == "PASS" and "the first, 5000 requests, not counted" in verdict.reason
+    assert verdict.samples % 500 == 0  # whole batches only
+    with pytest.raises(InputError, match="HTTP status codes only"):
+        PrometheusSource(object(), None, 1.0, health=True, metric="envoy", watch=watch)

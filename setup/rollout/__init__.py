@@ -7,6 +7,7 @@ One module per idea:
 - ``events``: the fsync'd JSON-lines event log (``--json-log``) and the resume state read back from it;
 - ``driver``: the state machine over an injected Router and source (no process, no I/O of its own);
 - ``sources``: where a step's evidence comes from (live sampling through the mesh entry, header attribution);
+- ``passive``: ``--source prometheus``, the real traffic as Prometheus counts it, one count batch per poll;
 - ``dryrun``: a router and a source that print each action instead of doing it;
 - ``targets``: the parts for the local mesh or a cluster (router, source, what to do after the promotion);
 - ``report``: the HTML report of every step, built from the events;

@@ -23,8 +23,6 @@ proxies and in a short sample. INCONCLUSIVE at the timeout: hold (weights kept, 
 SOURCES = ("sample", "locust", "prometheus")
 NOT_YET = {
     "locust": "--source locust is not available yet: use --source sample (live sampling through the mesh entry)",
-    "prometheus": "--source prometheus is not wired into the rollout yet (verify-split --prometheus reads the "
-                  "same telemetry for one window): use --source sample",
 }
 
 
@@ -68,6 +66,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--on-interrupt", choices=("keep", "rollback"), default="keep",
                    help="Ctrl-C keeps the current weights (default) or rolls back to production 100")
     p.add_argument("--dry-run", action="store_true", help="print every action in order; touch nothing")
+    g = p.add_argument_group("--source prometheus (the real traffic, as Prometheus counts it)")
+    g.add_argument("--prometheus", metavar="URL", help="Prometheus base URL")
+    g.add_argument("--metric", choices=("istio", "envoy"), help="istio_requests_total (default with --context) or "
+                   "Envoy's cluster counters (default with --local: the mesh's Envoy scraped at /stats/prometheus)")
+    g.add_argument("--interval", type=float, help="seconds between polls (default: Prometheus' scrape interval)")
     g = p.add_argument_group("cluster (with --context)")
     g.add_argument("-n", "--namespace", default="online-boutique", help="application namespace")
     g.add_argument("--target", metavar="HOST:PORT", help="gRPC address that applies the split (a gateway route)")

@@ -7,7 +7,7 @@ proxies never serving the step's weights): roll back -- production 100, wait unt
 short check that no response comes from the canary any more -- ``rolled_back`` (exit 1). INCONCLUSIVE at the step
 timeout: ``held`` (exit 3), the weights stay where they are and nothing is promoted. Ctrl-C: ``interrupted``
 (exit 130), the weights kept (said so), or rolled back with ``on_interrupt="rollback"``. The target becoming
-unreachable: ``aborted`` (exit 4), weights kept.
+unreachable: ``aborted`` (exit 4), weights kept (another error of a source mid-walk: ``aborted`` with its code).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from splitproof.setup.errors import WaitTimeoutError
 from splitproof.setup.rollout import events as ev
 from splitproof.setup.rollout.plan import ROLLBACK_WEIGHTS, RolloutPlan, Step
 from splitproof.setup.router import Router, describe, normalize
-from splitproof.verifier.errors import Unreachable
+from splitproof.verifier.errors import SplitproofError, Unreachable
 from splitproof.verifier.exitcodes import ExitCode
 
 
@@ -107,6 +107,8 @@ class Driver:
                 return self._interrupted(step)
             except Unreachable as exc:
                 return self._aborted(step, str(exc))
+            except SplitproofError as exc:  # a source failing mid-walk (a query refused, ...): same, its own code
+                return self._aborted(step, str(exc), ExitCode(exc.exit_code))
             if result is not None:
                 return result
         return self._promoted()
@@ -198,10 +200,11 @@ class Driver:
                              (f"continue with: {self.resume_hint}" if self.resume_hint else
                               "re-run the rollout to continue",))
 
-    def _aborted(self, step: Step, reason: str) -> RolloutResult:
+    def _aborted(self, step: Step, reason: str, code: ExitCode = ExitCode.UNREACHABLE) -> RolloutResult:
         weights = self._served_now()
-        self.log.emit(ev.ABORTED, step=step.index + 1, percent=step.percent, reason=reason, weights=weights)
-        return RolloutResult(ExitCode.UNREACHABLE, f"stopped at {step.label}: {reason}; weights kept at "
+        self.log.emit(ev.ABORTED, step=step.index + 1, percent=step.percent, reason=reason, weights=weights,
+                      exit_code=int(code))
+        return RolloutResult(code, f"stopped at {step.label}: {reason}; weights kept at "
                                                    f"{describe(weights)}",
                              (f"once the target answers: {self.resume_hint}" if self.resume_hint else "",))
 

@@ -15,6 +15,7 @@ from splitproof.setup.rollout.plan import RolloutPlan
 from splitproof.setup.rollout.sources import HEALTH_NEEDS_HEADER, SampleSource, SampleTarget
 from splitproof.setup.router import Router, Routing
 from splitproof.verifier.errors import InputError
+from splitproof.verifier.telemetry.clusters import Service
 
 LOCAL_NEXT = (
     "the canary (recommendationservice-canary, max_responses 2) now takes every request: make its code the "
@@ -48,33 +49,34 @@ def local_parts(args: argparse.Namespace, plan: RolloutPlan,
                               "--detach --version-header x-version`)")
     entry = state.mesh_addresses().get(state.params.service)
     header = state.params.version_header
-    if plan.health and header is None:
+    if plan.health and header is None and args.source == "sample":
         raise InputError(f"{HEALTH_NEEDS_HEADER} (the mesh in {state_dir} sets no version header)")
     if not entry:
         raise NotRunningError(f"the local mesh in {state_dir} has no gRPC entry for {state.params.service}")
     target = SampleTarget(target=entry, header=header)
-    if header is None:
+    if header is None and args.source == "sample":
         say("attribution by item count (5 production, 2 canary); failed calls name no version, so --health is "
             "unavailable (start the mesh with --version-header x-version for it)")
     if args.dry_run:
         routing = Routing(state.params.service, state.params.namespace)
         return DryLocalRouter(routing, str(state_dir), say), DrySource(entry, say), LOCAL_NEXT
-    return LocalRouter(state_dir), SampleSource(target, health=plan.health), LOCAL_NEXT
+    service = Service(state.params.service, state.params.namespace)
+    return LocalRouter(state_dir), make_source(args, plan, target, "envoy", service), LOCAL_NEXT
 
 
 def cluster_parts(args: argparse.Namespace, plan: RolloutPlan,
                   say: Callable[[str], None]) -> tuple[Router, StepSource, tuple[str, ...]]:
     from splitproof.setup.cluster.cli import make_ctx
-    from splitproof.setup.cluster.options import Options
+    from splitproof.setup.cluster.options import SERVICE, Options
     from splitproof.setup.cluster.router import ClusterRouter, cluster_routing
     from splitproof.setup.cluster.weights import check_subsets
 
-    if not (args.target or args.url) and not args.dry_run:
+    if not (args.target or args.url) and not args.dry_run and args.source == "sample":
         raise InputError("--context needs --target HOST:PORT (a gRPC gateway route) or --url URL (the shop through "
                          "the ingress gateway) to sample each step")
     if args.target and args.url:
         raise InputError("give one of --target or --url, not both")
-    if plan.health and args.header is None:
+    if plan.health and args.header is None and args.source == "sample":
         raise InputError(HEALTH_NEEDS_HEADER)
     if args.proxy_timeout <= 0:
         raise InputError("--proxy-timeout must be a positive number of seconds")
@@ -83,9 +85,34 @@ def cluster_parts(args: argparse.Namespace, plan: RolloutPlan,
     ctx = make_ctx(args, opts)
     check_subsets(ctx)  # the DestinationRule must define both subsets before any weight moves
     router = ClusterRouter(ctx, cluster_routing(ctx))
-    where = args.target or args.url or "<--target or --url>"
+    where = args.prometheus if args.source == "prometheus" else args.target or args.url or "<--target or --url>"
     next_steps = cluster_next(args.namespace, args.context)
     if args.dry_run:
         return router, DrySource(where, say), next_steps
-    target = SampleTarget(target=args.target, url=args.url, header=args.header)
-    return router, SampleSource(target, health=plan.health), next_steps
+    target = SampleTarget(target=args.target, url=args.url, header=args.header) if args.source == "sample" else None
+    return router, make_source(args, plan, target, "istio", Service(SERVICE, args.namespace)), next_steps
+
+
+def make_source(args: argparse.Namespace, plan: RolloutPlan, target: SampleTarget | None,
+                default_metric: str, service: Service) -> StepSource:
+    """The step source ``--source`` names: live sampling of ``target``, or Prometheus (setup.rollout.passive)."""
+    if args.source == "sample":
+        assert target is not None
+        return SampleSource(target, health=plan.health)
+    from splitproof.setup.rollout.passive import PrometheusSource, series_spec
+    from splitproof.verifier.command.telemetry import scrape_interval
+    from splitproof.verifier.telemetry import PrometheusClient
+
+    if not args.prometheus:
+        raise InputError("--source prometheus needs --prometheus URL")
+    metric = args.metric or default_metric
+    if plan.health and metric == "envoy":
+        from splitproof.setup.rollout.passive import ENVOY_NO_HEALTH
+
+        raise InputError(ENVOY_NO_HEALTH)
+    client = PrometheusClient.from_url(args.prometheus)
+    interval = args.interval
+    if interval is None:
+        interval, _how = scrape_interval(client)
+    spec = series_spec(client, metric, service)
+    return PrometheusSource(client, spec, interval, health=plan.health, metric=metric)
