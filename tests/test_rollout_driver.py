@@ -345,3 +345,23 @@ def test_the_prometheus_source_leaves_out_the_poll_that_straddles_the_switch_and
     assert verdict.samples % 500 == 0  # whole batches only
     with pytest.raises(InputError, match="HTTP status codes only"):
         PrometheusSource(object(), None, 1.0, health=True, metric="envoy", watch=watch)
+
+
+def test_the_locust_tail_reads_complete_lines_and_only_requests_started_after_the_switch(tmp_path: Path) -> None:
+    from splitproof.setup.rollout.locustsource import RecordTail
+    from splitproof.verifier.inputs.records import Record
+
+    path = tmp_path / "records.jsonl"
+    def line(t: float, version: str, latency: float) -> str:
+        return Record(t, "grpc", 5, version, "ok", latency, "locust").to_json() + "\n"
+
+    path.write_text(line(100.0, "production", 1.0))
+    tail = RecordTail(path)
+    tail.skip_to_end()  # what was there before the step is never read
+    with open(path, "a") as fh:
+        fh.write(line(200.5, "canary", 1000.0) + line(201.0, "production", 10.0) + line(202.0, "canary", 1.0)[:20])
+    got = [(r.t, r.version) for r in tail.read() if r.t - r.latency_ms / 1000 >= 200.0]
+    assert got == [(201.0, "production")]  # 200.5 started at 199.5: before the switch at 200
+    with open(path, "a") as fh:
+        fh.write(line(202.0, "canary", 1.0)[20:])
+    assert [(r.t, r.version) for r in tail.read()] == [(202.0, "canary")]  # the torn line, once complete

@@ -138,6 +138,20 @@ def test_ctrl_c_keeps_the_weights_says_so_and_exits_130(mesh: LocalMesh, tmp_pat
 
 
 @pytest.mark.slow
+def test_the_locust_source_judges_each_step_on_real_locust_responses(mesh: LocalMesh, tmp_path: Path) -> None:
+    mesh.router.set_weights({"production": 100, "canary": 0})
+    mesh.router.wait_served()
+    log = tmp_path / "rollout.jsonl"
+    done = run(mesh, "--source", "locust", "--steps", "20,100", "--step-timeout", "2m", "--json-log", str(log))
+    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
+    verdicts = [e for e in events(log) if e["event"] == "verdict"]
+    assert [(v["percent"], v["outcome"]) for v in verdicts] == [(20, "PASS"), (100, "PASS")]
+    assert all(v["samples"] > 0 and "Locust responses started after the switch" in v["reason"] for v in verdicts)
+    left = subprocess.run(["pgrep", "-f", f"locust.*{tmp_path.name}"], capture_output=True, text=True, check=False)
+    assert left.stdout == ""  # Locust ended with the walk
+
+
+@pytest.mark.slow
 def test_dry_run_prints_the_actions_and_changes_nothing(mesh: LocalMesh, tmp_path: Path) -> None:
     mesh.router.set_weights({"production": 80, "canary": 20})
     mesh.router.wait_served()
@@ -151,8 +165,6 @@ def test_dry_run_prints_the_actions_and_changes_nothing(mesh: LocalMesh, tmp_pat
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
-    (["--source", "prometheus"], ExitCode.USAGE, "--source prometheus is not wired into the rollout yet"),
-    (["--source", "locust"], ExitCode.USAGE, "--source locust is not available yet"),
     (["--resume"], ExitCode.USAGE, "--resume needs --json-log FILE"),
     (["--steps", "5,20"], ExitCode.USAGE, "--steps must end at 100"),
     (["--step-timeout", "soon"], ExitCode.USAGE, "--step-timeout must be a duration"),
@@ -162,6 +174,12 @@ def test_usage_errors_are_one_line_exit_2(args: list[str], code: int, message: s
                                           capsys: pytest.CaptureFixture[str]) -> None:
     got, out, err = in_process(main, capsys, "rollout", "--local", "--state-dir", str(tmp_path), *args)
     assert got == code and err.startswith(f"canary-setup: error: {message}") and err.count("\n") == 1, err
+
+
+def test_health_with_the_locust_source_is_refused(mesh: LocalMesh, capsys: pytest.CaptureFixture[str]) -> None:
+    got, _, err = in_process(main, capsys, "rollout", "--local", "--state-dir", str(mesh.state_dir), "--source",
+                             "locust", "--health")
+    assert got == ExitCode.USAGE and "a failed response in the Locust records names no version" in err
 
 
 def test_no_mesh_running_is_exit_6(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,6 +8,7 @@ One module per idea:
 - ``driver``: the state machine over an injected Router and source (no process, no I/O of its own);
 - ``sources``: where a step's evidence comes from (live sampling through the mesh entry, header attribution);
 - ``passive``: ``--source prometheus``, the real traffic as Prometheus counts it, one count batch per poll;
+- ``locustsource``: ``--source locust``, a real Locust run's responses, those started after the switch;
 - ``dryrun``: a router and a source that print each action instead of doing it;
 - ``targets``: the parts for the local mesh or a cluster (router, source, what to do after the promotion);
 - ``report``: the HTML report of every step, built from the events;

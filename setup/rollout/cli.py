@@ -21,9 +21,7 @@ sequentially at the step's share (and the canary's health with --health) until a
 PASS: next step; after canary 100 the rollout is promoted. FAIL: roll back to production 100, confirm it on the
 proxies and in a short sample. INCONCLUSIVE at the timeout: hold (weights kept, never promoted)."""
 SOURCES = ("sample", "locust", "prometheus")
-NOT_YET = {
-    "locust": "--source locust is not available yet: use --source sample (live sampling through the mesh entry)",
-}
+NOT_YET: dict[str, str] = {}
 
 
 def say(message: str) -> None:
@@ -135,6 +133,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         result = driver.run(start, resumed=resumed)
     finally:
         log.close()
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()  # a source's own processes (Locust) end with the walk
     if args.html:
         from splitproof.setup.rollout.report import write_report
 

@@ -51,6 +51,10 @@ def local_parts(args: argparse.Namespace, plan: RolloutPlan,
     header = state.params.version_header
     if plan.health and header is None and args.source == "sample":
         raise InputError(f"{HEALTH_NEEDS_HEADER} (the mesh in {state_dir} sets no version header)")
+    if plan.health and args.source == "locust":
+        from splitproof.setup.rollout.locustsource import LOCUST_NO_HEALTH
+
+        raise InputError(LOCUST_NO_HEALTH)
     if not entry:
         raise NotRunningError(f"the local mesh in {state_dir} has no gRPC entry for {state.params.service}")
     target = SampleTarget(target=entry, header=header)
@@ -61,7 +65,7 @@ def local_parts(args: argparse.Namespace, plan: RolloutPlan,
         routing = Routing(state.params.service, state.params.namespace)
         return DryLocalRouter(routing, str(state_dir), say), DrySource(entry, say), LOCAL_NEXT
     service = Service(state.params.service, state.params.namespace)
-    return LocalRouter(state_dir), make_source(args, plan, target, "envoy", service), LOCAL_NEXT
+    return LocalRouter(state_dir), make_source(args, plan, target, "envoy", service, state.ingress_url()), LOCAL_NEXT
 
 
 def cluster_parts(args: argparse.Namespace, plan: RolloutPlan,
@@ -90,15 +94,30 @@ def cluster_parts(args: argparse.Namespace, plan: RolloutPlan,
     if args.dry_run:
         return router, DrySource(where, say), next_steps
     target = SampleTarget(target=args.target, url=args.url, header=args.header) if args.source == "sample" else None
+    if args.source == "locust" and plan.health:
+        from splitproof.setup.rollout.locustsource import LOCUST_NO_HEALTH
+
+        raise InputError(LOCUST_NO_HEALTH)
     return router, make_source(args, plan, target, "istio", Service(SERVICE, args.namespace)), next_steps
 
 
 def make_source(args: argparse.Namespace, plan: RolloutPlan, target: SampleTarget | None,
-                default_metric: str, service: Service) -> StepSource:
+                default_metric: str, service: Service, locust_host: str | None = None) -> StepSource:
     """The step source ``--source`` names: live sampling of ``target``, or Prometheus (setup.rollout.passive)."""
     if args.source == "sample":
         assert target is not None
         return SampleSource(target, health=plan.health)
+    if args.source == "locust":
+        import tempfile
+
+        from splitproof.setup.rollout.locustsource import LocustSource
+
+        host = locust_host or args.url
+        if not host:
+            raise InputError("--source locust with --context needs --url URL (the shop through the ingress "
+                             "gateway; --target HOST:PORT adds the gRPC user)")
+        return LocustSource(host, target.target if target else args.target,
+                            Path(tempfile.mkdtemp(prefix="splitproof-rollout-locust-")), health=plan.health)
     from splitproof.setup.rollout.passive import PrometheusSource, series_spec
     from splitproof.verifier.command.telemetry import scrape_interval
     from splitproof.verifier.telemetry import PrometheusClient
