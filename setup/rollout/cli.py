@@ -140,8 +140,11 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         from splitproof.setup.rollout.report import write_report
 
         events = ev.read_events(args.json_log) if args.json_log else log.events
-        write_report(args.html, events)
-        say(f"report: {args.html}")
+        try:
+            write_report(args.html, events)
+            say(f"report: {args.html}")
+        except OSError as exc:  # the walk's outcome stands: say why there is no report, keep the exit code
+            print(f"rollout: could not write --html {args.html}: {exc.strerror or exc}", file=sys.stderr)
     _finish(result)
     return int(result.code)
 
