@@ -65,7 +65,13 @@ def local_parts(args: argparse.Namespace, plan: RolloutPlan,
         routing = Routing(state.params.service, state.params.namespace)
         return DryLocalRouter(routing, str(state_dir), say), DrySource(entry, say), LOCAL_NEXT
     service = Service(state.params.service, state.params.namespace)
-    return LocalRouter(state_dir), make_source(args, plan, target, "envoy", service, state.ingress_url()), LOCAL_NEXT
+    if args.source == "prometheus" and not args.prometheus:  # the mesh's own (`local up --prometheus`)
+        args.prometheus = state.telemetry.prometheus_url
+        if not args.prometheus:
+            raise InputError(f"--source prometheus: the mesh in {state_dir} runs no Prometheus (start it with "
+                             "`canary-setup local up --prometheus`) and no --prometheus URL was given")
+    metric = "istio" if state.telemetry.exporter_url else "envoy"  # the mesh exports istio_requests_total
+    return LocalRouter(state_dir), make_source(args, plan, target, metric, service, state.ingress_url()), LOCAL_NEXT
 
 
 def cluster_parts(args: argparse.Namespace, plan: RolloutPlan,
