@@ -11,6 +11,7 @@ from splitproof.setup.rollout import events as ev
 from splitproof.setup.rollout.driver import Driver, RolloutResult, StepSource
 from splitproof.setup.rollout.plan import RolloutPlan, parse_duration, parse_steps
 from splitproof.setup.router import Router
+from splitproof.verifier import defaults
 from splitproof.verifier.errors import InputError
 from splitproof.verifier.exitcodes import ExitCode, epilog
 
@@ -57,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                                                              "the whole rollout, split over the steps (default 0.01)")
     p.add_argument("--tolerance", type=_percent_points, default=None, metavar="PP",
                    help="the split gate's margin in percentage points (default 5)")
+    p.add_argument("--max-error-increase", type=_percent_points, default=None, metavar="PP",
+                   help="health: the canary's error rate may exceed production's by less than this many percentage "
+                        "points (default 1)")
     p.add_argument("--json-log", metavar="FILE", help="one JSON line per event, fsync'd (needed for --resume)")
     p.add_argument("--html", metavar="FILE", help="HTML report of every step")
     p.add_argument("--resume", action="store_true", help="continue the rollout in --json-log without repeating "
@@ -92,11 +96,13 @@ def plan_from_args(args: argparse.Namespace) -> tuple[RolloutPlan, int, bool]:
                              f"{','.join(map(str, state.plan.steps))} (leave --steps out)")
         plan = RolloutPlan(state.plan.steps, timeout if args.step_timeout else state.plan.step_timeout,
                            state.plan.alpha, state.plan.tolerance, state.plan.health or args.health,
-                           state.plan.source)
+                           state.plan.source, state.plan.max_error_increase)
         return plan, state.next_index, True
     steps = parse_steps(args.steps or DEFAULT_STEPS)
+    increase = defaults.MAX_ERROR_INCREASE if args.max_error_increase is None else args.max_error_increase
     return RolloutPlan(steps, timeout, 0.01 if args.alpha is None else args.alpha,
-                       0.05 if args.tolerance is None else args.tolerance, args.health, args.source), 0, False
+                       0.05 if args.tolerance is None else args.tolerance, args.health, args.source,
+                       increase), 0, False
 
 
 def resume_hint(args: argparse.Namespace) -> str:

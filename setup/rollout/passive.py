@@ -69,7 +69,8 @@ class PrometheusSource:
     def judge(self, plan: RolloutPlan, step: Step, timeout: float) -> StepVerdict:
         level = plan.step_alpha(step)
         expected = Expected.from_weights(step.weights, source=step.label)
-        monitor = HealthMonitor([PRODUCTION, CANARY], PRODUCTION, alpha=level) if plan.health_judged(step) else None
+        monitor = HealthMonitor([PRODUCTION, CANARY], PRODUCTION, alpha=level,
+                                criteria=plan.health_criteria()) if plan.health_judged(step) else None
         tally = Tally(expected, method=Method.SEQUENTIAL, alpha=level, tolerance=plan.tolerance, health=monitor)
         start = time.monotonic()
         series: list[tuple[float, float]] = []

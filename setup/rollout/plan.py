@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
+from splitproof.verifier import defaults
 from splitproof.verifier.errors import InputError
 
 PRODUCTION = "production"
@@ -84,12 +86,16 @@ class RolloutPlan:
     tolerance: float = 0.05    # the split gate's margin (fraction; verify-split --tolerance)
     health: bool = False
     source: str = "sample"
+    max_error_increase: float = defaults.MAX_ERROR_INCREASE  # health: the canary's error rate may exceed
+    #                                                         production's by less than this (fraction)
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 0.5:
             raise InputError(f"--alpha must be between 0 and 0.5, got {self.alpha:g}")
         if not 0 < self.tolerance < 0.5:
             raise InputError("--tolerance must be between 0 and 50 percentage points")
+        if not 0 < self.max_error_increase < 0.5:
+            raise InputError("--max-error-increase must be between 0 and 50 percentage points")
 
     def step(self, index: int) -> Step:
         return Step(index, self.steps[index], len(self.steps))
@@ -102,6 +108,12 @@ class RolloutPlan:
         traffic on both versions: at canary 100 there is no production to compare with)."""
         return 2 if self.health and self.health_judged(step) else 1
 
+    def health_criteria(self) -> list[Any]:
+        """The health judge's criteria: the canary's error rate vs production's (verifier.health.model)."""
+        from splitproof.verifier.health.model import error_criterion
+
+        return [error_criterion(self.max_error_increase)]
+
     def health_judged(self, step: Step) -> bool:
         return self.health and 0 < step.percent < 100
 
@@ -111,13 +123,15 @@ class RolloutPlan:
 
     def to_json(self) -> dict[str, object]:
         return {"steps": list(self.steps), "step_timeout_s": self.step_timeout, "alpha": self.alpha,
-                "tolerance": self.tolerance, "health": self.health, "source": self.source}
+                "tolerance": self.tolerance, "health": self.health, "source": self.source,
+                "max_error_increase": self.max_error_increase}
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> RolloutPlan:
         try:
             steps = tuple(int(s) for s in data["steps"])  # type: ignore[attr-defined]
             return cls(steps, float(data["step_timeout_s"]), float(data["alpha"]),  # type: ignore[arg-type]
-                       float(data["tolerance"]), bool(data["health"]), str(data["source"]))  # type: ignore[arg-type]
+                       float(data["tolerance"]), bool(data["health"]), str(data["source"]),  # type: ignore[arg-type]
+                       float(data.get("max_error_increase", defaults.MAX_ERROR_INCREASE)))  # type: ignore[arg-type]
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"the event log's plan is unreadable ({exc})") from None

@@ -97,7 +97,8 @@ class SampleSource:
         expected = Expected.from_weights(step.weights, source=step.label)
         tally = Tally(expected, method=Method.SEQUENTIAL, alpha=level, tolerance=plan.tolerance,
                       max_samples=MAX_STEP_SAMPLES)
-        monitor = HealthMonitor([PRODUCTION, CANARY], PRODUCTION, alpha=level) if plan.health_judged(step) else None
+        monitor = HealthMonitor([PRODUCTION, CANARY], PRODUCTION, alpha=level,
+                                criteria=plan.health_criteria()) if plan.health_judged(step) else None
         series = Series(self.clock())
         probe = self.make_probe()
 
