@@ -365,3 +365,23 @@ def test_the_locust_tail_reads_complete_lines_and_only_requests_started_after_th
     with open(path, "a") as fh:
         fh.write(line(202.0, "canary", 1.0)[20:])
     assert [(r.t, r.version) for r in tail.read()] == [(202.0, "canary")]  # the torn line, once complete
+
+
+def test_a_failed_grpc_call_keeps_the_version_its_header_names() -> None:
+    """Health needs a failed call's version: Envoy's headers.response.set reaches the client in the initial
+    metadata, or in the trailing metadata of a trailers-only error (verifier/inputs/probes.py)."""
+    from splitproof.verifier.inputs.probes import _error_metadata
+
+    class TrailersOnly(Exception):
+        def trailing_metadata(self):
+            return (("x-version", "canary"), ("grpc-status", "13"))
+
+        def initial_metadata(self):
+            return ()
+
+    class NoMetadata(Exception):
+        def trailing_metadata(self):
+            raise ValueError("not available")
+
+    assert _error_metadata(TrailersOnly())["x-version"] == "canary"
+    assert _error_metadata(NoMetadata()) == {} and _error_metadata(ValueError()) == {}
