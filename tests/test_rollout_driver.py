@@ -264,7 +264,8 @@ def test_resume_takes_the_plan_from_the_log_and_only_a_new_step_timeout(tmp_path
 
     def args(**kw: object) -> argparse.Namespace:
         base = {"step_timeout": None, "source": "sample", "resume": True, "json_log": str(log), "steps": None,
-                "health": False, "alpha": None, "tolerance": None}
+                "health": False, "alpha": None, "tolerance": None, "context": None, "namespace": "online-boutique",
+                "state_dir": str(tmp_path)}
         return argparse.Namespace(**{**base, **kw})
 
     plan, start, resumed = plan_from_args(args())
@@ -273,6 +274,14 @@ def test_resume_takes_the_plan_from_the_log_and_only_a_new_step_timeout(tmp_path
     assert plan.step_timeout == 1200.0
     with pytest.raises(InputError, match="differs from the logged rollout's 5,20,100"):
         plan_from_args(args(steps="5,50,100"))
+    # a log that says which mesh it drove is resumed only against that one
+    lines = log.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["where"] = {"local": str(tmp_path.resolve())}
+    log.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    assert plan_from_args(args())[1] == 1
+    with pytest.raises(InputError, match="drove local .* not context prod"):
+        plan_from_args(args(context="prod"))
 
 
 class SimulatedSource:

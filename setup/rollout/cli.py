@@ -82,6 +82,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=cmd_rollout)
 
 
+def where_of(args: argparse.Namespace) -> dict[str, str]:
+    """Which mesh or cluster this run drives (logged; --resume must drive the same one)."""
+    if args.context:
+        return {"context": args.context, "namespace": args.namespace}
+    from splitproof.setup.mesh.statedir import default_state_dir
+
+    return {"local": str(Path(args.state_dir or default_state_dir()).resolve())}
+
+
 def plan_from_args(args: argparse.Namespace) -> tuple[RolloutPlan, int, bool]:
     """(the plan, the step index to start at, resumed?)."""
     timeout = parse_duration(args.step_timeout or "10m")
@@ -91,6 +100,11 @@ def plan_from_args(args: argparse.Namespace) -> tuple[RolloutPlan, int, bool]:
         if not args.json_log:
             raise InputError("--resume needs --json-log FILE (the log of the rollout to continue)")
         state = ev.resume_state(ev.read_events(args.json_log), args.json_log)
+        here = where_of(args)
+        if state.where and state.where != here:
+            logged = ", ".join(f"{k} {v}" for k, v in state.where.items())
+            raise InputError(f"--resume: the rollout in {args.json_log} drove {logged}, not "
+                             f"{', '.join(f'{k} {v}' for k, v in here.items())}")
         if args.steps is not None and parse_steps(args.steps) != state.plan.steps:
             raise InputError(f"--resume: --steps {args.steps} differs from the logged rollout's "
                              f"{','.join(map(str, state.plan.steps))} (leave --steps out)")
@@ -134,7 +148,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         done = ", ".join(f"{p}%" for p in plan.steps[:start]) or "none"
         say(f"resuming from {args.json_log}: steps passed before: {done}")
     driver = Driver(plan, router, source, log, say=say, on_interrupt=args.on_interrupt,
-                    promoted_next=next_steps, resume_hint=resume_hint(args))
+                    promoted_next=next_steps, resume_hint=resume_hint(args), where=where_of(args))
     try:
         result = driver.run(start, resumed=resumed)
     finally:

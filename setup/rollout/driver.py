@@ -82,7 +82,8 @@ class Driver:
     def __init__(self, plan: RolloutPlan, router: Router, source: StepSource, log: ev.EventLog, *,
                  say: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic,
                  on_interrupt: str = "keep", served_timeout: float | None = None,
-                 promoted_next: tuple[str, ...] = (), resume_hint: str = "") -> None:
+                 promoted_next: tuple[str, ...] = (), resume_hint: str = "",
+                 where: dict[str, str] | None = None) -> None:
         if on_interrupt not in ("keep", "rollback"):
             raise ValueError(f"on_interrupt must be keep or rollback, got {on_interrupt!r}")
         self.plan, self.router, self.source, self.log = plan, router, source, log
@@ -90,6 +91,7 @@ class Driver:
         self.served_timeout = served_timeout
         self.promoted_next = promoted_next
         self.resume_hint = resume_hint
+        self.where = dict(where or {})  # which mesh or cluster: logged, so --resume refuses another one
 
     # ------------------------------------------------------------------------------------------------ walk
 
@@ -98,7 +100,8 @@ class Driver:
             self.log.emit(ev.ROLLOUT_RESUMED, from_step=start + 1,
                           percent=self.plan.steps[start] if start < len(self.plan.steps) else None)
         else:
-            self.log.emit(ev.ROLLOUT_STARTED, plan=self.plan.to_json(), routing=_routing(self.router))
+            self.log.emit(ev.ROLLOUT_STARTED, plan=self.plan.to_json(), routing=_routing(self.router),
+                          where=self.where)
         for index in range(start, len(self.plan.steps)):
             step = self.plan.step(index)
             try:

@@ -122,6 +122,7 @@ class ResumeState:
     next_index: int                  # where the walk continues
     last_event: str
     weights: dict[str, int] | None   # the weights the log last recorded as written
+    where: dict[str, str]            # the mesh or cluster it drove (``rollout_started``'s ``where``)
 
 
 def resume_state(events: list[dict[str, Any]], path: str | Path = "--json-log") -> ResumeState:
@@ -146,4 +147,5 @@ def resume_state(events: list[dict[str, Any]], path: str | Path = "--json-log") 
     index = 0
     while index < len(plan.steps) and plan.steps[index] in passed:
         index += 1
-    return ResumeState(plan, tuple(passed), index, last, weights)
+    where = {str(k): str(v) for k, v in (started[-1].get("where") or {}).items()}
+    return ResumeState(plan, tuple(passed), index, last, weights, where)
