@@ -29,6 +29,7 @@ BENCHES: tuple[tuple[str, list[str], str | None, list[str]], ...] = (
     ("bench.yaml_input", [], "--update", ["--mib", "1"]),
     ("bench.telemetry_query", [], "--update", ["--repeat", "3"]),
     ("bench.telemetry_watch", [], "--update", ["--runs", "2"]),
+    ("bench.rollout", [], "--record", ["--rounds", "1"]),
 )
 
 
