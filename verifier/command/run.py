@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from splitproof.verifier import defaults
+from splitproof.verifier.command.health import health_options, response_health
 from splitproof.verifier.command.live import observe_live
 from splitproof.verifier.command.plan import print_plan
 from splitproof.verifier.command.prepare import (
@@ -24,6 +25,7 @@ from splitproof.verifier.command.prepare import (
 from splitproof.verifier.command.replay import input_summary, observe_results, read_notes
 from splitproof.verifier.command.settings import settings
 from splitproof.verifier.exitcodes import ExitCode
+from splitproof.verifier.reports.healthout import HealthReport
 from splitproof.verifier.reports.writer import OutputError, write_outputs, write_text
 from splitproof.verifier.stats.planning import plan
 from splitproof.verifier.tally import Tally
@@ -61,8 +63,11 @@ def run(args: argparse.Namespace, console: Console, err: Console) -> int:
         max_samples = defaults.SEQUENTIAL_MAX_SAMPLES if s.method == Method.SEQUENTIAL else \
             plan(expected, s.tolerance, s.alpha, s.power, s.max_unattributed).n
     sinks = record_sinks(args)
+    hopts = health_options(args, s.alpha, s.power)
+    health = response_health(hopts, expected, s.method, attribution, live=s.live) if hopts is not None else None
     tally = Tally(expected, method=s.method, alpha=s.alpha, tolerance=s.tolerance,
-                  max_unattributed=s.max_unattributed, power=s.power, sinks=sinks, max_samples=max_samples)
+                  max_unattributed=s.max_unattributed, power=s.power, sinks=sinks, max_samples=max_samples,
+                  health_records=health)
     extra: dict[str, Any] = {"expected_source": expected.source, "expected": dict(expected)}
     notes: list[str] = list(margin_notes)
     interrupted = False
@@ -85,5 +90,7 @@ def run(args: argparse.Namespace, console: Console, err: Console) -> int:
         notes.append(f"{tally.gate.observed_after_decision} responses after the decision were not counted")
     verdict = dataclasses.replace(verdict, notes=tuple(verdict.notes) + tuple(notes))
     timeline = next((sink.timeline for sink in sinks if isinstance(sink, TimelineSink)), None)
-    write_outputs(args, verdict, extra, console, timeline)
-    return ExitCode.INTERRUPTED if interrupted else verdict.exit_code
+    report = HealthReport.of(health) if health is not None else None
+    write_outputs(args, verdict, extra, console, timeline, health=report)
+    code = report.gate(verdict).exit_code if report is not None else verdict.exit_code
+    return ExitCode.INTERRUPTED if interrupted else code
