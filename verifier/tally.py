@@ -20,7 +20,7 @@ batch that carries statuses (a telemetry source's ``by_status``; :func:`verifier
 the split and the health of a canary are judged from the same batches. Response records feed the health judge
 through ``health_records`` (:class:`~verifier.health.responses.ResponseHealth`, a record sink that judges errors
 only when a failed call's record names its version by header). With either, the sequential run is
-:attr:`Tally.decided` once the gate's outcome is: the split or the health failed, or both decided.
+:attr:`Tally.decided` once the split FAILed or both the split and the health decided.
 """
 
 from __future__ import annotations
@@ -118,20 +118,16 @@ class Tally:
 
     @property
     def decided(self) -> bool:
-        """The sequential gate reached PASS or FAIL (never for the fixed-n method); with a health judge, the gate's
-        outcome is decided: either part FAILed, or both decided."""
-        if self.gate is None:
+        """The sequential gate reached PASS or FAIL (never for the fixed-n method). With a health judge: the split
+        FAILed (routing is wrong: nothing more to learn from this run), or both the split and the health decided
+        -- a health FAIL waits for the split's verdict, so the report says whether the routing was right too."""
+        if self.gate is None or not self.gate.decided:
             return False
-        split = self.gate.decided
         health = self.health if self.health is not None else \
             (self.health_records.monitor if self.health_records is not None else None)
-        if health is None:
-            return split
-        if split and self.gate.verdict().outcome == Outcome.FAIL:
+        if health is None or self.gate.verdict().outcome == Outcome.FAIL:
             return True
-        if health.decided:
-            return split or health.verdict().outcome == Outcome.FAIL
-        return False
+        return health.decided
 
     @property
     def done(self) -> bool:
