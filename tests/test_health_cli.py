@@ -64,10 +64,10 @@ def test_a_slower_canary_fails_on_latency(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_a_healthy_canary_passes_fixed_and_sequential(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = str(write(tmp_path / "r", 8000))
-    code, data, _ = run(capsys, "--expected", "20", "--results", path, "--health")
+    path = str(write(tmp_path / "r", 4000, share=0.5))
+    code, data, _ = run(capsys, "--expected", "50", "--results", path, "--health")
     assert code == 0 and data["outcome"] == "PASS" and data["health"]["outcome"] == "PASS", data["reason"]
-    code, data, _ = run(capsys, "--expected", "20", "--results", path, "--health", "--sequential")
+    code, data, _ = run(capsys, "--expected", "50", "--results", path, "--health", "--sequential")
     assert code == 0 and data["health"]["method"] == "sequential" and data["input"]["stopped_early"], data["reason"]
 
 
@@ -86,6 +86,16 @@ def test_payload_attribution_cannot_judge_errors_and_says_so(tmp_path: Path,
     assert errors["outcome"] is None and "errors cannot be attributed" in errors["reason"]
     assert latency["outcome"] == "FAIL" and code == 1  # what can be judged is judged
     assert data["health"]["attribution"].startswith("payload")
+
+
+def test_the_html_report_has_the_health_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "r.html"
+    code = main(["--expected", "20", "--results", str(write(tmp_path / "r", 1500, canary_errors=0.05)), "--health",
+                 "--html", str(report)])
+    capsys.readouterr()
+    page = report.read_text()
+    assert code == 1 and "<h1>FAIL</h1>" in page and "Canary health: FAIL" in page
+    assert "id='health-error-chart'><svg" in page and "slow above" in page  # threshold on the latency chart
 
 
 def test_junit_has_a_testcase_per_health_metric(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
