@@ -6,6 +6,8 @@ and usage errors never pay for scipy).
 ``health``    ``--health``: the health options checked, and the judge the records feed
 ``replay``    ``--results FILE``: the records streamed into the tally
 ``live``      ``--target`` / ``--url``: live sampling into the tally, with ``progress`` on the terminal
+``telemetry`` ``--prometheus`` / ``--envoy-admin`` / ``--access-log``: the real traffic's count batches into the
+              tally (a window: one batch; ``--watch``: one per poll)
 ``plan``      ``--plan``: the sample-size table
 ``run``       one run, start to exit code: settings -> inputs -> tally -> verdict -> outputs
 """
