@@ -182,6 +182,9 @@ class Tally:
         """A counts-only batch (:class:`Batch`, or a telemetry source's ``TelemetryCounts``); with a health monitor,
         its statuses feed that too (one look per batch)."""
         self.add_counts(batch.counts, batch.unattributed)
+        feed = getattr(self.health_records, "add_batch", None)  # a BatchHealth: statuses and latency histograms
+        if feed is not None:
+            feed(batch)
         if self.health is not None:
             by_status = getattr(batch, "by_status", None)
             if by_status is None:

@@ -8,6 +8,8 @@ import argparse
 from splitproof.verifier import defaults
 from splitproof.verifier.errors import InputError
 from splitproof.verifier.expected import Expected
+from splitproof.verifier.health.batches import BatchHealth
+from splitproof.verifier.health.model import baseline_of
 from splitproof.verifier.health.options import HealthOptions
 from splitproof.verifier.health.responses import ResponseHealth
 from splitproof.verifier.inputs.attribution import Attribution
@@ -67,3 +69,12 @@ def response_health(options: HealthOptions, expected: Expected, method: Method,
         return ResponseHealth.for_expected(options, expected, method=method, errors_attributable=attributable)
     except InputError as exc:
         raise InputError(str(exc).replace("the health judge needs", "--health needs")) from None
+
+
+def batch_health(options: HealthOptions, expected: Expected, method: Method) -> BatchHealth:
+    """The judge a telemetry source's count batches feed (statuses, duration histograms)."""
+    versions = [v for v, share in expected.items() if share > 0]
+    if len(versions) < 2:
+        raise InputError("--health needs a canary besides production: the expected split gives traffic to "
+                         f"{', '.join(versions) or 'no version'} only")
+    return BatchHealth(options, versions, baseline_of({v: expected[v] for v in versions}), method=method)

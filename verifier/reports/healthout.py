@@ -22,6 +22,7 @@ from splitproof.verifier.health.model import ComparisonRow, HealthVerdict, Metri
 from splitproof.verifier.verdict import Outcome, Status, Verdict
 
 if TYPE_CHECKING:
+    from splitproof.verifier.health.batches import BatchHealth
     from splitproof.verifier.health.responses import ErrorPoint, ResponseHealth
 
 OUTCOME_STYLE = {Outcome.PASS: "bold green", Outcome.FAIL: "bold red", Outcome.INCONCLUSIVE: "bold yellow"}
@@ -39,8 +40,8 @@ class HealthReport:
     extra: dict[str, Any] = field(default_factory=dict)   # source-specific (e.g. the destination side)
 
     @classmethod
-    def of(cls, health: ResponseHealth) -> HealthReport:
-        return cls(health.verdict(), health.attribution(), tuple(health.points))
+    def of(cls, health: ResponseHealth | BatchHealth) -> HealthReport:
+        return cls(health.verdict(), health.attribution(), tuple(getattr(health, "points", ())))
 
     def gate(self, split: Verdict) -> GateOutcome:
         return combine(split, self.verdict)
@@ -101,6 +102,11 @@ def print_health(report: HealthReport, gate: GateOutcome, console: Console) -> N
                   f"{v.alpha:g}[/dim]", highlight=False)
     for note in v.notes:
         console.print(f"[yellow]warning:[/yellow] {note}", highlight=False)
+    dest = report.extra.get("destination")
+    if isinstance(dest, dict) and dest and "error" not in dest:
+        shown = ", ".join(f"{ver} {fmt.rate(d['rate'])} of {d['requests']:,}" for ver, d in dest.items())
+        console.print(f"[dim]destination side (reporter=destination, before client retries; not judged): errors "
+                      f"{shown}[/dim]", highlight=False)
     line = Text("health ")
     line.append(str(v.outcome), style=OUTCOME_STYLE[v.outcome])
     line.append(f" — {v.reason}")
