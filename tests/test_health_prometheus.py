@@ -89,7 +89,6 @@ def test_a_bad_canary_fails_on_errors_and_latency_with_the_split_pass(bad: Local
     assert errors["outcome"] == "FAIL" and latency["outcome"] == "FAIL", doc["health"]["reason"]
     assert doc["reason"].startswith("health FAIL: canary errors") and latency["threshold_ms"] == 25
     assert errors["rows"][0]["baseline_bad"] == 0 and doc["health"]["attribution"].startswith("telemetry")
-    assert set(doc["health"]) == set(json.loads(json.dumps(doc["health"])))  # documented: docs/verdict-schema.md
     dest = doc["health"]["destination"]  # the canary's own sidecar saw its failures too (INTERNAL: not retried)
     assert dest["canary"]["errors"] > 0 and dest["production"]["errors"] == 0
 
