@@ -172,6 +172,32 @@ def test_50_50_traffic_fails(mesh: LocalMesh, obs: Observer, capsys: pytest.Capt
     assert code == 1 and doc["outcome"] == "FAIL"
 
 
+def test_watch_fails_a_live_misroute_at_a_poll_boundary(mesh: LocalMesh, obs: Observer,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+
+    obs.mark()
+    mesh.set_weights(50)
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            obs.traffic(50)
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    try:
+        code, doc = verify(capsys, "--prometheus", mesh.prometheus_url, "--watch", "--duration", "60")
+    finally:
+        stop.set()
+        thread.join()
+        mesh.set_weights(20)
+    assert code == 1 and doc["outcome"] == "FAIL" and doc["method"] == "sequential", doc["reason"]
+    tele = doc["telemetry"]
+    assert tele["interval_s"] == 1.0 and tele["batches"] >= 1 and tele["window"]["until"] > tele["window"]["since"]
+    assert sum(h["cumulative"][-1] for h in tele["latency"].values()) == sum(tele["counts"].values())
+
+
 def test_counts_stay_exact_across_an_envoy_and_an_instance_restart(
         mesh: LocalMesh, obs: Observer, capsys: pytest.CaptureFixture[str]) -> None:
     since = obs.mark()

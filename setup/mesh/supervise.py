@@ -320,6 +320,8 @@ class Supervisor:
             raise PortInUseError(f"Envoy could not listen on {where}: address already in use (see {log})")
         self.bound = Listeners({k: v for k, v in gateway.items() if v}, {k: v for k, v in services.items() if v})
         self.admin_url = admin.url
+        # a restart keeps the admin address too (as a sidecar keeps :15000/:15090): one Prometheus series per stat
+        self.admin_port = self.admin_port or int(admin.url.rpartition(":")[2])
         state.ports.bound = self.bound
         state.ports.admin_url = admin.url
         state.envoy = EnvoyRecord(state.envoy.binary, self.envoy_ref, self.envoy_restarts, admin.url, str(log))
