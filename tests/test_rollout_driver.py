@@ -378,8 +378,8 @@ def test_the_locust_tail_reads_complete_lines_and_only_requests_started_after_th
 
 def test_a_failed_grpc_call_keeps_the_version_its_header_names() -> None:
     """Health needs a failed call's version: Envoy's headers.response.set reaches the client in the initial
-    metadata, or in the trailing metadata of a trailers-only error (verifier/inputs/probes.py)."""
-    from splitproof.verifier.inputs.probes import _error_metadata
+    metadata, or in the trailing metadata of a trailers-only error (verifier/inputs/classify.py)."""
+    from splitproof.verifier.inputs.classify import error_metadata as _error_metadata
 
     class TrailersOnly(Exception):
         def trailing_metadata(self):

@@ -10,7 +10,6 @@ The target must apply the split: a sidecar, an ingress gateway, the local mesh e
 
 from __future__ import annotations
 
-import dataclasses
 import http.client
 import threading
 import time
@@ -21,7 +20,7 @@ from urllib.parse import urlsplit
 from splitproof.verifier.boutique import PRODUCT_IDS
 from splitproof.verifier.errors import InputError, Unreachable
 from splitproof.verifier.inputs.attribution import Attribution
-from splitproof.verifier.inputs.classify import grpc_reply_outcome, product_page_outcome
+from splitproof.verifier.inputs.classify import error_metadata, grpc_reply_outcome, product_page_outcome
 from splitproof.verifier.inputs.records import STATUS_OK, Record, error_status
 
 SOURCE = "verify-split"
@@ -114,10 +113,8 @@ class GrpcProbe:
             code = exc.code() if hasattr(exc, "code") else None
             name = code.name if code is not None else "UNKNOWN"
             self.last_error = f"{name}: {exc.details() if hasattr(exc, 'details') else exc}"
-            record = grpc_reply_outcome(None, name, self.attribution).record(time.time(), latency, SOURCE)
-            if self.attribution.header is not None:  # a failed call still names its version by header (health)
-                record = dataclasses.replace(record, version=self.attribution.by_header(_error_metadata(exc)))
-            return record
+            metadata = error_metadata(exc) if self.attribution.header is not None else None
+            return grpc_reply_outcome(None, name, self.attribution, metadata).record(time.time(), latency, SOURCE)
         latency = 1000 * (time.perf_counter() - start)
         metadata = None
         if self.attribution.header is not None:
@@ -127,19 +124,6 @@ class GrpcProbe:
 
     def close(self) -> None:
         self._channel.close()
-
-
-def _error_metadata(exc: BaseException) -> dict[str, str]:
-    """The response headers of a failed call: Envoy's ``headers.response.set`` lands in the initial metadata, or in
-    the trailing metadata of a trailers-only response (an error without a message)."""
-    found: dict[str, str] = {}
-    for name in ("trailing_metadata", "initial_metadata"):
-        read = getattr(exc, name, None)
-        try:
-            found.update({str(k): str(v) for k, v in (read() or ())} if callable(read) else {})
-        except Exception:  # noqa: BLE001 -- an error without metadata: nothing to attribute
-            continue
-    return found
 
 
 MAX_PAGE_BYTES = 1 << 20  # a product page is ~10 KB; a bigger answer is an error response, never read whole
