@@ -121,7 +121,10 @@ def obs(mesh: LocalMesh) -> Observer:
 
 
 def verify(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
-    code, out, _err = in_process(main, capsys, "--expected", "20", *argv, "--json", "-", "--no-progress")
+    """verify-split at alpha 0.001: a correct split is falsely FAILed once in a thousand runs, not once in a hundred
+    (an honest gate's false alarms happen at its alpha; several verdicts per run here)."""
+    code, out, _err = in_process(main, capsys, "--expected", "20", "--alpha", "0.001", *argv, "--json", "-",
+                                 "--no-progress")
     return code, json.loads(out)
 
 
