@@ -213,6 +213,8 @@ def test_watch_fails_a_live_misroute_at_a_poll_boundary(mesh: LocalMesh, obs: Ob
     thread.start()
     try:
         code, doc = verify(capsys, "--prometheus", mesh.prometheus_url, "--watch", "--duration", "60")
+        envoy_code, envoy_doc = verify(capsys, "--prometheus", mesh.prometheus_url, "--watch", "--duration", "60",
+                                       "--metric", "envoy")  # upstream Envoy's tag spelling, found before watching
     finally:
         stop.set()
         thread.join()
@@ -221,6 +223,7 @@ def test_watch_fails_a_live_misroute_at_a_poll_boundary(mesh: LocalMesh, obs: Ob
     tele = doc["telemetry"]
     assert tele["interval_s"] == 1.0 and tele["batches"] >= 1 and tele["window"]["until"] > tele["window"]["since"]
     assert sum(h["cumulative"][-1] for h in tele["latency"].values()) == sum(tele["counts"].values())
+    assert envoy_code == 1 and envoy_doc["n"] > 0, envoy_doc["reason"]
 
 
 def test_counts_stay_exact_across_an_envoy_and_an_instance_restart(
