@@ -86,10 +86,12 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict, str
 
 
 def test_80_20_window_passes_with_exact_counts_and_statuses(prom: Prometheus, capsys: pytest.CaptureFixture[str],
-                                                            tmp_path: Path) -> None:
-    html = tmp_path / "r.html"
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    html, junit, summary = tmp_path / "r.html", tmp_path / "j.xml", tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     code, doc, _err = _run(capsys, "--expected", "20", "--prometheus", prom.url, *_window(A),
-                           "--max-unattributed", "2", "--html", str(html))
+                           "--max-unattributed", "2", "--html", str(html), "--junit", str(junit))
+    assert "PASS" in summary.read_text() and 'name="canary share 20%' in junit.read_text()
     assert code == 0, doc["reason"]
     assert doc["outcome"] == "PASS" and doc["method"] == "fixed-n"
     tele = doc["telemetry"]
