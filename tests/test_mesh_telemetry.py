@@ -176,6 +176,7 @@ def test_envoy_admin_source_through_the_command_line(mesh: LocalMesh, obs: Obser
         snap = real(self, service, clock)
         if not got:
             got.append(obs.traffic(600))
+            obs.settle()  # every access-log line written: Envoy counted each request before logging it
         return snap
 
     monkeypatch.setattr(Admin, "snapshot", snapshot)
