@@ -32,6 +32,7 @@ examples:
   verify-split --expected 20 --target 127.0.0.1:15001          # sequential, stops at the first verdict
   verify-split --weights production=60,canary=30,shadow=10 --results out.jsonl --json - --junit split.xml
   verify-split --from-virtualservice recommendationservice -n online-boutique --url http://INGRESS
+  verify-split --from-httproute recommendationservice -n online-boutique --target 127.0.0.1:8081
   verify-split --expected 20 --plan --rate 500
 """
 
@@ -50,8 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--weights", metavar="SPEC", help="subset weights summing to 100: production=80,canary=20")
     exp.add_argument("--from-virtualservice", metavar="FILE|NAME",
                      help="Istio YAML file (multi-document fine), or with -n the live VirtualService NAME")
-    g.add_argument("-n", "--namespace", help="namespace of the live VirtualService (current kube context)")
-    g.add_argument("--context", help="kube context for the live VirtualService (default: current)")
+    exp.add_argument("--from-httproute", metavar="FILE|NAME",
+                     help="Gateway API YAML (the HTTPRoute and its backend Services), or with -n the live HTTPRoute "
+                          "NAME; each backend Service is named by its selector's version label")
+    g.add_argument("-n", "--namespace", help="namespace of the live VirtualService or HTTPRoute (current kube context)")
+    g.add_argument("--context", help="kube context for the live object (default: current)")
     g.add_argument("--host", default=defaults.SERVICE_HOST,
                    help="service host whose weighted route to read (default: %(default)s)")
 
