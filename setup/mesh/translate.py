@@ -29,6 +29,7 @@ from typing import Any
 
 from splitproof.setup.mesh import envoy_build as build
 from splitproof.setup.mesh.envoy_build import EnvoyConfig, ListenerPorts
+from splitproof.setup.mesh.gateway_model import BackendService, parse_all
 from splitproof.setup.mesh.hosts import domains, host_intersection, resolve_host
 from splitproof.setup.mesh.istio_model import (
     DEFAULT_LB,
@@ -38,7 +39,6 @@ from splitproof.setup.mesh.istio_model import (
     Model,
     Server,
     VirtualService,
-    parse_documents,
 )
 from splitproof.setup.mesh.topology import Endpoint, Service
 
@@ -52,9 +52,9 @@ def translate(documents: Sequence[Any], *, services: Sequence[Service], endpoint
 
     ``route_path(name)`` is the file each listener's RDS subscription watches for route configuration ``name``.
     """
-    model = parse_documents(documents, services, default_namespace)
+    model, backends = parse_all(documents, services, default_namespace)
     out = EnvoyConfig()
-    defined = _clusters(model, services, endpoints, out)
+    defined = _clusters(model, services, endpoints, out) | _backend_clusters(backends, endpoints, out)
     _mesh_listeners(model, services, defined, ports, route_path, out)
     _ingress_listeners(model, defined, ports, route_path, ingress_labels, out)
     out.warnings = list(dict.fromkeys(out.warnings))
@@ -85,6 +85,20 @@ def _clusters(model: Model, services: Sequence[Service], endpoints: Sequence[End
             name = build.service_cluster(svc, subset.name)
             out.clusters.append(build.cluster(name, svc, selected, subset.lb, subset.name, subset.labels))
             defined.add(name)
+    return defined
+
+
+def _backend_clusters(backends: Sequence[BackendService], endpoints: Sequence[Endpoint],
+                      out: EnvoyConfig) -> set[str]:
+    """One cluster per Service document (a Gateway API backend): the instances its selector matches, of any
+    service -- as Kubernetes' EndpointSlices for a Service selecting pods by labels; named like istiod's
+    ``outbound|<port>||<name>.<ns>.svc.cluster.local``."""
+    defined: set[str] = set()
+    for b in backends:
+        selected = [ep for ep in endpoints if all(ep.labels.get(k) == v for k, v in b.selector.items())]
+        name = build.service_cluster(b.service)
+        out.clusters.append(build.cluster(name, b.service, selected, DEFAULT_LB, "", b.selector))
+        defined.add(name)
     return defined
 
 
