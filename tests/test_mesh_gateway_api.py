@@ -97,3 +97,29 @@ def call_many_plain(entry: str, n: int) -> dict[str, int]:
         version = key.split("/", 1)[0]
         out[version] = out.get(version, 0) + count
     return out
+
+
+def test_cli_up_routing_gateway_api_weights_status_down(tmp_path):
+    from test_mesh import cli, recorded_pids
+
+    state_dir = tmp_path / "state"
+    up = cli("up", "--detach", "--routing", "gateway-api", "--ingress-port", "0", "--grpc-port", "0",
+             "--canary-weight", "20", state_dir=state_dir)
+    assert "weights (from Envoy)   production=80,canary=20" in up.stdout
+    try:
+        out = cli("weights", "30", state_dir=state_dir).stdout   # through the LocalRouter, no restart
+        assert "Envoy serves production=70,canary=30" in out
+        st = json.loads(cli("status", "--json", state_dir=state_dir).stdout)
+        assert st["weights"] == {"production": 70, "canary": 30}
+        assert set(st["subsets"]) == {"production", "canary"} and st["warnings"] == []
+        bad = cli("weights", "--weights", "production=70,shadow=30", state_dir=state_dir, check=False)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+        (tmp_path / "x.yaml").write_text(mesh_yaml(PARAMS))
+        both = cli("up", "--routing", "gateway-api", "--manifests", str(tmp_path / "x.yaml"),
+                   state_dir=tmp_path / "other", check=False)
+        assert both.returncode == 2 and "--routing chooses the templates" in both.stderr
+        assert both.stderr.count("\n") == 1
+    finally:
+        pids = recorded_pids(state_dir)
+        cli("down", state_dir=state_dir)
+    assert not any(ref.alive() for ref in pids)

@@ -2,7 +2,8 @@
 
 The Gateway, VirtualServices and DestinationRule -- or, with ``CanaryParams(routing="gateway-api")``, the
 per-version Services and an HTTPRoute bound to recommendationservice -- come from setup.manifests (the same
-templates the cluster path applies) and are translated into Envoy configuration the way istiod does (setup/mesh/translate.py). Topology:
+templates the cluster path applies) and are translated into Envoy configuration the way istiod does
+(setup/mesh/translate.py). Topology:
 
 - ingress listener (Gateway port 80 -> a local port) -> frontend instances;
 - one outbound ("sidecar") listener per service: the frontend reaches recommendationservice and the catalog
