@@ -1,9 +1,11 @@
 """Step 2, Istio: ``istioctl install --set profile=demo`` unless istiod and the ingress gateway are there, wait for
-both, check the CRDs, and find the ingress address."""
+both, check the CRDs (with ``--routing gateway-api`` also the Gateway API's: setup.cluster.gateway_api), and find
+the ingress address."""
 
 from __future__ import annotations
 
 from splitproof.setup.cluster.context import Ctx, lines, report
+from splitproof.setup.cluster.gateway_api import ensure_crds
 from splitproof.setup.cluster.kube import CREATED, UNCHANGED
 from splitproof.setup.cluster.live import ingress_address
 from splitproof.setup.cluster.options import INGRESS_NAME, ISTIO_NAMESPACE
@@ -46,6 +48,8 @@ def step_istio(ctx: Ctx) -> None:
         if not crds.ok or missing:
             raise SetupError("Istio CRDs missing after install: " + (", ".join(missing) or crds.stderr.strip()))
         report(ctx, "ok", f"Istio CRDs present ({len([n for n in names if n.endswith('.istio.io')])})")
+    if opts.gateway_api:
+        ensure_crds(ctx)
     address = _wait_ingress_address(ctx)
     ctx.facts["ingress_address"] = address
     ctx.ui.info(f"ingress address: {address or '<pending>'}"

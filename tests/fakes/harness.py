@@ -12,6 +12,7 @@ import pytest
 from fakes import fakebin
 
 from splitproof.setup.cluster.options import OB_MANIFESTS_URL
+from splitproof.verifier.gatewayapi import CRDS_URL, CRDS_VERSION
 
 RECORDED = fakebin.RECORDED
 MUTATING = {
@@ -33,6 +34,7 @@ class FakeCluster:
         monkeypatch.setenv("PATH", f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}")
         world = fakebin.new_world()
         world["urls"][OB_MANIFESTS_URL] = str(RECORDED / "kubernetes-manifests.yaml")
+        world["urls"][CRDS_URL] = str(RECORDED / f"gateway-api-{CRDS_VERSION}-standard-install.yaml")
         self.save_world(world)
 
     # ------------------------------------------------------------------ log
