@@ -19,6 +19,7 @@ from typing import Any
 from splitproof.setup.errors import NotRunningError, PortInUseError, SetupError
 from splitproof.setup.manifests import CanaryParams
 from splitproof.setup.mesh.envoy import find_envoy
+from splitproof.setup.mesh.faults import InstanceFaults
 from splitproof.setup.mesh.reconfigure import change, render, xds_files
 from splitproof.setup.mesh.router import LocalRouter
 from splitproof.setup.mesh.state import GATEWAY_PORT, READY, InstanceRecord, Listeners, MeshState, Ports
@@ -38,8 +39,10 @@ class LocalMesh:
     def __init__(self, params: CanaryParams | None = None, *, replicas: Mapping[str, int] | None = None,
                  state_dir: Path | str | None = None, documents: Sequence[Mapping[str, Any]] | None = None,
                  ingress_port: int = 0, grpc_port: int = 0, admin_port: int = 0, envoy: str | None = None,
-                 concurrency: int = 1, startup_timeout: float = 60.0, python: str = sys.executable) -> None:
+                 concurrency: int = 1, startup_timeout: float = 60.0, python: str = sys.executable,
+                 faults: Mapping[str, InstanceFaults] | None = None) -> None:
         self.params = params or CanaryParams()
+        self.faults = {v: f for v, f in (faults or {}).items() if f.active}  # version -> injected faults
         self.replicas = {**DEFAULT_REPLICAS, **(replicas or {})}
         self.documents = [dict(d) for d in documents] if documents is not None else None
         self._own_dir = state_dir is None
@@ -95,7 +98,8 @@ class LocalMesh:
         self._preflight()
         self._supervisor = Supervisor(self.state_dir, self.params, self.replicas, binary=self.binary,
                                       admin_port=self.requested["admin"], concurrency=self.concurrency,
-                                      python=self.python, startup_timeout=self.startup_timeout)
+                                      python=self.python, startup_timeout=self.startup_timeout,
+                                      faults=self.faults)
         self._thread = threading.Thread(target=self._supervisor.run, args=(self._stop, self._on_started),
                                         name="mesh-supervisor", daemon=True)
         self._thread.start()
@@ -185,9 +189,10 @@ class LocalMesh:
                             for s in services(self.params)})
         logs = self.state_dir / "logs"
         state = MeshState(params=self.params, ports=Ports(dict(self.requested), listen),
-                          supervisor=ProcRef.of(os.getpid()), documents=self.documents, replicas=dict(self.replicas))
+                          supervisor=ProcRef.of(os.getpid()), documents=self.documents, replicas=dict(self.replicas),
+                          faults=dict(self.faults))
         state.envoy.binary = getattr(self, "binary", None)
         state.instances = [InstanceRecord(spec.name, spec.service, spec.kind, dict(spec.labels),
                                           str(logs / f"{spec.name}.log"))
-                           for spec in plan_instances(self.params, self.replicas)]
+                           for spec in plan_instances(self.params, self.replicas, self.faults)]
         return state

@@ -15,6 +15,7 @@ from typing import Any
 
 from splitproof.setup.manifests import CanaryParams
 from splitproof.setup.mesh.envoy_build import ListenerPorts
+from splitproof.setup.mesh.faults import InstanceFaults, faults_from_json, faults_to_json
 from splitproof.setup.net import LOOPBACK
 from splitproof.setup.proc import ProcRef
 
@@ -169,6 +170,7 @@ class MeshState:
     pids: list[ProcRef] = field(default_factory=list)    # every child ever started and maybe still running
     warnings: list[str] = field(default_factory=list)    # the translation's
     supervisor_error: str | None = None
+    faults: dict[str, InstanceFaults] = field(default_factory=dict)  # version -> injected (a bad canary)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -189,6 +191,8 @@ class MeshState:
             out["applied_at"] = self.applied_at
         if self.supervisor_error is not None:
             out["supervisor_error"] = self.supervisor_error
+        if self.faults:
+            out["faults"] = faults_to_json(self.faults)
         return out
 
     @classmethod
@@ -208,6 +212,7 @@ class MeshState:
             pids=[r for r in (ProcRef.from_json(p) for p in data.get("pids") or []) if r is not None],
             warnings=[str(w) for w in data.get("warnings") or []],
             supervisor_error=data.get("supervisor_error"),
+            faults=faults_from_json(data.get("faults")),
         )
 
     # --- what the rest of the mesh asks of it ------------------------------------------------------------------

@@ -38,6 +38,7 @@ class MeshStatus:
     subsets: dict[str, dict[str, Any]]    # canaried service's subsets -> {selector, instances} as Envoy has them
     processes: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+    faults: dict[str, dict[str, Any]] = field(default_factory=dict)  # version -> injected faults (a bad canary)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -199,4 +200,5 @@ def mesh_status(state_dir: Path | str | None = None) -> MeshStatus:
         subsets=subsets,
         processes=processes,
         warnings=list(dict.fromkeys(warnings)),
+        faults={version: {**f.to_json(), "description": f.describe()} for version, f in state.faults.items()},
     )

@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from splitproof.setup.manifests import CanaryParams
 from splitproof.setup.mesh import envoy as envoy_mod
 from splitproof.setup.mesh.admin import Admin
 from splitproof.setup.mesh.envoy_build import EnvoyConfig, ingress_listener_name, mesh_listener_name
+from splitproof.setup.mesh.faults import InstanceFaults
 from splitproof.setup.mesh.reconfigure import envoy_log, reconfigure, render, xds_files
 from splitproof.setup.mesh.state import (
     BACKOFF,
@@ -95,7 +96,8 @@ class Supervisor:
     """Starts, restarts and stops the children of the mesh in ``state_dir`` (whose state must exist)."""
 
     def __init__(self, state_dir: Path, params: CanaryParams, replicas: dict[str, int], *, binary: str,
-                 admin_port: int, concurrency: int, python: str, startup_timeout: float) -> None:
+                 admin_port: int, concurrency: int, python: str, startup_timeout: float,
+                 faults: Mapping[str, InstanceFaults] | None = None) -> None:
         self.state_dir = state_dir
         self.params = params
         self.binary = binary
@@ -105,7 +107,8 @@ class Supervisor:
         self.startup_timeout = startup_timeout
         self.files = xds_files(state_dir)
         self.logs = state_dir / "logs"
-        self.runs = [InstanceRun(spec, self.logs / f"{spec.name}.log") for spec in plan_instances(params, replicas)]
+        self.runs = [InstanceRun(spec, self.logs / f"{spec.name}.log")
+                     for spec in plan_instances(params, replicas, faults)]
         self.envoy: Child | None = None
         self.envoy_ref: ProcRef | None = None
         self.envoy_restarts = 0

@@ -5,6 +5,8 @@ and usage errors never pay for scipy).
 ``prepare``   the expected split, the attribution and the record sinks a run needs
 ``replay``    ``--results FILE``: the records streamed into the tally
 ``live``      ``--target`` / ``--url``: live sampling into the tally, with ``progress`` on the terminal
+``telemetry`` ``--prometheus`` / ``--envoy-admin`` / ``--access-log``: the real traffic's count batches into the
+              tally (a window: one batch; ``--watch``: one per poll)
 ``plan``      ``--plan``: the sample-size table
 ``run``       one run, start to exit code: settings -> inputs -> tally -> verdict -> outputs
 """

@@ -23,6 +23,7 @@ from splitproof.verifier.command.prepare import (
 )
 from splitproof.verifier.command.replay import input_summary, observe_results, read_notes
 from splitproof.verifier.command.settings import settings
+from splitproof.verifier.command.telemetry import observe_telemetry, telemetry_json
 from splitproof.verifier.exitcodes import ExitCode
 from splitproof.verifier.reports.writer import OutputError, write_outputs, write_text
 from splitproof.verifier.stats.planning import plan
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace, console: Console, err: Console) -> int:
             except OSError as exc:
                 raise OutputError(f"could not write --json {args.json} ({exc.strerror or exc})") from None
         return ExitCode.OK
-    attribution = load_attribution(args, expected, live=s.live)
+    attribution = None if s.telemetry else load_attribution(args, expected, live=s.live)
     max_samples = args.max_samples
     if s.live and max_samples is None:
         max_samples = defaults.SEQUENTIAL_MAX_SAMPLES if s.method == Method.SEQUENTIAL else \
@@ -67,7 +68,12 @@ def run(args: argparse.Namespace, console: Console, err: Console) -> int:
     notes: list[str] = list(margin_notes)
     interrupted = False
     try:
-        if s.live:
+        if s.telemetry:
+            observed = observe_telemetry(args, tally, err, on_batch=_timeline_batches(sinks))
+            extra["telemetry"] = telemetry_json(observed)
+            extra["target"] = observed.counted.source if observed.counted else observed.source
+            notes += [n for n in extra["telemetry"]["notes"]]
+        elif s.live:
             assert attribution is not None
             notes += observe_live(args, tally, attribution, err)
             extra["target"] = args.target or args.url
@@ -87,3 +93,9 @@ def run(args: argparse.Namespace, console: Console, err: Console) -> int:
     timeline = next((sink.timeline for sink in sinks if isinstance(sink, TimelineSink)), None)
     write_outputs(args, verdict, extra, console, timeline)
     return ExitCode.INTERRUPTED if interrupted else verdict.exit_code
+
+
+def _timeline_batches(sinks: list[Any]) -> Any:
+    """The HTML timeline's hook for count batches (a point per poll), or None without --html."""
+    timeline = next((sink.timeline for sink in sinks if isinstance(sink, TimelineSink)), None)
+    return None if timeline is None else timeline.add_batch

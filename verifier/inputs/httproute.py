@@ -85,9 +85,9 @@ def expected_from_documents(docs: Iterable[Any], host: str = defaults.SERVICE_HO
     return expected_from_route(route, versions, default_namespace=ns, origin=origin)
 
 
-def from_httproute_file(path: str | Path, host: str = defaults.SERVICE_HOST) -> Expected:
-    """Read the weighted rule of an HTTPRoute and the backend Services from YAML (multi-document, ``kind: List``,
-    ``-`` for stdin), through verifier.safeyaml."""
+def read_file(path: str | Path, host: str = defaults.SERVICE_HOST) -> tuple[Mapping[str, Any], list[Any], str]:
+    """(the HTTPRoute for ``host``, the Service documents, its namespace) from YAML (multi-document,
+    ``kind: List``, ``-`` for stdin), through verifier.safeyaml."""
     try:
         docs = read_documents(str(path), WHAT)
     except InputFileError as exc:
@@ -102,7 +102,16 @@ def from_httproute_file(path: str | Path, host: str = defaults.SERVICE_HOST) -> 
             flat.extend(doc["items"])
         else:
             flat.append(doc)
-    return expected_from_documents(flat, host, origin=str(path))
+    route = pick_route(flat, host, str(path))
+    return route, [d for d in flat if _is_service(d)], str(_meta(route).get("namespace") or "")
+
+
+def from_httproute_file(path: str | Path, host: str = defaults.SERVICE_HOST) -> Expected:
+    """The expected split of the HTTPRoute for ``host`` in a YAML file, its backends named by the versions their
+    Services (in the same file) select."""
+    route, services, ns = read_file(path, host)
+    versions = gw.service_versions(services, ns)
+    return expected_from_route(route, versions, default_namespace=ns, origin=str(path))
 
 
 def _api_error(exc: Any, what: str) -> Exception:
@@ -114,9 +123,9 @@ def _api_error(exc: Any, what: str) -> Exception:
     return Unreachable(f"{WHAT} {what}: Kubernetes API error {exc.status} {reason}")
 
 
-def from_httproute_live(name: str, namespace: str, host: str = defaults.SERVICE_HOST,
-                        context: str | None = None) -> Expected:
-    """GET the HTTPRoute ``name`` in ``namespace`` and each backend Service with the ``kubernetes`` client."""
+def read_live(name: str, namespace: str, context: str | None = None) -> tuple[Mapping[str, Any], list[Any], str]:
+    """(the HTTPRoute ``name`` in ``namespace``, its backend Services, the namespace), GET with the ``kubernetes``
+    client (current kube context, or ``context``)."""
     import os
 
     import yaml
@@ -161,5 +170,20 @@ def from_httproute_live(name: str, namespace: str, host: str = defaults.SERVICE_
         svc = call(f"Service {b.name!r} in namespace {b.namespace!r} (a backend of HTTPRoute {name})",
                    core.read_namespaced_service, b.name, b.namespace)
         services.append(core.api_client.sanitize_for_serialization(svc))
-    versions = gw.service_versions(services, namespace)
-    return expected_from_route(route, versions, default_namespace=namespace, origin=f"namespace {namespace}")
+    return route, services, namespace
+
+
+def from_httproute_live(name: str, namespace: str, host: str = defaults.SERVICE_HOST,
+                        context: str | None = None) -> Expected:
+    """GET the HTTPRoute ``name`` in ``namespace`` and each backend Service with the ``kubernetes`` client."""
+    route, services, ns = read_live(name, namespace, context)
+    versions = gw.service_versions(services, ns)
+    return expected_from_route(route, versions, default_namespace=ns, origin=f"namespace {ns}")
+
+
+def read_route(source: str, namespace: str | None, host: str = defaults.SERVICE_HOST,
+               context: str | None = None) -> tuple[Mapping[str, Any], list[Any], str]:
+    """``--from-httproute`` as given: a file, or with a namespace the live object -- (route, Services, namespace)."""
+    if namespace:
+        return read_live(source, namespace, context)
+    return read_file(source, host)
