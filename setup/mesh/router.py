@@ -58,11 +58,13 @@ class LocalRouter:
         want = dict(state.params.weights if weights is None else weights)
         log = envoy_log(self.state_dir)
         written = xds_files(self.state_dir).route_versions()  # what Envoy must have taken: read once
-        return wait_served(lambda: ServedWeights(want, (self._read(state, written),)), want,
+        versions = routing_of(state).version_of               # and the version Services' names: once too
+        return wait_served(lambda: ServedWeights(want, (self._read(state, written, versions),)), want,
                            APPLY_TIMEOUT if timeout is None else timeout, interval=0.002, max_interval=0.02,
                            hint=f" (envoy log: {log_tail(log)})" if log.exists() else "")
 
-    def _read(self, state: MeshState, written: Mapping[str, str] | None = None) -> ProxyWeights:
+    def _read(self, state: MeshState, written: Mapping[str, str] | None = None,
+              versions: Mapping[str, str] | None = None) -> ProxyWeights:
         """What Envoy serves on the canaried service's outbound route; ``synced`` when every route file written is
         served at its version (nothing written is still pending)."""
         svc = next(s for s in services(state.params) if s.name == state.params.service)
@@ -77,7 +79,8 @@ class LocalRouter:
         if written is None:
             written = xds_files(self.state_dir).route_versions()
         synced = all(served.get(n, ("",))[0] == version for n, version in written.items())
-        versions = routing_of(state).version_of
+        if versions is None:
+            versions = routing_of(state).version_of
         weights: Weights | None = served_split(served[name][1], versions=versions) if name in served else None
         return ProxyWeights(proxy, weights, synced=synced)
 
