@@ -1,5 +1,6 @@
 """Step 2, Istio: ``istioctl install --set profile=demo`` unless istiod and the ingress gateway are there, wait for
-both, check the CRDs (with ``--routing gateway-api`` also the Gateway API's: setup.cluster.gateway_api), and find
+both, check the CRDs (with ``--routing gateway-api`` also the Gateway API's: setup.cluster.gateway_api), install
+Istio's Prometheus addon with ``--prometheus-addon`` (setup.cluster.promaddon), and find
 the ingress address."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from splitproof.setup.cluster.gateway_api import ensure_crds
 from splitproof.setup.cluster.kube import CREATED, UNCHANGED
 from splitproof.setup.cluster.live import ingress_address
 from splitproof.setup.cluster.options import INGRESS_NAME, ISTIO_NAMESPACE
+from splitproof.setup.cluster.promaddon import step_prometheus_addon
 from splitproof.setup.cluster.runner import CHANGE, READ
 from splitproof.setup.errors import SetupError, WaitTimeoutError
 from splitproof.setup.proc import wait_until
@@ -50,6 +52,8 @@ def step_istio(ctx: Ctx) -> None:
         report(ctx, "ok", f"Istio CRDs present ({len([n for n in names if n.endswith('.istio.io')])})")
     if opts.gateway_api:
         ensure_crds(ctx)
+    if opts.prometheus_addon:
+        step_prometheus_addon(ctx)
     address = _wait_ingress_address(ctx)
     ctx.facts["ingress_address"] = address
     ctx.ui.info(f"ingress address: {address or '<pending>'}"

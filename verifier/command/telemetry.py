@@ -154,7 +154,7 @@ def _batches(args: argparse.Namespace, observed: Observed, err: Console) -> Iter
             observed.interval, how = scrape_interval(client)
             observed.notes.append(how)
         one = spec if not isinstance(spec, tuple) else spec[0]
-        yield from watch_prometheus(client, one, observed.interval, duration=duration)
+        yield from watch_prometheus(client, one, observed.interval, duration=duration, latency=latency)
         return
     window = resolve_window(args.since, args.until, time.time())
     yield count_window(client, spec, window, latency=latency)
