@@ -123,3 +123,27 @@ def test_cli_up_routing_gateway_api_weights_status_down(tmp_path):
         pids = recorded_pids(state_dir)
         cli("down", state_dir=state_dir)
     assert not any(ref.alive() for ref in pids)
+
+
+def test_telemetry_attributes_by_version_service_on_the_real_mesh(gw_mesh):
+    """The mesh's own access log and Envoy's admin counters, read with the route's {version Service -> version}
+    mapping, count exactly the calls made (their clusters are outbound|8080||recommendationservice-<version>...)."""
+    from splitproof.setup.proc import wait_until
+    from splitproof.verifier.telemetry import EnvoyAdmin, Service, count_access_log, counts_between
+
+    docs = mesh_documents(PARAMS)
+    svc = Service.from_httproute(next(d for d in docs if d["kind"] == "HTTPRoute"),
+                                 [d for d in docs if d["kind"] == "Service"])
+    log = gw_mesh.access_log_dir / "access-mesh.recommendationservice.log"
+    admin = EnvoyAdmin.from_url(gw_mesh.admin_url)
+
+    def logged() -> dict[str, int]:
+        return dict(count_access_log(str(log), svc).counts) if log.exists() else {}
+
+    log_before, stats_before = logged(), admin.snapshot(svc)
+    got = call_many_plain(gw_mesh.grpc_entry, 1000)
+    want = {v: log_before.get(v, 0) + got.get(v, 0) for v in ("production", "canary")}
+    wait_until(lambda: logged() == want, 10, "every call in the access log", 0.05)
+    stats = counts_between(stats_before, admin.snapshot(svc), svc)
+    assert dict(stats.counts) == {v: n for v, n in got.items() if n}, (stats.counts, got)
+    print(f"gateway-api telemetry: calls {got}, access log and Envoy admin agree")

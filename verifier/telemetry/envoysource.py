@@ -152,7 +152,8 @@ class EnvoyAdmin:
         if self.fmt == "prometheus":
             path, params = "/stats/prometheus", {}
         else:
-            host = re2_escape(service.fqdn)
+            host = "|".join(re2_escape(h) for h in (service.fqdn, *service.version_service_hosts()))
+            host = f"({host})" if service.versions else host
             params = {"filter": rf"^cluster\.outbound\|[0-9]+\|[^|]*\|{host};?\.upstream_(rq|cx)_|"
                                 r"^server\.(uptime|hot_restart_epoch)$"}
             if self.fmt == "json":
