@@ -147,3 +147,22 @@ def test_telemetry_attributes_by_version_service_on_the_real_mesh(gw_mesh):
     stats = counts_between(stats_before, admin.snapshot(svc), svc)
     assert dict(stats.counts) == {v: n for v, n in got.items() if n}, (stats.counts, got)
     print(f"gateway-api telemetry: calls {got}, access log and Envoy admin agree")
+
+
+def test_rollout_walks_the_httproute_through_the_router(gw_mesh, capsys):
+    """canary-setup rollout on the gateway-api mesh: every step moves the HTTPRoute's backend weights through the
+    LocalRouter, is proven on Envoy, and ends at canary 100."""
+    from helpers import in_process
+
+    from splitproof.setup.cli import main
+    from splitproof.setup.rollout.targets import version_services
+
+    assert version_services(gw_mesh.router.routing) == (
+        (NS, "recommendationservice-canary", "canary"), (NS, "recommendationservice-production", "production"))
+    try:
+        code, out, err = in_process(main, capsys, "rollout", "--local", "--state-dir", str(gw_mesh.state_dir),
+                                    "--steps", "50,100")
+        assert code == 0, out + err
+        assert gw_mesh.router.served_weights().weights == {"canary": 100}
+    finally:
+        gw_mesh.set_weights({"production": 80, "canary": 20})

@@ -3,6 +3,7 @@ and usage errors never pay for scipy).
 
 ``settings``  the command line checked and converted, once, into the API's fractions
 ``prepare``   the expected split, the attribution and the record sinks a run needs
+``health``    ``--health``: the health options checked, and the judge the records feed
 ``replay``    ``--results FILE``: the records streamed into the tally
 ``live``      ``--target`` / ``--url``: live sampling into the tally, with ``progress`` on the terminal
 ``telemetry`` ``--prometheus`` / ``--envoy-admin`` / ``--access-log``: the real traffic's count batches into the

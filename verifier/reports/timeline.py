@@ -56,7 +56,7 @@ class Timeline:
     def add(self, rec: Record) -> None:
         if self.t0 is None:
             self.t0 = rec.t
-        key = rec.version if rec.version is not None else "unattributed"
+        key = rec.version if rec.version is not None and rec.ok else "unattributed"  # versions: successes only
         bins = self.latency.get(key)
         if bins is None:
             bins = self.latency[key] = [0] * _N_BINS
