@@ -38,10 +38,16 @@ def route_destinations(route: Mapping[str, Any]) -> dict[str, int]:
     return {str(c.get("name", "")): int(c.get("weight", 0)) for c in weighted.get("clusters") or []}
 
 
-def subset_of(cluster: str) -> str:
-    """The subset of an ``outbound|...`` cluster name ("" = the whole service); any other name as it is."""
+def subset_of(cluster: str, versions: Mapping[str, str] | None = None) -> str:
+    """The subset of an ``outbound|...`` cluster name ("" = the whole service); any other name as it is. With
+    ``versions`` ({service fqdn: version}: the Gateway API's per-version Services, whose clusters have no subset),
+    a whole-service cluster of one of those Services is named by its version."""
     parsed = parse_cluster_name(cluster)
-    return parsed[1] if parsed else cluster
+    if not parsed:
+        return cluster
+    if not parsed[1] and versions and parsed[2] in versions:
+        return versions[parsed[2]]
+    return parsed[1]
 
 
 def matches_everything(route: Mapping[str, Any]) -> bool:
@@ -53,24 +59,26 @@ def matches_everything(route: Mapping[str, Any]) -> bool:
     return match.get("prefix", "/") == "/"
 
 
-def subset_weights(route_config: Mapping[str, Any]) -> list[dict[str, Any]]:
+def subset_weights(route_config: Mapping[str, Any],
+                   versions: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Per Envoy route: its virtual host and name, {subset: weight} (subset "" = the whole service) and whether it
     is a catch-all. What ``local status`` lists, and how written and served route configurations are compared."""
     out = []
     for vhost in _virtual_hosts(route_config):
         for route in vhost.get("routes") or []:
-            weights = {subset_of(name): weight for name, weight in route_destinations(route).items()}
+            weights = {subset_of(name, versions): weight for name, weight in route_destinations(route).items()}
             out.append({"virtual_host": vhost.get("name", ""), "route": route.get("name", ""), "weights": weights,
                         "catch_all": matches_everything(route)})
     return out
 
 
 def served_split(route_configs: str | Mapping[str, Any] | Iterable[Any],
-                 hosts: Iterable[str] | None = None) -> Weights | None:
+                 hosts: Iterable[str] | None = None, versions: Mapping[str, str] | None = None) -> Weights | None:
     """The split a proxy serves: {subset: weight} of the route carrying it, in the first virtual host answering
     one of ``hosts`` (any virtual host when None) that has one; None when no route carries a split there.
 
     ``route_configs``: one RouteConfiguration, a list of them, or their JSON text (ValueError when it is not JSON).
+    ``versions``: {service fqdn: version} of per-version Services (Gateway API routing; see :func:`subset_of`).
     """
     data = json.loads(route_configs) if isinstance(route_configs, str) else route_configs
     configs = [data] if isinstance(data, Mapping) else list(data)
@@ -84,7 +92,7 @@ def served_split(route_configs: str | Mapping[str, Any] | Iterable[Any],
             routes = [r for r in vhost.get("routes") or [] if route_destinations(r)]
             carrier = split_carrier(routes, matches_everything)
             if carrier is not None:
-                return {subset_of(name): weight for name, weight in route_destinations(carrier).items()}
+                return {subset_of(name, versions): weight for name, weight in route_destinations(carrier).items()}
     return None
 
 

@@ -27,6 +27,24 @@ MESH_TEMPLATES = (
     "destinationrule.yaml.j2",
     "vs-recommendation.yaml.j2",
 )
+# Routing flavours (``--routing``): Istio's VirtualService + DestinationRule subsets, or the Gateway API's
+# per-version Services + an HTTPRoute bound to the Service (GAMMA). The ingress (Istio Gateway + the frontend
+# VirtualServices) is the same in both: the lab's static-IP istio-ingressgateway stays.
+ISTIO_ROUTING = "istio"
+GATEWAY_API_ROUTING = "gateway-api"
+ROUTINGS = (ISTIO_ROUTING, GATEWAY_API_ROUTING)
+GATEWAY_API_TEMPLATES = (
+    "gateway.yaml.j2",
+    "frontend-vs.yaml.j2",
+    "frontend-internal-vs.yaml.j2",
+    "services-versions.yaml.j2",
+    "httproute-recommendation.yaml.j2",
+)
+
+
+def templates(routing: str) -> tuple[str, ...]:
+    """The mesh templates of a routing flavour, in apply order (backends before the route that sends to them)."""
+    return GATEWAY_API_TEMPLATES if routing == GATEWAY_API_ROUTING else MESH_TEMPLATES
 
 
 def _default_subsets() -> dict[str, dict[str, str]]:
@@ -47,6 +65,11 @@ class CanaryParams:
     weights: Mapping[str, int] = field(default_factory=_default_weights)
     api_version: str = "networking.istio.io/v1"
     version_header: str | None = None  # optional: headers.response.set {<header>: <subset>} per destination
+    routing: str = ISTIO_ROUTING       # or GATEWAY_API_ROUTING: per-version Services + HTTPRoute
+
+    def version_service(self, version: str) -> str:
+        """The per-version Service of the Gateway API routing (``recommendationservice-canary``)."""
+        return f"{self.service}-{version}"
 
     def with_weights(self, weights: Mapping[str, int]) -> CanaryParams:
         return replace(self, weights=dict(weights))
@@ -54,6 +77,8 @@ class CanaryParams:
     def validate(self) -> None:
         if self.api_version not in API_VERSIONS:
             raise InputError(f"unsupported apiVersion {self.api_version!r} (use one of {', '.join(API_VERSIONS)})")
+        if self.routing not in ROUTINGS:
+            raise InputError(f"unknown routing {self.routing!r} (use one of {', '.join(ROUTINGS)})")
         validate_weights(self.weights, self.subsets)
 
 
@@ -94,13 +119,14 @@ def documents(template: str, params: CanaryParams, **extra: Any) -> list[dict[st
 
 
 def mesh_documents(params: CanaryParams) -> list[dict[str, Any]]:
-    """Gateway, frontend VirtualServices, DestinationRule and the weighted VirtualService, in apply order."""
+    """Gateway, frontend VirtualServices, then DestinationRule + weighted VirtualService (Istio routing) or the
+    per-version Services + HTTPRoute (Gateway API routing), in apply order."""
     docs: list[dict[str, Any]] = []
-    for name in MESH_TEMPLATES:
+    for name in templates(params.routing):
         docs.extend(documents(name, params))
     return docs
 
 
 def mesh_yaml(params: CanaryParams) -> str:
     """All mesh documents as one multi-document YAML stream."""
-    return "---\n".join(render(name, params) for name in MESH_TEMPLATES)
+    return "---\n".join(render(name, params) for name in templates(params.routing))

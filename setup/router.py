@@ -11,7 +11,8 @@ Implementations, each built from a ``Routing`` (what carries the split and in wh
   proxy-config routes`` on a frontend pod (and the ingress gateway when a gRPC gateway carries the split too).
 
 Both read a proxy's routes the same way (setup.envoyroutes.served_split). A rollout driver needs only this
-interface; a new routing API (Gateway API HTTPRoute) is a new ``Routing.kind`` handled by the implementations.
+interface; each routing API is a ``Routing.kind`` the implementations handle: ``VirtualService`` (DestinationRule
+subsets) or ``HTTPRoute`` (the Gateway API: per-version Services, named by their version when read back).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from splitproof.verifier.istio import format_weights
 
 Weights = dict[str, int]
 VIRTUAL_SERVICE = "VirtualService"   # Istio networking.istio.io
-KINDS = (VIRTUAL_SERVICE,)           # issue 17 adds "HTTPRoute" (gateway.networking.k8s.io)
+HTTP_ROUTE = "HTTPRoute"             # the Gateway API, gateway.networking.k8s.io (per-version Services)
+KINDS = (VIRTUAL_SERVICE, HTTP_ROUTE)
 
 
 def normalize(weights: Mapping[str, int]) -> Weights:
@@ -35,6 +37,13 @@ def normalize(weights: Mapping[str, int]) -> Weights:
     if len(kept) == 1:
         return {next(iter(kept)): 100}
     return kept
+
+
+def proportions(weights: Mapping[str, int]) -> dict[str, float]:
+    """The normalized weights as fractions (Gateway API weights are relative; Istio's sum to 100)."""
+    kept = normalize(weights)
+    total = sum(kept.values())
+    return {k: round(v / total, 12) for k, v in kept.items()} if total else {}
 
 
 def describe(weights: Mapping[str, int] | None) -> str:
@@ -46,13 +55,15 @@ def describe(weights: Mapping[str, int] | None) -> str:
 
 @dataclass(frozen=True)
 class Routing:
-    """What carries the split: the service whose traffic is split, in which namespace, through which API, and the
-    ingress gateway hosts that route it too (a gRPC gateway). Routers are built from this, not hard-wired."""
+    """What carries the split: the service whose traffic is split, in which namespace, through which API, the
+    ingress gateway hosts that route it too (a gRPC gateway), and for an HTTPRoute the version each backend
+    Service carries. Routers are built from this, not hard-wired."""
 
     service: str
     namespace: str
     kind: str = VIRTUAL_SERVICE
     gateway_hosts: tuple[str, ...] = ()
+    versions: tuple[tuple[str, str], ...] = ()   # HTTPRoute: (per-version Service fqdn, version) pairs
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -61,6 +72,11 @@ class Routing:
     @property
     def fqdn(self) -> str:
         return f"{self.service}.{self.namespace}.svc.cluster.local"
+
+    @property
+    def version_of(self) -> dict[str, str]:
+        """{Service fqdn: version}: how a proxy's whole-service clusters are named when read back."""
+        return dict(self.versions)
 
 
 @dataclass(frozen=True)
@@ -80,8 +96,9 @@ class ProxyWeights:
         return describe(self.weights)
 
     def serves(self, weights: Mapping[str, int]) -> bool:
+        """Holds ``weights`` in proportion (an HTTPRoute's relative weights 4:1 serve 80:20)."""
         return (self.error is None and self.synced and self.weights is not None
-                and normalize(self.weights) == normalize(weights))
+                and proportions(self.weights) == proportions(weights))
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,8 @@ def test_an_alias_bomb_is_refused_by_both_commands(tmp_path: Path, where: str) -
     bomb.write_text(alias_bomb(where))
     vs = run(VERIFY, "--from-virtualservice", str(bomb), "--results", str(results_file(tmp_path)))
     assert vs.returncode == 2 and "alias" in one_error_line(vs, "verify-split")
+    route = run(VERIFY, "--from-httproute", str(bomb), "--results", str(results_file(tmp_path)))
+    assert route.returncode == 2 and "alias" in one_error_line(route, "verify-split")
     up = run(CANARY_SETUP, "local", "up", "--manifests", str(bomb), "--state-dir", str(tmp_path / "state"))
     assert up.returncode == ExitCode.USAGE and "alias" in one_error_line(up, "canary-setup")
     lint = run(CANARY_SETUP, "lint", str(bomb))

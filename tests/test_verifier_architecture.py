@@ -34,8 +34,8 @@ def test_layers_point_down() -> None:
     """verifier imports nothing from setup or loadtest; loadtest nothing from setup; the foundation modules
     (shared with canary-setup) nothing from the verifier's layers above them."""
     foundation = {f"splitproof.verifier.{m}" for m in
-                  ("errors", "exitcodes", "defaults", "fmt", "istio", "boutique", "safeyaml", "inputfile", "redact",
-                   "cliexit")}
+                  ("errors", "exitcodes", "defaults", "fmt", "istio", "gatewayapi", "boutique", "safeyaml", "inputfile",
+                   "redact", "cliexit")}
     for module, deps in EDGES.items():
         if module.startswith("splitproof.verifier"):
             assert not {d for d in deps if d.startswith(("splitproof.setup", "splitproof.loadtest"))}, module

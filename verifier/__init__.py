@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     # the expected split
     "Expected": "expected", "from_canary_percent": "expected", "from_weights_spec": "expected",
     "from_virtualservice_file": "inputs.virtualservice", "from_virtualservice_live": "inputs.virtualservice",
+    "from_httproute_file": "inputs.httproute", "from_httproute_live": "inputs.httproute",
     # observations
     "Record": "inputs.records", "RecordWriter": "inputs.records", "read_records": "inputs.records",
     "Attribution": "inputs.attribution",
@@ -49,12 +50,12 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
-    "Attribution", "Batch", "combine", "ExitCode", "Expected", "from_canary_percent", "from_virtualservice_file",
-    "from_virtualservice_live", "from_weights_spec", "github_summary_markdown", "HealthMonitor", "HealthVerdict",
-    "InputError", "Interval", "IntervalKind", "judge", "judge_health", "Method", "Outcome", "Parameters", "plan",
-    "Plan", "print_verdict", "read_records", "Record", "RecordWriter", "SequentialGate", "SplitproofError", "Status",
-    "Tally", "UnattributedRow", "Unreachable", "Verdict", "verdict_to_dict", "verify", "VersionRow", "write_html",
-    "write_junit",
+    "Attribution", "Batch", "combine", "ExitCode", "Expected", "from_canary_percent", "from_httproute_file",
+    "from_httproute_live", "from_virtualservice_file", "from_virtualservice_live", "from_weights_spec",
+    "github_summary_markdown", "HealthMonitor", "HealthVerdict", "InputError", "Interval", "IntervalKind", "judge",
+    "judge_health", "Method", "Outcome", "Parameters", "plan", "Plan", "print_verdict", "read_records", "Record",
+    "RecordWriter", "SequentialGate", "SplitproofError", "Status", "Tally", "UnattributedRow", "Unreachable",
+    "Verdict", "verdict_to_dict", "verify", "VersionRow", "write_html", "write_junit",
 ]
 
 
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
     from splitproof.verifier.health.model import HealthVerdict
     from splitproof.verifier.health.sequential import HealthMonitor
     from splitproof.verifier.inputs.attribution import Attribution
+    from splitproof.verifier.inputs.httproute import from_httproute_file, from_httproute_live
     from splitproof.verifier.inputs.records import Record, RecordWriter, read_records
     from splitproof.verifier.inputs.virtualservice import from_virtualservice_file, from_virtualservice_live
     from splitproof.verifier.reports.html import write_html

@@ -32,6 +32,7 @@ examples:
   verify-split --expected 20 --target 127.0.0.1:15001          # sequential, stops at the first verdict
   verify-split --weights production=60,canary=30,shadow=10 --results out.jsonl --json - --junit split.xml
   verify-split --from-virtualservice recommendationservice -n online-boutique --url http://INGRESS
+  verify-split --from-httproute recommendationservice -n online-boutique --target 127.0.0.1:8081
   verify-split --expected 20 --plan --rate 500
   verify-split --expected 20 --prometheus http://prometheus.istio-system:9090 --since 10m
   verify-split --expected 20 --prometheus http://127.0.0.1:9090 --watch --duration 300
@@ -54,10 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--weights", metavar="SPEC", help="subset weights summing to 100: production=80,canary=20")
     exp.add_argument("--from-virtualservice", metavar="FILE|NAME",
                      help="Istio YAML file (multi-document fine), or with -n the live VirtualService NAME")
-    g.add_argument("-n", "--namespace", help="namespace of the live VirtualService (current kube context); with a "
-                                             "telemetry source also the service's (default "
+    exp.add_argument("--from-httproute", metavar="FILE|NAME",
+                     help="Gateway API YAML (the HTTPRoute and its backend Services), or with -n the live HTTPRoute "
+                          "NAME; each backend Service is named by its selector's version label")
+    g.add_argument("-n", "--namespace", help="namespace of the live VirtualService or HTTPRoute (current kube "
+                                             "context); with a telemetry source also the service's (default "
                                              f"{defaults.SERVICE_NAMESPACE})")
-    g.add_argument("--context", help="kube context for the live VirtualService (default: current)")
+    g.add_argument("--context", help="kube context for the live VirtualService or HTTPRoute (default: current)")
     g.add_argument("--host", default=defaults.SERVICE_HOST,
                    help="service host whose weighted route to read (default: %(default)s)")
 

@@ -1,5 +1,6 @@
 """Step 5, the canary: the ``version: production`` label on the production pod template, the DestinationRule
-(before anything routes to its subsets), the canary Deployment (built if needed), both rollouts."""
+(before anything routes to its subsets) or with ``--routing gateway-api`` the per-version Services, the canary
+Deployment (built if needed), both rollouts."""
 
 from __future__ import annotations
 
@@ -30,8 +31,13 @@ def step_canary(ctx: Ctx) -> None:
     with ctx.ui.waiting(f"waiting for {PRODUCTION_DEPLOYMENT}"):
         kube.rollout_status(PRODUCTION_DEPLOYMENT, ctx.ns, opts.wait_timeout)
 
-    # The DestinationRule goes in before anything routes to its subsets (else: 503s).
-    ensure(ctx, resources.destination_rule(opts))
+    # The backends go in before anything routes to them (else: 503s): DestinationRule subsets, or with the
+    # Gateway API one Service per version.
+    if opts.gateway_api:
+        for doc in resources.version_services(opts):
+            ensure(ctx, doc)
+    else:
+        ensure(ctx, resources.destination_rule(opts))
 
     plan = canary_image_plan(ctx)
     doc = resources.canary_deployment(opts, plan.image, plan.pull_policy, plan.env)

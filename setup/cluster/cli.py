@@ -28,9 +28,10 @@ from splitproof.setup.cluster.provider import resolve_context
 from splitproof.setup.cluster.runner import Runner
 from splitproof.setup.cluster.steps import STEPS, UP_STEPS, Step, check_plan, run_steps, step_named
 from splitproof.setup.cluster.ui import Ui
-from splitproof.setup.manifests import mesh_documents
+from splitproof.setup.manifests import ISTIO_ROUTING, ROUTINGS, mesh_documents
 from splitproof.verifier.errors import InputError
 from splitproof.verifier.exitcodes import ExitCode
+from splitproof.verifier.gatewayapi import CRDS_VERSION
 from splitproof.verifier.istio import canary_weights, parse_weights
 
 SINGLE_STEPS = ("cluster", "istio", "app", "expose", "canary", "weights", "status", "loadtest", "down")
@@ -94,6 +95,10 @@ def common_parser() -> argparse.ArgumentParser:
                    help="where built images are pushed (default: gcr.io/<project>/microservices_demo on gke; "
                         "loaded into kind on kind)")
     g.add_argument("--api-version", default="networking.istio.io/v1", help="Istio networking apiVersion")
+    g.add_argument("--routing", choices=ROUTINGS, default=ISTIO_ROUTING,
+                   help="istio: DestinationRule subsets + weighted VirtualService (the lab); gateway-api: the "
+                        f"Gateway API CRDs ({CRDS_VERSION}, standard channel) + per-version Services + an HTTPRoute "
+                        "bound to the Service (default: %(default)s)")
     g = p.add_argument_group("behaviour")
     g.add_argument("--wait-timeout", type=_seconds, default=300.0, help="seconds per rollout wait (default: 300)")
     g.add_argument("--proxy-timeout", type=_seconds, default=120.0,
@@ -119,10 +124,14 @@ def options_from_args(args: argparse.Namespace) -> Options:
         prometheus_addon=args.prometheus_addon, namespace=args.namespace,
         manifests=args.manifests, host=args.host, grpc_gateway=args.grpc_gateway, grpc_host=args.grpc_host,
         weights=weights, canary_image=args.canary_image, boutique_src=args.boutique_src,
-        image_repo=args.image_repo, api_version=args.api_version, wait_timeout=args.wait_timeout,
+        image_repo=args.image_repo, api_version=args.api_version, routing=args.routing,
+        wait_timeout=args.wait_timeout,
         proxy_timeout=args.proxy_timeout, dry_run=args.dry_run, verbose=args.verbose,
     )
     opts.params().validate()
+    if opts.gateway_api and opts.grpc_gateway:
+        raise InputError("--grpc-gateway routes the split with an Istio VirtualService bound to the ingress: use it "
+                         "with --routing istio")
     return opts
 
 

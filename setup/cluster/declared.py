@@ -1,11 +1,12 @@
-"""Weights as a VirtualService *declares* them (what the proxies are compared against; what they serve is read by
-setup.cluster.router)."""
+"""Weights as a VirtualService or an HTTPRoute *declares* them (what the proxies are compared against; what they
+serve is read by setup.cluster.router)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from splitproof.verifier import gatewayapi as gw
 from splitproof.verifier.errors import InputError
 from splitproof.verifier.istio import weighted_route
 
@@ -14,6 +15,15 @@ Weights = dict[str, int]
 
 def fqdn(service: str, namespace: str) -> str:
     return f"{service}.{namespace}.svc.cluster.local"
+
+
+def http_route_weights(route: Mapping[str, Any], services: list[Mapping[str, Any]], namespace: str) -> Weights | None:
+    """The split an HTTPRoute's weighted rule declares, by the version each backend Service selects (relative
+    weights as written); None when it has none or a backend's version is unknown."""
+    try:
+        return gw.version_weights(gw.backends(route, namespace), gw.service_versions(services, namespace))
+    except InputError:
+        return None
 
 
 def virtual_service_weights(vs: Mapping[str, Any], host: str) -> Weights | None:

@@ -1,10 +1,12 @@
 """Step 2, Istio: ``istioctl install --set profile=demo`` unless istiod and the ingress gateway are there, wait for
-both, check the CRDs, install Istio's Prometheus addon with ``--prometheus-addon`` (setup.cluster.promaddon), and find
+both, check the CRDs (with ``--routing gateway-api`` also the Gateway API's: setup.cluster.gateway_api), install
+Istio's Prometheus addon with ``--prometheus-addon`` (setup.cluster.promaddon), and find
 the ingress address."""
 
 from __future__ import annotations
 
 from splitproof.setup.cluster.context import Ctx, lines, report
+from splitproof.setup.cluster.gateway_api import ensure_crds
 from splitproof.setup.cluster.kube import CREATED, UNCHANGED
 from splitproof.setup.cluster.live import ingress_address
 from splitproof.setup.cluster.options import INGRESS_NAME, ISTIO_NAMESPACE
@@ -48,6 +50,8 @@ def step_istio(ctx: Ctx) -> None:
         if not crds.ok or missing:
             raise SetupError("Istio CRDs missing after install: " + (", ".join(missing) or crds.stderr.strip()))
         report(ctx, "ok", f"Istio CRDs present ({len([n for n in names if n.endswith('.istio.io')])})")
+    if opts.gateway_api:
+        ensure_crds(ctx)
     if opts.prometheus_addon:
         step_prometheus_addon(ctx)
     address = _wait_ingress_address(ctx)

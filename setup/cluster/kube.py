@@ -25,8 +25,10 @@ RESOURCES = {
     "ConfigMap": "configmaps",
     "Namespace": "namespaces",
     "Pod": "pods",
+    "HTTPRoute": "httproutes.gateway.networking.k8s.io",
+    "CustomResourceDefinition": "customresourcedefinitions.apiextensions.k8s.io",
 }
-CLUSTER_SCOPED = {"Namespace"}
+CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition"}
 # The parts of a document we own and compare with the live object (the server adds status, defaults, metadata).
 COMPARED = ("spec", "data")
 GET_TIMEOUT = 30.0

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from splitproof.setup.manifests import CanaryParams
+from splitproof.setup.manifests import GATEWAY_API_ROUTING, ISTIO_ROUTING, CanaryParams
 from splitproof.verifier.istio import format_weights
 
 PROVIDERS = ("existing", "gke", "kind")
@@ -58,6 +58,7 @@ class Options:
     boutique_src: str | None = None
     image_repo: str | None = None
     api_version: str = "networking.istio.io/v1"
+    routing: str = ISTIO_ROUTING  # or GATEWAY_API_ROUTING: per-version Services + HTTPRoute (Gateway API CRDs)
     wait_timeout: float = 300.0   # rollouts, Istio install readiness
     proxy_timeout: float = 120.0  # proxies serving the new weights
     dry_run: bool = False
@@ -85,7 +86,11 @@ class Options:
 
     def params(self) -> CanaryParams:
         return CanaryParams(namespace=self.namespace, host=self.host, service=SERVICE, port=SERVICE_PORT,
-                            weights=dict(self.weights), api_version=self.api_version)
+                            weights=dict(self.weights), api_version=self.api_version, routing=self.routing)
+
+    @property
+    def gateway_api(self) -> bool:
+        return self.routing == GATEWAY_API_ROUTING
 
     def to_argv(self) -> list[str]:
         """The options that differ from the defaults, as command-line flags (for 'resume with ...' hints)."""

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from splitproof.setup.cluster.options import CANARY_DEPLOYMENT, SERVICE, Options
-from splitproof.setup.manifests import MESH_TEMPLATES, documents, render
+from splitproof.setup.manifests import GATEWAY_API_TEMPLATES, MESH_TEMPLATES, documents, render
 from splitproof.verifier.errors import InputError
 
 GATEWAY_T, FRONTEND_VS_T, FRONTEND_INTERNAL_VS_T, DESTINATION_RULE_T, WEIGHTED_VS_T = MESH_TEMPLATES
+VERSION_SERVICES_T, HTTPROUTE_T = GATEWAY_API_TEMPLATES[3:]
 SERVICE_ENTRIES_T = "serviceentries.yaml.j2"
 CANARY_T = "canary-deployment.yaml.j2"
 PATCH_T = "production-label-patch.json.j2"
@@ -55,6 +56,16 @@ def grpc_gateway_documents(opts: Options) -> list[Doc]:
 
 def destination_rule(opts: Options) -> Doc:
     return _one(documents(DESTINATION_RULE_T, opts.params()), DESTINATION_RULE_T)
+
+
+def version_services(opts: Options) -> list[Doc]:
+    """Gateway API routing: one Service per version (``recommendationservice-canary``), selecting its pods."""
+    return documents(VERSION_SERVICES_T, opts.params())
+
+
+def http_route(opts: Options) -> Doc:
+    """Gateway API routing: the weighted HTTPRoute bound to the Service, sending to the per-version Services."""
+    return _one(documents(HTTPROUTE_T, opts.params()), HTTPROUTE_T)
 
 
 def weighted_virtual_service(opts: Options) -> Doc:

@@ -1,8 +1,9 @@
-"""The cluster's Router (setup.router): the weights are declared with ``kubectl apply`` of the weighted
-VirtualService (and of the one bound to the gRPC gateway, same weights); what is served is read with ``istioctl
-proxy-config routes <pod> -o json`` on the proxies that apply the split -- a frontend pod's sidecar (its calls to
-the service are split there) and, when a gateway route carries the split too, the ingress gateway. Mesh routes
-never live on the gateway, so the gateway is only asked for the hosts bound to it.
+"""The cluster's Router (setup.router): the weights are declared with ``kubectl apply`` of the weighted VirtualService
+(and of the one bound to the gRPC gateway, same weights), or of the HTTPRoute (``--routing gateway-api``: its
+backends, the per-version Services, are named by their version when read back); what is served is read with
+``istioctl proxy-config routes <pod> -o json`` on the proxies that apply the split -- a frontend pod's sidecar (its
+calls to the service are split there) and, when a gateway route carries the split too, the ingress gateway. Mesh
+routes never live on the gateway, so the gateway is only asked for the hosts bound to it.
 Reference: https://istio.io/latest/docs/reference/commands/istioctl/#istioctl-proxy-config-route
 """
 
@@ -21,6 +22,7 @@ from splitproof.setup.cluster.runner import READ, WAIT
 from splitproof.setup.envoyroutes import served_split
 from splitproof.setup.errors import SetupError
 from splitproof.setup.router import (
+    HTTP_ROUTE,
     VIRTUAL_SERVICE,
     ProxyWeights,
     Routing,
@@ -53,13 +55,23 @@ def _virtual_services(opts: Options, routing: Routing) -> list[dict[str, Any]]:
     return resources.routing_documents(opts, routing.gateway_hosts)
 
 
-# Routing kind -> the documents that declare the split in that API (issue 17 adds the Gateway API's HTTPRoute).
-DOCUMENTS: dict[str, Callable[[Options, Routing], list[dict[str, Any]]]] = {VIRTUAL_SERVICE: _virtual_services}
+def _http_routes(opts: Options, routing: Routing) -> list[dict[str, Any]]:
+    return [resources.http_route(opts)]
+
+
+# Routing kind -> the documents that declare the split in that API.
+DOCUMENTS: dict[str, Callable[[Options, Routing], list[dict[str, Any]]]] = {VIRTUAL_SERVICE: _virtual_services,
+                                                                            HTTP_ROUTE: _http_routes}
 
 
 def routing_of(opts: Options, namespace: str, grpc_live: Mapping[str, Any] | None) -> Routing:
     """The lab's routing: the mesh VirtualService of the service, plus the gateway-bound one when --grpc-gateway is
-    on or was exposed before (``grpc_live``: then it keeps the host it was exposed with)."""
+    on or was exposed before (``grpc_live``: then it keeps the host it was exposed with) -- or with
+    ``--routing gateway-api`` the HTTPRoute, whose per-version Services name the versions read back."""
+    if opts.gateway_api:
+        params = opts.params()
+        versions = tuple((fqdn(params.version_service(v), namespace), v) for v in params.subsets)
+        return Routing(SERVICE, namespace, HTTP_ROUTE, versions=versions)
     hosts: tuple[str, ...] = ()
     if opts.grpc_gateway:
         hosts = (opts.grpc_authority,)
@@ -70,7 +82,8 @@ def routing_of(opts: Options, namespace: str, grpc_live: Mapping[str, Any] | Non
 
 def cluster_routing(ctx: Ctx) -> Routing:
     """``routing_of`` with the live gateway-bound VirtualService looked up (only without --grpc-gateway)."""
-    live = None if ctx.opts.grpc_gateway else ctx.kube.get("VirtualService", resources.GRPC_VS_NAME, ctx.ns)
+    live = None if ctx.opts.grpc_gateway or ctx.opts.gateway_api else ctx.kube.get(
+        "VirtualService", resources.GRPC_VS_NAME, ctx.ns)
     return routing_of(ctx.opts, ctx.ns, live)
 
 
@@ -129,7 +142,7 @@ class ClusterRouter:
         if not result.ok:
             return ProxyWeights(target.name, None, error=result.stderr.strip())
         try:
-            return ProxyWeights(target.name, served_split(result.stdout, target.hosts))
+            return ProxyWeights(target.name, served_split(result.stdout, target.hosts, self._routing.version_of))
         except ValueError:
             return ProxyWeights(target.name, None, error="unreadable proxy-config output")
 

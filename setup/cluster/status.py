@@ -8,10 +8,10 @@ from typing import Any
 
 from splitproof.setup.cluster import resources
 from splitproof.setup.cluster.context import Ctx
-from splitproof.setup.cluster.declared import virtual_service_weights
+from splitproof.setup.cluster.declared import http_route_weights, virtual_service_weights
 from splitproof.setup.cluster.live import pods_without_sidecar
 from splitproof.setup.cluster.options import CANARY_DEPLOYMENT, PRODUCTION_DEPLOYMENT, SERVICE
-from splitproof.setup.cluster.router import ClusterRouter
+from splitproof.setup.cluster.router import ClusterRouter, cluster_routing
 from splitproof.setup.cluster.runner import READ
 from splitproof.setup.cluster.ui import Ui
 from splitproof.setup.router import Routing, describe, normalize
@@ -49,6 +49,12 @@ def collect_status(ctx: Ctx) -> StatusReport:
     for name in (PRODUCTION_DEPLOYMENT, CANARY_DEPLOYMENT):
         out.add(f"deployment/{name}", *_ready(kube.get("Deployment", name, ns)))
 
+    if ctx.opts.gateway_api:
+        declared = _http_route_rows(ctx, out)
+        _proxy_rows(ctx, out, cluster_routing(ctx), declared)
+        _sidecars_and_analyze(ctx, out)
+        return out
+
     rule = kube.get("DestinationRule", SERVICE, ns)
     subsets = [str(s.get("name")) for s in (rule or {}).get("spec", {}).get("subsets") or []]
     out.add(f"DestinationRule/{SERVICE}", ", ".join(subsets) if rule else "absent", "ok" if rule else "bad")
@@ -68,7 +74,42 @@ def collect_status(ctx: Ctx) -> StatusReport:
             normalize(gateway_weights) == normalize(declared)
         out.add(f"VirtualService/{resources.GRPC_VS_NAME}", describe(gateway_weights), "ok" if same else "bad")
         gateway_hosts = tuple(grpc_vs.get("spec", {}).get("hosts") or ())
-    router = ClusterRouter(ctx, Routing(SERVICE, ns, gateway_hosts=gateway_hosts))
+    _proxy_rows(ctx, out, Routing(SERVICE, ns, gateway_hosts=gateway_hosts), declared)
+    _sidecars_and_analyze(ctx, out)
+    return out
+
+
+def _http_route_rows(ctx: Ctx, out: StatusReport) -> dict[str, int] | None:
+    """Gateway API routing: the per-version Services (and the version each selects), the HTTPRoute's split."""
+    kube, ns, params = ctx.kube, ctx.ns, ctx.opts.params()
+    services = []
+    for version in params.subsets:
+        name = params.version_service(version)
+        svc = kube.get("Service", name, ns)
+        selector = (svc or {}).get("spec", {}).get("selector") or {}
+        out.add(f"Service/{name}", ",".join(f"{k}={v}" for k, v in selector.items()) if svc else "absent",
+                "ok" if svc and selector.get("version") == params.subsets[version].get("version") else "bad")
+        if svc:
+            services.append(svc)
+    route = kube.get("HTTPRoute", SERVICE, ns)
+    declared = http_route_weights(route, services, ns) if route else None
+    accepted = _accepted(route)
+    out.add(f"HTTPRoute/{SERVICE}", (describe(declared) + ("" if accepted is None else f" (Accepted={accepted})"))
+            if route else "absent", "ok" if declared and accepted in (None, "True") else "bad")
+    return declared
+
+
+def _accepted(route: dict[str, Any] | None) -> str | None:
+    """The ``Accepted`` condition istiod sets on the route's parent status, when it has set one."""
+    for parent in ((route or {}).get("status") or {}).get("parents") or []:
+        for cond in parent.get("conditions") or []:
+            if cond.get("type") == "Accepted":
+                return str(cond.get("status"))
+    return None
+
+
+def _proxy_rows(ctx: Ctx, out: StatusReport, routing: Routing, declared: dict[str, int] | None) -> None:
+    router = ClusterRouter(ctx, routing)
     targets = router.targets(required=False)
     for proxy in router.served_weights(targets).proxies:
         same = declared is not None and proxy.serves(declared)
@@ -77,6 +118,9 @@ def collect_status(ctx: Ctx) -> StatusReport:
     if not any(t.label == "frontend sidecar" for t in targets):
         out.add("proxy frontend sidecar", "no running frontend pod", "bad")
 
+
+def _sidecars_and_analyze(ctx: Ctx, out: StatusReport) -> None:
+    kube, ns = ctx.kube, ctx.ns
     pods = kube.list("Pod", ns)
     missing = pods_without_sidecar(pods)
     live = len([p for p in pods if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")])
@@ -89,7 +133,6 @@ def collect_status(ctx: Ctx) -> StatusReport:
     warnings = [line for line in out.analyze if line.lstrip().startswith("Warn")]
     out.add("istioctl analyze", f"{len(errors)} error(s), {len(warnings)} warning(s)",
             "bad" if errors else ("warn" if warnings else "ok"))
-    return out
 
 
 def print_status(ui: Ui, report: StatusReport) -> None:

@@ -40,10 +40,17 @@ def step_down(ctx: Ctx) -> None:
                                    kind=CHANGE, timeout=120, what="deleting loadtest leftovers")
         if ctx.dry or "deleted" in leftovers.stdout:
             ctx.ui.done("would" if ctx.dry else "removed", "loadtest leftovers (app=locust)")
-        for name in (resources.GRPC_VS_NAME, SERVICE):
-            _delete(ctx, "VirtualService", name, ns)
+        if opts.gateway_api:
+            _delete(ctx, "HTTPRoute", SERVICE, ns)
+        else:
+            for name in (resources.GRPC_VS_NAME, SERVICE):
+                _delete(ctx, "VirtualService", name, ns)
         _delete(ctx, "Deployment", CANARY_DEPLOYMENT, ns)
-        _delete(ctx, "DestinationRule", SERVICE, ns)
+        if opts.gateway_api:   # the Gateway API CRDs stay: other routes may use them
+            for doc in resources.version_services(opts):
+                _delete(ctx, "Service", str(doc["metadata"]["name"]), ns)
+        else:
+            _delete(ctx, "DestinationRule", SERVICE, ns)
         production = kube.get("Deployment", PRODUCTION_DEPLOYMENT, ns)
         labels = (production or {}).get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
         if ctx.dry:

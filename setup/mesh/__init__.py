@@ -1,7 +1,9 @@
 """The local mesh: the lab's Istio YAML enforced by a real Envoy on 127.0.0.1 (no cluster needed).
 
-The Gateway, VirtualServices and DestinationRule come from setup.manifests (the same templates the cluster path
-applies) and are translated into Envoy configuration the way istiod does (setup/mesh/translate.py). Topology:
+The Gateway, VirtualServices and DestinationRule -- or, with ``CanaryParams(routing="gateway-api")``, the
+per-version Services and an HTTPRoute bound to recommendationservice -- come from setup.manifests (the same
+templates the cluster path applies) and are translated into Envoy configuration the way istiod does
+(setup/mesh/translate.py). Topology:
 
 - ingress listener (Gateway port 80 -> a local port) -> frontend instances;
 - one outbound ("sidecar") listener per service: the frontend reaches recommendationservice and the catalog
@@ -42,9 +44,10 @@ and get SIGTERM if this process dies, so nothing is orphaned even without ``stop
 Command line: ``canary-setup local up|status|weights|down`` (setup/mesh/cli.py).
 
 Modules, bottom up: ``faults`` (injected faults per version, pure) -> ``topology`` (services and instances,
-pure) -> ``fields``, ``hosts``, ``istio_model`` (Istio documents parsed and validated) -> ``envoy_build``
-(Envoy resources), ``inbound`` (the telemetry hops: an inbound listener per instance, Istio's access logs on every
-HCM) -> ``translate`` (the two together) ->
+pure) -> ``fields``, ``hosts``, ``istio_model`` (Istio documents parsed and validated), ``gateway_model``
+(Gateway API HTTPRoutes and their backend Services into the same model) -> ``envoy_build`` (Envoy resources),
+``inbound`` (the telemetry hops: an inbound listener per instance, Istio's access logs on every HCM) ->
+``translate`` (the two together) ->
 ``xds`` (file-based xDS), ``envoy`` (binary, bootstrap), ``admin`` (Envoy's admin API, config_dump) -> ``state``,
 ``statedir`` (the typed state and its directory) -> ``reconfigure`` (state -> files -> served), ``edit`` (user
 documents reweighted) -> ``router`` (LocalRouter), ``status`` (MeshStatus) -> ``exporter`` (Istio's standard

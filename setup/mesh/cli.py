@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from splitproof.setup.errors import NotRunningError, SetupError, WaitTimeoutError
-from splitproof.setup.manifests import CanaryParams
+from splitproof.setup.manifests import GATEWAY_API_ROUTING, ISTIO_ROUTING, ROUTINGS, CanaryParams
 from splitproof.setup.mesh.edit import split_of
 from splitproof.setup.mesh.faults import CANARY, InstanceFaults, faults_to_json, parse_instance_faults
 from splitproof.setup.mesh.local import LocalMesh
@@ -56,7 +56,11 @@ def register(subparsers: Any) -> None:
                     help="instances per workload, e.g. production=2,canary=1 (also frontend=, productcatalogservice=)")
     up.add_argument("--detach", action="store_true", help="leave a supervisor running in the background")
     up.add_argument("--manifests", metavar="FILE",
-                    help="Istio YAML (Gateway/VirtualService/DestinationRule) to enforce instead of the templates")
+                    help="YAML to enforce instead of the templates: Istio Gateway/VirtualService/DestinationRule, "
+                         "Gateway API HTTPRoute (parentRefs: the Service) + its backend Services")
+    up.add_argument("--routing", choices=ROUTINGS, default=ISTIO_ROUTING,
+                    help="how the templates route the canary: istio (DestinationRule subsets + weighted "
+                         "VirtualService) or gateway-api (per-version Services + HTTPRoute); default %(default)s")
     up.add_argument("--namespace", default=CanaryParams.namespace, help="namespace of the services (%(default)s)")
     up.add_argument("--host", default=CanaryParams.host, help="the shop's ingress host (default: any)")
     up.add_argument("--version-header", metavar="NAME",
@@ -130,16 +134,22 @@ def load_manifests(path: str) -> list[dict[str, Any]]:
 
 
 def _params(args: argparse.Namespace, documents: list[dict[str, Any]] | None) -> CanaryParams:
-    base = CanaryParams(namespace=args.namespace, host=args.host, version_header=args.version_header)
+    base = CanaryParams(namespace=args.namespace, host=args.host, version_header=args.version_header,
+                        routing=args.routing)
     if documents is not None:
         if args.canary_weight is not None or args.weights:
             raise InputError("--manifests carries its own weights: drop --canary-weight/--weights "
                               "(change them later with `canary-setup local weights`)")
+        if args.routing != ISTIO_ROUTING:
+            raise InputError("--routing chooses the templates; --manifests documents route as they are written")
+        if any(d.get("kind") == "HTTPRoute" for d in documents):
+            base = CanaryParams(namespace=base.namespace, host=base.host, routing=GATEWAY_API_ROUTING)
         svc = next(s for s in services(base) if s.name == base.service)
         subsets, weights = split_of(documents, svc.fqdn, base.namespace)
         if weights:
             return CanaryParams(namespace=base.namespace, host=base.host, subsets=subsets or base.subsets,
-                                weights=weights if set(weights) <= set(subsets) else base.weights)
+                                weights=weights if set(weights) <= set(subsets) else base.weights,
+                                routing=base.routing)
         return base
     if args.weights:
         return base.with_weights(parse_weights(args.weights))

@@ -1,5 +1,6 @@
-"""Edits and readings of Istio documents the user gave (``local up --manifests``): what split they configure,
-and the same documents with new weights (a mesh started from the templates re-renders them instead)."""
+"""Edits and readings of Istio and Gateway API documents the user gave (``local up --manifests``): what split they
+configure, and the same documents with new weights (a mesh started from the templates re-renders them instead).
+An HTTPRoute's backends are named by the version their Service selects (verifier.gatewayapi)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,64 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from splitproof.setup.mesh.hosts import resolve_host
+from splitproof.verifier import gatewayapi as gw
 from splitproof.verifier.errors import InputError
 from splitproof.verifier.istio import weighted_route
+
+
+def _ns(doc: Mapping[str, Any], default_namespace: str) -> str:
+    return str((doc.get("metadata") or {}).get("namespace") or default_namespace)
+
+
+def _services(documents: Sequence[Any], default_namespace: str) -> list[Mapping[str, Any]]:
+    return [d for d in documents if isinstance(d, Mapping) and d.get("kind") == "Service"
+            and d.get("apiVersion") == "v1"]
+
+
+def versions_of(documents: Sequence[Any], default_namespace: str) -> dict[str, str]:
+    """{Service fqdn: version} of every Service document whose selector has a ``version`` label: how the
+    Gateway API routing's per-version Services are named when their clusters are read back."""
+    return {f"{name}.{ns}.svc.cluster.local": version for (ns, name), version in
+            gw.service_versions(_services(documents, default_namespace), default_namespace).items()}
+
+
+def _routes_of(documents: Sequence[Any], service_fqdn: str, default_namespace: str) -> list[dict[str, Any]]:
+    """The HTTPRoutes bound to the Service ``service_fqdn`` (GAMMA)."""
+    out = []
+    for doc in documents:
+        if isinstance(doc, dict) and doc.get("kind") == gw.HTTPROUTE and str(doc.get("apiVersion", "")).startswith(
+                gw.GROUP + "/"):
+            parents = gw.parent_services(doc, default_namespace)
+            if any(f"{name}.{ns}.svc.cluster.local" == service_fqdn for ns, name in parents):
+                out.append(doc)
+    return out
+
+
+def _reweight_routes(documents: list[Any], service_fqdn: str, weights: Mapping[str, int],
+                     default_namespace: str) -> int:
+    """Set the weights of every HTTPRoute rule of the Service whose backends all carry a known version."""
+    versions = versions_of(documents, default_namespace)
+    touched = 0
+    for doc in _routes_of(documents, service_fqdn, default_namespace):
+        ns = _ns(doc, default_namespace)
+        for i, rule in enumerate((doc.get("spec") or {}).get("rules") or []):
+            refs = rule.get("backendRefs") if isinstance(rule, dict) else None
+            if not isinstance(refs, list) or not refs:
+                continue
+            named = [versions.get(f"{r.get('name')}.{r.get('namespace') or ns}.svc.cluster.local")
+                     if isinstance(r, dict) else None for r in refs]
+            if None in named:
+                continue
+            missing = [v for v in named if v not in weights]
+            extra = [v for v, w in weights.items() if v not in named and w]
+            if missing or extra:
+                raise InputError(f"HTTPRoute {ns}/{(doc.get('metadata') or {}).get('name')}: spec.rules[{i}] "
+                                 f"splits across versions {', '.join(map(str, named))}; the new weights name "
+                                 f"{', '.join(weights)}")
+            for r, version in zip(refs, named, strict=True):
+                r["weight"] = int(weights[str(version)])
+            touched += 1
+    return touched
 
 
 def reweight(documents: Sequence[Any], service_fqdn: str, weights: Mapping[str, int],
@@ -17,7 +74,7 @@ def reweight(documents: Sequence[Any], service_fqdn: str, weights: Mapping[str, 
     """Copy of ``documents`` where every VirtualService route splitting ``service_fqdn`` across subsets gets
     ``weights`` (by subset name). InputError when the new weights name other subsets, or nothing splits."""
     out = copy.deepcopy([dict(d) for d in documents])
-    touched = 0
+    touched = _reweight_routes(out, service_fqdn, weights, default_namespace)
     for doc in out:
         if not isinstance(doc, dict) or doc.get("kind") != "VirtualService":
             continue
@@ -43,7 +100,8 @@ def reweight(documents: Sequence[Any], service_fqdn: str, weights: Mapping[str, 
                     d["weight"] = int(weights[subset])
                 touched += 1
     if not touched:
-        raise InputError(f"no VirtualService route splits {service_fqdn} across subsets: nothing to reweight")
+        raise InputError(f"no VirtualService route or HTTPRoute rule splits {service_fqdn} across subsets or "
+                         "version Services: nothing to reweight")
     return out
 
 
@@ -67,4 +125,30 @@ def split_of(documents: Sequence[Any], service_fqdn: str, default_namespace: str
                 weights = weighted_route(doc)  # the same reading as verify-split and cluster status
             except InputError:
                 continue
+    if not weights:
+        subsets, weights = _route_split(documents, service_fqdn, default_namespace) or (subsets, weights)
     return subsets, weights
+
+
+def _route_split(documents: Sequence[Any], service_fqdn: str, default_namespace: str
+                 ) -> tuple[dict[str, dict[str, str]], dict[str, int]] | None:
+    """(version -> selector labels but ``app``, the HTTPRoute's split as percentages) of the Service's HTTPRoute;
+    None without one, or when its relative weights are no whole percentages (then status compares nothing)."""
+    routes = _routes_of(documents, service_fqdn, default_namespace)
+    if not routes:
+        return None
+    services = _services(documents, default_namespace)
+    try:
+        ns = _ns(routes[0], default_namespace)
+        relative = gw.version_weights(gw.backends(routes[0], ns), gw.service_versions(services, ns))
+    except InputError:
+        return None
+    total = sum(relative.values())
+    if any(w * 100 % total for w in relative.values()):
+        return None
+    subsets = {}
+    for svc in services:
+        selector = dict((svc.get("spec") or {}).get("selector") or {})
+        if gw.VERSION_LABEL in selector:
+            subsets[str(selector[gw.VERSION_LABEL])] = {k: str(v) for k, v in selector.items() if k != "app"}
+    return subsets, {v: w * 100 // total for v, w in relative.items()}

@@ -10,13 +10,22 @@ from pathlib import Path
 from splitproof.setup.envoyroutes import served_split
 from splitproof.setup.errors import NotRunningError
 from splitproof.setup.mesh.admin import ADMIN_ERRORS, Admin
+from splitproof.setup.mesh.edit import versions_of
 from splitproof.setup.mesh.envoy_build import mesh_route_name
-from splitproof.setup.mesh.reconfigure import APPLY_TIMEOUT, change, envoy_log, xds_files
+from splitproof.setup.mesh.reconfigure import APPLY_TIMEOUT, change, desired_documents, envoy_log, xds_files
 from splitproof.setup.mesh.state import MeshState
 from splitproof.setup.mesh.statedir import read_state
 from splitproof.setup.mesh.topology import services
 from splitproof.setup.proc import log_tail
-from splitproof.setup.router import ProxyWeights, Routing, ServedWeights, Weights, wait_served
+from splitproof.setup.router import (
+    HTTP_ROUTE,
+    VIRTUAL_SERVICE,
+    ProxyWeights,
+    Routing,
+    ServedWeights,
+    Weights,
+    wait_served,
+)
 
 
 class LocalRouter:
@@ -33,8 +42,7 @@ class LocalRouter:
 
     @property
     def routing(self) -> Routing:
-        params = self._state().params
-        return Routing(params.service, params.namespace)
+        return routing_of(self._state())
 
     def set_weights(self, weights: Mapping[str, int]) -> None:
         """New weights into the state and the route file (clusters stay: they do not depend on weights)."""
@@ -50,11 +58,13 @@ class LocalRouter:
         want = dict(state.params.weights if weights is None else weights)
         log = envoy_log(self.state_dir)
         written = xds_files(self.state_dir).route_versions()  # what Envoy must have taken: read once
-        return wait_served(lambda: ServedWeights(want, (self._read(state, written),)), want,
+        versions = routing_of(state).version_of               # and the version Services' names: once too
+        return wait_served(lambda: ServedWeights(want, (self._read(state, written, versions),)), want,
                            APPLY_TIMEOUT if timeout is None else timeout, interval=0.002, max_interval=0.02,
                            hint=f" (envoy log: {log_tail(log)})" if log.exists() else "")
 
-    def _read(self, state: MeshState, written: Mapping[str, str] | None = None) -> ProxyWeights:
+    def _read(self, state: MeshState, written: Mapping[str, str] | None = None,
+              versions: Mapping[str, str] | None = None) -> ProxyWeights:
         """What Envoy serves on the canaried service's outbound route; ``synced`` when every route file written is
         served at its version (nothing written is still pending)."""
         svc = next(s for s in services(state.params) if s.name == state.params.service)
@@ -69,8 +79,18 @@ class LocalRouter:
         if written is None:
             written = xds_files(self.state_dir).route_versions()
         synced = all(served.get(n, ("",))[0] == version for n, version in written.items())
-        weights: Weights | None = served_split(served[name][1]) if name in served else None
+        if versions is None:
+            versions = routing_of(state).version_of
+        weights: Weights | None = served_split(served[name][1], versions=versions) if name in served else None
         return ProxyWeights(proxy, weights, synced=synced)
+
+
+def routing_of(state: MeshState) -> Routing:
+    """The mesh's Routing: an HTTPRoute when the documents hold per-version Services, else a VirtualService."""
+    params = state.params
+    versions = versions_of(desired_documents(state), params.namespace)
+    return Routing(params.service, params.namespace, HTTP_ROUTE if versions else VIRTUAL_SERVICE,
+                   versions=tuple(sorted(versions.items())))
 
 
 def shown_weights(served: ServedWeights) -> Weights:

@@ -15,7 +15,7 @@ from typing import Any
 from splitproof.setup.envoyroutes import route_destinations, subset_weights
 from splitproof.setup.errors import NotRunningError
 from splitproof.setup.mesh.admin import ADMIN_ERRORS, Admin, parse_config_dump
-from splitproof.setup.mesh.router import LocalRouter, shown_weights
+from splitproof.setup.mesh.router import LocalRouter, routing_of, shown_weights
 from splitproof.setup.mesh.state import READY, STARTING, MeshState
 from splitproof.setup.mesh.statedir import default_state_dir, read_state
 from splitproof.setup.mesh.topology import services
@@ -60,13 +60,21 @@ def cluster_instances(cluster: Mapping[str, Any]) -> list[str]:
     return names
 
 
-def served_subsets(clusters: Mapping[str, dict[str, Any]], fqdn: str) -> dict[str, dict[str, Any]]:
+def served_subsets(clusters: Mapping[str, dict[str, Any]], fqdn: str,
+                   versions: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """The canaried service's subsets as Envoy has them -- DestinationRule subset clusters, or with ``versions``
+    ({Service fqdn: version}) the clusters of the Gateway API's per-version Services."""
     out: dict[str, dict[str, Any]] = {}
+    versions = versions or {}
     for name, cluster in clusters.items():
         parsed = parse_cluster_name(name)
-        if not parsed or parsed[2] != fqdn or not parsed[1]:
+        if parsed and not parsed[1] and parsed[2] in versions:
+            key = versions[parsed[2]]
+        elif not parsed or parsed[2] != fqdn or not parsed[1]:
             continue
-        out[parsed[1]] = {"selector": _splitproof_meta(cluster).get("selector", {}),
+        else:
+            key = parsed[1]
+        out[key] = {"selector": _splitproof_meta(cluster).get("selector", {}),
                           "instances": cluster_instances(cluster)}
     return out
 
@@ -177,9 +185,10 @@ def mesh_status(state_dir: Path | str | None = None) -> MeshStatus:
         except ADMIN_ERRORS as exc:
             warnings.append(f"Envoy admin {admin_url} unreachable: {exc}")
         else:
-            routes = {name: subset_weights(rc) for name, (_v, rc) in served.routes.items()}
+            versions = routing_of(state).version_of
+            routes = {name: subset_weights(rc, versions) for name, (_v, rc) in served.routes.items()}
             weights = shown_weights(LocalRouter(state_dir).served_weights())
-            subsets = served_subsets(served.clusters, canaried.fqdn)
+            subsets = served_subsets(served.clusters, canaried.fqdn, versions)
             warnings.extend(served_warnings(served.routes, served.clusters))
             if weights and {k: v for k, v in weights.items() if v} != {k: v for k, v in params.weights.items() if v}:
                 warnings.append(f"Envoy serves {format_weights(weights)} but the desired weights are "

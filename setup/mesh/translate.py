@@ -30,6 +30,7 @@ from typing import Any
 from splitproof.setup.mesh import envoy_build as build
 from splitproof.setup.mesh import inbound
 from splitproof.setup.mesh.envoy_build import EnvoyConfig, ListenerPorts
+from splitproof.setup.mesh.gateway_model import BackendService, parse_all
 from splitproof.setup.mesh.hosts import domains, host_intersection, resolve_host
 from splitproof.setup.mesh.inbound import Telemetry
 from splitproof.setup.mesh.istio_model import (
@@ -40,7 +41,6 @@ from splitproof.setup.mesh.istio_model import (
     Model,
     Server,
     VirtualService,
-    parse_documents,
 )
 from splitproof.setup.mesh.topology import Endpoint, Service
 
@@ -56,12 +56,12 @@ def translate(documents: Sequence[Any], *, services: Sequence[Service], endpoint
     With ``telemetry`` (setup.mesh.inbound), every HCM writes access logs and every planned instance gets an inbound
     hop: the service clusters reach its ready instances through their inbound listeners.
     """
-    model = parse_documents(documents, services, default_namespace)
+    model, backends = parse_all(documents, services, default_namespace)
     out = EnvoyConfig()
     if telemetry is not None:
         _inbound(services, endpoints, telemetry, out)
         endpoints = [inbound.internal_endpoint(ep) for ep in endpoints]
-    defined = _clusters(model, services, endpoints, out)
+    defined = _clusters(model, services, endpoints, out) | _backend_clusters(backends, endpoints, out)
     _mesh_listeners(model, services, defined, ports, route_path, out, telemetry)
     _ingress_listeners(model, defined, ports, route_path, ingress_labels, out, telemetry)
     out.warnings = list(dict.fromkeys(out.warnings))
@@ -112,6 +112,20 @@ def _clusters(model: Model, services: Sequence[Service], endpoints: Sequence[End
             name = build.service_cluster(svc, subset.name)
             out.clusters.append(build.cluster(name, svc, selected, subset.lb, subset.name, subset.labels))
             defined.add(name)
+    return defined
+
+
+def _backend_clusters(backends: Sequence[BackendService], endpoints: Sequence[Endpoint],
+                      out: EnvoyConfig) -> set[str]:
+    """One cluster per Service document (a Gateway API backend): the instances its selector matches, of any
+    service -- as Kubernetes' EndpointSlices for a Service selecting pods by labels; named like istiod's
+    ``outbound|<port>||<name>.<ns>.svc.cluster.local``."""
+    defined: set[str] = set()
+    for b in backends:
+        selected = [ep for ep in endpoints if all(ep.labels.get(k) == v for k, v in b.selector.items())]
+        name = build.service_cluster(b.service)
+        out.clusters.append(build.cluster(name, b.service, selected, DEFAULT_LB, "", b.selector))
+        defined.add(name)
     return defined
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from splitproof.setup.manifests import ISTIO_ROUTING, ROUTINGS
 from splitproof.setup.rollout import events as ev
 from splitproof.setup.rollout.driver import Driver, RolloutResult, StepSource
 from splitproof.setup.rollout.plan import RolloutPlan, parse_duration, parse_steps
@@ -79,6 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     g.add_argument("--url", help="the shop through the ingress gateway (product pages: 4 vs 2 recommendations)")
     g.add_argument("--header", metavar="NAME", help="response header naming the version (needed for --health)")
     g.add_argument("--proxy-timeout", type=float, default=120.0, help="seconds for the proxies to serve a step")
+    g.add_argument("--routing", choices=ROUTINGS, default=ISTIO_ROUTING,
+                   help="how the cluster routes the canary: istio (DestinationRule + VirtualService) or gateway-api "
+                        "(per-version Services + HTTPRoute); the local mesh knows its own (default: %(default)s)")
     p.set_defaults(func=cmd_rollout)
 
 

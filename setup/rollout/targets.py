@@ -64,7 +64,8 @@ def local_parts(args: argparse.Namespace, plan: RolloutPlan,
     if args.dry_run:
         routing = Routing(state.params.service, state.params.namespace)
         return DryLocalRouter(routing, str(state_dir), say), DrySource(entry, say), LOCAL_NEXT
-    service = Service(state.params.service, state.params.namespace)
+    service = Service(state.params.service, state.params.namespace,
+                      versions=version_services(LocalRouter(state_dir).routing))  # Gateway API routing: by Service
     if args.source == "prometheus" and not args.prometheus:  # the mesh's own (`local up --prometheus`)
         args.prometheus = state.telemetry.prometheus_url
         if not args.prometheus:
@@ -91,7 +92,8 @@ def cluster_parts(args: argparse.Namespace, plan: RolloutPlan,
     if args.proxy_timeout <= 0:
         raise InputError("--proxy-timeout must be a positive number of seconds")
     opts = Options(context=args.context, namespace=args.namespace, proxy_timeout=args.proxy_timeout,
-                   dry_run=args.dry_run, weights={"production": 100 - plan.steps[0], "canary": plan.steps[0]})
+                   dry_run=args.dry_run, weights={"production": 100 - plan.steps[0], "canary": plan.steps[0]},
+                   routing=args.routing)
     ctx = make_ctx(args, opts)
     check_subsets(ctx)  # the DestinationRule must define both subsets before any weight moves
     router = ClusterRouter(ctx, cluster_routing(ctx))
@@ -104,7 +106,8 @@ def cluster_parts(args: argparse.Namespace, plan: RolloutPlan,
         from splitproof.setup.rollout.locustsource import LOCUST_NO_HEALTH
 
         raise InputError(LOCUST_NO_HEALTH)
-    return router, make_source(args, plan, target, "istio", Service(SERVICE, args.namespace)), next_steps
+    service = Service(SERVICE, args.namespace, versions=version_services(router.routing))
+    return router, make_source(args, plan, target, "istio", service), next_steps
 
 
 def make_source(args: argparse.Namespace, plan: RolloutPlan, target: SampleTarget | None,
@@ -141,3 +144,13 @@ def make_source(args: argparse.Namespace, plan: RolloutPlan, target: SampleTarge
         interval, _how = scrape_interval(client)
     spec = series_spec(client, metric, service)
     return PrometheusSource(client, spec, interval, health=plan.health, metric=metric)
+
+
+def version_services(routing: Routing) -> tuple[tuple[str, str, str], ...]:
+    """(namespace, Service, version) of an HTTPRoute routing's per-version Services, for the telemetry sources'
+    attribution (``verifier.telemetry.Service.versions``); empty for DestinationRule subsets."""
+    out = []
+    for fqdn, version in routing.versions:
+        name, namespace = fqdn.split(".")[:2]
+        out.append((namespace, name, version))
+    return tuple(out)

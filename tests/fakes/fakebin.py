@@ -33,13 +33,17 @@ PLURAL = {
     "Deployment": "deployments", "Service": "services", "ConfigMap": "configmaps", "Job": "jobs", "Pod": "pods",
     "Namespace": "namespaces", "ServiceAccount": "serviceaccounts", "VirtualService": "virtualservices",
     "DestinationRule": "destinationrules", "Gateway": "gateways", "ServiceEntry": "serviceentries",
+    "HTTPRoute": "httproutes", "CustomResourceDefinition": "customresourcedefinitions",
 }
 SINGULAR = {v: k for k, v in PLURAL.items()}
 GROUPS = {"deployments": "apps", "jobs": "batch", "virtualservices": "networking.istio.io",
           "destinationrules": "networking.istio.io", "gateways": "networking.istio.io",
-          "serviceentries": "networking.istio.io"}
+          "serviceentries": "networking.istio.io", "httproutes": "gateway.networking.k8s.io",
+          "customresourcedefinitions": "apiextensions.k8s.io"}
 ALIASES = {"deployment": "deployments", "job": "jobs", "service": "services", "configmap": "configmaps",
-           "namespace": "namespaces", "ns": "namespaces", "pod": "pods"}
+           "namespace": "namespaces", "ns": "namespaces", "pod": "pods", "crds": "customresourcedefinitions",
+           "crd": "customresourcedefinitions", "httproute": "httproutes"}
+GATEWAY_API_RESOURCES = {"httproutes"}  # served only once the Gateway API CRDs are applied
 ISTIO_RESOURCES = {"virtualservices", "destinationrules", "gateways", "serviceentries"}
 ISTIO_CRDS = [f"{r}.networking.istio.io" for r in sorted(ISTIO_RESOURCES)] + ["sidecars.networking.istio.io"]
 VALUE_FLAGS = {"--context", "-n", "--namespace", "-o", "-f", "-l", "-p", "-c", "--type", "--name", "--region",
@@ -125,7 +129,18 @@ def key(resource: str, ns: str | None, name: str) -> str:
 
 
 def namespaced(resource: str) -> bool:
-    return resource != "namespaces"
+    return resource not in ("namespaces", "customresourcedefinitions")
+
+
+def gateway_api(world: dict[str, Any]) -> bool:
+    """The Gateway API CRDs are installed (applied from the release manifest)."""
+    return key("customresourcedefinitions", None, "httproutes.gateway.networking.k8s.io") in world["objects"]
+
+
+def missing_crd(doc: dict[str, Any]) -> Out:
+    return Out(1, "", f'error: resource mapping not found for name: "{doc["metadata"]["name"]}" namespace: "" from '
+                      f'"-": no matches for kind "{doc["kind"]}" in version "{doc["apiVersion"]}"\n'
+                      "ensure CRDs are installed first\n")
 
 
 def labels_match(labels: dict[str, str], selector: str | None) -> bool:
@@ -305,10 +320,9 @@ def kubectl(argv: list[str], stdin: str, world: dict[str, Any]) -> Out:
         lines = []
         for doc in docs:
             resource = PLURAL.get(doc["kind"], "")
-            if resource in ISTIO_RESOURCES and not world["istio"]:
-                return Out(1, "", f'error: resource mapping not found for name: "{doc["metadata"]["name"]}" '
-                                  f'namespace: "" from "-": no matches for kind "{doc["kind"]}" in version '
-                                  f'"{doc["apiVersion"]}"\nensure CRDs are installed first\n')
+            if (resource in ISTIO_RESOURCES and not world["istio"]) or (
+                    resource in GATEWAY_API_RESOURCES and not gateway_api(world)):
+                return missing_crd(doc)
             target_ns = doc.get("metadata", {}).get("namespace") or ns or "default"
             if namespaced(resource) and find(world, "namespaces", None, target_ns) is None:
                 return Out(1, "", f'Error from server (NotFound): namespaces "{target_ns}" not found\n')
@@ -350,10 +364,12 @@ def kubectl(argv: list[str], stdin: str, world: dict[str, Any]) -> Out:
 def kubectl_get(pos: list[str], flags: dict[str, list[str]], ns: str | None, world: dict[str, Any]) -> Out:
     resource = resource_name(pos[1])
     output = flag(flags, "-o", default="")
-    if resource in ("crds", "customresourcedefinitions"):
-        names = ISTIO_CRDS if world["istio"] else []
+    if resource == "customresourcedefinitions" and len(pos) == 2:
+        stored = [k.split("|")[2] for k in world["objects"] if k.startswith("customresourcedefinitions|")]
+        names = sorted((ISTIO_CRDS if world["istio"] else []) + stored)
         return Out(0, "".join(f"customresourcedefinition.apiextensions.k8s.io/{n}\n" for n in names))
-    if resource in ISTIO_RESOURCES and not world["istio"]:
+    if (resource in ISTIO_RESOURCES and not world["istio"]) or (
+            resource in GATEWAY_API_RESOURCES and not gateway_api(world)):
         return Out(1, "", f'error: the server doesn\'t have a resource type "{pos[1]}"\n')
     if len(pos) > 2:
         obj = find(world, resource, ns or "default", pos[2])
@@ -511,7 +527,7 @@ def _fqdn(host: str, ns: str) -> str:
 def proxy_routes(world: dict[str, Any], pod: dict[str, Any]) -> list[dict[str, Any]]:
     """RouteConfigurations as `istioctl proxy-config routes -o json` prints them, from the VirtualServices the
     proxy was last pushed (a change reaches the proxies after ``proxy_lag`` polls)."""
-    current = {k: v["spec"] for k, v in world["objects"].items() if k.startswith("virtualservices|")}
+    current = {k: v["spec"] for k, v in world["objects"].items() if k.startswith(("virtualservices|", "httproutes|"))}
     if current != world["served"]:
         world["pending"] += 1
         if world["pending"] > world["proxy_lag"]:
@@ -520,6 +536,10 @@ def proxy_routes(world: dict[str, Any], pod: dict[str, Any]) -> list[dict[str, A
     vhosts = []
     for k, spec in sorted(world["served"].items()):
         vs_ns = k.split("|")[1]
+        if k.startswith("httproutes|"):
+            if not gateway:
+                vhosts.extend(httproute_vhosts(spec, vs_ns, k.split("|")[2]))
+            continue
         bound = spec.get("gateways") or ["mesh"]
         if gateway == ("mesh" in bound):
             continue
@@ -542,6 +562,35 @@ def proxy_routes(world: dict[str, Any], pod: dict[str, Any]) -> list[dict[str, A
     vhosts.append({"name": "allow_any", "domains": ["*"],
                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "PassthroughCluster"}}]})
     return [{"name": "http.8080" if gateway else "8080", "virtualHosts": vhosts, "validateClusters": False}]
+
+
+def httproute_vhosts(spec: dict[str, Any], ns: str, name: str) -> list[dict[str, Any]]:
+    """What istiod pushes a sidecar for an HTTPRoute bound to a Service (GAMMA): a virtual host for the Service,
+    one route per rule named ``<ns>.<name>.<index>``, backendRefs as weighted clusters of the backend Services
+    (weight default 1, as written: relative; a 0 weight dropped; a lone backend a plain cluster)."""
+    out = []
+    for parent in spec.get("parentRefs") or []:
+        if parent.get("kind") != "Service" or parent.get("group") != "":
+            continue
+        host = _fqdn(parent["name"], parent.get("namespace") or ns)
+        port = parent.get("port", 80)
+        routes = []
+        for i, rule in enumerate(spec.get("rules") or []):
+            clusters = [{"name": f"outbound|{b.get('port', port)}||{_fqdn(b['name'], b.get('namespace') or ns)}",
+                         "weight": b.get("weight", 1)} for b in rule.get("backendRefs") or [] if b.get("weight", 1)]
+            action: dict[str, Any] = {"timeout": "0s"}
+            if len(clusters) == 1:
+                action["cluster"] = clusters[0]["name"]
+            else:
+                action["weightedClusters"] = {"clusters": clusters}
+            headers = [{"name": h["name"].lower(), "stringMatch": {"exact": h["value"]}}
+                       for m in rule.get("matches") or [] for h in m.get("headers") or []]
+            match: dict[str, Any] = {"prefix": "/", **({"headers": headers} if headers else {})}
+            routes.append({"name": f"{ns}.{name}.{i}", "match": match, "route": action,
+                           "decorator": {"operation": f"{host}:{port}/*"}})
+        routes.sort(key=lambda r: "headers" not in r["match"])   # istiod: the more specific match first
+        out.append({"name": f"{host}:{port}", "domains": [host, f"{host}:*"], "routes": routes})
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- gcloud, kind, ...

@@ -13,6 +13,7 @@ from fakes import fakebin
 
 from splitproof.setup.cluster.options import OB_MANIFESTS_URL
 from splitproof.setup.cluster.promaddon import addon_url
+from splitproof.verifier.gatewayapi import CRDS_URL, CRDS_VERSION
 
 PROMETHEUS_ADDON_URL = addon_url("1.24.2")  # the fake istiod's version
 
@@ -37,6 +38,7 @@ class FakeCluster:
         world = fakebin.new_world()
         world["urls"][OB_MANIFESTS_URL] = str(RECORDED / "kubernetes-manifests.yaml")
         world["urls"][PROMETHEUS_ADDON_URL] = str(RECORDED / "istio-prometheus-addon.yaml")
+        world["urls"][CRDS_URL] = str(RECORDED / f"gateway-api-{CRDS_VERSION}-standard-install.yaml")
         self.save_world(world)
 
     # ------------------------------------------------------------------ log

@@ -30,6 +30,12 @@ def load_expected(args: argparse.Namespace) -> Expected:
         return from_canary_percent(args.expected)
     if args.weights is not None:
         return from_weights_spec(args.weights)
+    if args.from_httproute is not None:
+        from splitproof.verifier.inputs.httproute import from_httproute_file, from_httproute_live
+
+        if args.namespace:
+            return from_httproute_live(args.from_httproute, args.namespace, args.host, args.context)
+        return from_httproute_file(args.from_httproute, args.host)
     from splitproof.verifier.inputs.virtualservice import from_virtualservice_file, from_virtualservice_live
 
     if args.namespace:

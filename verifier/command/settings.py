@@ -79,8 +79,9 @@ def _check_options(args: argparse.Namespace, live: bool) -> None:
                          "record's version)")
     if args.save_results and not live:
         raise InputError("--save-results applies to live sampling (--target/--url)")
-    if args.namespace and not args.from_virtualservice and telemetry_source(args) is None:
-        raise InputError("-n/--namespace only applies to --from-virtualservice NAME or a telemetry source")
+    if args.namespace and not (args.from_virtualservice or args.from_httproute) and telemetry_source(args) is None:
+        raise InputError("-n/--namespace only applies to --from-virtualservice NAME, --from-httproute NAME or a "
+                         "telemetry source")
     if args.max_samples is not None and args.max_samples < 1:
         raise InputError(f"--max-samples must be at least 1, got {args.max_samples}")
     if args.duration is not None and args.duration <= 0:

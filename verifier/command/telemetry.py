@@ -89,7 +89,15 @@ def sum_batches(batches: list[TelemetryCounts]) -> TelemetryCounts:
 
 
 def _service(args: argparse.Namespace) -> Service:
-    return Service(args.service, args.namespace or defaults.SERVICE_NAMESPACE)
+    """The service counted; with ``--from-httproute`` it also maps each backend Service to its version (Gateway
+    API routing: the telemetry names the version Service, not a subset)."""
+    namespace = args.namespace or defaults.SERVICE_NAMESPACE
+    if getattr(args, "from_httproute", None):
+        from splitproof.verifier.inputs.httproute import read_route
+
+        route, services, route_ns = read_route(args.from_httproute, args.namespace, args.host, args.context)
+        return Service.from_httproute(route, services, args.service, route_ns or namespace)
+    return Service(args.service, namespace)
 
 
 def _secrets(args: argparse.Namespace) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """What goes into a verdict besides the statistics: the expected split's sources and the observed responses.
 
 ``virtualservice``  the expected split read from Istio YAML or the live VirtualService
+``httproute``       the expected split read from a Gateway API HTTPRoute (YAML or live) and its backend Services
 ``records``         the JSON-lines results format (one response per line), read and written
 ``attribution``     item count (or header) -> version: the one attribution of verify-split and the Locust file
 ``classify``        one product page / gRPC reply -> a record and a failure message

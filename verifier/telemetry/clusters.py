@@ -7,14 +7,25 @@ carries ``alt_stat_name`` = its name + ``;`` (``util.DelimitedStatsPrefix`` in p
 ``constants.StatPrefixDelimiter``), so stat names read ``cluster.outbound|8080|canary|<host>;.upstream_rq_total``;
 Istio 1.23 and 1.24's JSON access log printed ``%UPSTREAM_CLUSTER%`` (the alt stat name, ending in ``;``) until
 istio/istio#54224 switched it to ``%UPSTREAM_CLUSTER_RAW%`` -- both forms are accepted.
+
+Gateway API routing (an HTTPRoute sending to one Service per version) has no subsets: the sidecar's clusters are
+``outbound|8080||recommendationservice-canary.<ns>.svc.cluster.local`` and Istio's metrics name the version Service in
+``destination_service_name``. A ``Service`` built with :meth:`Service.from_httproute` carries that mapping
+({version Service -> version}, from the route's backendRefs and each Service's ``version`` selector label), and
+:meth:`Service.cluster_version` is the one attribution of a cluster name every source applies.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from splitproof.verifier import defaults
+from splitproof.verifier import gatewayapi as gw
+from splitproof.verifier.errors import InputError
+from splitproof.verifier.istio import ClusterName
 from splitproof.verifier.telemetry.errors import TelemetryInputError
 
 DEFAULT_CLUSTER_DOMAIN = "cluster.local"
@@ -64,11 +75,59 @@ def explain_flags(flags: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """The service whose split is verified: ``name`` in ``namespace`` (or a full host when ``name`` has a dot)."""
+    """The service whose split is verified: ``name`` in ``namespace`` (or a full host when ``name`` has a dot).
+
+    ``versions``: with Gateway API routing, (namespace, Service name, version) of each per-version backend Service
+    (:meth:`from_httproute`); empty for DestinationRule subsets."""
 
     name: str = defaults.SERVICE_HOST
     namespace: str = defaults.SERVICE_NAMESPACE
     cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
+    versions: tuple[tuple[str, str, str], ...] = ()
+
+    @classmethod
+    def from_httproute(cls, route: Mapping[str, Any], services: Iterable[Mapping[str, Any]],
+                       name: str = defaults.SERVICE_HOST, namespace: str = defaults.SERVICE_NAMESPACE,
+                       cluster_domain: str = DEFAULT_CLUSTER_DOMAIN) -> Service:
+        """The service split by ``route`` (an HTTPRoute document), each backend Service mapped to the version its
+        selector's ``version`` label names (``services``: the Service documents, from a file or the API)."""
+        try:
+            backends = gw.backends(route, namespace)
+            known = gw.service_versions(list(services), namespace)
+        except InputError as exc:
+            raise TelemetryInputError(str(exc)) from None
+        pairs: list[tuple[str, str, str]] = []
+        for b in backends:
+            version = known.get((b.namespace, b.name))
+            if version is None:
+                raise TelemetryInputError(f"backend Service {b.namespace}/{b.name} has no 'version' label in its "
+                                          "selector (or no manifest): its requests cannot be attributed")
+            if (b.namespace, b.name, version) not in pairs:
+                pairs.append((b.namespace, b.name, version))
+        return cls(name, namespace, cluster_domain, tuple(pairs))
+
+    def version_service_hosts(self) -> dict[str, str]:
+        """{per-version Service FQDN: version} (empty without Gateway API routing)."""
+        return {f"{name}.{ns}.svc.{self.cluster_domain}": v for ns, name, v in self.versions}
+
+    def version_of_service(self, name: str, namespace: str) -> str | None:
+        """The version of the backend Service ``name`` in ``namespace`` (Istio's ``destination_service_name`` and
+        ``destination_service_namespace`` labels); None for any other service."""
+        return next((v for ns, n, v in self.versions if n == name and ns == namespace), None)
+
+    def cluster_version(self, cluster: ClusterName) -> tuple[str | None, str | None] | None:
+        """(version, None) for an outbound cluster that attributes a request, (None, cause) for one of this
+        service that cannot (the whole-service cluster), None for a cluster of another service."""
+        if cluster.direction != "outbound":
+            return None
+        version = self.version_service_hosts().get(cluster.host)
+        if version is not None:
+            return version, None
+        if cluster.host != self.fqdn:
+            return None
+        if not cluster.subset:
+            return None, f"no subset (outbound|{cluster.port}||{cluster.host} routes to the whole service)"
+        return cluster.subset, None
 
     def __post_init__(self) -> None:
         if "." in self.name:
@@ -89,10 +148,12 @@ class Service:
         return f"{self.name}.{self.namespace}.svc.{self.cluster_domain}"
 
     def matches_host(self, host: str) -> bool:
-        return host == self.fqdn
+        return host == self.fqdn or host in self.version_service_hosts()
 
     def describe(self) -> str:
-        return self.fqdn
+        if not self.versions:
+            return self.fqdn
+        return f"{self.fqdn} (versions by Service: " + ", ".join(f"{n}={v}" for _ns, n, v in self.versions) + ")"
 
 
 def sanitized(text: str) -> str:

@@ -53,14 +53,20 @@ STATS_HINT = ("Istio proxies export per-cluster stats only with proxyStatsMatche
 
 
 def service_clusters(snapshot: EnvoySnapshot, service: Service) -> dict[str, Mapping[str, int]]:
-    """subset ('' = the whole-service cluster) -> stats, for the outbound clusters of ``service``."""
+    """subset ('' = the whole-service cluster) -> stats, for the outbound clusters of ``service``; with Gateway API
+    version Services (``Service.versions``), their whole-service clusters keyed by their version."""
     want = sanitized(service.fqdn)
+    by_host = {sanitized(h) if snapshot.format == "prometheus" else h: v
+               for h, v in service.version_service_hosts().items()}
     out: dict[str, Mapping[str, int]] = {}
     for name, stats in snapshot.clusters.items():
         c = parse_cluster(name)
         if c is None or c.direction != "outbound":
             continue
-        if c.host == service.fqdn or (snapshot.format == "prometheus" and sanitized(c.host) == want):
+        host = sanitized(c.host) if snapshot.format == "prometheus" else c.host
+        if host in by_host:
+            out[by_host[host]] = stats
+        elif c.host == service.fqdn or (snapshot.format == "prometheus" and host == want):
             out[c.subset] = stats
     return out
 
@@ -146,7 +152,8 @@ class EnvoyAdmin:
         if self.fmt == "prometheus":
             path, params = "/stats/prometheus", {}
         else:
-            host = re2_escape(service.fqdn)
+            host = "|".join(re2_escape(h) for h in (service.fqdn, *service.version_service_hosts()))
+            host = f"({host})" if service.versions else host
             params = {"filter": rf"^cluster\.outbound\|[0-9]+\|[^|]*\|{host};?\.upstream_(rq|cx)_|"
                                 r"^server\.(uptime|hot_restart_epoch)$"}
             if self.fmt == "json":

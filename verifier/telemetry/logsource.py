@@ -128,18 +128,19 @@ class LogTally:
         if cluster.direction == "inbound":
             skipped["inbound lines (server side: not the routing decision)"] += 1
             return
-        if not self.service.matches_host(cluster.host):
+        attributed = self.service.cluster_version(cluster)   # the subset, or a Gateway API version Service's version
+        if attributed is None:
             skipped["outbound lines for other services"] += 1
             return
         if not self._in_window(entry):
             return
-        if not cluster.subset:
-            self.builder.add(None, 1, entry.status,
-                             f"no subset (outbound|{cluster.port}||{cluster.host} routes to the whole service)")
+        version, cause = attributed
+        if version is None:
+            self.builder.add(None, 1, entry.status, cause)
             return
-        self.builder.add(cluster.subset, 1, entry.status)
+        self.builder.add(version, 1, entry.status)
         if entry.duration_ms is not None:
-            self.durations.setdefault(cluster.subset, DurationBuckets()).add(entry.duration_ms)
+            self.durations.setdefault(version, DurationBuckets()).add(entry.duration_ms)
 
     def _names_service(self, authority: str) -> bool:
         host = authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority

@@ -30,7 +30,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from splitproof.verifier.istio import parse_cluster
+from splitproof.verifier.istio import ClusterName, parse_cluster
 from splitproof.verifier.telemetry.clusters import Service, explain_flags, sanitized
 from splitproof.verifier.telemetry.errors import TelemetryInputError
 from splitproof.verifier.telemetry.result import NONE, StatusKey
@@ -57,6 +57,7 @@ class SeriesSpec:
     status_metric: str | None = None  # envoy: the per-response-code metric
     cluster_host: str | None = None  # envoy: the host the cluster label must name
     reporter: str | None = None
+    service: Service | None = None   # Gateway API routing: its version Services name the versions
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,15 @@ def _service_matchers(service: Service) -> str:
 
 
 def istio_requests(service: Service, reporter: str = "source", metric: str = "istio_requests_total") -> SeriesSpec:
+    """By ``destination_version`` -- or, for a Service with Gateway API version Services, by
+    ``destination_service_name`` (+ namespace) of those Services, each mapped to its version."""
+    if service.versions:
+        names = "|".join(re2_escape(n) for _ns, n, _v in service.versions)
+        namespaces = "|".join(sorted({re2_escape(ns) for ns, _n, _v in service.versions}))
+        sel = (f"{metric}{{reporter={label_value(_check_reporter(reporter))},destination_service_name=~"
+               f"{label_value(names)},destination_service_namespace=~{label_value(namespaces)}}}")
+        return SeriesSpec("istio", sel, "destination_service_name", f"{sel} by destination_service_name",
+                          reporter=reporter, service=service)
     sel = f"{metric}{{reporter={label_value(_check_reporter(reporter))},{_service_matchers(service)}}}"
     return SeriesSpec("istio", sel, "destination_version", f"{sel} by destination_version", reporter=reporter)
 
@@ -114,11 +124,14 @@ def envoy_requests(service: Service, tag: str = "cluster_name", counter: str = "
     label = "envoy_cluster_name" if tag != "cluster_name" else "cluster_name"
     count_metric, status_metric = f"{prefix}{counter}", f"{prefix}upstream_rq"
     cluster_re = rf"outbound\|[0-9]+\|[^|]*\|{re2_escape(host)}"
+    if service.versions and tag != "envoy-fqdn":   # Gateway API: the version Services' whole-service clusters
+        hosts = "|".join(re2_escape(h) for h in service.version_service_hosts())
+        cluster_re = rf"outbound\|[0-9]+\|[^|]*\|({re2_escape(host)}|{hosts})"
     sel = (f"{{__name__=~{label_value(f'{count_metric}|{status_metric}')},"
            f"{label}=~{label_value(cluster_re)}}}")
     return SeriesSpec("envoy", sel, label, f"{count_metric}{{{label}=~{cluster_re}}} by subset",
                       status_labels=(code_label, "", ""), count_metric=count_metric, status_metric=status_metric,
-                      cluster_host=host)
+                      cluster_host=host, service=service if service.versions and tag != "envoy-fqdn" else None)
 
 
 def envoy_candidates(service: Service, counter: str = "upstream_rq_completed") -> tuple[SeriesSpec, ...]:
@@ -160,6 +173,8 @@ def classify(spec: SeriesSpec, labels: dict[str, str]) -> Classified:
     if raw is None or raw == "":
         return Classified(role, None, f"no {spec.version_label} label", status)
     cluster = parse_cluster(raw)
+    if spec.service is not None:
+        return _by_version_service(spec, spec.service, raw, cluster, labels, role, status)
     if spec.kind == "envoy":
         if cluster is None or cluster.direction != "outbound" or cluster.host != spec.cluster_host:
             return Classified("skip", cause=f"other cluster {raw}")
@@ -174,3 +189,19 @@ def classify(spec: SeriesSpec, labels: dict[str, str]) -> Classified:
         flags = labels.get("response_flags") or NONE
         return Classified(role, None, f"{spec.version_label}=unknown, response_flags {explain_flags(flags)}", status)
     return Classified(role, raw, None, status)
+
+
+def _by_version_service(spec: SeriesSpec, service: Service, raw: str, cluster: ClusterName | None,
+                        labels: dict[str, str], role: str, status: StatusKey | None) -> Classified:
+    """Gateway API attribution: the version Service a series names (Istio's ``destination_service_name`` +
+    namespace, or an Envoy cluster ``outbound|P||<version service>``) -> its version."""
+    if spec.kind == "envoy":
+        attributed = service.cluster_version(cluster) if cluster is not None else None
+        if attributed is None:
+            return Classified("skip", cause=f"other cluster {raw}")
+        return Classified(role, attributed[0], attributed[1], status)
+    version = service.version_of_service(raw, labels.get("destination_service_namespace", service.namespace))
+    if version is None:
+        return Classified(role, None, f"destination_service_name={raw} is not a backend Service of the route",
+                          status)
+    return Classified(role, version, None, status)
