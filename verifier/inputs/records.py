@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -204,9 +204,9 @@ def _lines(stream: IO[str]) -> Iterator[str]:
         yield raw
 
 
-def iter_records(stream: IO[str], stats: ReadStats) -> Iterator[Record]:
-    """Stream valid records from ``stream``; count bad lines into ``stats`` (never raises on content)."""
-    lineno = 0
+def iter_records(stream: IO[str], stats: ReadStats, lineno: int = 0) -> Generator[Record, None, int]:
+    """Stream valid records from ``stream``; count bad lines into ``stats`` (never raises on content). Lines are
+    numbered from ``lineno + 1`` (a stream that continues a file); the generator returns the last line number."""
     for raw in _lines(stream):
         lineno += 1
         stats.lines += 1
@@ -230,6 +230,7 @@ def iter_records(stream: IO[str], stats: ReadStats) -> Iterator[Record]:
             continue
         stats.valid += 1
         yield rec
+    return lineno
 
 
 def read_records(path: str | Path, stats: ReadStats, what: str = "--results") -> Iterator[Record]:
