@@ -290,3 +290,27 @@ def test_timeline_thinning_in_bulk_equals_one_by_one(tmp_path: Path, monkeypatch
     new.close()
     assert new.sinks[0].timeline.stride > 1
     assert timeline_state(new.sinks[0].timeline) == timeline_state(old.sinks[0].timeline)
+
+
+# ------------------------------------------------------------------------------- errors before the heavy imports
+
+
+@pytest.mark.parametrize("argv", [
+    ["--expected", "20", "--results", "/nonexistent/r.jsonl"],
+    ["--expected", "120", "--results", "-"],
+    ["--expected", "20", "--results", "-", "--tolerance", "0"],
+    ["--weights", "production=80,canary=30", "--results", "-"],
+    ["--expected", "20", "--results", "-", "--class", "canary"],
+    ["--expected", "20", "--results", "-", "--max-samples", "0"],
+])
+def test_input_errors_answer_before_scipy_numpy_rich_are_imported(argv: list[str]) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom splitproof.verifier.cli import main\nrc = main(sys.argv[1:])\n"
+            "heavy = sorted(m for m in ('scipy', 'numpy', 'rich') if m in sys.modules)\n"
+            "print(rc, heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL, cwd="/")
+    assert out.stdout.strip() == "2 []", (out.stdout, out.stderr)
+    assert out.stderr.startswith("verify-split: error: ") and out.stderr.count("\n") == 1

@@ -21,9 +21,10 @@ CAUSE_MALFORMED = "malformed line"
 CAUSE_TRUNCATED = "truncated line"
 
 
-def observe_results(path: str, tally: Tally, attribution: Attribution | None) -> tuple[ReadStats, bool]:
-    """Feed the records of ``path`` to ``tally``, in file order. Returns the read statistics and whether the read
-    stopped early (decided / --max-samples).
+def observe_results(path: str, tally: Tally, attribution: Attribution | None,
+                    raw: BinaryIO | None = None) -> tuple[ReadStats, bool]:
+    """Feed the records of ``path`` (read from ``raw`` when the caller opened it already) to ``tally``, in file
+    order. Returns the read statistics and whether the read stopped early (decided / --max-samples).
 
     The file is read in bulk (verifier/inputs/bulk.py). When nothing depends on the order -- the fixed-n verdict,
     no --max-samples, no sink but the HTML timeline (which takes a run's arrays in order) -- a run of vouched lines
@@ -54,8 +55,8 @@ def observe_results(path: str, tally: Tally, attribution: Attribution | None) ->
         return True
 
     try:
-        with open_records(path) as raw:
-            for item in iter_blocks(raw, stats, values, counts_only=bulk):
+        with open_records(path, raw) as stream:
+            for item in iter_blocks(stream, stats, values, counts_only=bulk):
                 if isinstance(item, Record):
                     stats_ok = one(item)
                 elif isinstance(item, Counted):
@@ -106,7 +107,10 @@ def count_run(run: Run, tally: Tally, attribution: Attribution | None, timelines
 
 
 @contextlib.contextmanager
-def open_records(path: str) -> Iterator[BinaryIO]:
+def open_records(path: str, raw: BinaryIO | None) -> Iterator[BinaryIO]:
+    if raw is not None:
+        yield raw  # its opener closes it
+        return
     raw = open_input(str(path), "--results")
     try:
         yield raw
