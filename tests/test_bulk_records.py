@@ -314,3 +314,28 @@ def test_input_errors_answer_before_scipy_numpy_rich_are_imported(argv: list[str
                          stdin=subprocess.DEVNULL, cwd="/")
     assert out.stdout.strip() == "2 []", (out.stdout, out.stderr)
     assert out.stderr.startswith("verify-split: error: ") and out.stderr.count("\n") == 1
+
+
+def test_a_sequential_replay_from_a_pipe_decides_while_the_writer_is_still_writing(tmp_path: Path) -> None:
+    """The bulk reader takes what a pipe has (read1), not a whole block: a gross misroute streamed into
+    ``--results -`` FAILs while the producer still holds the pipe open."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-m", "splitproof.verifier.cli", "--expected", "20", "--sequential",
+                              "--results", "-", "--json", str(tmp_path / "v.json")],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/")
+    try:
+        assert child.stdin is not None
+        lines = [Record(1.5 + i, "grpc", 5 if i % 2 else 2, "production" if i % 2 else "canary", "ok", 1.0)
+                 .to_json() for i in range(500)]  # < a pipe buffer
+        child.stdin.write(("\n".join(lines) + "\n").encode())
+        child.stdin.flush()
+        code = child.wait(timeout=120)  # the pipe stays open: only the verdict can end the read
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert code == 1, child.stderr.read() if child.stderr else ""
+    verdict = json.loads((tmp_path / "v.json").read_text())
+    assert verdict["input"]["stopped_early"] is True

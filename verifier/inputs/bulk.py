@@ -127,8 +127,9 @@ def iter_blocks(raw: BinaryIO, stats: ReadStats, values: bool = False,
     keys = _Keys() if counts_only and not values else None
     lineno = 0
     rest = b""  # the start of a line whose end is not read yet
+    read = getattr(raw, "read1", raw.read)  # what is there, up to BLOCK: a pipe is read as its writer writes
     while True:
-        data = raw.read(BLOCK)
+        data = read(BLOCK)
         if not data:
             break
         first = 0
