@@ -51,7 +51,10 @@ _LINE = re.compile(rb'^\{"v":1,"t":' + _N + rb",(" + _KEY + rb"),\"latency_ms\":
 _BLOCK_OF_LINES = re.compile(rb'(?:\{"v":1,"t":' + _N + rb",(?:" + _KEY + rb"),\"latency_ms\":" + _N
                              + rb'(?:,"source":' + _S + rb")?\}\n)*+")
 MAX_KEYS = 64  # distinct keys counted with bytes.count per block; more (a hostile file) are counted from findall
-# The same with the values: (t, key, latency_ms, source or b"").
+# The same with the values a timeline needs: (t, key, latency_ms) -- a third cheaper than with the source too.
+_LINE_TIMES = re.compile(rb'^\{"v":1,"t":(' + _N + rb"),(" + _KEY + rb"),\"latency_ms\":(" + _N
+                         + rb')(?:,"source":' + _S + rb")?\}\n", re.M)
+# The same with every value: (t, key, latency_ms, source or b"").
 _LINE_VALUES = re.compile(rb'^\{"v":1,"t":(' + _N + rb"),(" + _KEY + rb"),\"latency_ms\":(" + _N
                           + rb')(?:,"source":"([^"\\\x00-\x1f]{1,1000}+)")?\}\n', re.M)
 
@@ -59,7 +62,8 @@ _LINE_VALUES = re.compile(rb'^\{"v":1,"t":(' + _N + rb"),(" + _KEY + rb"),\"late
 @dataclass(frozen=True, slots=True)
 class Run:
     """Consecutive vouched lines, in file order: each line's key (see :func:`template`) and, when the reader was
-    asked for values, its ``t``, ``latency_ms`` and ``source`` (b"" when absent)."""
+    asked for values, its ``t``, ``latency_ms`` and ``source`` (b"" when absent; None when only the times were
+    asked for)."""
 
     keys: list[bytes]
     ts: tuple[bytes, ...] | None = None
@@ -123,8 +127,10 @@ def iter_blocks(raw: BinaryIO, stats: ReadStats, values: bool = False,
     """The records of a binary stream in file order: :class:`Run` s of vouched lines and single :class:`Record` s
     from the exact reader. Bad lines are counted into ``stats`` by the exact reader as it meets them; a Run's lines
     are *not* added to ``stats`` (the consumer counts what it takes: a replay may stop inside a run). With
-    ``counts_only`` a block whose every line is vouched comes as one :class:`Counted`."""
+    ``counts_only`` a block whose every line is vouched comes as one :class:`Counted`; with ``counts_only`` and
+    ``values``, Runs carry times and latencies but no sources (a timeline's needs)."""
     keys = _Keys() if counts_only and not values else None
+    pattern = (_LINE_TIMES if counts_only else _LINE_VALUES) if values else _LINE
     lineno = 0
     rest = b""  # the start of a line whose end is not read yet
     read = getattr(raw, "read1", raw.read)  # what is there, up to BLOCK: a pipe is read as its writer writes
@@ -133,6 +139,8 @@ def iter_blocks(raw: BinaryIO, stats: ReadStats, values: bool = False,
         if not data:
             break
         first = 0
+        if rest and values:  # one block with the line across the two reads: no one-line Run for a timeline
+            data, rest = rest + data, b""
         if rest:  # the line across the two reads, on its own
             first = data.find(b"\n") + 1
             if first == 0:
@@ -142,11 +150,11 @@ def iter_blocks(raw: BinaryIO, stats: ReadStats, values: bool = False,
                     return
                 continue
             line = rest + data[:first]
-            lineno = yield from _block(line, 0, len(line), stats, lineno, values, keys)
+            lineno = yield from _block(line, 0, len(line), stats, lineno, pattern, keys)
         cut = data.rfind(b"\n") + 1
         rest = data[max(cut, first):]
         if cut > first:
-            lineno = yield from _block(data, first, cut, stats, lineno, values, keys)
+            lineno = yield from _block(data, first, cut, stats, lineno, pattern, keys)
         elif len(rest) >= BLOCK:
             yield from _stream_rest(rest, raw, stats, lineno)
             return
@@ -154,7 +162,7 @@ def iter_blocks(raw: BinaryIO, stats: ReadStats, values: bool = False,
         yield from _exact(rest, stats, lineno)
 
 
-def _block(buf: bytes, start: int, end: int, stats: ReadStats, lineno: int, values: bool,
+def _block(buf: bytes, start: int, end: int, stats: ReadStats, lineno: int, pattern: re.Pattern[bytes],
            keys: _Keys | None) -> Generator[Run | Counted | Record, None, int]:
     """The complete lines ``buf[start:end]`` (no copy on the fast path: the passes take start and end)."""
     n = buf.count(b"\n", start, end)
@@ -162,7 +170,7 @@ def _block(buf: bytes, start: int, end: int, stats: ReadStats, lineno: int, valu
         yield Counted(keys.count(buf, start, end, n), n)
         return lineno + n
     chunk = buf[start:end] if (start, end) != (0, len(buf)) else buf
-    pattern = _LINE_VALUES if values else _LINE
+    values = pattern is not _LINE
     found = pattern.findall(chunk)
     if len(found) == n:  # one match per line, each a whole line: the block is vouched for
         yield _run(found, values)
@@ -189,6 +197,9 @@ def _block(buf: bytes, start: int, end: int, stats: ReadStats, lineno: int, valu
 def _run(found: list, values: bool) -> Run:
     if not values:
         return Run(found)
+    if len(found[0]) == 3:
+        ts, keys, latencies = zip(*found, strict=True)
+        return Run(list(keys), ts, latencies)
     ts, keys, latencies, sources = zip(*found, strict=True)
     return Run(list(keys), ts, latencies, sources)
 
