@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) prometheus
 	$(BIN)/canary-setup demo
 
 test: $(STAMP) browser prometheus

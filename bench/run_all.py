@@ -27,6 +27,8 @@ BENCHES: tuple[tuple[str, list[str], str | None, list[str]], ...] = (
     ("bench.loadgen", [], None, ["--seconds", "4", "--rounds", "1"]),
     ("bench.frontend_keepalive", [], None, []),
     ("bench.yaml_input", [], "--update", ["--mib", "1"]),
+    ("bench.telemetry_query", [], "--update", ["--repeat", "3"]),
+    ("bench.telemetry_watch", [], "--update", ["--runs", "2"]),
 )
 
 

@@ -15,7 +15,7 @@ Measured in the same run, interleaved, median of ``--repeat``:
 * measured: ``promsource.count_window`` -- raw samples of the hour plus its 5 min lookback, parsed and counted.
 Also: the answer's JSON size, and each method's counts against the known truth.
 
-``--update`` writes bench/RESULTS-telemetry.md (for the lead to merge into RESULTS.md).
+``--update`` rewrites its section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe
+from bench.results import replace_section
 from splitproof.verifier.telemetry.clusters import Service
 from splitproof.verifier.telemetry.httpget import request
 from splitproof.verifier.telemetry.prometheus import PrometheusClient
@@ -46,7 +47,6 @@ from splitproof.verifier.telemetry.promql import istio_requests
 from splitproof.verifier.telemetry.promsource import count_window
 from splitproof.verifier.telemetry.window import Window
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS-telemetry.md"
 HOUR = 3600
 LEAD = 600  # data before the window: the lookback finds the baselines there
 OFFSET = 7.3  # the window starts off the scrape grid, as a wall-clock window does
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--pods", type=int, default=4)
     p.add_argument("--other-services", type=int, default=5)
-    p.add_argument("--update", action="store_true", help="write bench/RESULTS-telemetry.md")
+    p.add_argument("--update", action="store_true", help="rewrite its section of bench/RESULTS.md")
     args = p.parse_args(argv)
     if not (shutil.which("prometheus") or Path("/usr/bin/prometheus").exists()) or not shutil.which("promtool"):
         print("prometheus/promtool not installed (Debian package prometheus; `make prometheus` as root)",
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(timeout=30)
     text = render(rows, args)
     if args.update:
-        RESULTS.write_text(text, encoding="utf-8")
+        replace_section(text)
     print(text)
     return 0
 

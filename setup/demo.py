@@ -4,7 +4,9 @@
    production recommendationservice returning 5 items, canary returning 2).
 2. Load it with the real Locust file (loadtest/boutique.py, headless): shoppers browse product pages through
    the ingress, a gRPC user calls the mesh entry; every response is attributed and recorded.
-3. ``verify-split --expected 20 --results ...`` on that file: the gate must say PASS.
+3. ``verify-split --expected 20 --results ...`` on that file: the gate must say PASS; then the passive gate,
+   ``verify-split --expected 20 --prometheus <the mesh's Prometheus> --since/--until <the load's window>``: the
+   same verdict from the mesh's telemetry (Istio's istio_requests_total), its counts shown next to the records'.
 4. Misroute: weights 50/50 while 20 is still expected (changed live, Envoy not restarted).
 5. ``verify-split --expected 20 --target <mesh entry>``: the sequential test samples live and must FAIL fast.
 6. Stop everything (also on Ctrl-C or any error).
@@ -17,6 +19,7 @@ Exit 0 only when the verdicts came out PASS then FAIL. The demo runs the gate at
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -154,6 +157,7 @@ class Demo:
 
     def run(self) -> int:
         from splitproof.setup.mesh import LocalMesh  # imported here: `canary-setup --help` stays fast
+        from splitproof.setup.mesh.prometheus import scraped_after
 
         self.out.mkdir(parents=True, exist_ok=True)
         results = self.out / "run-80-20.jsonl"
@@ -161,17 +165,24 @@ class Demo:
         started = time.monotonic()
         verdicts: list[tuple[str, int, int]] = []
         self.say(f"starting the local mesh at {100 - EXPECTED_CANARY}/{EXPECTED_CANARY} on a real Envoy ...")
-        with LocalMesh(CanaryParams(weights=canary_weights(EXPECTED_CANARY))) as mesh:
+        passive = self.prometheus_binary()
+        with LocalMesh(CanaryParams(weights=canary_weights(EXPECTED_CANARY)), prometheus=passive) as mesh:
             served = mesh.router.served_weights().weights
             self.say(f"mesh ready: ingress {mesh.ingress_url}, gRPC entry {mesh.grpc_entry}; "
-                     f"Envoy serves {served}")
+                     f"Envoy serves {served}" + (f"; Prometheus {mesh.prometheus_url}" if passive else ""))
+            since = scraped_after(mesh.prometheus_url, time.time()) if passive else 0.0
             self.load(mesh.ingress_url, mesh.grpc_entry, results)
+            # Envoy flushes access logs every 100 ms; the first scrape after that has every request of the load
+            until = scraped_after(mesh.prometheus_url, time.time() + 0.5) if passive else 0.0
 
             self.say(f"gate 1: verify-split --expected {EXPECTED_CANARY} --results {results.name} "
                      f"(expect [green]PASS[/])")
             code = self.run_child(verify_argv(alpha=self.alpha, results=results, html=self.out / "report-80-20.html",
                                               json_path=self.out / "verdict-80-20.json"), VERIFY_TIMEOUT_S)
             verdicts.append(("80/20, results file", 0, code))
+            if passive:
+                verdicts.append(("80/20, passive from Prometheus", 0, self.passive_gate(mesh.prometheus_url, since,
+                                                                                           until)))
 
             took = mesh.set_weights(MISROUTE_CANARY)
             served = mesh.router.served_weights().weights
@@ -190,6 +201,31 @@ class Demo:
             self.say("stopping the mesh ...")
         return self.summary(verdicts, time.monotonic() - started)
 
+    def prometheus_binary(self) -> bool:
+        from splitproof.setup.mesh.prometheus import find_prometheus
+
+        try:
+            find_prometheus()
+        except SetupError as exc:
+            self.say(f"[yellow]no passive gate[/]: {exc}")
+            return False
+        return True
+
+    def passive_gate(self, prometheus_url: str, since: float, until: float) -> int:
+        self.say(f"gate 1b: verify-split --expected {EXPECTED_CANARY} --prometheus {prometheus_url} --since/--until "
+                 f"the load's {until - since:.0f}s (passive: the mesh's istio_requests_total; expect [green]PASS[/])")
+        json_path = self.out / "verdict-passive.json"
+        argv = verify_argv(alpha=self.alpha, html=self.out / "report-passive.html", json_path=json_path)
+        code = self.run_child([*argv, "--prometheus", prometheus_url, "--since", f"{since:.3f}", "--until",
+                               f"{until:.3f}"], VERIFY_TIMEOUT_S)
+        records = _rows(self.out / "verdict-80-20.json")
+        telemetry = _rows(json_path)
+        self.say("counts   " + "   ".join(f"{v}: records {records.get(v, 0):,} / Prometheus {telemetry.get(v, 0):,}"
+                                         for v in dict.fromkeys([*records, *telemetry]))
+                 + " (Prometheus counts every request the mesh routed to the service: the cart pages' too, which "
+                   "the Locust records do not attribute)")
+        return code
+
     def summary(self, verdicts: list[tuple[str, int, int]], elapsed: float) -> int:
         names = {0: "PASS", 1: "FAIL", 2: "USAGE ERROR", 3: "INCONCLUSIVE", 4: "UNREACHABLE"}
         ok = True
@@ -198,10 +234,19 @@ class Demo:
             ok &= good
             mark = "[green]as expected[/]" if good else f"[red]expected {names[want]}[/]"
             self.say(f"{label}: [bold]{names.get(got, f'exit {got}')}[/] ({mark})")
-        self.say(f"reports: {self.out / 'report-80-20.html'}, {self.out / 'report-misroute.html'}")
+        self.say(f"reports: {self.out / 'report-80-20.html'}, {self.out / 'report-misroute.html'}"
+                 + (f", {self.out / 'report-passive.html'}" if (self.out / "report-passive.html").exists() else ""))
         self.say(f"done in {elapsed:.0f}s: " + ("[green]the gate passed the right split and failed the "
                                                  "misroute[/]" if ok else "[red]the verdicts were not as expected[/]"))
         return ExitCode.OK if ok else ExitCode.FAIL
+
+
+def _rows(path: Path) -> dict[str, int]:
+    """Per-version counts of a verdict JSON written by verify-split ({} when it is missing)."""
+    try:
+        return {row["version"]: int(row["count"]) for row in json.loads(path.read_text(encoding="utf-8"))["rows"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from splitproof.verifier.cli import build_parser
+from splitproof.verifier.command.settings import settings
 
 CI_DIR = Path(__file__).resolve().parent.parent / "docs" / "ci"
 RECIPES = sorted(CI_DIR.glob("*.y*ml"))
@@ -35,9 +36,27 @@ def _strings(node: Any) -> list[str]:
     return []
 
 
+def _argv_lists(node: Any) -> list[list[str]]:
+    """Container ``command`` lists that run verify-split directly (exec form, no shell)."""
+    if isinstance(node, dict):
+        return [a for v in node.values() for a in _argv_lists(v)]
+    if isinstance(node, list):
+        if node and node[0] == "verify-split" and all(isinstance(x, str) for x in node):
+            return [[_substituted(x) for x in node[1:]]]
+        return [a for v in node for a in _argv_lists(v)]
+    return []
+
+
+def _substituted(text: str) -> str:
+    for pattern, value in SUBSTITUTIONS.items():
+        text = re.sub(pattern, value, text)
+    return text
+
+
 def verify_split_commands(doc: Any) -> list[list[str]]:
-    """Every verify-split invocation inside the document's strings, as argv lists (after the command name)."""
-    found = []
+    """Every verify-split invocation inside the document's strings (and exec-form command lists), as argv lists
+    (after the command name)."""
+    found = _argv_lists(doc)
     for text in _strings(doc):
         for pattern, value in SUBSTITUTIONS.items():
             text = re.sub(pattern, value, text)
@@ -63,7 +82,8 @@ def test_recipe_parses_and_its_command_is_accepted(recipe: Path) -> None:
     for argv in commands:
         args = parser.parse_args(argv)  # exits (SystemExit 2) on an unknown flag or a bad value
         assert args.expected or args.weights or args.from_virtualservice
-        assert args.target or args.url, "a CI gate samples live"
+        assert args.target or args.url or args.prometheus, "a CI gate samples live or reads the mesh's telemetry"
+        settings(args)  # the combination is accepted too (InputError otherwise)
 
 
 def test_recipe_specifics() -> None:
@@ -81,6 +101,19 @@ def test_recipe_specifics() -> None:
     flagger = yaml.safe_load((CI_DIR / "flagger-canary.yaml").read_text())
     hook = flagger["spec"]["analysis"]["webhooks"][0]
     assert hook["metadata"]["type"] == "cmd" and hook["metadata"]["cmd"].startswith("verify-split ")
+
+
+def test_passive_recipes_send_no_load_and_need_no_sidecar() -> None:
+    argo = yaml.safe_load((CI_DIR / "argo-analysistemplate-prometheus.yaml").read_text())
+    job = argo["spec"]["metrics"][0]["provider"]["job"]["spec"]
+    assert job["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+    (argv,) = verify_split_commands(job["template"]["spec"]["containers"][0])
+    args = build_parser().parse_args(argv)
+    assert args.prometheus == "http://prometheus.istio-system:9090" and args.since == "10m" and not args.target
+    flagger = yaml.safe_load((CI_DIR / "flagger-canary-prometheus.yaml").read_text())
+    (argv,) = verify_split_commands(flagger["spec"]["analysis"]["webhooks"][0]["metadata"]["cmd"])
+    args = build_parser().parse_args(argv)
+    assert args.prometheus and args.watch and not (args.target or args.url)
 
 
 def test_command_extraction_can_fail() -> None:

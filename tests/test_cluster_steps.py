@@ -130,6 +130,24 @@ def test_weights_naming_an_undefined_subset_is_a_config_error(fake: FakeCluster,
 # ------------------------------------------------------------------------------------------- app: sidecars
 
 
+def test_prometheus_addon_of_the_installed_release_is_applied_once_and_pointed_at(fake: FakeCluster,
+                                                                                 capsys) -> None:
+    def addon_applies() -> list[list[str]]:
+        return [c for c in fake.commands("kubectl") if c[1:3] == ["apply", "-f"] and c[3].endswith("prometheus.yaml")]
+
+    code, out, _err = in_process(main, capsys, "istio", *KIND, "--prometheus-addon", "--dry-run")
+    assert code == 0 and addon_applies() == []  # dry run: printed, not run
+    assert "release-1.24/samples/addons/prometheus.yaml" in out
+    code, out, _err = in_process(main, capsys, "istio", *KIND, "--prometheus-addon")
+    assert code == 0 and len(addon_applies()) == 1
+    assert addon_applies()[0][3] == "https://raw.githubusercontent.com/istio/istio/release-1.24/samples/addons/" \
+                                    "prometheus.yaml"
+    assert fake.world()["objects"].get("deployments|istio-system|prometheus")
+    assert "http://prometheus.istio-system:9090" in out and "port-forward -n istio-system svc/prometheus" in out
+    code, out, _err = in_process(main, capsys, "istio", *KIND, "--prometheus-addon")
+    assert code == 0 and len(addon_applies()) == 1 and "unchanged" in out.lower()
+
+
 def test_app_names_every_pod_without_a_sidecar(fake: FakeCluster, capsys) -> None:
     def strip_sidecar(world: dict[str, Any]) -> None:
         for key, obj in world["objects"].items():

@@ -18,6 +18,7 @@ from splitproof.verifier.reports.jsonout import PLAN_SCHEMA, VERDICT_SCHEMA
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "verdict-schema.md"
 CLI_EXTRAS = "verify-split adds"
+TELEMETRY = "telemetry (with a telemetry source)"
 
 
 def documented() -> dict[str, set[str]]:
@@ -128,5 +129,5 @@ def test_the_plan_carries_the_documented_fields(capsys: pytest.CaptureFixture[st
 def test_every_documented_table_is_checked() -> None:
     checked = {VERDICT_SCHEMA, CLI_EXTRAS, "rows[]", "unattributed_row", "interval", "parameters",
                "method_details (fixed-n)", "method_details (sequential)", "input (with --results)", PLAN_SCHEMA,
-               "plan"}
+               "plan", TELEMETRY}  # TELEMETRY: tests/test_verify_split_telemetry.py
     assert set(DOCS) == checked

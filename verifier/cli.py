@@ -34,6 +34,9 @@ examples:
   verify-split --weights production=60,canary=30,shadow=10 --results out.jsonl --json - --junit split.xml
   verify-split --from-virtualservice recommendationservice -n online-boutique --url http://INGRESS
   verify-split --expected 20 --plan --rate 500
+  verify-split --expected 20 --prometheus http://prometheus.istio-system:9090 --since 10m
+  verify-split --expected 20 --prometheus http://127.0.0.1:9090 --watch --duration 300
+  kubectl logs -l app=frontend -c istio-proxy --since=10m | verify-split --expected 20 --access-log - --since 10m
 """
 
 
@@ -51,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--weights", metavar="SPEC", help="subset weights summing to 100: production=80,canary=20")
     exp.add_argument("--from-virtualservice", metavar="FILE|NAME",
                      help="Istio YAML file (multi-document fine), or with -n the live VirtualService NAME")
-    g.add_argument("-n", "--namespace", help="namespace of the live VirtualService (current kube context)")
+    g.add_argument("-n", "--namespace", help="namespace of the live VirtualService (current kube context); with a "
+                                             "telemetry source also the service's (default "
+                                             f"{defaults.SERVICE_NAMESPACE})")
     g.add_argument("--context", help="kube context for the live VirtualService (default: current)")
     g.add_argument("--host", default=defaults.SERVICE_HOST,
                    help="service host whose weighted route to read (default: %(default)s)")
@@ -63,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sample live: gRPC ListRecommendations through a proxy that applies the split")
     obs.add_argument("--url", metavar="URL", help="sample live: product pages of the shop at URL (through the mesh)")
     obs.add_argument("--plan", action="store_true", help="print the samples needed and exit")
+    obs.add_argument("--prometheus", metavar="URL",
+                     help="passive: count the real traffic from Prometheus (istio_requests_total, exact raw samples)")
+    obs.add_argument("--envoy-admin", metavar="URL",
+                     help="passive: per-subset cluster counters of one Envoy admin endpoint (delta of two snapshots)")
+    obs.add_argument("--access-log", metavar="FILE|-",
+                     help="passive: Istio sidecar access log (TEXT or JSON lines; - = stdin)")
 
     g = p.add_argument_group("statistics")
     mode = g.add_mutually_exclusive_group()
@@ -93,6 +104,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give up (exit 4) when the target accepts no connection within S seconds")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--save-results", metavar="FILE", help="append every sampled response to FILE as a record")
+
+    g = p.add_argument_group("telemetry (--prometheus / --envoy-admin / --access-log; README \"Passive verification\")")
+    g.add_argument("--since", metavar="T", help="window start: unix seconds, RFC 3339, or a duration back from now "
+                                                "(10m); required for --prometheus without --watch")
+    g.add_argument("--until", metavar="T", help="window end (default: now)")
+    g.add_argument("--service", default=defaults.SERVICE_HOST,
+                   help="the service whose split is verified (default: %(default)s; a name with dots is a full host)")
+    g.add_argument("--reporter", default="source", choices=("source", "destination"),
+                   help="istio_requests_total reporter, never both (default: %(default)s)")
+    g.add_argument("--metric", default="istio", choices=("istio", "envoy"),
+                   help="--prometheus: Istio's standard metrics or Envoy's per-cluster counters (default: istio)")
+    g.add_argument("--promql", metavar="SELECTOR", help="--prometheus: your own counter selector, grouped by "
+                                                        "--version-label")
+    g.add_argument("--version-label", default="destination_version", metavar="LABEL",
+                   help="--promql: the label naming the version (default: %(default)s)")
+    g.add_argument("--token-file", metavar="FILE", help="bearer token for a secured Prometheus, read from FILE")
+    g.add_argument("--token-env", metavar="VAR", help="bearer token from environment variable VAR")
+    g.add_argument("--header-file", metavar="FILE", help="extra request headers, 'Name: value' lines (never printed)")
+    g.add_argument("--watch", action="store_true",
+                   help="sequential from now: poll every --interval, the gate decides at poll boundaries; stops at the "
+                        "verdict or INCONCLUSIVE at --duration")
+    g.add_argument("--interval", type=float, metavar="S",
+                   help="--watch poll interval (default: Prometheus' scrape interval; Envoy admin 1 s)")
 
     g = p.add_argument_group("attribution")
     g.add_argument("--class", dest="classes", action="append", metavar="NAME=COUNT", default=[],

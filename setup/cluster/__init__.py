@@ -7,8 +7,8 @@ Modules, bottom up:
   like the mesh ones), ``live`` (readings of live objects), ``declared`` (weights as a VirtualService declares
   them), ``context`` (``Ctx``: what every step gets);
 - ``router`` (ClusterRouter: kubectl apply, istioctl proxy-config routes -- setup.router's interface);
-- one module per step: ``provider`` (1 cluster, kube context), ``istio_install`` (2), ``app`` (3), ``expose`` (4),
-  ``canary`` (5; ``images`` builds the image), ``weights`` (6), ``status`` (7), ``loadtest`` (8; ``podrun`` is
-  its in-pod wrapper), ``teardown`` (9);
+- one module per step: ``provider`` (1 cluster, kube context), ``istio_install`` (2; ``promaddon`` its
+  Prometheus addon option), ``app`` (3), ``expose`` (4), ``canary`` (5; ``images`` builds the image),
+  ``weights`` (6), ``status`` (7), ``loadtest`` (8; ``podrun`` is its in-pod wrapper), ``teardown`` (9);
 - ``steps`` (the steps as data, run in order), ``preflight`` (binaries), ``lint`` (offline checks), ``cli``.
 """

@@ -72,6 +72,9 @@ def common_parser() -> argparse.ArgumentParser:
     g.add_argument("--release-channel", default="stable", help="GKE release channel (default: %(default)s)")
     g.add_argument("--static-ip", help="reserved IP for the ingress gateway's LoadBalancer (istioctl "
                                        "values.gateways.istio-ingressgateway.loadBalancerIP)")
+    g.add_argument("--prometheus-addon", action="store_true",
+                   help="step istio also installs Istio's Prometheus addon (samples/addons/prometheus.yaml of the "
+                        "installed release), what verify-split --prometheus reads")
     g = p.add_argument_group("application and routing")
     g.add_argument("-n", "--namespace", default="online-boutique", help="application namespace (default: %(default)s)")
     g.add_argument("--manifests", default=OB_MANIFESTS_URL,
@@ -112,7 +115,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
     opts = Options(
         provider=args.provider, context=args.context, cluster_name=args.cluster_name, region=args.region,
         project=args.project, network=args.network, num_nodes=args.num_nodes, machine_type=args.machine_type,
-        release_channel=args.release_channel, static_ip=args.static_ip, namespace=args.namespace,
+        release_channel=args.release_channel, static_ip=args.static_ip,
+        prometheus_addon=args.prometheus_addon, namespace=args.namespace,
         manifests=args.manifests, host=args.host, grpc_gateway=args.grpc_gateway, grpc_host=args.grpc_host,
         weights=weights, canary_image=args.canary_image, boutique_src=args.boutique_src,
         image_repo=args.image_repo, api_version=args.api_version, wait_timeout=args.wait_timeout,

@@ -1,5 +1,6 @@
 """Step 2, Istio: ``istioctl install --set profile=demo`` unless istiod and the ingress gateway are there, wait for
-both, check the CRDs, and find the ingress address."""
+both, check the CRDs, install Istio's Prometheus addon with ``--prometheus-addon`` (setup.cluster.promaddon), and find
+the ingress address."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from splitproof.setup.cluster.context import Ctx, lines, report
 from splitproof.setup.cluster.kube import CREATED, UNCHANGED
 from splitproof.setup.cluster.live import ingress_address
 from splitproof.setup.cluster.options import INGRESS_NAME, ISTIO_NAMESPACE
+from splitproof.setup.cluster.promaddon import step_prometheus_addon
 from splitproof.setup.cluster.runner import CHANGE, READ
 from splitproof.setup.errors import SetupError, WaitTimeoutError
 from splitproof.setup.proc import wait_until
@@ -46,6 +48,8 @@ def step_istio(ctx: Ctx) -> None:
         if not crds.ok or missing:
             raise SetupError("Istio CRDs missing after install: " + (", ".join(missing) or crds.stderr.strip()))
         report(ctx, "ok", f"Istio CRDs present ({len([n for n in names if n.endswith('.istio.io')])})")
+    if opts.prometheus_addon:
+        step_prometheus_addon(ctx)
     address = _wait_ingress_address(ctx)
     ctx.facts["ingress_address"] = address
     ctx.ui.info(f"ingress address: {address or '<pending>'}"

@@ -47,6 +47,7 @@ class Options:
     machine_type: str = LAB_MACHINE_TYPE
     release_channel: str = "stable"
     static_ip: str | None = None
+    prometheus_addon: bool = False   # step 2 also installs Istio's Prometheus addon (setup.cluster.promaddon)
     namespace: str = "online-boutique"
     manifests: str = OB_MANIFESTS_URL
     host: str = "*"

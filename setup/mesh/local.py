@@ -19,6 +19,8 @@ from typing import Any
 from splitproof.setup.errors import NotRunningError, PortInUseError, SetupError
 from splitproof.setup.manifests import CanaryParams
 from splitproof.setup.mesh.envoy import find_envoy
+from splitproof.setup.mesh.faults import InstanceFaults
+from splitproof.setup.mesh.prometheus import find_prometheus
 from splitproof.setup.mesh.reconfigure import change, render, xds_files
 from splitproof.setup.mesh.router import LocalRouter
 from splitproof.setup.mesh.state import GATEWAY_PORT, READY, InstanceRecord, Listeners, MeshState, Ports
@@ -38,8 +40,10 @@ class LocalMesh:
     def __init__(self, params: CanaryParams | None = None, *, replicas: Mapping[str, int] | None = None,
                  state_dir: Path | str | None = None, documents: Sequence[Mapping[str, Any]] | None = None,
                  ingress_port: int = 0, grpc_port: int = 0, admin_port: int = 0, envoy: str | None = None,
-                 concurrency: int = 1, startup_timeout: float = 60.0, python: str = sys.executable) -> None:
+                 concurrency: int = 1, startup_timeout: float = 60.0, python: str = sys.executable,
+                 faults: Mapping[str, InstanceFaults] | None = None, prometheus: bool = False) -> None:
         self.params = params or CanaryParams()
+        self.faults = {v: f for v, f in (faults or {}).items() if f.active}  # version -> injected faults
         self.replicas = {**DEFAULT_REPLICAS, **(replicas or {})}
         self.documents = [dict(d) for d in documents] if documents is not None else None
         self._own_dir = state_dir is None
@@ -49,6 +53,7 @@ class LocalMesh:
         self.concurrency = concurrency
         self.startup_timeout = startup_timeout
         self.python = python
+        self.prometheus = prometheus
         self.router = LocalRouter(self.state_dir)
         self._supervisor: Supervisor | None = None
         self._thread: threading.Thread | None = None
@@ -84,6 +89,27 @@ class LocalMesh:
     def admin_url(self) -> str:
         return str(self._bound().admin_url)
 
+    @property
+    def exporter_url(self) -> str:
+        """Istio's standard metrics of the mesh (``/metrics``, setup.mesh.exporter)."""
+        exporter = self._bound().telemetry.exporter
+        if exporter is None:
+            raise NotRunningError("the mesh's exporter is not running")
+        return exporter.url
+
+    @property
+    def prometheus_url(self) -> str:
+        """The mesh's Prometheus (started with ``prometheus=True``)."""
+        url = self._bound().telemetry.prometheus_url
+        if url is None:
+            raise NotRunningError("this mesh was started without Prometheus (LocalMesh(prometheus=True))")
+        return url
+
+    @property
+    def access_log_dir(self) -> Path:
+        """``access-<listener>.log`` files in Istio's default TEXT format."""
+        return self.state_dir / "logs"
+
     def mesh_address(self, service: str) -> str:
         """The outbound ("sidecar") listener of any mesh service, e.g. ``productcatalogservice``."""
         return f"{LOOPBACK}:{self._bound().bound.services[service]}"
@@ -95,7 +121,8 @@ class LocalMesh:
         self._preflight()
         self._supervisor = Supervisor(self.state_dir, self.params, self.replicas, binary=self.binary,
                                       admin_port=self.requested["admin"], concurrency=self.concurrency,
-                                      python=self.python, startup_timeout=self.startup_timeout)
+                                      python=self.python, startup_timeout=self.startup_timeout,
+                                      faults=self.faults, prometheus=self.prometheus)
         self._thread = threading.Thread(target=self._supervisor.run, args=(self._stop, self._on_started),
                                         name="mesh-supervisor", daemon=True)
         self._thread.start()
@@ -161,6 +188,8 @@ class LocalMesh:
         self.params.validate()
         validate_replicas(self.replicas)
         self.binary = find_envoy(self.envoy_arg)
+        if self.prometheus:
+            find_prometheus()  # MissingBinaryError (exit 5) before anything starts
         for what, port in self.requested.items():
             if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
                 raise InputError(f"{what} port must be 0 (any free port) or 1-65535, got {port!r}")
@@ -185,9 +214,10 @@ class LocalMesh:
                             for s in services(self.params)})
         logs = self.state_dir / "logs"
         state = MeshState(params=self.params, ports=Ports(dict(self.requested), listen),
-                          supervisor=ProcRef.of(os.getpid()), documents=self.documents, replicas=dict(self.replicas))
+                          supervisor=ProcRef.of(os.getpid()), documents=self.documents, replicas=dict(self.replicas),
+                          faults=dict(self.faults))
         state.envoy.binary = getattr(self, "binary", None)
         state.instances = [InstanceRecord(spec.name, spec.service, spec.kind, dict(spec.labels),
                                           str(logs / f"{spec.name}.log"))
-                           for spec in plan_instances(self.params, self.replicas)]
+                           for spec in plan_instances(self.params, self.replicas, self.faults)]
         return state

@@ -19,6 +19,7 @@ from splitproof.setup.manifests import CanaryParams, mesh_documents
 from splitproof.setup.mesh.admin import Admin, wait_applied
 from splitproof.setup.mesh.edit import reweight
 from splitproof.setup.mesh.envoy_build import EnvoyConfig
+from splitproof.setup.mesh.inbound import Telemetry
 from splitproof.setup.mesh.state import (
     MESH_READY,
     MESH_STARTING,
@@ -29,7 +30,7 @@ from splitproof.setup.mesh.state import (
     params_to_json,
 )
 from splitproof.setup.mesh.statedir import locked, read_state, write_state
-from splitproof.setup.mesh.topology import Endpoint, services
+from splitproof.setup.mesh.topology import Endpoint, plan_instances, services
 from splitproof.setup.mesh.translate import translate
 from splitproof.setup.mesh.xds import ConfigFiles, Written
 from splitproof.setup.net import LOOPBACK
@@ -65,12 +66,19 @@ def ready_endpoints(state: MeshState) -> list[Endpoint]:
             for i in state.instances if i.state == READY and i.port]
 
 
+def mesh_telemetry(state_dir: Path, state: MeshState) -> Telemetry:
+    """Where the mesh's access logs go, and its planned instances (each gets an inbound hop; setup.mesh.inbound)."""
+    planned = plan_instances(state.params, state.replicas or None)
+    return Telemetry(state_dir / "logs", state_dir / "telemetry",
+                     tuple((i.name, i.service, tuple(sorted(i.labels.items()))) for i in planned))
+
+
 def render(state: MeshState, files: ConfigFiles, endpoints: Sequence[Endpoint] | None = None) -> EnvoyConfig:
     """The Envoy configuration of ``state`` (InputError for an unsupported field, before anything is written)."""
     return translate(desired_documents(state), services=services(state.params),
                      endpoints=ready_endpoints(state) if endpoints is None else endpoints,
                      ports=state.ports.listen.for_translation(), route_path=files.route_path,
-                     default_namespace=state.params.namespace)
+                     default_namespace=state.params.namespace, telemetry=mesh_telemetry(files.dir.parent, state))
 
 
 def reconfigure(state_dir: Path, state: MeshState, *, wait: bool = True, wait_routes: bool = True,

@@ -15,6 +15,7 @@ from typing import Any
 
 from splitproof.setup.manifests import CanaryParams
 from splitproof.setup.mesh.envoy_build import ListenerPorts
+from splitproof.setup.mesh.faults import InstanceFaults, faults_from_json, faults_to_json
 from splitproof.setup.net import LOOPBACK
 from splitproof.setup.proc import ProcRef
 
@@ -121,6 +122,28 @@ class EnvoyRecord:
 
 
 @dataclass
+class TelemetryRecord:
+    """The mesh's telemetry (setup.mesh.prometheus): the exporter, and Prometheus when started with --prometheus."""
+
+    exporter_url: str | None = None
+    prometheus_url: str | None = None
+    prometheus: ProcRef | None = None
+    prometheus_restarts: int = 0
+    access_logs: str | None = None  # the directory of the TEXT access logs
+
+    def to_json(self) -> dict[str, Any]:
+        return {"exporter_url": self.exporter_url, "prometheus_url": self.prometheus_url,
+                "prometheus": _ref_json(self.prometheus), "prometheus_restarts": self.prometheus_restarts,
+                "access_logs": self.access_logs}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> TelemetryRecord:
+        data = data or {}
+        return cls(data.get("exporter_url"), data.get("prometheus_url"), ProcRef.from_json(data.get("prometheus")),
+                   int(data.get("prometheus_restarts") or 0), data.get("access_logs"))
+
+
+@dataclass
 class InstanceRecord:
     """One local "pod" as the supervisor last recorded it."""
 
@@ -169,6 +192,8 @@ class MeshState:
     pids: list[ProcRef] = field(default_factory=list)    # every child ever started and maybe still running
     warnings: list[str] = field(default_factory=list)    # the translation's
     supervisor_error: str | None = None
+    faults: dict[str, InstanceFaults] = field(default_factory=dict)  # version -> injected (a bad canary)
+    telemetry: TelemetryRecord = field(default_factory=TelemetryRecord)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -189,6 +214,10 @@ class MeshState:
             out["applied_at"] = self.applied_at
         if self.supervisor_error is not None:
             out["supervisor_error"] = self.supervisor_error
+        if self.faults:
+            out["faults"] = faults_to_json(self.faults)
+        if self.telemetry.exporter_url is not None:
+            out["telemetry"] = self.telemetry.to_json()
         return out
 
     @classmethod
@@ -208,6 +237,8 @@ class MeshState:
             pids=[r for r in (ProcRef.from_json(p) for p in data.get("pids") or []) if r is not None],
             warnings=[str(w) for w in data.get("warnings") or []],
             supervisor_error=data.get("supervisor_error"),
+            faults=faults_from_json(data.get("faults")),
+            telemetry=TelemetryRecord.from_json(data.get("telemetry")),
         )
 
     # --- what the rest of the mesh asks of it ------------------------------------------------------------------
@@ -221,7 +252,7 @@ class MeshState:
 
     def recorded_processes(self) -> list[ProcRef]:
         """Every process this state ever recorded (Envoy, the instances, every child started since)."""
-        refs = [self.envoy.ref, *(i.ref for i in self.instances), *self.pids]
+        refs = [self.envoy.ref, *(i.ref for i in self.instances), self.telemetry.prometheus, *self.pids]
         return [r for r in refs if r is not None]
 
     def remember(self, ref: ProcRef) -> None:

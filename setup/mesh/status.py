@@ -38,6 +38,10 @@ class MeshStatus:
     subsets: dict[str, dict[str, Any]]    # canaried service's subsets -> {selector, instances} as Envoy has them
     processes: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+    faults: dict[str, dict[str, Any]] = field(default_factory=dict)  # version -> injected faults (a bad canary)
+    exporter_url: str | None = None       # Istio's standard metrics (setup.mesh.exporter)
+    prometheus_url: str | None = None     # with `up --prometheus`
+    access_logs: str | None = None        # directory of access-<listener>.log (Istio's TEXT format)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,6 +147,13 @@ def _processes(state: MeshState, warnings: list[str]) -> list[dict[str, Any]]:
             warnings.append(f"instance {inst.name} crashed and was restarted {inst.restarts} time(s) (last: {how})")
         if shown != READY:
             warnings.append(f"instance {inst.name} is not ready ({shown}): no traffic reaches it")
+    prom = state.telemetry.prometheus
+    if prom is not None:
+        alive = prom.alive()
+        processes.append({"name": "prometheus", "pid": prom.pid, "alive": alive,
+                          "restarts": state.telemetry.prometheus_restarts, "url": state.telemetry.prometheus_url})
+        if not alive:
+            warnings.append("Prometheus is not running")
     return processes
 
 
@@ -190,4 +201,8 @@ def mesh_status(state_dir: Path | str | None = None) -> MeshStatus:
         subsets=subsets,
         processes=processes,
         warnings=list(dict.fromkeys(warnings)),
+        faults={version: {**f.to_json(), "description": f.describe()} for version, f in state.faults.items()},
+        exporter_url=state.telemetry.exporter_url,
+        prometheus_url=state.telemetry.prometheus_url,
+        access_logs=state.telemetry.access_logs,
     )

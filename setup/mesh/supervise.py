@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,10 @@ from splitproof.setup.manifests import CanaryParams
 from splitproof.setup.mesh import envoy as envoy_mod
 from splitproof.setup.mesh.admin import Admin
 from splitproof.setup.mesh.envoy_build import EnvoyConfig, ingress_listener_name, mesh_listener_name
-from splitproof.setup.mesh.reconfigure import envoy_log, reconfigure, render, xds_files
+from splitproof.setup.mesh.faults import InstanceFaults
+from splitproof.setup.mesh.inbound import is_internal
+from splitproof.setup.mesh.prometheus import MeshTelemetry
+from splitproof.setup.mesh.reconfigure import envoy_log, mesh_telemetry, reconfigure, render, xds_files
 from splitproof.setup.mesh.state import (
     BACKOFF,
     MESH_STOPPING,
@@ -95,7 +98,9 @@ class Supervisor:
     """Starts, restarts and stops the children of the mesh in ``state_dir`` (whose state must exist)."""
 
     def __init__(self, state_dir: Path, params: CanaryParams, replicas: dict[str, int], *, binary: str,
-                 admin_port: int, concurrency: int, python: str, startup_timeout: float) -> None:
+                 admin_port: int, concurrency: int, python: str, startup_timeout: float,
+                 faults: Mapping[str, InstanceFaults] | None = None,
+                 prometheus: bool = False, prometheus_binary: str | None = None) -> None:
         self.state_dir = state_dir
         self.params = params
         self.binary = binary
@@ -105,7 +110,8 @@ class Supervisor:
         self.startup_timeout = startup_timeout
         self.files = xds_files(state_dir)
         self.logs = state_dir / "logs"
-        self.runs = [InstanceRun(spec, self.logs / f"{spec.name}.log") for spec in plan_instances(params, replicas)]
+        self.runs = [InstanceRun(spec, self.logs / f"{spec.name}.log")
+                     for spec in plan_instances(params, replicas, faults)]
         self.envoy: Child | None = None
         self.envoy_ref: ProcRef | None = None
         self.envoy_restarts = 0
@@ -113,6 +119,10 @@ class Supervisor:
         self.envoy_backoff = Backoff()
         self.bound = Listeners()
         self.admin_url: str | None = None
+        with locked(state_dir):
+            planned = mesh_telemetry(state_dir, self._state())
+        self.telemetry = MeshTelemetry(state_dir, planned, params.namespace, prometheus=prometheus,
+                                       binary=prometheus_binary)
 
     # --- the loop ----------------------------------------------------------------------------------------------
 
@@ -135,7 +145,12 @@ class Supervisor:
             self.teardown()
 
     def startup(self, stop: threading.Event) -> None:
+        self.telemetry.fresh_log()
+        exporter_url = self.telemetry.start_exporter()
         self.start_envoy(first=True)
+        self.telemetry.set_envoy_admin(self.admin_url)
+        ref = self.telemetry.start_prometheus()
+        self.record_telemetry(exporter_url, ref)
         for run in self.runs:
             self.launch(run)
 
@@ -169,9 +184,13 @@ class Supervisor:
         if self.envoy is None and now_ >= self.envoy_next:
             try:
                 self.start_envoy(first=False)
+                self.telemetry.set_envoy_admin(self.admin_url)
                 changed = True
             except SplitproofError:
                 self.envoy_next = time.monotonic() + self.envoy_backoff.next_delay()
+        restarted = self.telemetry.tick()
+        if restarted is not None:
+            self.record_telemetry(None, restarted)
         for run in self.runs:
             if run.state == STARTING:
                 outcome = self.check_starting(run)
@@ -254,6 +273,7 @@ class Supervisor:
                 addr_file.unlink()
             log = envoy_log(self.state_dir)
             private_dir(log.parent)
+            private_dir(self.state_dir / "telemetry")  # the access logs' JSON lines (setup.mesh.inbound)
             argv = envoy_mod.envoy_argv(self.binary, boot, addr_file, self.state_dir / "envoy-base-id",
                                         self.concurrency)
             self.envoy = spawn(argv, log=log, die_with_parent=True)
@@ -292,7 +312,7 @@ class Supervisor:
         listen = state.ports.listen
         gateway = {k: bound.get(ingress_listener_name(k)) for k in listen.gateway}
         services = {k: bound.get(mesh_listener_name(k)) for k in listen.services}
-        missing = [name for name in (l_["name"] for l_ in cfg.listeners) if name not in bound]
+        missing = [name for name in (l_["name"] for l_ in cfg.listeners if not is_internal(l_)) if name not in bound]
         if missing:
             wanted = {ingress_listener_name(k): v for k, v in listen.gateway.items()}
             wanted.update({mesh_listener_name(k): v for k, v in listen.services.items()})
@@ -300,6 +320,8 @@ class Supervisor:
             raise PortInUseError(f"Envoy could not listen on {where}: address already in use (see {log})")
         self.bound = Listeners({k: v for k, v in gateway.items() if v}, {k: v for k, v in services.items() if v})
         self.admin_url = admin.url
+        # a restart keeps the admin address too (as a sidecar keeps :15000/:15090): one Prometheus series per stat
+        self.admin_port = self.admin_port or int(admin.url.rpartition(":")[2])
         state.ports.bound = self.bound
         state.ports.admin_url = admin.url
         state.envoy = EnvoyRecord(state.envoy.binary, self.envoy_ref, self.envoy_restarts, admin.url, str(log))
@@ -337,6 +359,13 @@ class Supervisor:
                 state.status = status
             write_state(self.state_dir, state)
 
+    def record_telemetry(self, exporter_url: str | None, prometheus: ProcRef | None) -> None:
+        with locked(self.state_dir):
+            state = read_state(self.state_dir)
+            if state is not None:
+                self.telemetry.record(state, exporter_url, prometheus, self.logs)
+                write_state(self.state_dir, state)
+
     def note_error(self, exc: Exception) -> None:
         with contextlib.suppress(Exception), locked(self.state_dir):
             state = read_state(self.state_dir)
@@ -354,8 +383,10 @@ class Supervisor:
         children = [run.child for run in self.runs if run.child is not None]
         if self.envoy is not None:
             children.append(self.envoy)
+        children += self.telemetry.children()
         try:
             stop_all(children)
+            self.telemetry.stop()
         finally:
             for run in self.runs:
                 run.child = None

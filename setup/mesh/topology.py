@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from splitproof.setup.manifests import CanaryParams
+from splitproof.setup.mesh.faults import InstanceFaults
 from splitproof.setup.proc import python_argv
 from splitproof.verifier.boutique import MAX_RESPONSES
 from splitproof.verifier.errors import InputError
@@ -53,6 +54,7 @@ class Endpoint:
     port: int
     labels: Mapping[str, str]
     instance: str = ""
+    internal: str = ""  # an Envoy internal listener to reach it through (its inbound hop, setup.mesh.inbound)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class InstanceSpec:
     kind: str          # setup.boutique server: catalog | recommendation | frontend
     labels: Mapping[str, str] = field(default_factory=dict)
     max_responses: int | None = None
+    faults: InstanceFaults | None = None  # injected by this version's instances (setup.mesh.faults)
 
     def argv(self, port: int, *, catalog_addr: str, recommendation_addr: str,
              python: str | None = None) -> list[str]:
@@ -72,6 +75,8 @@ class InstanceSpec:
                            python=python)
         if self.kind == "recommendation":
             argv += ["--catalog-addr", catalog_addr, "--max-responses", str(self.max_responses)]
+            if self.faults is not None:
+                argv += self.faults.serve_args()
         elif self.kind == "frontend":
             argv += ["--recommendation-addr", recommendation_addr, "--catalog-addr", catalog_addr]
         return argv
@@ -119,8 +124,10 @@ def validate_replicas(replicas: Mapping[str, int]) -> None:
             raise InputError(f"replicas for {name!r} must be an integer from {low} to {MAX_REPLICAS}, got {count!r}")
 
 
-def plan_instances(params: CanaryParams, replicas: Mapping[str, int] | None = None) -> list[InstanceSpec]:
-    """Every local instance, catalog first (the others call it), frontend last. Names look like pod names."""
+def plan_instances(params: CanaryParams, replicas: Mapping[str, int] | None = None,
+                   faults: Mapping[str, InstanceFaults] | None = None) -> list[InstanceSpec]:
+    """Every local instance, catalog first (the others call it), frontend last. Names look like pod names.
+    ``faults``: version -> what its recommendation instances inject (a bad canary)."""
     full = {**DEFAULT_REPLICAS, **(replicas or {})}
     validate_replicas(full)
     out: list[InstanceSpec] = []
@@ -129,7 +136,8 @@ def plan_instances(params: CanaryParams, replicas: Mapping[str, int] | None = No
     for version, max_responses in VERSION_MAX_RESPONSES.items():
         for i in range(full[version]):
             out.append(InstanceSpec(f"{params.service}-{version}-{i}", params.service, "recommendation",
-                                    {"app": params.service, "version": version}, max_responses))
+                                    {"app": params.service, "version": version}, max_responses,
+                                    (faults or {}).get(version)))
     for i in range(full[FRONTEND]):
         out.append(InstanceSpec(f"{FRONTEND}-{i}", FRONTEND, "frontend", {"app": FRONTEND}))
     return out

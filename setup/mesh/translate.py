@@ -28,8 +28,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from splitproof.setup.mesh import envoy_build as build
+from splitproof.setup.mesh import inbound
 from splitproof.setup.mesh.envoy_build import EnvoyConfig, ListenerPorts
 from splitproof.setup.mesh.hosts import domains, host_intersection, resolve_host
+from splitproof.setup.mesh.inbound import Telemetry
 from splitproof.setup.mesh.istio_model import (
     DEFAULT_LB,
     MESH_GATEWAY,
@@ -47,18 +49,43 @@ INGRESS_LABELS: Mapping[str, str] = {"istio": "ingressgateway"}  # the labels of
 
 def translate(documents: Sequence[Any], *, services: Sequence[Service], endpoints: Sequence[Endpoint],
               ports: ListenerPorts, route_path: Callable[[str], str], default_namespace: str,
-              ingress_labels: Mapping[str, str] = INGRESS_LABELS) -> EnvoyConfig:
+              ingress_labels: Mapping[str, str] = INGRESS_LABELS, telemetry: Telemetry | None = None) -> EnvoyConfig:
     """Translate Istio documents for the given services and ready endpoints into Envoy resources.
 
     ``route_path(name)`` is the file each listener's RDS subscription watches for route configuration ``name``.
+    With ``telemetry`` (setup.mesh.inbound), every HCM writes access logs and every planned instance gets an inbound
+    hop: the service clusters reach its ready instances through their inbound listeners.
     """
     model = parse_documents(documents, services, default_namespace)
     out = EnvoyConfig()
+    if telemetry is not None:
+        _inbound(services, endpoints, telemetry, out)
+        endpoints = [inbound.internal_endpoint(ep) for ep in endpoints]
     defined = _clusters(model, services, endpoints, out)
-    _mesh_listeners(model, services, defined, ports, route_path, out)
-    _ingress_listeners(model, defined, ports, route_path, ingress_labels, out)
+    _mesh_listeners(model, services, defined, ports, route_path, out, telemetry)
+    _ingress_listeners(model, defined, ports, route_path, ingress_labels, out, telemetry)
     out.warnings = list(dict.fromkeys(out.warnings))
     return out
+
+
+def _inbound(services: Sequence[Service], endpoints: Sequence[Endpoint], telemetry: Telemetry,
+             out: EnvoyConfig) -> None:
+    """An inbound listener per planned instance (stable, so listeners never change while Envoy runs) and its
+    inbound cluster: the instance's real port when it is ready, empty (503 UH) while it is not."""
+    by_name = {s.name: s for s in services}
+    ready = {ep.instance: ep for ep in endpoints}
+    for instance, service, _labels in telemetry.instances:
+        svc = by_name.get(service)
+        if svc is None:
+            continue
+        ep = ready.get(instance)
+        name = inbound.inbound_cluster_name(svc, instance)
+        out.clusters.append(build.cluster(name, svc, [ep] if ep else [], DEFAULT_LB, "", {}))
+        out.listeners.append(inbound.inbound_listener(instance, svc, telemetry))
+
+
+def _logs(telemetry: Telemetry | None, listener: str, statics: Mapping[str, str]) -> list[dict[str, Any]] | None:
+    return inbound.access_logs(telemetry, listener, "outbound", statics) if telemetry is not None else None
 
 
 def _clusters(model: Model, services: Sequence[Service], endpoints: Sequence[Endpoint], out: EnvoyConfig) -> set[str]:
@@ -100,7 +127,7 @@ def _vs_routes(vs: VirtualService, defined: set[str], warnings: list[str]) -> li
 
 
 def _mesh_listeners(model: Model, services: Sequence[Service], defined: set[str], ports: ListenerPorts,
-                    route_path: Callable[[str], str], out: EnvoyConfig) -> None:
+                    route_path: Callable[[str], str], out: EnvoyConfig, telemetry: Telemetry | None) -> None:
     """One outbound ("sidecar") listener per service, each with its own route configuration."""
     by_fqdn = {s.fqdn: s for s in services}
     mesh_vs: dict[str, VirtualService] = {}
@@ -124,8 +151,9 @@ def _mesh_listeners(model: Model, services: Sequence[Service], defined: set[str]
         routes = _vs_routes(vs, defined, out.warnings) if vs else [build.default_route(svc)]
         out.routes[route] = build.route_config(route, [{"name": f"{svc.fqdn}:{svc.port}", "domains": ["*"],
                                                         "routes": routes}])
-        out.listeners.append(build.listener(build.mesh_listener_name(svc.name), ports.address,
-                                            ports.services.get(svc.name, 0), route, route_path(route)))
+        name = build.mesh_listener_name(svc.name)
+        out.listeners.append(build.listener(name, ports.address, ports.services.get(svc.name, 0), route,
+                                            route_path(route), _logs(telemetry, name, {})))
 
 
 def _ingress_servers(model: Model, ports: ListenerPorts, ingress_labels: Mapping[str, str],
@@ -177,7 +205,7 @@ def _virtual_hosts(model: Model, bound: list[tuple[Gateway, Server]], gport: int
 
 
 def _ingress_listeners(model: Model, defined: set[str], ports: ListenerPorts, route_path: Callable[[str], str],
-                       ingress_labels: Mapping[str, str], out: EnvoyConfig) -> None:
+                       ingress_labels: Mapping[str, str], out: EnvoyConfig, telemetry: Telemetry | None) -> None:
     """One ingress listener per Gateway port that a Gateway server selecting the local ingress uses."""
     servers = _ingress_servers(model, ports, ingress_labels, out.warnings)
     known = {gw.key for gw in model.gateways}
@@ -190,8 +218,9 @@ def _ingress_listeners(model: Model, defined: set[str], ports: ListenerPorts, ro
                     out.warnings.append(f"VirtualService {vs.ref.namespace}/{vs.ref.name}: gateway {ns}/{name} "
                                         f"does not exist (the VirtualService is not bound to any ingress)")
         out.routes[route] = build.route_config(route, virtual_hosts)
-        out.listeners.append(build.listener(build.ingress_listener_name(gport), ports.address, ports.gateway[gport],
-                                            route, route_path(route)))
+        name = build.ingress_listener_name(gport)
+        out.listeners.append(build.listener(name, ports.address, ports.gateway[gport], route, route_path(route),
+                                            _logs(telemetry, name, {"source": "istio-ingressgateway"})))
     for gport in ports.gateway:
         if gport not in servers:
             out.warnings.append(f"no Gateway server on port {gport} selects the local ingress: the ingress does not "

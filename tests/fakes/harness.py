@@ -12,6 +12,9 @@ import pytest
 from fakes import fakebin
 
 from splitproof.setup.cluster.options import OB_MANIFESTS_URL
+from splitproof.setup.cluster.promaddon import addon_url
+
+PROMETHEUS_ADDON_URL = addon_url("1.24.2")  # the fake istiod's version
 
 RECORDED = fakebin.RECORDED
 MUTATING = {
@@ -33,6 +36,7 @@ class FakeCluster:
         monkeypatch.setenv("PATH", f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}")
         world = fakebin.new_world()
         world["urls"][OB_MANIFESTS_URL] = str(RECORDED / "kubernetes-manifests.yaml")
+        world["urls"][PROMETHEUS_ADDON_URL] = str(RECORDED / "istio-prometheus-addon.yaml")
         self.save_world(world)
 
     # ------------------------------------------------------------------ log

@@ -6,6 +6,8 @@ usage and input errors never pay for scipy: ``preflight`` checks them with light
 ``preflight`` what can be refused before scipy/numpy/rich are imported: options, split, attribution, input file
 ``replay``    ``--results FILE``: the records streamed into the tally
 ``live``      ``--target`` / ``--url``: live sampling into the tally, with ``progress`` on the terminal
+``telemetry`` ``--prometheus`` / ``--envoy-admin`` / ``--access-log``: the real traffic's count batches into the
+              tally (a window: one batch; ``--watch``: one per poll)
 ``plan``      ``--plan``: the sample-size table
 ``run``       one run, start to exit code: settings -> inputs -> tally -> verdict -> outputs
 """

@@ -42,7 +42,7 @@ def preflight(args: argparse.Namespace) -> Preflight:
     """Check ``args`` and open the input; InputError (exit 2) for the first thing wrong."""
     s = settings(args)
     expected = load_expected(args)
-    attribution = load_attribution(args, expected, live=s.live) if not args.plan else None
+    attribution = None if args.plan or s.telemetry else load_attribution(args, expected, live=s.live)
     results = None
     if args.results is not None and not args.plan:
         try:

@@ -17,6 +17,7 @@ from splitproof.verifier.command.plan import print_plan
 from splitproof.verifier.command.preflight import Preflight, preflight
 from splitproof.verifier.command.prepare import TimelineSink, record_sinks, tolerance_notes
 from splitproof.verifier.command.replay import input_summary, observe_results, read_notes
+from splitproof.verifier.command.telemetry import observe_telemetry, telemetry_json
 from splitproof.verifier.exitcodes import ExitCode
 from splitproof.verifier.reports.writer import OutputError, write_outputs, write_text
 from splitproof.verifier.stats.planning import plan
@@ -69,7 +70,12 @@ def _run(args: argparse.Namespace, console: Console, err: Console, pre: Prefligh
     notes: list[str] = list(margin_notes)
     interrupted = False
     try:
-        if s.live:
+        if s.telemetry:
+            observed = observe_telemetry(args, tally, err, on_batch=_timeline_batches(sinks))
+            extra["telemetry"] = telemetry_json(observed)
+            extra["target"] = observed.counted.source if observed.counted else observed.source
+            notes += [n for n in extra["telemetry"]["notes"]]
+        elif s.live:
             assert attribution is not None
             notes += observe_live(args, tally, attribution, err)
             extra["target"] = args.target or args.url
@@ -89,3 +95,9 @@ def _run(args: argparse.Namespace, console: Console, err: Console, pre: Prefligh
     timeline = next((sink.timeline for sink in sinks if isinstance(sink, TimelineSink)), None)
     write_outputs(args, verdict, extra, console, timeline)
     return ExitCode.INTERRUPTED if interrupted else verdict.exit_code
+
+
+def _timeline_batches(sinks: list[Any]) -> Any:
+    """The HTML timeline's hook for count batches (a point per poll), or None without --html."""
+    timeline = next((sink.timeline for sink in sinks if isinstance(sink, TimelineSink)), None)
+    return None if timeline is None else timeline.add_batch

@@ -72,7 +72,8 @@ def share_chart_svg(timeline: Timeline, verdict: Verdict) -> str:
             colour = _colour(version, versions)
             e = expected.get(version, 0.0)
             shares = [p.counts.get(version, 0) / p.n for p in points]
-            ax.plot(xs, shares, color=colour, lw=1.6, label=f"{version} observed")
+            ax.plot(xs, shares, color=colour, lw=1.6, label=f"{version} observed",
+                    marker="o" if len(xs) == 1 else None)  # a window is one point
             ax.fill_between(xs, [iv.lo for _, iv in bands[version]], [iv.hi for _, iv in bands[version]],
                             color=colour, alpha=0.15, lw=0)
             ax.axhline(e, color=colour, ls="--", lw=1.0, label=f"{version} expected {e:.0%}")
@@ -81,7 +82,8 @@ def share_chart_svg(timeline: Timeline, verdict: Verdict) -> str:
         if xs:
             ax.set_xscale("log")
             _plain_log_ticks(ax.xaxis)
-            ax.set_xlim(max(1, xs[0]), max(xs[-1], 2))
+            lo = max(1, xs[0])
+            ax.set_xlim(lo / 2 if xs[-1] <= lo else lo, max(xs[-1], 2, 2 * lo if xs[-1] <= lo else 0))
         ax.set_ylim(0, 1)
         ax.set_xlabel("attributed responses (log scale)")
         ax.set_ylabel("cumulative share")

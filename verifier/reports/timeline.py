@@ -173,6 +173,27 @@ class Timeline:
             self.checkpoints.append(Checkpoint(j, float(ts[pos]) - self.t0, counts_now))  # as add(): rec.t - t0
         self.n_attributed = total
 
+    def add_batch(self, batch: object) -> None:
+        """A count batch (a telemetry window or one ``--watch`` poll: ``counts``, ``unattributed`` by cause, and a
+        ``window``): one checkpoint at the batch's end -- the share over time of a watch is per poll, and a window
+        is a single point. Latency and statuses of batches are the health judge's, not drawn here."""
+        counts = getattr(batch, "counts", {})
+        unattributed = getattr(batch, "unattributed", {})
+        window = getattr(batch, "window", None)
+        if window is not None and self.t0 is None:
+            self.t0 = window.since
+        self.counts.update({v: n for v, n in counts.items() if n})
+        self.n_attributed += sum(counts.values())
+        self.n_unattributed += sum(unattributed.values())
+        for cause, n in unattributed.items():
+            if n:
+                self.errors[cause] += n
+        if self.n_attributed and (not self.checkpoints or self.checkpoints[-1].n != self.n_attributed):
+            t = (window.until - self.t0) if window is not None and self.t0 is not None else 0.0
+            self.checkpoints.append(Checkpoint(self.n_attributed, t, dict(self.counts)))
+            if len(self.checkpoints) >= self.max_points:
+                self.checkpoints = self.checkpoints[1::2]
+
     def finish(self) -> None:
         """Make sure the final state is the last checkpoint."""
         if self.n_attributed and (not self.checkpoints or self.checkpoints[-1].n != self.n_attributed):

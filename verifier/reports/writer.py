@@ -69,7 +69,8 @@ def write_outputs(args: argparse.Namespace, verdict: Verdict, extra: dict[str, A
     if summary:
         attempt("$GITHUB_STEP_SUMMARY", lambda: append_github_summary(verdict, summary))
     if getattr(args, "html", None):
-        source = f"{extra.get('target') or args.results} · expected split from {extra.get('expected_source', '?')}"
+        what = extra.get("target") or getattr(args, "results", None)
+        source = f"{what} · expected split from {extra.get('expected_source', '?')}"
         attempt(f"--html {args.html}", lambda: write_html(args.html, verdict, timeline or Timeline(), source=source))
     if attempt.failed:
         kept = f"; written: {', '.join(attempt.written)}" if attempt.written else ""

@@ -122,29 +122,36 @@ def latency_window(client: PrometheusClient, spec: SeriesSpec, window: Window, *
                    chunk: float = DEFAULT_CHUNK_MS / 1000) -> dict[str, LatencyHistogram]:
     """Exact per-version duration histograms in ``window`` from ``_bucket`` series (each bucket is a counter)."""
     read = _read(client, spec, window, lookback, chunk)
-    _check_one_reporter(spec, read.labels.values())
+    return _histograms(spec, read.acc.totals(), read.labels)
+
+
+def _histograms(spec: SeriesSpec, counts: dict[Hashable, int],
+                labels: dict[Hashable, dict[str, str]]) -> dict[str, LatencyHistogram]:
+    """Per-version histograms of ``_bucket`` series counts; every bucket ever seen is present (0 when it did not
+    grow), so the batches of a watch have the same bounds and add up."""
+    _check_one_reporter(spec, labels.values())
     per: dict[str, Counter[float]] = {}
-    for key, n in read.acc.totals().items():
-        labels = read.labels[key]
-        c = classify(spec, labels)
-        if c.role != "count" or c.version is None or "le" not in labels:
+    for key, lab in labels.items():
+        c = classify(spec, lab)
+        if c.role != "count" or c.version is None or "le" not in lab:
             continue
         try:
-            le = float(labels["le"])
+            le = float(lab["le"])
         except ValueError:
             continue
-        per.setdefault(c.version, Counter())[le] += n
+        per.setdefault(c.version, Counter())[le] += counts.get(key, 0)
     return {v: LatencyHistogram.from_cumulative(dict(b)) for v, b in sorted(per.items())}
 
 
 def watch(client: PrometheusClient, spec: SeriesSpec, interval: float, *, start: float | None = None,
           duration: float | None = None, lookback: float = DEFAULT_LOOKBACK, overlap: float | None = None,
           clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-          ) -> Iterator[TelemetryCounts]:
+          latency: SeriesSpec | None = None) -> Iterator[TelemetryCounts]:
     """From ``start`` (default now), poll every ``interval`` (the scrape interval) and yield each poll's new
     requests as a batch (``TelemetryCounts`` whose window is the poll interval; possibly empty). Each poll re-reads
     ``overlap`` (default ``3 * interval + 10 s``) back so samples ingested late are counted in the next batch, never
-    twice. Stops after ``duration`` or when the caller stops iterating."""
+    twice. Stops after ``duration`` or when the caller stops iterating. ``latency``: each batch also carries that
+    ``_bucket`` spec's per-version histograms of the batch."""
     t0 = clock() if start is None else start
     back = 3 * interval + 10.0 if overlap is None else overlap
     acc = CounterAccumulator(_ms(t0))
@@ -152,6 +159,11 @@ def watch(client: PrometheusClient, spec: SeriesSpec, interval: float, *, start:
     warnings: list[str] = []
     _feed(client, spec, acc, labels, warnings, _ms(t0 - lookback), _ms(t0), _ms(lookback + 1))
     acc.take()
+    lat_acc = CounterAccumulator(_ms(t0))
+    lat_labels: dict[Hashable, dict[str, str]] = {}
+    if latency is not None:
+        _feed(client, latency, lat_acc, lat_labels, warnings, _ms(t0 - lookback), _ms(t0), _ms(lookback + 1))
+        lat_acc.take()
     previous = t0
     seen_resets = seen_began = 0
     for t in ticks(interval, start=t0, duration=duration, clock=clock, sleep=sleep):
@@ -159,6 +171,10 @@ def watch(client: PrometheusClient, spec: SeriesSpec, interval: float, *, start:
         _feed(client, spec, acc, labels, warnings, _ms(t - back), _ms(t), _ms(back + 1))
         builder = CountsBuilder()
         _group(spec, acc.take(), labels, builder)
+        hist = None
+        if latency is not None:
+            _feed(client, latency, lat_acc, lat_labels, warnings, _ms(t - back), _ms(t), _ms(back + 1))
+            hist = _histograms(latency, lat_acc.take(), lat_labels)
         if acc.resets > seen_resets:
             builder.note(f"{acc.resets - seen_resets} counter reset(s) in this batch (counted from 0)")
         if acc.began_inside > seen_began:
@@ -168,5 +184,5 @@ def watch(client: PrometheusClient, spec: SeriesSpec, interval: float, *, start:
             builder.note(f"Prometheus warning: {w}")
         batch = Window(previous, t)
         yield builder.build(batch, f"Prometheus {client.url}: {spec.description} (watch, every "
-                                   f"{format_duration(interval)})", empty_note=False)
+                                   f"{format_duration(interval)})", hist, empty_note=False)
         previous = t
