@@ -9,7 +9,7 @@ tests/test_health_simulation.py), the fixed-n judge by exact binomial sums over 
 responses. Baseline: the fixed-n judge at its planned n (``plan_health``), what a careful user runs without
 sequential looks; and the peers as they are configured in their documentation.
 
-``--update`` writes bench/RESULTS-health.md (to be merged into bench/RESULTS.md).
+``--update`` replaces the "## Canary health calibration" section of bench/RESULTS.md with this run's figures.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,8 @@ ALPHA, FAIL_TESTS = 0.01, 2                # errors and latency judged: FAIL tes
 ERR_MARGIN, SLOW_MARGIN = 0.01, 0.05
 INTERVAL, STEP = 1000, 500                 # peers: a check every 1,000 responses; Kayenta: a point per 500
 MEDIAN_MS, SIGMA = 4.0, 0.5
-OUT = Path(__file__).resolve().parent / "RESULTS-health.md"
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+HEADING = "## Canary health calibration (`bench/health_calibration.py`)"
 KEY: dict[str, float] = {}  # figures quoted in the reading
 PRODUCTION = lognormal_latency(MEDIAN_MS, SIGMA)
 P95 = MEDIAN_MS * math.exp(1.6448536 * SIGMA)
@@ -255,7 +257,7 @@ def margin_section(runs: int) -> list[str]:
 
 def run(runs: int) -> str:
     t0 = time.time()
-    lines = ["# Health-judge calibration (`bench/health_calibration.py`)", "",
+    lines = [HEADING, "",
              f"Run {dt.date.today().isoformat()} on {describe()}; {runs:,} simulated runs per row unless noted; "
              f"ELAPSED s. alpha {ALPHA:g} (FAIL tests at {ALPHA / FAIL_TESTS:g}: errors and latency judged), "
              f"PASS margins +{100 * ERR_MARGIN:g} pp errors / +{100 * SLOW_MARGIN:g} pp slow responses, FAIL when "
@@ -283,12 +285,23 @@ def run(runs: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=2000)
-    parser.add_argument("--update", action="store_true", help="write bench/RESULTS-health.md")
+    parser.add_argument("--update", action="store_true", help="write the section into bench/RESULTS.md")
     args = parser.parse_args()
     text = run(args.runs)
     print(text)
     if args.update:
-        OUT.write_text(text)
+        update_results(text)
+
+
+def update_results(section: str) -> None:
+    """Replace (or append) this benchmark's section of bench/RESULTS.md."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(rf"^{re.escape(HEADING)}.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text)
 
 
 if __name__ == "__main__":

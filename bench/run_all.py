@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 # (module, arguments, argument that rewrites its RESULTS.md section or None, quick-mode arguments)
 BENCHES: tuple[tuple[str, list[str], str | None, list[str]], ...] = (
     ("bench.calibration", [], "--update", ["--runs", "1000"]),
+    ("bench.health_calibration", [], "--update", ["--runs", "200"]),
     ("bench.verifier_throughput", [], "--update", ["--records", "1000000"]),
     ("bench.mesh", [], "--record", []),
     ("bench.loadgen", [], None, ["--seconds", "4", "--rounds", "1"]),
@@ -29,6 +30,7 @@ BENCHES: tuple[tuple[str, list[str], str | None, list[str]], ...] = (
     ("bench.yaml_input", [], "--update", ["--mib", "1"]),
     ("bench.telemetry_query", [], "--update", ["--repeat", "3"]),
     ("bench.telemetry_watch", [], "--update", ["--runs", "2"]),
+    ("bench.rollout", [], "--record", ["--rounds", "1"]),
 )
 
 

@@ -37,7 +37,7 @@ from locust.exception import StopUser
 from splitproof.loadtest import grpc_client, plugin
 from splitproof.protos import demo_pb2
 from splitproof.verifier.boutique import PRODUCT_IDS  # upstream's 9 (src/productcatalogservice/products.json)
-from splitproof.verifier.inputs.classify import grpc_reply_outcome, product_page_outcome
+from splitproof.verifier.inputs.classify import error_metadata, grpc_reply_outcome, product_page_outcome
 
 # gevent integration for grpc must precede every gRPC object of the process: init_gevent() "must be called ... BEFORE
 # creating and gRPC objects" (grpc/grpc src/python/grpcio/grpc/experimental/gevent.py; see loadtest/grpc_client.py).
@@ -83,8 +83,9 @@ class ShopperUser(FastHttpUser):
         session = plugin.session(self.environment)
         with self.client.get(f"/product/{product_id}", name=PRODUCT_PAGE_NAME, catch_response=True) as resp:
             status = resp.status_code
+            headers = dict(resp.headers or {}) if session.attribution.header is not None else None
             outcome = product_page_outcome(status, resp.text if status and status < 400 else None,
-                                           session.attribution)
+                                           session.attribution, headers)
             if outcome.failure is not None and status and status < 400:
                 resp.failure(outcome.failure)
             latency_ms = float(resp.request_meta["response_time"])
@@ -141,14 +142,21 @@ class RecommendationUser(User):
         start = time.perf_counter()
         reply = None
         error: grpc.RpcError | None = None
+        header = session.attribution.header
+        metadata: dict[str, str] | None = None
         try:
-            reply = self.stub.ListRecommendations(request, timeout=GRPC_TIMEOUT_S)
+            if header is None:
+                reply = self.stub.ListRecommendations(request, timeout=GRPC_TIMEOUT_S)
+            else:  # --version-header: the version the mesh names in the response metadata (errors included)
+                reply, call = self.stub.ListRecommendations.with_call(request, timeout=GRPC_TIMEOUT_S)
+                metadata = {str(k): str(v) for k, v in (call.initial_metadata() or ())}
         except grpc.RpcError as exc:
             error = exc
+            metadata = error_metadata(exc) if header is not None else None
         latency_ms = (time.perf_counter() - start) * 1000.0
         code = grpc_client.status_name(error) if error is not None else None
         outcome = grpc_reply_outcome(list(reply.product_ids) if reply is not None else None, code,
-                                     session.attribution)
+                                     session.attribution, metadata)
         exception: Exception | None = None
         if outcome.failure is not None:
             exception = (grpc_client.call_error(error) if error is not None

@@ -17,6 +17,11 @@ gets and how the live view reads:
     and when a person stopped the run (Ctrl-C, SIGTERM, the web UI's Stop, no ``-t``) or restarted it from the
     web UI: a stop chosen while watching the live shares, where a fixed-n test would be peeking (false FAILs at
     several times alpha).
+
+With ``--health`` the canary's health is judged from the same records (verifier.health.responses), by the same
+rule: live and on ``--stop-on-verdict`` the anytime-valid judge, at Locust's run-time limit the fixed-n judge
+over every record (what ``verify-split --health --results FILE`` computes from the file). The exit code is the
+gate's: FAIL if the split or a health metric fails (verifier.health.combined).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from splitproof.loadtest.ending import RESTARTED, RUN_TIME_LIMIT, STOP_ON_VERDIC
 from splitproof.loadtest.options import SplitConfig
 from splitproof.verifier import fmt
 from splitproof.verifier.exitcodes import ExitCode
+from splitproof.verifier.inputs.records import Record
 from splitproof.verifier.stats.intervals import share_interval
 from splitproof.verifier.tally import UNATTRIBUTED as UNNAMED_CAUSE
 from splitproof.verifier.tally import Tally
@@ -58,6 +64,17 @@ class LiveSplit:
                            max_unattributed=config.max_unattributed)
         self.gate = self.tally.gate
         assert self.gate is not None
+        self.health = self.health_fixed = None
+        self.health_verdict: Any = None   # the final health verdict (final_verdict sets it)
+        if config.health is not None:
+            from splitproof.verifier.health.responses import ResponseHealth
+
+            attributable = config.attribution.header is not None
+            self.health = ResponseHealth.for_expected(config.health, self.expected, method=Method.SEQUENTIAL,
+                                                      errors_attributable=attributable)
+            self.health_fixed = ResponseHealth.for_expected(config.health, self.expected, method=Method.FIXED_N,
+                                                            errors_attributable=attributable)
+            self.tally.health_records = self.health  # the tally's decision waits for the health judge too
 
     # ----------------------------------------------------------------------------------------------- feeding
 
@@ -66,6 +83,14 @@ class LiveSplit:
         named = iter(causes or ())
         for version in versions:
             self.tally.observe(version, next(named, UNNAMED_CAUSE) if version is None else None)
+
+    def observe_records(self, records: list[Record]) -> None:
+        """The same responses as records, for the health judges (before their versions reach :meth:`observe`)."""
+        if self.health is None or self.health_fixed is None:
+            return
+        for rec in records:
+            self.health.add(rec)
+            self.health_fixed.add(rec)
 
     @property
     def decided(self) -> bool:
@@ -97,6 +122,28 @@ class LiveSplit:
         out.append({"version": UNATTRIBUTED, "expected": f"<= {fmt.share(tally.max_unattributed)}",
                     "count": tally.unattributed, "share": _pct(tally.unattributed / total if total else None),
                     "interval": "-"})
+        return out + self.health_rows()
+
+    def health_rows(self) -> list[dict[str, Any]]:
+        """With --health: per metric and canary, its rate vs production's and the difference's confidence sequence
+        (the same columns: expected = production's rate plus the PASS margin)."""
+        if self.health is None:
+            return []
+        verdict = self.health.verdict()
+        out = []
+        for m in verdict.metrics:
+            noun = m.criterion.noun if m.criterion else m.metric
+            if not m.rows:
+                out.append({"version": f"health: {noun}", "expected": "", "count": "", "share": "",
+                            "interval": m.reason})
+            for r in m.rows:
+                margin = fmt.plus_pp(m.criterion.max_increase) if m.criterion else ""
+                out.append({"version": f"health: {r.version} {noun}", "expected": f"{r.baseline} {margin}",
+                            "count": r.n, "share": f"{fmt.rate(r.rate)} vs {fmt.rate(r.baseline_rate)}",
+                            "interval": (f"{fmt.signed_pp(r.lo)} to {fmt.signed_pp(r.hi)} ({r.status})"
+                                         if r.n and r.baseline_n else "-")})
+        out.append({"version": "health", "expected": "", "count": "", "share": "",
+                    "interval": f"{verdict.outcome} - {verdict.reason}"})
         return out
 
     def status_line(self) -> str:
@@ -108,10 +155,14 @@ class LiveSplit:
                 f"(alpha {self.tally.alpha:g}, tolerance +-{fmt.pp(self.tally.tolerance)})")
 
     def console_line(self) -> str:
-        parts = [f"{r['version']} {r['count']} ({r['share']}, CS {r['interval']})" for r in self.rows()[:-1]]
+        split_rows = [r for r in self.rows() if not str(r["version"]).startswith("health")]
+        parts = [f"{r['version']} {r['count']} ({r['share']}, CS {r['interval']})" for r in split_rows[:-1]]
         parts.append(f"unattributed {self.tally.unattributed}")
         decided = self.sequential_outcome() if self.gate.decided else "undecided"
-        return f"split vs {self.expected.describe()}: " + ", ".join(parts) + f" | sequential: {decided}"
+        line = f"split vs {self.expected.describe()}: " + ", ".join(parts) + f" | sequential: {decided}"
+        if self.health is not None:
+            line += f" | health: {self.health.verdict().outcome}"
+        return line
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the web UI shows, JSON-ready."""
@@ -124,7 +175,10 @@ class LiveSplit:
     def final_verdict(self, ended_by: str = RUN_TIME_LIMIT) -> Verdict:
         """The verdict that sets the exit code. ``ended_by``: why the load stopped -- RUN_TIME_LIMIT (Locust's
         -t timer ended the only test: a length fixed in advance), STOPPED, STOP_ON_VERDICT or RESTARTED."""
-        if self.config.stop_on_verdict or ended_by != RUN_TIME_LIMIT:
+        sequential = self.config.stop_on_verdict or ended_by != RUN_TIME_LIMIT
+        if self.health is not None and self.health_fixed is not None:
+            self.health_verdict = (self.health if sequential else self.health_fixed).verdict()
+        if sequential:
             verdict = self.tally.verdict(Method.SEQUENTIAL)
             note = None if self.config.stop_on_verdict or ended_by == STOP_ON_VERDICT else \
                 _SEQUENTIAL_NOTES.get(ended_by, _SEQUENTIAL_NOTES[STOPPED])
@@ -133,13 +187,24 @@ class LiveSplit:
             return verdict
         return self.tally.verdict(Method.FIXED_N)
 
-    @staticmethod
-    def exit_code(verdict: Verdict) -> ExitCode:
-        return verdict.exit_code
+    def exit_code(self, verdict: Verdict) -> ExitCode:
+        """The gate's: the split verdict's, combined with the final health verdict under --health."""
+        if self.health_verdict is None:
+            return verdict.exit_code
+        from splitproof.verifier.health.combined import combine
+
+        return combine(verdict, self.health_verdict).exit_code
 
     def print_verdict(self, verdict: Verdict) -> None:
         from rich.console import Console
 
         from splitproof.verifier.reports.table import print_verdict
 
-        print_verdict(verdict, Console())
+        console = Console()
+        print_verdict(verdict, console)
+        if self.health_verdict is not None:
+            from splitproof.verifier.reports.healthout import HealthReport, print_health
+
+            report = HealthReport(self.health_verdict, "header" if self.config.attribution.header else
+                                  "payload (errors not attributable)")
+            print_health(report, report.gate(verdict), console)

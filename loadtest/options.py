@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from splitproof.verifier import defaults
 from splitproof.verifier.errors import InputError
@@ -24,6 +24,9 @@ from splitproof.verifier.inputs.attribution import (
     Attribution,
     parse_class_overrides,
 )
+
+if TYPE_CHECKING:  # scipy behind it: imported when --health is given
+    from splitproof.verifier.health.options import HealthOptions
 
 # ShopperUser task names (as on the command line) -> the upstream load generator's weights.
 SHOPPER_TASKS: dict[str, int] = {
@@ -73,6 +76,21 @@ def add_arguments(parser: Any) -> None:
     group.add_argument("--shopper-tasks", metavar="TASK=W,...", default=None,
                        help="ShopperUser task weights, e.g. browseProduct=10,index=0 (tasks: "
                             + ", ".join(f"{k} {v}" for k, v in SHOPPER_TASKS.items()) + ")")
+    group.add_argument("--version-header", metavar="NAME", default=None,
+                       help="attribute by this response header / gRPC metadata (Istio headers.response.set; the "
+                            "local mesh's --version-header): a failed call then names its version too")
+    group.add_argument("--health", action="store_true", default=False,
+                       help="also judge the canary's health (errors, slow responses) against production: the "
+                            "exit code FAILs if the split or a health metric fails (needs --expected/--weights)")
+    group.add_argument("--max-error-increase", metavar="PP", default=None,
+                       help=f"--health: PASS needs the canary's error rate shown below production's + PP "
+                            f"(default {defaults.points(defaults.MAX_ERROR_INCREASE):g})")
+    group.add_argument("--latency-threshold-ms", metavar="MS", default=None,
+                       help="--health: a response slower than MS is slow (default: production's p95 over its first "
+                            "200 successful responses)")
+    group.add_argument("--max-slow-increase", metavar="PP", default=None,
+                       help=f"--health: PASS needs the canary's share of slow responses shown below production's + "
+                            f"PP (default {defaults.points(defaults.MAX_SLOW_INCREASE):g})")
     group.add_argument("--think-time", metavar="MIN[:MAX]", default=None,
                        help="seconds each user waits between tasks (default 0; the upstream generator uses 1:10)")
 
@@ -90,6 +108,7 @@ class SplitConfig:
     attribution: Attribution = field(default_factory=Attribution)
     shopper_tasks: Mapping[str, int] | None = None
     think_time: tuple[float, float] = (0.0, 0.0)
+    health: HealthOptions | None = None   # --health: the canary's health judged too
 
 
 def _text(value: Any) -> str | None:
@@ -166,13 +185,48 @@ def parse_think_time(value: Any) -> tuple[float, float]:
     return (lo, hi)
 
 
-def parse_attribution(html_specs: list[str] | None, grpc_specs: list[str] | None) -> Attribution:
+def parse_attribution(html_specs: list[str] | None, grpc_specs: list[str] | None,
+                      header: Any = None) -> Attribution:
     try:
         html = parse_class_overrides(list(html_specs)) if html_specs else dict(DEFAULT_HTML_CLASSES)
         grpc = parse_class_overrides(list(grpc_specs)) if grpc_specs else dict(DEFAULT_GRPC_CLASSES)
     except ValueError as exc:
         raise UsageError(str(exc).replace("--class", "--html-class/--grpc-class")) from None
-    return Attribution(grpc_classes=grpc, html_classes=html)
+    name = _text(header)
+    if name is not None and (not name.isprintable() or any(c in name for c in " :\t")):
+        raise UsageError(f"--version-header must be a header name, got {name!r}")
+    return Attribution(grpc_classes=grpc, html_classes=html, header=name.lower() if name else None)
+
+
+def parse_health(options: Any, alpha: float, expected: Expected | None) -> HealthOptions | None:
+    """``--health`` and its margins (percentage points as typed) -> HealthOptions; None without --health."""
+    def get(name: str) -> Any:
+        return getattr(options, name, None) if options is not None else None
+
+    if not get("health"):
+        given = [f"--{n.replace('_', '-')}" for n in ("max_error_increase", "latency_threshold_ms",
+                                                       "max_slow_increase") if _text(get(n)) is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply with --health")
+        return None
+    if expected is None:
+        raise UsageError("--health needs the expected split (--expected or --weights)")
+    error_pp = _number(get("max_error_increase"), "--max-error-increase", 0.0, 100.0,
+                       defaults.points(defaults.MAX_ERROR_INCREASE))
+    slow_pp = _number(get("max_slow_increase"), "--max-slow-increase", 0.0, 100.0,
+                      defaults.points(defaults.MAX_SLOW_INCREASE))
+    threshold = _text(get("latency_threshold_ms"))
+    from splitproof.verifier.health.options import HealthOptions
+
+    health = HealthOptions(alpha=alpha, max_error_increase=defaults.fraction(error_pp),
+                           max_slow_increase=defaults.fraction(slow_pp),
+                           latency_threshold_ms=_number(threshold, "--latency-threshold-ms", 0.0, 3.6e6, 0.0)
+                           if threshold is not None else None)
+    try:
+        health.check()
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    return health
 
 
 def parse_expected(expected: Any, weights: Any) -> Expected | None:
@@ -197,9 +251,9 @@ def config_from_options(options: Any) -> SplitConfig:
     def get(name: str) -> Any:
         return getattr(options, name, None) if options is not None else None
 
-    attribution = parse_attribution(get("html_class"), get("grpc_class"))
+    attribution = parse_attribution(get("html_class"), get("grpc_class"), get("version_header"))
     expected = parse_expected(get("expected"), get("weights"))
-    if expected is not None:
+    if expected is not None and attribution.header is None:
         try:
             check_attributable(expected, attribution.versions())
         except InputError as exc:
@@ -208,12 +262,13 @@ def config_from_options(options: Any) -> SplitConfig:
     stop_on_verdict = bool(get("stop_on_verdict"))
     if stop_on_verdict and expected is None:
         raise UsageError("--stop-on-verdict needs the expected split (--expected or --weights)")
+    alpha = _number(get("alpha"), "--alpha", 0.0, 0.5, defaults.ALPHA)
     return SplitConfig(
         grpc_target=parse_target(get("grpc_target")),
         results_path=_text(get("split_results")),
         append=bool(get("split_results_append")),
         expected=expected,
-        alpha=_number(get("alpha"), "--alpha", 0.0, 0.5, defaults.ALPHA),
+        alpha=alpha,
         tolerance=defaults.fraction(_number(get("tolerance"), "--tolerance", 0.0, 100.0,
                                             defaults.points(defaults.TOLERANCE))),
         max_unattributed=defaults.fraction(_number(get("max_unattributed"), "--max-unattributed", 0.0, 100.0,
@@ -222,4 +277,5 @@ def config_from_options(options: Any) -> SplitConfig:
         attribution=attribution,
         shopper_tasks=parse_shopper_tasks(get("shopper_tasks")),
         think_time=parse_think_time(get("think_time")),
+        health=parse_health(options, alpha, expected),
     )

@@ -159,6 +159,8 @@ def _on_init(environment: Environment, runner: Any = None, web_ui: Any = None, *
         from splitproof.loadtest.live import LiveSplit
 
         s.live = LiveSplit(config)
+        if config.health is not None:
+            recorder.record_observers.append(s.live.observe_records)
         recorder.observers.append(s.live.observe)
         recorder.observers.append(lambda _versions, _causes: _maybe_stop(environment, s))
     if role != "worker":
@@ -285,6 +287,9 @@ def _on_quit(exit_code: int, **_kw: Any) -> None:
         if s.live is not None and s.verdict is not None:
             log.info("split verdict (%s): %s - %s (exit code %d)", s.verdict.method, s.verdict.outcome,
                      s.verdict.reason, s.live.exit_code(s.verdict))
+            if s.live.health_verdict is not None:
+                log.info("health verdict (%s): %s - %s", s.live.health_verdict.method, s.live.health_verdict.outcome,
+                         s.live.health_verdict.reason)
             s.live.print_verdict(s.verdict)
 
 

@@ -17,13 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from splitproof.verifier.inputs.records import Record, RecordWriter, unattributed_cause
+from splitproof.verifier.inputs.records import Record, RecordError, RecordWriter, parse_record, unattributed_cause
 
 REPORT_KEY = "splitproof_records"
 
 # Called with each batch: the versions (None = unattributed) in the order the records were written, and the
 # causes of the batch's unattributed records.
 Observer = Callable[[list[str | None], list[str]], None]
+# Called with each batch's records themselves (the health judge needs status and latency): the local runner's as
+# they are made, a worker's parsed from the lines it sent -- only when someone asks for them.
+RecordObserver = Callable[[list[Record]], None]
 
 
 def open_results(path: str | Path, append: bool) -> RecordWriter:
@@ -48,6 +51,7 @@ class SplitRecorder:
     mode: str
     writer: RecordWriter | None = None
     observers: list[Observer] = field(default_factory=list)
+    record_observers: list[RecordObserver] = field(default_factory=list)
     _lines: list[str] = field(default_factory=list)
     _versions: list[str | None] = field(default_factory=list)
     _causes: list[str] = field(default_factory=list)
@@ -64,6 +68,8 @@ class SplitRecorder:
             return
         if self.writer is not None:
             self.writer.write(record)
+        for observer in self.record_observers:
+            observer([record])
         self._observe([version], [cause] if cause is not None else [])
 
     def drain_into(self, report: dict[str, Any]) -> None:
@@ -85,6 +91,15 @@ class SplitRecorder:
         causes: list[str] = [str(c) for c in batch.get("causes", ())]
         if self.writer is not None:
             self.writer.write_lines(lines)
+        if self.record_observers:
+            parsed = []
+            for line in lines:
+                try:
+                    parsed.append(parse_record(line))
+                except RecordError:  # a worker sent what it made itself: never expected
+                    continue
+            for observer in self.record_observers:
+                observer(parsed)
         self._observe(versions, causes)
         return len(lines)
 

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "splitproof.setup.boutique.serve",     # serve: run one local boutique service
     "splitproof.setup.mesh.cli",           # local up/status/weights/down: the lab's mesh on a real Envoy
     "splitproof.setup.cluster.cli",        # up/plan/cluster/istio/app/expose/canary/weights/status/loadtest/down/lint
+    "splitproof.setup.rollout.cli",        # rollout: 5 -> 20 -> 50 -> 100, each step proven and gated
     "splitproof.setup.demo",               # demo: what `make demo` runs
 )
 

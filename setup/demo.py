@@ -10,10 +10,12 @@
 4. Misroute: weights 50/50 while 20 is still expected (changed live, Envoy not restarted).
 5. ``verify-split --expected 20 --target <mesh entry>``: the sequential test samples live and must FAIL fast.
 6. Stop everything (also on Ctrl-C or any error).
+7. Two progressive rollouts (setup/rollout/demo.py): a healthy canary promoted 5 -> 20 -> 50 -> 100, and a canary
+   failing 5% of its calls rolled back at its first step.
 
-Exit 0 only when the verdicts came out PASS then FAIL. The demo runs the gate at alpha 0.001 (the default is
-0.01) so a correct split fails ``make demo`` about once in a thousand runs rather than once in a hundred; the
-50/50 misroute still fails within a few hundred samples.
+Exit 0 only when the verdicts came out PASS then FAIL (and the rollouts promoted, then rolled back). The demo
+runs the gate at alpha 0.001 (the default is 0.01) so a correct split fails ``make demo`` about once in a thousand
+runs rather than once in a hundred; the 50/50 misroute still fails within a few hundred samples.
 """
 
 from __future__ import annotations
@@ -96,8 +98,10 @@ def count_lines(path: Path) -> int:
 
 
 class Demo:
-    def __init__(self, out: Path, duration: int, users: int, alpha: float, console: Console) -> None:
+    def __init__(self, out: Path, duration: int, users: int, alpha: float, console: Console,
+                 rollouts: bool = True) -> None:
         self.out = out
+        self.rollouts = rollouts
         self.duration = duration
         self.users = users
         self.alpha = alpha
@@ -199,6 +203,10 @@ class Demo:
             sampled = count_lines(self.out / "misroute.jsonl")
             self.say(f"the sequential gate decided after {sampled:,} responses in {time.monotonic() - t0:.1f}s")
             self.say("stopping the mesh ...")
+        if self.rollouts:  # the progressive rollout's two endings, each on its own mesh (setup/rollout/demo.py)
+            from splitproof.setup.rollout.demo import run_rollouts
+
+            verdicts += [(f"rollout, {label}", want, got) for label, want, got, _ in run_rollouts(self.out, self.say)]
         return self.summary(verdicts, time.monotonic() - started)
 
     def prometheus_binary(self) -> bool:
@@ -234,8 +242,10 @@ class Demo:
             ok &= good
             mark = "[green]as expected[/]" if good else f"[red]expected {names[want]}[/]"
             self.say(f"{label}: [bold]{names.get(got, f'exit {got}')}[/] ({mark})")
-        self.say(f"reports: {self.out / 'report-80-20.html'}, {self.out / 'report-misroute.html'}"
-                 + (f", {self.out / 'report-passive.html'}" if (self.out / "report-passive.html").exists() else ""))
+        reports = [self.out / "report-80-20.html", self.out / "report-misroute.html", self.out / "report-passive.html"]
+        if self.rollouts:
+            reports += [self.out / f"rollout-{n}.html" for n in ("healthy", "bad-canary")]
+        self.say("reports: " + ", ".join(str(p) for p in reports if p.exists()))
         self.say(f"done in {elapsed:.0f}s: " + ("[green]the gate passed the right split and failed the "
                                                  "misroute[/]" if ok else "[red]the verdicts were not as expected[/]"))
         return ExitCode.OK if ok else ExitCode.FAIL
@@ -256,7 +266,8 @@ def run_demo(args: argparse.Namespace) -> int:
         raise SetupError("--users must be between 1 and 200", ExitCode.USAGE)
     if not 0 < args.alpha < 0.5:
         raise SetupError("--alpha must be between 0 and 0.5", ExitCode.USAGE)
-    demo = Demo(Path(args.out), args.duration, args.users, args.alpha, Console(highlight=False))
+    demo = Demo(Path(args.out), args.duration, args.users, args.alpha, Console(highlight=False),
+                rollouts=not args.no_rollouts)
     try:
         return demo.run()
     finally:
@@ -271,4 +282,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--users", type=int, default=20, help="Locust users (default: %(default)s)")
     p.add_argument("--alpha", type=float, default=0.001, help="the gate's error rate (default: %(default)s)")
     p.add_argument("--out", default="out/demo", help="where results and reports go (default: %(default)s)")
+    p.add_argument("--no-rollouts", action="store_true", help="skip the two progressive rollouts at the end")
     p.set_defaults(func=run_demo)

@@ -25,10 +25,13 @@ __all__ = ["PYTHON", "REPO", "decoys_hit", "free_port", "make_decoys", "start_se
 REAL_PROCESS_MODULES = frozenset({
     "test_bad_inputs", "test_boutique", "test_boutique_faults", "test_child_processes", "test_cluster_manifests",
     "test_cluster_steps", "test_cluster_up", "test_demo", "test_htmlreport", "test_loadtest_locust",
-    "test_loadtest_units", "test_mesh", "test_mesh_faults", "test_protos", "test_sampler_e2e", "test_telemetry_envoy",
+    "test_loadtest_units", "test_mesh", "test_mesh_faults", "test_health_mesh", "test_health_prometheus", "test_protos",
+    "test_sampler_e2e",
+    "test_telemetry_envoy",
     "test_telemetry_envoy_prometheus", "test_telemetry_prometheus", "test_upstream_compat", "test_verifier_cli",
     "test_setup_exit_codes", "test_proc", "test_verifier_architecture", "test_verify_split_exit_codes",
-    "test_verify_split_telemetry", "test_mesh_telemetry",
+    "test_verify_split_telemetry", "test_mesh_telemetry", "test_rollout_mesh", "test_rollout_cluster",
+    "test_rollout_prometheus",
 })
 LAB_WEIGHTS = {"production": 80, "canary": 20}
 

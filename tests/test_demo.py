@@ -41,7 +41,7 @@ def test_demo_passes_the_right_split_then_fails_the_misroute(tmp_path: Path, dec
     # Run from a folder of decoys (setup.py, splitproof/, protos/, grpc.py, yaml.py, rich.py): the mesh's
     # instances, Locust (which puts its working directory on sys.path itself) and verify-split import none.
     result = subprocess.run(
-        [CANARY_SETUP, "demo", "--duration", "8", "--users", "10", "--out", str(out)],
+        [CANARY_SETUP, "demo", "--duration", "8", "--users", "10", "--no-rollouts", "--out", str(out)],
         capture_output=True, text=True, timeout=240, cwd=decoy_dir,
     )
     text = result.stdout + result.stderr

@@ -258,14 +258,14 @@ def test_final_verdict_is_verify_splits_fixed_n_judge() -> None:
     same = judge({"production": drawn["production"], "canary": drawn["canary"]}, 0, cfg.expected)
     assert verdict.method == "fixed-n" and verdict.outcome == same.outcome == "PASS"
     assert (verdict.n, verdict.rows) == (same.n, same.rows)
-    assert LiveSplit.exit_code(verdict) == 0
+    assert live.exit_code(verdict) == 0
 
 
 def test_misroute_fails_and_unattributed_counts_with_causes() -> None:
     live = LiveSplit(config_from_options(opts(expected="20")))
     drawn = feed(live, {"production": 0.49, "canary": 0.49, None: 0.02}, 1500, seed=3)
     verdict = live.final_verdict()
-    assert verdict.outcome == "FAIL" and LiveSplit.exit_code(verdict) == 1
+    assert verdict.outcome == "FAIL" and live.exit_code(verdict) == 1
     assert verdict.unattributed == drawn[None] == verdict.unattributed_causes["error:UNAVAILABLE"]
     rows = {r["version"]: r for r in live.rows()}
     assert rows[UNATTRIBUTED]["count"] == drawn[None]
@@ -276,7 +276,7 @@ def test_too_few_samples_is_inconclusive() -> None:
     live = LiveSplit(config_from_options(opts(expected="20")))
     feed(live, {"production": 0.8, "canary": 0.2}, 40, seed=1)
     verdict = live.final_verdict()
-    assert verdict.outcome == "INCONCLUSIVE" and LiveSplit.exit_code(verdict) == 3
+    assert verdict.outcome == "INCONCLUSIVE" and live.exit_code(verdict) == 3
     assert not live.decided and "undecided" in live.console_line()
 
 
@@ -324,6 +324,37 @@ def test_stop_on_verdict_uses_the_sequential_gate() -> None:
     snap = live.snapshot()
     assert snap["decided"] and snap["sequential"] == "FAIL" and "FAIL" in snap["status"]
     json.dumps(snap)  # the web UI serves it as JSON
+
+
+def test_health_judges_the_records_and_sets_the_exit_code() -> None:
+    """--health --version-header: the records feed the live (sequential) and the final (fixed-n) health judges;
+    the exit code is the gate's -- FAIL on the canary's errors although the split PASSes."""
+    cfg = config_from_options(opts(expected="20", health=True, version_header="X-Version"))
+    assert cfg.health is not None and cfg.attribution.header == "x-version"
+    live = LiveSplit(cfg)
+    rng = random.Random(4)
+    for i in range(3000):
+        version = "canary" if rng.random() < 0.2 else "production"
+        failed = version == "canary" and rng.random() < 0.05
+        rec = Record(float(i), "grpc", None if failed else 5, version, "error:INTERNAL" if failed else "ok",
+                     rng.uniform(2, 5), by="header")
+        live.observe_records([rec])
+        live.observe([version], [])
+    verdict = live.final_verdict()
+    assert verdict.outcome == "PASS" and live.health_verdict.outcome == "FAIL"
+    assert live.health_verdict.method == "fixed-n" and live.exit_code(verdict) == 1
+    rows = {r["version"]: r for r in live.rows()}
+    assert "FAIL" in rows["health"]["interval"] and "health: canary errors" in rows
+    assert live.decided  # the sequential judges decided too: --stop-on-verdict would have stopped
+
+
+def test_health_options_are_checked() -> None:
+    with pytest.raises(UsageError, match="--health needs the expected split"):
+        config_from_options(opts(health=True))
+    with pytest.raises(UsageError, match="--max-error-increase only apply with --health"):
+        config_from_options(opts(expected="20", max_error_increase="2"))
+    with pytest.raises(UsageError, match="--max-error-increase must be in"):
+        config_from_options(opts(expected="20", health=True, max_error_increase="0"))
 
 
 def test_a_written_record_survives_sigkill_at_once(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("manifests", "router", "envoyroutes"),
     ("boutique",),
     ("mesh", "cluster"),   # two providers side by side: neither imports the other
+    ("rollout",),          # the progressive rollout: drives either provider through the Router
     ("demo",),
     ("cli",),              # finds its subcommand modules by name (importlib): every layer below
     ("__main__",),

@@ -120,6 +120,27 @@ def test_a_live_run_carries_the_documented_fields(shop: str, capsys: pytest.Capt
     assert data["target"] == shop and data["total"] == 60
 
 
+def test_a_health_run_carries_the_documented_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = random.Random(3)
+    lines = []
+    for i in range(2500):
+        version = "canary" if rng.random() < 0.2 else "production"
+        failed = version == "canary" and rng.random() < 0.05
+        lines.append(Record(1000.0 + i, "grpc", None if failed else (2 if version == "canary" else 5), version,
+                            "error:INTERNAL" if failed else "ok", rng.uniform(2, 6), by="header").to_json())
+    (tmp_path / "h.jsonl").write_text("\n".join(lines) + "\n")
+    data = run_json(capsys, "--expected", "20", "--results", str(tmp_path / "h.jsonl"), "--health")
+    check(data, method="fixed-n", extras={"expected_source", "expected", "input", "split", "health"})
+    assert set(data["split"]) == DOCS["split (with --health)"]
+    assert set(data["health"]) == DOCS["health (with --health)"] - {"destination"}  # that one: Prometheus only
+    for metric in data["health"]["metrics"]:
+        assert set(metric) == DOCS["health.metrics[]"]
+        for row in metric["rows"]:
+            assert set(row) == DOCS["health.metrics[].rows[]"]
+    assert data["outcome"] == "FAIL" and data["exit_code"] == 1 and data["split"]["outcome"] == "PASS"
+    assert data["health"]["metrics"][0]["rows"][0]["status"] == "worse"
+
+
 def test_the_plan_carries_the_documented_fields(capsys: pytest.CaptureFixture[str]) -> None:
     data = run_json(capsys, "--expected", "20", "--plan", "--rate", "100")
     assert data["schema"] == PLAN_SCHEMA and set(data) == DOCS[PLAN_SCHEMA]
@@ -129,5 +150,6 @@ def test_the_plan_carries_the_documented_fields(capsys: pytest.CaptureFixture[st
 def test_every_documented_table_is_checked() -> None:
     checked = {VERDICT_SCHEMA, CLI_EXTRAS, "rows[]", "unattributed_row", "interval", "parameters",
                "method_details (fixed-n)", "method_details (sequential)", "input (with --results)", PLAN_SCHEMA,
-               "plan", TELEMETRY}  # TELEMETRY: tests/test_verify_split_telemetry.py
+               "plan", TELEMETRY, "split (with --health)", "health (with --health)", "health.metrics[]",
+               "health.metrics[].rows[]"}  # TELEMETRY: tests/test_verify_split_telemetry.py
     assert set(DOCS) == checked

@@ -37,6 +37,7 @@ examples:
   verify-split --expected 20 --prometheus http://prometheus.istio-system:9090 --since 10m
   verify-split --expected 20 --prometheus http://127.0.0.1:9090 --watch --duration 300
   kubectl logs -l app=frontend -c istio-proxy --since=10m | verify-split --expected 20 --access-log - --since 10m
+  verify-split --expected 20 --target 127.0.0.1:15001 --header x-version --health   # split + canary health
 """
 
 
@@ -134,12 +135,41 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--header", metavar="NAME",
                    help="attribute by this response header / gRPC metadata (Istio headers.response.set)")
 
+    add_health_arguments(p)
+
     g = p.add_argument_group("outputs")
     g.add_argument("--json", metavar="PATH|-", help="write the verdict as JSON (- = stdout; the table goes to stderr)")
     g.add_argument("--junit", metavar="PATH", help="write JUnit XML: one testcase per version + the verdict")
     g.add_argument("--html", metavar="PATH",
                    help="write a self-contained HTML report: verdict, table, share over time, latencies")
     return p
+
+
+def add_health_arguments(p: argparse.ArgumentParser) -> None:
+    """``--health`` and its margins (README "Canary health"; the method: docs/health-method.md)."""
+    g = p.add_argument_group("canary health (--health)")
+    g.add_argument("--health", action="store_true",
+                   help="also judge whether the canary is worse than production (errors, slow responses); the exit "
+                        "code is FAIL if the split or a health metric fails")
+    g.add_argument("--max-error-increase", type=float, default=defaults.points(defaults.MAX_ERROR_INCREASE),
+                   metavar="PP", help="PASS needs the canary's error rate shown below production's + PP percentage "
+                                      "points (default: %(default)s)")
+    g.add_argument("--error-fail-margin", type=float, default=0.0, metavar="PP",
+                   help="FAIL needs the canary's error rate shown above production's + PP (default: %(default)s: "
+                        "shown worse at all)")
+    lat = g.add_mutually_exclusive_group()
+    lat.add_argument("--latency-threshold-ms", type=float, metavar="MS",
+                     help="a successful response slower than MS is slow (default: production's p95 over its first "
+                          "--latency-warmup successful responses, which are not used in the test)")
+    lat.add_argument("--no-latency", action="store_true", help="judge errors only")
+    g.add_argument("--latency-warmup", type=int, default=200, metavar="N",
+                   help="production responses that set the slow threshold when none is given (default: %(default)s)")
+    g.add_argument("--max-slow-increase", type=float, default=defaults.points(defaults.MAX_SLOW_INCREASE),
+                   metavar="PP", help="PASS needs the canary's share of slow responses shown below production's + PP "
+                                      "(default: %(default)s)")
+    g.add_argument("--slow-fail-margin", type=float, default=0.0, metavar="PP",
+                   help="FAIL needs the canary's share of slow responses shown above production's + PP "
+                        "(default: %(default)s)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,8 +17,10 @@ the gate's (frozen once decided). A caller that ran the gate live may still ask 
 
 Given a :class:`~verifier.health.sequential.HealthMonitor`, the tally also feeds it the error counts of every count
 batch that carries statuses (a telemetry source's ``by_status``; :func:`verifier.health.batches.error_counts`), so
-the split and the health of a canary are judged from the same batches. Response records do not feed it: a failed
-call's record names no version (it is unattributed), so per-record error rates would look perfect.
+the split and the health of a canary are judged from the same batches. Response records feed the health judge
+through ``health_records`` (:class:`~verifier.health.responses.ResponseHealth`, a record sink that judges errors
+only when a failed call's record names its version by header). With either, the sequential run is
+:attr:`Tally.decided` once the split FAILed or both the split and the health decided.
 """
 
 from __future__ import annotations
@@ -38,10 +40,11 @@ from splitproof.verifier.inputs.records import Record, unattributed_cause
 from splitproof.verifier.stats.checks import check_counts, check_parameters
 from splitproof.verifier.stats.fixed import judge
 from splitproof.verifier.stats.sequential import SequentialGate
-from splitproof.verifier.verdict import Method, Verdict
+from splitproof.verifier.verdict import Method, Outcome, Verdict
 
 if TYPE_CHECKING:
     from splitproof.verifier.health.model import HealthVerdict
+    from splitproof.verifier.health.responses import ResponseHealth
     from splitproof.verifier.health.sequential import HealthMonitor
 
 UNATTRIBUTED = "unattributed"  # the cause of an unattributed response nobody named
@@ -84,7 +87,7 @@ class Tally:
                  alpha: float = defaults.ALPHA, tolerance: float = defaults.TOLERANCE,
                  max_unattributed: float = defaults.MAX_UNATTRIBUTED, power: float = defaults.POWER,
                  sinks: Iterable[RecordSink] = (), max_samples: int | None = None,
-                 health: HealthMonitor | None = None) -> None:
+                 health: HealthMonitor | None = None, health_records: ResponseHealth | None = None) -> None:
         self.expected: Expected = as_expected(expected)
         check_parameters(alpha, tolerance, max_unattributed, power)
         self.method = Method(method)
@@ -94,6 +97,9 @@ class Tally:
         self.sinks = list(sinks)
         self.max_samples = max_samples
         self.health = health
+        self.health_records = health_records
+        if health_records is not None:
+            self.sinks.append(health_records)
         self.counts: Counter[str] = Counter()
         self.causes: Counter[str] = Counter()
         self.unattributed = 0
@@ -112,8 +118,16 @@ class Tally:
 
     @property
     def decided(self) -> bool:
-        """The sequential gate reached PASS or FAIL (never for the fixed-n method)."""
-        return self.gate is not None and self.gate.decided
+        """The sequential gate reached PASS or FAIL (never for the fixed-n method). With a health judge: the split
+        FAILed (routing is wrong: nothing more to learn from this run), or both the split and the health decided
+        -- a health FAIL waits for the split's verdict, so the report says whether the routing was right too."""
+        if self.gate is None or not self.gate.decided:
+            return False
+        health = self.health if self.health is not None else \
+            (self.health_records.monitor if self.health_records is not None else None)
+        if health is None or self.gate.verdict().outcome == Outcome.FAIL:
+            return True
+        return health.decided
 
     @property
     def done(self) -> bool:
@@ -134,11 +148,13 @@ class Tally:
 
     def record(self, rec: Record, reattribute: Attribution | None = None) -> None:
         """One response record; ``reattribute`` maps its item count anew (``--class`` over a results file). A failed
-        response is unattributed whatever its record says (:func:`verifier.inputs.records.unattributed_cause`)."""
+        response is unattributed whatever its record says (:func:`verifier.inputs.records.unattributed_cause`) --
+        unless its version response header named the version it was routed to (``by="header"``)."""
         if not rec.ok:
             for sink in self.sinks:
                 sink.add(rec)
-            self.observe(None, rec.status)
+            cause = unattributed_cause(rec)
+            self.observe(rec.version if cause is None else None, cause)
             return
         self.ok += 1
         version = reattribute.by_count(rec.channel, rec.items) if reattribute is not None else rec.version
@@ -157,8 +173,12 @@ class Tally:
         if count <= 0:
             return
         if not rec.ok:
-            self.unattributed += count
-            self.causes[rec.status] += count
+            cause = unattributed_cause(rec)  # None: a failed call whose version header named its version
+            if cause is None and rec.version is not None:
+                self.counts[rec.version] += count
+            else:
+                self.unattributed += count
+                self.causes[cause or rec.status] += count
             return
         self.ok += count
         version = reattribute.by_count(rec.channel, rec.items) if reattribute is not None else rec.version
@@ -186,6 +206,9 @@ class Tally:
         """A counts-only batch (:class:`Batch`, or a telemetry source's ``TelemetryCounts``); with a health monitor,
         its statuses feed that too (one look per batch)."""
         self.add_counts(batch.counts, batch.unattributed)
+        feed = getattr(self.health_records, "add_batch", None)  # a BatchHealth: statuses and latency histograms
+        if feed is not None:
+            feed(batch)
         if self.health is not None:
             by_status = getattr(batch, "by_status", None)
             if by_status is None:
@@ -225,7 +248,9 @@ class Tally:
         return dataclasses.replace(verdict, unattributed_causes=dict(self.causes))
 
     def health_verdict(self) -> HealthVerdict:
-        """The health monitor's verdict (a tally created with ``health=``)."""
+        """The health verdict (a tally created with ``health=`` or ``health_records=``)."""
+        if self.health_records is not None:
+            return self.health_records.verdict()
         if self.health is None:
             raise ValueError("no health monitor: create the tally with health=HealthMonitor(...)")
         return self.health.verdict()

@@ -36,6 +36,7 @@ from splitproof.verifier.istio import canary_weights, format_weights, parse_weig
 from splitproof.verifier.safeyaml import YamlInputError, read_documents
 
 DEFAULT_INGRESS_PORT = 8080
+RETRIED_CODES = ("UNAVAILABLE", "CANCELLED")  # the mesh's retry_on (setup/mesh/envoy_build.py), as Istio's
 DEFAULT_GRPC_PORT = 8081
 
 
@@ -242,6 +243,10 @@ def _print_endpoints(st: MeshStatus) -> None:
     print(f"  weights (from Envoy)   {format_weights(st.weights) or '(none)'}")
     for version, fault in st.faults.items():
         print(f"  injected faults        {version}: {fault['description']}")
+        if fault.get("error_rate") and fault.get("error_code") in RETRIED_CODES:
+            seen = (fault["error_rate"] / 100) ** 3 * 100
+            print(f"  NOTE: the mesh retries {fault['error_code']} (Istio's default: 2 retries): clients see about "
+                  f"{seen:.2g}% of {version}'s calls fail (--canary-error-code INTERNAL is not retried)")
     for warning in st.warnings:
         print(f"  WARNING: {warning}")
     sys.stdout.flush()

@@ -12,13 +12,15 @@ from typing import Any
 from rich.console import Console
 
 from splitproof.verifier import defaults
+from splitproof.verifier.command.health import batch_health, health_options, response_health
 from splitproof.verifier.command.live import observe_live
 from splitproof.verifier.command.plan import print_plan
 from splitproof.verifier.command.preflight import Preflight, preflight
 from splitproof.verifier.command.prepare import TimelineSink, record_sinks, tolerance_notes
 from splitproof.verifier.command.replay import input_summary, observe_results, read_notes
-from splitproof.verifier.command.telemetry import observe_telemetry, telemetry_json
+from splitproof.verifier.command.telemetry import destination_errors, observe_telemetry, telemetry_json
 from splitproof.verifier.exitcodes import ExitCode
+from splitproof.verifier.reports.healthout import HealthReport
 from splitproof.verifier.reports.writer import OutputError, write_outputs, write_text
 from splitproof.verifier.stats.planning import plan
 from splitproof.verifier.tally import Tally
@@ -64,15 +66,23 @@ def _run(args: argparse.Namespace, console: Console, err: Console, pre: Prefligh
         max_samples = defaults.SEQUENTIAL_MAX_SAMPLES if s.method == Method.SEQUENTIAL else \
             plan(expected, s.tolerance, s.alpha, s.power, s.max_unattributed).n
     sinks = record_sinks(args)
+    hopts = health_options(args, s.alpha, s.power)
+    health: Any = None
+    if hopts is not None:
+        health = batch_health(hopts, expected, s.method) if s.telemetry else \
+            response_health(hopts, expected, s.method, attribution, live=s.live)
     tally = Tally(expected, method=s.method, alpha=s.alpha, tolerance=s.tolerance,
-                  max_unattributed=s.max_unattributed, power=s.power, sinks=sinks, max_samples=max_samples)
+                  max_unattributed=s.max_unattributed, power=s.power, sinks=sinks, max_samples=max_samples,
+                  health_records=health)
     extra: dict[str, Any] = {"expected_source": expected.source, "expected": dict(expected)}
     notes: list[str] = list(margin_notes)
     interrupted = False
+    destination = None
     try:
         if s.telemetry:
             observed = observe_telemetry(args, tally, err, on_batch=_timeline_batches(sinks))
             extra["telemetry"] = telemetry_json(observed)
+            destination = destination_errors(args, observed) if health is not None else None
             extra["target"] = observed.counted.source if observed.counted else observed.source
             notes += [n for n in extra["telemetry"]["notes"]]
         elif s.live:
@@ -93,8 +103,12 @@ def _run(args: argparse.Namespace, console: Console, err: Console, pre: Prefligh
         notes.append(f"{tally.gate.observed_after_decision} responses after the decision were not counted")
     verdict = dataclasses.replace(verdict, notes=tuple(verdict.notes) + tuple(notes))
     timeline = next((sink.timeline for sink in sinks if isinstance(sink, TimelineSink)), None)
-    write_outputs(args, verdict, extra, console, timeline)
-    return ExitCode.INTERRUPTED if interrupted else verdict.exit_code
+    report = HealthReport.of(health) if health is not None else None
+    if report is not None and destination is not None:
+        report = dataclasses.replace(report, extra={"destination": destination})
+    write_outputs(args, verdict, extra, console, timeline, health=report)
+    code = report.gate(verdict).exit_code if report is not None else verdict.exit_code
+    return ExitCode.INTERRUPTED if interrupted else code
 
 
 def _timeline_batches(sinks: list[Any]) -> Any:

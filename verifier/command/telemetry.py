@@ -199,3 +199,22 @@ def telemetry_json(observed: Observed) -> dict[str, Any]:
                   "counts": dict(total.counts), "unattributed": dict(total.unattributed), "by_status": status,
                   "skipped": dict(total.skipped), "latency": latency,
                   "notes": [*total.notes, *(n for n in observed.notes if n not in total.notes)]}
+
+
+def destination_errors(args: argparse.Namespace, observed: Observed) -> dict[str, Any] | None:
+    """With ``--health`` over a Prometheus window of Istio's metrics: the same window from the destination side
+    (``reporter="destination"``: what the canary's own sidecar saw, before the client's retries hid part of its
+    UNAVAILABLE errors) -- shown next to the judged clients' view, never judged. None when it does not apply."""
+    from splitproof.verifier.health.batches import error_counts
+
+    if not (args.prometheus and not args.watch and not args.promql and args.metric != "envoy"
+            and args.reporter == "source" and observed.batches):
+        return None
+    window = observed.batches[0].window
+    try:
+        client = PrometheusClient.from_url(args.prometheus, secret_headers=_secrets(args) or None)
+        dest = count_window(client, istio_requests(_service(args), "destination"), window)
+    except TelemetryError as exc:
+        return {"error": str(exc)}
+    per = error_counts(dest.by_status).get("errors", {})
+    return {v: {"requests": c.total, "errors": c.bad, "rate": c.rate} for v, c in sorted(per.items())}

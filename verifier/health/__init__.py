@@ -10,5 +10,7 @@
 ``simulation``  the judges vectorised, for calibration
 ``peers``       Kayenta's and the fixed-threshold judges, re-implemented to be calibrated side by side
 ``combined``    the split verdict and the health verdict as the gate's one outcome
+``options``     ``HealthOptions``: the settings in one object, and the judges built from them (CLI, Locust, drivers)
+``responses``   ``ResponseHealth``: response records (results files, live sampling, Locust) fed to the judges
 ``batches``     a telemetry count batch as the health judge's error counts (what the tally feeds it)
 """

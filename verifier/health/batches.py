@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from splitproof.verifier.health.model import ERRORS, MetricCount
+from splitproof.verifier.health.model import ERRORS, LATENCY, MetricCount
 
 
 def error_counts(by_status: Mapping[tuple[str | None, Any], int]) -> dict[str, dict[str, MetricCount]]:
@@ -28,3 +28,101 @@ def error_counts(by_status: Mapping[tuple[str | None, Any], int]) -> dict[str, d
         if not ok:
             bad[version] = bad.get(version, 0) + int(n)
     return {ERRORS: {v: MetricCount(total, bad.get(v, 0)) for v, total in known.items()}}
+
+
+class BatchHealth:
+    """The health of a telemetry run from its count batches (a window: one batch, fixed-n; ``--watch``: one batch
+    per poll, the anytime-valid monitor deciding at batch boundaries). Duck-typed on the batch (``by_status``,
+    ``latency``: version -> cumulative histogram with ``bounds`` / ``cumulative``), so this layer needs nothing of
+    verifier.telemetry.
+
+    Errors: every request's status is known per version (the source knows the version of failed requests too).
+    Latency: from the per-version duration histograms, with the slow threshold a bucket boundary -- the given
+    ``--latency-threshold-ms`` rounded *down* to one (:func:`verifier.health.latency.bucket_threshold`). The
+    warm-up rule needs individual responses; without a given threshold, or from a source without histograms,
+    latency is not judged and a note says why. The monitor is built at the first batch (its boundaries).
+    """
+
+    def __init__(self, options: Any, versions: list[str], baseline: str, *, method: Any) -> None:
+        from splitproof.verifier.verdict import Method
+
+        self.options, self.versions, self.baseline = options, versions, baseline
+        self.method = Method(method)
+        self.canaries = [v for v in versions if v != baseline]
+        self.monitor: Any = None
+        self.threshold: Any = None
+        self.notes: list[str] = []
+        options.check()
+
+    def _start(self, batch: Any) -> None:
+        import dataclasses
+
+        from splitproof.verifier.health.latency import bucket_threshold
+        from splitproof.verifier.verdict import Method
+
+        options = self.options
+        histograms = getattr(batch, "latency", None) or {}
+        if options.latency:
+            if options.latency_threshold_ms is None:
+                self.notes.append("latency not judged: from duration histograms the slow threshold must be given "
+                                  "(--latency-threshold-ms, rounded down to a bucket boundary); the warm-up rule "
+                                  "needs individual responses")
+                options = dataclasses.replace(options, latency=False)
+            elif not histograms:
+                self.notes.append("latency not judged: this source has no duration histograms "
+                                  "(istio_request_duration_milliseconds)")
+                options = dataclasses.replace(options, latency=False)
+            else:
+                bounds = next(iter(histograms.values())).bounds
+                self.threshold = bucket_threshold(options.latency_threshold_ms, bounds)
+                options = dataclasses.replace(options, latency_threshold_ms=self.threshold.ms)
+                if self.threshold.source != "given":
+                    self.notes.append(f"slow threshold {self.threshold.ms:g} ms: the bucket boundary at or below the "
+                                      f"{self.options.latency_threshold_ms:g} ms asked")
+        self.options = options
+        self.monitor = options.monitor(self.versions, self.baseline, errors_attributable=True,
+                                       decide=self.method == Method.SEQUENTIAL)
+
+    def add_batch(self, batch: Any) -> None:
+        if self.monitor is None:
+            self._start(batch)
+        delta: dict[str, dict[str, MetricCount]] = error_counts(batch.by_status)
+        if self.threshold is not None:
+            slow: dict[str, MetricCount] = {}
+            for version, h in (getattr(batch, "latency", None) or {}).items():
+                if version is None:
+                    continue
+                total = int(h.cumulative[-1])
+                fast = next((int(c) for b, c in zip(h.bounds, h.cumulative, strict=True)
+                             if abs(b - self.threshold.ms) < 1e-9), None)
+                if fast is None:
+                    continue
+                slow[version] = MetricCount(total, total - fast)
+            delta[LATENCY] = slow
+        self.monitor.observe_batch(delta)
+
+    def add(self, record: Any) -> None:
+        """A response record (a record sink): telemetry runs have none."""
+
+    def close(self) -> None:
+        """Nothing to flush."""
+
+    @property
+    def decided(self) -> bool:
+        return self.monitor is not None and self.monitor.decided
+
+    def verdict(self) -> Any:
+        import dataclasses
+
+        from splitproof.verifier.verdict import Method
+
+        if self.monitor is None:  # no batch at all
+            self.monitor = self.options.monitor(self.versions, self.baseline, decide=False)
+        if self.method == Method.SEQUENTIAL:
+            verdict = self.monitor.verdict()
+        else:
+            verdict = self.options.judge(self.monitor.tallies(), self.baseline, self.canaries, self.monitor.criteria)
+        return dataclasses.replace(verdict, notes=tuple(verdict.notes) + tuple(self.notes))
+
+    def attribution(self) -> str:
+        return "telemetry (the source knows every request's version)"

@@ -77,6 +77,11 @@ class WarmupThreshold:
         self._values: list[float] = []
         self.threshold: SlowThreshold | None = None
 
+    @property
+    def collected(self) -> int:
+        """Production latencies collected so far (the threshold is set at ``count``)."""
+        return self.count if self.threshold is not None else len(self._values)
+
     def add(self, latency_ms: float) -> SlowThreshold | None:
         if self.threshold is None:
             self._values.append(float(latency_ms))

@@ -102,7 +102,7 @@ class HealthMonitor:
 
     def __init__(self, versions: Sequence[str], baseline: str, *, criteria: Sequence[Criterion] | None = None,
                  alpha: float = defaults.ALPHA, errors_attributable: bool = True,
-                 warmup: WarmupThreshold | None = None) -> None:
+                 warmup: WarmupThreshold | None = None, decide: bool = True) -> None:
         self.criteria = list(criteria) if criteria is not None else [error_criterion()]
         check_health_parameters(alpha, self.criteria)
         if baseline not in versions:
@@ -129,6 +129,7 @@ class HealthMonitor:
         self.ignored = 0
         self.observed_after_decision = 0
         self._decision: HealthVerdict | None = None
+        self._decide = decide  # False: only count (the fixed-n judge reads tallies() at the end)
 
     # ------------------------------------------------------------------------------------------ observation
 
@@ -137,12 +138,19 @@ class HealthMonitor:
         return self._decision is not None
 
     @property
+    def warmup(self) -> WarmupThreshold | None:
+        """Production's warm-up setting the slow threshold (None when the threshold was given)."""
+        return self._warmup
+
+    @property
     def latency_threshold(self) -> SlowThreshold | None:
         c = self._by_metric.get(LATENCY)
         return c.threshold if c else None
 
-    def observe(self, version: str, *, error: bool, latency_ms: float | None = None) -> None:
-        """One response of ``version``: did it fail, and (for a success) how long it took."""
+    def observe(self, version: str, *, error: bool, latency_ms: float | None = None,
+                count_error: bool = True) -> None:
+        """One response of ``version``: did it fail, and (for a success) how long it took. ``count_error=False``:
+        its latency only (a success whose version a failure could not have named: payload-attributed)."""
         if self._decision is not None:
             self.observed_after_decision += 1
             return
@@ -150,7 +158,7 @@ class HealthMonitor:
             self.ignored += 1
             return
         self.responses += 1
-        if ERRORS in self._counts:
+        if ERRORS in self._counts and count_error:
             cell = self._counts[ERRORS][version]
             cell[0] += 1
             cell[1] += bool(error)
@@ -237,7 +245,18 @@ class HealthMonitor:
             return Outcome.PASS
         return None
 
+    def tallies(self) -> dict[str, dict[str, MetricCount]]:
+        """The counts so far per judged metric and version (latency: once its threshold is known)."""
+        out = {}
+        for metric, counts in self._counts.items():
+            if metric == LATENCY and self.latency_threshold is None:
+                continue
+            out[metric] = {v: MetricCount(n, bad) for v, (n, bad) in counts.items()}
+        return out
+
     def _check(self) -> None:
+        if not self._decide:
+            return
         for metric in self._counts:
             if metric != LATENCY or self.latency_threshold is not None:
                 self._update(metric)

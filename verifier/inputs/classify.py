@@ -13,6 +13,9 @@ A response is one of
     ``status="error:no_recommendations"``, ``items=null``;
   * failed -- an HTTP status outside 2xx, a connection error, or a gRPC error: Locust failure (Locust's own for
     HTTP, the gRPC status for gRPC), record ``status="error:<cause>"``.
+
+Under header attribution every record whose version the header named says so (``by="header"``) -- a failed one
+too: the header arrives with the error, so the health judge can tell which version failed (a payload cannot).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from splitproof.verifier.inputs.attribution import Attribution, count_recommendations
-from splitproof.verifier.inputs.records import STATUS_OK, Record, error_status
+from splitproof.verifier.inputs.records import BY_HEADER, STATUS_OK, Record, error_status
 
 NO_SECTION_CAUSE = "no_recommendations"
 NO_SECTION_FAILURE = "no recommendations section (the frontend's recommendation call failed)"
@@ -36,10 +39,11 @@ class Classified:
     version: str | None
     status: str
     failure: str | None
+    by: str | None = None  # BY_HEADER when the version came from the response header
 
     def record(self, t: float, latency_ms: float, source: str | None = None) -> Record:
         return Record(t=t, channel=self.channel, items=self.items, version=self.version, status=self.status,
-                      latency_ms=latency_ms, source=source)
+                      latency_ms=latency_ms, source=source, by=self.by)
 
 
 def unattributable_failure(items: int, known: list[int]) -> str:
@@ -55,7 +59,14 @@ def _from_count(channel: str, items: int, attribution: Attribution,
             return Classified(channel, items, None, STATUS_OK, f"unattributable: no {attribution.header} header")
         failure = unattributable_failure(items, list(attribution.classes_for(channel)))
         return Classified(channel, items, None, STATUS_OK, failure)
-    return Classified(channel, items, version, STATUS_OK, None)
+    return Classified(channel, items, version, STATUS_OK, None, BY_HEADER if attribution.header is not None else None)
+
+
+def _failed(channel: str, cause: str, failure: str, attribution: Attribution,
+            headers: Mapping[str, str] | None) -> Classified:
+    """A failed response; under header attribution it names the version its header gave (for the health judge)."""
+    version = attribution.by_header(headers) if attribution.header is not None else None
+    return Classified(channel, None, version, error_status(cause), failure, BY_HEADER if version else None)
 
 
 def http_error_cause(status_code: int | None) -> str:
@@ -71,10 +82,10 @@ def product_page_outcome(status_code: int | None, html: str | None, attribution:
     if not status_code or not 200 <= status_code < 300:
         cause = http_error_cause(status_code)
         # Locust already names HTTP failures itself; the failure text here is for callers that need one.
-        return Classified("http", None, None, error_status(cause), cause)
+        return _failed("http", cause, cause, attribution, headers)
     items = count_recommendations(html or "")
     if items is None:
-        return Classified("http", None, None, error_status(NO_SECTION_CAUSE), NO_SECTION_FAILURE)
+        return _failed("http", NO_SECTION_CAUSE, NO_SECTION_FAILURE, attribution, headers)
     return _from_count("http", items, attribution, headers)
 
 
@@ -82,5 +93,20 @@ def grpc_reply_outcome(product_ids: list[str] | None, error_code: str | None, at
                        metadata: Mapping[str, str] | None = None) -> Classified:
     """Classify one ListRecommendations call: ``error_code`` is the gRPC status name (e.g. ``UNAVAILABLE``)."""
     if error_code is not None:
-        return Classified("grpc", None, None, error_status(error_code), error_code)
+        return _failed("grpc", error_code, error_code, attribution, metadata)
     return _from_count("grpc", len(product_ids or ()), attribution, metadata)
+
+
+def error_metadata(exc: BaseException) -> dict[str, str]:
+    """The metadata a failed gRPC call carried: Envoy's ``headers.response.set`` arrives with the error (in the
+    trailers of a trailers-only response, or in the initial metadata)."""
+    out: dict[str, str] = {}
+    for getter in ("trailing_metadata", "initial_metadata"):
+        fn = getattr(exc, getter, None)
+        try:
+            items = fn() if callable(fn) else None
+        except Exception:  # noqa: BLE001 -- a call object without metadata
+            items = None
+        for key, value in items or ():
+            out.setdefault(str(key), value if isinstance(value, str) else repr(value))
+    return out

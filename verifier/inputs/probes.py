@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from splitproof.verifier.boutique import PRODUCT_IDS
 from splitproof.verifier.errors import InputError, Unreachable
 from splitproof.verifier.inputs.attribution import Attribution
-from splitproof.verifier.inputs.classify import grpc_reply_outcome, product_page_outcome
+from splitproof.verifier.inputs.classify import error_metadata, grpc_reply_outcome, product_page_outcome
 from splitproof.verifier.inputs.records import STATUS_OK, Record, error_status
 
 SOURCE = "verify-split"
@@ -113,7 +113,8 @@ class GrpcProbe:
             code = exc.code() if hasattr(exc, "code") else None
             name = code.name if code is not None else "UNKNOWN"
             self.last_error = f"{name}: {exc.details() if hasattr(exc, 'details') else exc}"
-            return grpc_reply_outcome(None, name, self.attribution).record(time.time(), latency, SOURCE)
+            metadata = error_metadata(exc) if self.attribution.header is not None else None
+            return grpc_reply_outcome(None, name, self.attribution, metadata).record(time.time(), latency, SOURCE)
         latency = 1000 * (time.perf_counter() - start)
         metadata = None
         if self.attribution.header is not None:

@@ -16,6 +16,13 @@ Fields
                 "error:http_503", "error:no_recommendations".
     latency_ms  response time in milliseconds (float).
     source      optional free-form origin (e.g. the Locust user class or "verify-split").
+    by          optional, since the health judge (format 1 unchanged: readers that predate it ignore it):
+                "header" when ``version`` was read from the version response header (``--header``, Istio's
+                ``headers.response.set``) rather than counted from the payload. Only then can a *failed* response
+                name its version -- the header arrives with the error -- so the health judge compares error rates
+                only over header-attributed records. It counts for the split too: the header says where the
+                request was routed, failed or not. Without ``by`` a failed response is unattributed whatever
+                its record says (a payload-attributed failure has no version to give).
 
 Writers append one line per record and flush, so a run killed mid-write keeps every complete line. A reader
 counts (and reports) malformed lines and a truncated last line; it never crashes on them and never drops them
@@ -35,6 +42,7 @@ from typing import IO, Any
 FORMAT_VERSION = 1
 CHANNELS = ("grpc", "http")
 STATUS_OK = "ok"
+BY_HEADER = "header"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +54,15 @@ class Record:
     status: str
     latency_ms: float
     source: str | None = None
+    by: str | None = None  # BY_HEADER: the version came from the response header (errors included)
 
     @property
     def ok(self) -> bool:
         return self.status == STATUS_OK
+
+    @property
+    def header_attributed(self) -> bool:
+        return self.by == BY_HEADER
 
     def to_json(self) -> str:
         """The canonical line (no newline). Byte-identical to :meth:`to_json_reference`, built without json.dumps
@@ -61,7 +74,8 @@ class Record:
         line = (f'{{"v":{FORMAT_VERSION},"t":{t!r},"channel":{_js(self.channel)},"items":{items},'
                 f'"version":{"null" if self.version is None else _js(self.version)},"status":{_js(self.status)},'
                 f'"latency_ms":{latency!r}')
-        return line + ("}" if self.source is None else f',"source":{_js(self.source)}}}')
+        line += "" if self.source is None else f',"source":{_js(self.source)}'
+        return line + ("}" if self.by is None else f',"by":{_js(self.by)}}}')
 
     def to_json_reference(self) -> str:
         obj: dict[str, Any] = {
@@ -75,6 +89,8 @@ class Record:
         }
         if self.source is not None:
             obj["source"] = self.source
+        if self.by is not None:
+            obj["by"] = self.by
         return json.dumps(obj, separators=(",", ":"))
 
 
@@ -100,9 +116,10 @@ def error_status(cause: str) -> str:
 
 def unattributed_cause(record: Record) -> str | None:
     """Why a record counts as unattributed, named as every report names it; None when it is attributed. A failed
-    response is unattributed whatever version its record names: its status is the cause."""
+    response is unattributed whatever version its record names (its status is the cause) -- unless the version
+    response header named it (``by="header"``): the header says where the request was routed, failed or not."""
     if not record.ok:
-        return record.status
+        return None if record.header_attributed and record.version is not None else record.status
     if record.version is None:
         return f"{record.channel} reply with {record.items} items"
     return None
@@ -120,7 +137,8 @@ _STR = r'"([^"\\\x00-\x1f]+)"'
 # parsed without json.loads; anything else -- escapes, other key orders, extra fields -- takes the general path.
 _CANONICAL = re.compile(
     rf'\{{"v":1,"t":({_NUM}),"channel":"(grpc|http)","items":(?:null|(0|[1-9][0-9]*)),'
-    rf'"version":(?:null|{_STR}),"status":{_STR},"latency_ms":({_NUM})(?:,"source":{_STR})?\}}'
+    rf'"version":(?:null|{_STR}),"status":{_STR},"latency_ms":({_NUM})(?:,"source":{_STR})?'
+    r'(?:,"by":"(header)")?\}'
 )
 
 
@@ -128,10 +146,10 @@ def parse_record(line: str) -> Record:
     """Parse one JSON line into a Record, raising RecordError with a reason when it is not valid."""
     m = _CANONICAL.fullmatch(line)
     if m is not None:
-        t, channel, items, version, status, latency, source = m.groups()
+        t, channel, items, version, status, latency, source, by = m.groups()
         tf, lf = float(t), float(latency)
         if math.isfinite(tf) and math.isfinite(lf) and lf >= 0 and (items is None or len(items) <= _ITEMS_DIGITS):
-            return Record(tf, channel, int(items) if items is not None else None, version, status, lf, source)
+            return Record(tf, channel, int(items) if items is not None else None, version, status, lf, source, by)
     return _parse_general(line)  # the general path says what is wrong, if anything
 
 
@@ -173,7 +191,9 @@ def _parse_general(line: str) -> Record:
     if latency < 0:
         raise RecordError(f"negative latency_ms {latency:g}")
     source = obj.get("source")
-    return Record(t, channel, items, version, status, latency, source if isinstance(source, str) else None)
+    by = obj.get("by")
+    return Record(t, channel, items, version, status, latency, source if isinstance(source, str) else None,
+                  by if isinstance(by, str) and by else None)
 
 
 @dataclass

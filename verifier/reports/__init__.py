@@ -8,5 +8,8 @@
 ``timeline``  the streaming, bounded summary of a run the HTML report draws
 ``charts``    the HTML report's share-over-time and latency charts (matplotlib SVG)
 ``html``      ``--html``: the self-contained report page
+``healthout``     the health verdict in the table, JSON, JUnit and step summary; the gate's one outcome
+``healthcharts``  the HTML report's errors-over-time chart with the difference's confidence sequence
+``healthhtml``    the HTML report's "Canary health" section
 ``writer``    writes every requested output, each attempted whatever happened to the others
 """

@@ -110,8 +110,9 @@ def _plain_log_ticks(axis: object, subs: tuple[float, ...] = (1.0,)) -> None:
     axis.set_minor_formatter(NullFormatter())  # type: ignore[attr-defined]
 
 
-def latency_chart_svg(timeline: Timeline, order: list[str]) -> str:
-    """Per-version latency distribution (log-spaced histogram, drawn as steps); colours follow ``order``."""
+def latency_chart_svg(timeline: Timeline, order: list[str], threshold_ms: float | None = None) -> str:
+    """Per-version latency distribution (log-spaced histogram, drawn as steps); colours follow ``order``;
+    ``threshold_ms``: the health judge's slow threshold, drawn as a line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -131,6 +132,8 @@ def latency_chart_svg(timeline: Timeline, order: list[str]) -> str:
             edges = [bin_upper_edge_ms(j) for j in range(first, last + 1)]
             fractions = [bins[j] / total for j in range(first, last + 1)]
             ax.step(edges, fractions, where="pre", color=_colour(key, order), lw=1.4, label=f"{key} (n={total:,})")
+        if threshold_ms is not None:
+            ax.axvline(threshold_ms, color="#cf222e", ls="--", lw=1.0, label=f"slow above {threshold_ms:.3g} ms")
         ax.set_xscale("log")
         _plain_log_ticks(ax.xaxis, subs=(1.0, 2.0, 5.0))
         ax.set_xlabel("latency (ms, log scale)")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from splitproof.verifier import fmt
 from splitproof.verifier.reports.charts import latency_chart_svg, share_chart_svg
+from splitproof.verifier.reports.healthhtml import health_section, health_threshold
+from splitproof.verifier.reports.healthout import HealthReport
 from splitproof.verifier.reports.text import gof_text
 from splitproof.verifier.reports.timeline import Timeline
 from splitproof.verifier.verdict import Outcome, Verdict
@@ -23,10 +25,14 @@ def _pct(x: float | None) -> str:
 
 
 def render_html(verdict: Verdict, timeline: Timeline, *, title: str = "Splitproof verification",
-                source: str = "") -> str:
+                source: str = "", health: HealthReport | None = None) -> str:
     """The whole report as one HTML string (no external resources)."""
     timeline.finish()
-    colour = BANNER_COLOURS[verdict.outcome]
+    outcome, reason = verdict.outcome, verdict.reason
+    if health is not None:
+        gate = health.gate(verdict)
+        outcome, reason = gate.outcome, gate.reason
+    colour = BANNER_COLOURS[outcome]
     p = verdict.parameters
     expected = {row.version: row.expected for row in verdict.rows}
     esc = html.escape
@@ -59,12 +65,14 @@ def render_html(verdict: Verdict, timeline: Timeline, *, title: str = "Splitproo
     share_svg = share_chart_svg(timeline, verdict) if timeline.checkpoints else \
         "<p>No attributed responses: nothing to chart.</p>"
     order = [row.version for row in verdict.rows] + [v for v in timeline.counts if v not in expected]
-    latency_svg = latency_chart_svg(timeline, order) if timeline.latency else ""
+    latency_svg = latency_chart_svg(timeline, order, health_threshold(health)) if timeline.latency else ""
+    health_html = health_section(health, order) if health is not None else ""
+
     gof = gof_text(verdict)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>{esc(title)} — {esc(verdict.outcome)}</title>
+<title>{esc(title)} — {esc(outcome)}</title>
 <style>
  body {{ font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 24px; color: #1f2328; max-width: 980px; }}
  .banner {{ background: {colour}; color: white; padding: 16px 20px; border-radius: 8px; }}
@@ -78,7 +86,7 @@ def render_html(verdict: Verdict, timeline: Timeline, *, title: str = "Splitproo
  svg {{ max-width: 100%; height: auto; }}
 </style></head>
 <body>
-<div class="banner" id="verdict"><h1>{esc(verdict.outcome)}</h1><div>{esc(verdict.reason)}</div></div>
+<div class="banner" id="verdict"><h1>{esc(outcome)}</h1><div>{esc(reason)}</div></div>
 <p class="meta">{esc(source)} · method: {esc(verdict.method)} · alpha {p.alpha:g} · tolerance
  ±{fmt.pp(p.tolerance)} · max unattributed {_pct(p.max_unattributed)} · {esc(gof)} ·
  {verdict.n:,} attributed + {verdict.unattributed:,} unattributed responses · generated {generated}</p>
@@ -89,6 +97,7 @@ def render_html(verdict: Verdict, timeline: Timeline, *, title: str = "Splitproo
 {''.join(rows_html)}
 </table>
 {f'<ul>{notes_html}</ul>' if notes_html else ''}
+{health_html}
 <h2>Canary share over time</h2>
 <figure id="share-chart">{share_svg}</figure>
 <h2>Latency</h2>

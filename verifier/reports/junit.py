@@ -1,4 +1,5 @@
-"""``--junit``: the verdict as JUnit XML -- one testcase per version (share within its margin) plus the verdict.
+"""``--junit``: the verdict as JUnit XML -- one testcase per version (share within its margin) plus the verdict;
+with ``--health`` one testcase per health metric (``verify-split.health``) and the verdict's is the gate's.
 
 A version shown within its margin passes, one shown different (or answering at 0% expected) fails, an undecided
 one is skipped; the overall testcase fails on FAIL and on INCONCLUSIVE (a gate that could not decide must not look
@@ -12,13 +13,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from splitproof.verifier import fmt
+from splitproof.verifier.reports.healthout import HealthReport, junit_cases
 from splitproof.verifier.reports.text import STATUS_TEXT, gof_text
 from splitproof.verifier.verdict import Outcome, Status, Verdict
 
 
-def write_junit(verdict: Verdict, path: str | Path) -> Path:
+def write_junit(verdict: Verdict, path: str | Path, health: HealthReport | None = None) -> Path:
     suite = ET.Element("testsuite", name="verify-split")
     failures = skipped = 0
+    cases = junit_cases(health) if health is not None else []
     props = ET.SubElement(suite, "properties")
     for key, value in (dataclasses.asdict(verdict.parameters) | dict(verdict.method_details)).items():
         if isinstance(value, str | int | float):
@@ -39,16 +42,29 @@ def write_junit(verdict: Verdict, path: str | Path) -> Path:
             skipped += 1
             ET.SubElement(case, "skipped", message=f"{row.version}: not yet shown within the margin")
         ET.SubElement(case, "system-out").text = observed
+    for c in cases:
+        case = ET.SubElement(suite, "testcase", classname="verify-split.health", name=c.name)
+        if c.failure is not None:
+            failures += 1
+            ET.SubElement(case, "failure", message=c.failure, type="FAIL").text = c.output
+        elif c.skipped is not None:
+            skipped += 1
+            ET.SubElement(case, "skipped", message=c.skipped)
+        ET.SubElement(case, "system-out").text = c.output
     overall = ET.SubElement(suite, "testcase", classname="verify-split", name="verdict")
-    summary = f"{verdict.outcome}: {verdict.reason}"
-    if verdict.outcome != Outcome.PASS:
+    outcome, reason = verdict.outcome, verdict.reason
+    if health is not None:
+        gate = health.gate(verdict)
+        outcome, reason = gate.outcome, gate.reason
+    summary = f"{outcome}: {reason}"
+    if outcome != Outcome.PASS:
         failures += 1
-        ET.SubElement(overall, "failure", message=summary, type=verdict.outcome).text = summary
+        ET.SubElement(overall, "failure", message=summary, type=outcome).text = summary
     u = verdict.unattributed_row
     ET.SubElement(overall, "system-out").text = (
         f"{summary}\n{gof_text(verdict)}\nunattributed: {u.count} of {u.total} ({fmt.pct(u.share)}), limit "
         f"{fmt.pct(u.limit)}")
-    suite.set("tests", str(len(verdict.rows) + 1))
+    suite.set("tests", str(len(verdict.rows) + len(cases) + 1))
     suite.set("failures", str(failures))
     suite.set("errors", "0")
     suite.set("skipped", str(skipped))

@@ -5,18 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from splitproof.verifier import fmt
+from splitproof.verifier.reports.healthout import HealthReport, markdown_lines
 from splitproof.verifier.reports.text import STATUS_TEXT, UNATTRIBUTED_TEXT, gof_text
 from splitproof.verifier.verdict import Outcome, Verdict
 
 ICON = {Outcome.PASS: "✅", Outcome.FAIL: "❌", Outcome.INCONCLUSIVE: "⚠️"}
 
 
-def github_summary_markdown(verdict: Verdict) -> str:
+def github_summary_markdown(verdict: Verdict, health: HealthReport | None = None) -> str:
     p = verdict.parameters
+    outcome, reason = verdict.outcome, verdict.reason
+    if health is not None:
+        gate = health.gate(verdict)
+        outcome, reason = gate.outcome, gate.reason
     lines = [
-        f"### {ICON[verdict.outcome]} verify-split: {verdict.outcome}",
+        f"### {ICON[outcome]} verify-split: {outcome}",
         "",
-        verdict.reason.replace("|", "\\|"),
+        reason.replace("|", "\\|"),
         "",
         f"| version | expected | count | observed | {verdict.unattributed_row.interval.heading} | p | p equivalence "
         "| status |",
@@ -36,9 +41,11 @@ def github_summary_markdown(verdict: Verdict) -> str:
         lines.append(f"· about {verdict.samples_needed:,} more samples needed")
     for note in verdict.notes:
         lines.append(f"\n> **warning:** {note}")
+    if health is not None:
+        lines += markdown_lines(health)
     return "\n".join(lines) + "\n"
 
 
-def append_github_summary(verdict: Verdict, path: str | Path) -> None:
+def append_github_summary(verdict: Verdict, path: str | Path, health: HealthReport | None = None) -> None:
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(github_summary_markdown(verdict) + "\n")
+        fh.write(github_summary_markdown(verdict, health) + "\n")

@@ -90,7 +90,7 @@ class Timeline:
     def add(self, rec: Record) -> None:
         if self.t0 is None:
             self.t0 = rec.t
-        key = rec.version if rec.version is not None else "unattributed"
+        key = rec.version if rec.version is not None and rec.ok else "unattributed"  # versions: successes only
         bins = self.latency.get(key)
         if bins is None:
             bins = self.latency[key] = [0] * _N_BINS
@@ -129,18 +129,20 @@ class Timeline:
         codes = np.array(list(map(index.__getitem__, run.keys)), dtype=np.int64)
         per_key = np.bincount(codes, minlength=len(distinct))
         versions: list[str | None] = []
+        latency_keys: list[str] = []  # as add(): a version's latencies are its successes' only
         for i, key in enumerate(distinct):
             rec = template(key)
             version = rec.version
             if rec.ok and attribution is not None:
                 version = attribution.by_count(rec.channel, rec.items)
             versions.append(version)
+            latency_keys.append(version if version is not None and rec.ok else "unattributed")
             if not rec.ok:
                 self.errors[rec.status] += int(per_key[i])
         latencies = np.fromiter(map(float, run.latencies), np.float64, len(run.latencies))
         bins = np.searchsorted(np.array(bin_thresholds()), latencies, side="right")
-        groups = list(dict.fromkeys("unattributed" if v is None else v for v in versions))
-        group_of = np.array([groups.index("unattributed" if v is None else v) for v in versions])[codes]
+        groups = list(dict.fromkeys(latency_keys))
+        group_of = np.array([groups.index(k) for k in latency_keys])[codes]
         for g, name in enumerate(groups):
             counts = np.bincount(bins[group_of == g], minlength=_N_BINS)
             target = self.latency.setdefault(name, [0] * _N_BINS)

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from splitproof.verifier.cliexit import stdout_failure
 from splitproof.verifier.errors import InputError
+from splitproof.verifier.reports.healthout import HealthReport, gate_fields, print_health
 from splitproof.verifier.reports.html import write_html
 from splitproof.verifier.reports.jsonout import verdict_json
 from splitproof.verifier.reports.junit import write_junit
@@ -56,23 +57,34 @@ class _Attempts:
 
 
 def write_outputs(args: argparse.Namespace, verdict: Verdict, extra: dict[str, Any], console: Console,
-                  timeline: Timeline | None = None) -> None:
+                  timeline: Timeline | None = None, health: HealthReport | None = None) -> None:
+    """Every requested output; with ``health`` each carries the health verdict and the gate's outcome too."""
     attempt = _Attempts()
-    attempt("the table", lambda: print_verdict(verdict, console), stdout=console.file is sys.stdout)
+
+    def table() -> None:
+        print_verdict(verdict, console)
+        if health is not None:
+            print_health(health, health.gate(verdict), console)
+
+    attempt("the table", table, stdout=console.file is sys.stdout)
     if args.json:
         name = "--json -" if args.json == "-" else f"--json {args.json}"
-        attempt(name, lambda: write_text(args.json, verdict_json(verdict, extra) + "\n"),
+        more = {**extra, **gate_fields(verdict, health)} if health is not None else extra
+        attempt(name, lambda: write_text(args.json, verdict_json(verdict, more) + "\n"),
                 stdout=args.json == "-")
     if args.junit:
-        attempt(f"--junit {args.junit}", lambda: write_junit(verdict, args.junit))
+        attempt(f"--junit {args.junit}", lambda: write_junit(verdict, args.junit, health))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
-        attempt("$GITHUB_STEP_SUMMARY", lambda: append_github_summary(verdict, summary))
+        attempt("$GITHUB_STEP_SUMMARY", lambda: append_github_summary(verdict, summary, health))
     if getattr(args, "html", None):
         what = extra.get("target") or getattr(args, "results", None)
         source = f"{what} · expected split from {extra.get('expected_source', '?')}"
-        attempt(f"--html {args.html}", lambda: write_html(args.html, verdict, timeline or Timeline(), source=source))
+        attempt(f"--html {args.html}", lambda: write_html(args.html, verdict, timeline or Timeline(), source=source,
+                                                          health=health))
     if attempt.failed:
         kept = f"; written: {', '.join(attempt.written)}" if attempt.written else ""
-        raise OutputError(f"could not write {'; '.join(attempt.failed)}{kept} -- the verdict was {verdict.outcome}"
-                          f" ({verdict.reason})")
+        outcome, reason = ((health.gate(verdict).outcome, health.gate(verdict).reason) if health is not None
+                           else (verdict.outcome, verdict.reason))
+        raise OutputError(f"could not write {'; '.join(attempt.failed)}{kept} -- the verdict was {outcome}"
+                          f" ({reason})")
