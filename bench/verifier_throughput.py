@@ -1,12 +1,19 @@
-"""Verifier throughput: read and judge a 10-million-record results file vs a baseline that only counts its lines.
+"""Verifier throughput: read and judge a 3-million-record results file vs a baseline that only counts its lines;
+and how fast a usage or input error answers.
 
-    python -m bench.verifier_throughput [--records 10000000] [--update]
+    python -m bench.verifier_throughput [--records 3000000] [--rounds 3] [--update]
 
-Both sides run as child processes of this script on the same file, one after the other, so the ratio is measured
-on the same machine state: the baseline is the floor any Python reader pays (``for line in f: n += 1``); the
-measured side is the real ``verify-split --expected 20 --results FILE`` (fixed-n verdict, JSON out). Memory: peak
+All sides run as child processes of this script on the same file, interleaved (baseline, verdict, --html, baseline,
+...), so every ratio is measured on the same machine state; medians of ``--rounds`` rounds. The baseline is the floor
+any Python reader pays (``for line in f: n += 1`` over the text file); the measured sides are the real
+``verify-split --expected 20 --results FILE --json PATH`` (fixed-n verdict) and the same with ``--html PATH``. The
+file is written by this script just before (the page cache is warm: the numbers are CPU, not disk). Memory: peak
 RSS of each child (``ru_maxrss`` of the reaped child); the same command on a file 10x smaller shows whether memory
-grows with the input (it must not: the reader streams).
+grows with the input (it must not: the reader streams in blocks of 1 MiB).
+
+Usage errors: the median wall time of ``verify-split`` refusing bad input (a missing file, a bad split, a bad
+option), against ``python -c pass`` (the interpreter's own start) and ``python -c "import
+splitproof.verifier.command.run"`` (the body -- scipy, numpy, rich -- which an error used to import first).
 
 ``--update`` replaces the "## Verifier throughput" section of bench/RESULTS.md with this run's figures.
 """
@@ -15,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,10 +47,11 @@ BASELINE = (
     "        n += 1\n"
     "print(n)\n"
 )
+ENV = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def write_file(path: Path, n: int, seed: int = 1) -> None:
-    """n records at a true 80/20 split with 0.2% errors, as RecordWriter would write them."""
+    """n records at a true 80/20 split with 0.2% errors, as the Locust file's RecordWriter writes them."""
     rng = random.Random(seed)
     t = 1_764_000_000.0
     chunk: list[str] = []
@@ -49,89 +59,141 @@ def write_file(path: Path, n: int, seed: int = 1) -> None:
         for i in range(n):
             t += 0.001
             if rng.random() < 0.002:
-                rec = Record(t, "http", None, None, "error:no_recommendations", 3.5)
+                rec = Record(t, "http", None, None, "error:no_recommendations", 3.5, "ShopperUser")
             elif rng.random() < 0.2:
-                rec = Record(t, "grpc", 2, "canary", "ok", rng.uniform(0.5, 9.0))
+                rec = Record(t, "http", 2, "canary", "ok", rng.uniform(0.5, 9.0), "ShopperUser")
             else:
-                rec = Record(t, "grpc", 5, "production", "ok", rng.uniform(0.5, 9.0))
+                rec = Record(t, "http", 4, "production", "ok", rng.uniform(0.5, 9.0), "ShopperUser")
             chunk.append(rec.to_json())
             if len(chunk) == 100_000 or i == n - 1:
                 fh.write("\n".join(chunk) + "\n")
                 chunk.clear()
 
 
-def run_child(argv: list[str]) -> tuple[float, str]:
-    """(wall seconds, stdout) of one child process."""
-    start = time.perf_counter()
-    out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
-    return time.perf_counter() - start, out
+def timed(argv: list[str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (MiB) and stdout of one child, its RSS read from its own rusage."""
+    code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+            "p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True); "
+            "w = time.perf_counter() - t; "
+            "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024); print(p.stdout)")
+    out = subprocess.run(python_argv("-c", code, *argv), capture_output=True, text=True, check=True, env=ENV).stdout
+    head, _, rest = out.partition("\n")
+    wall, rss = head.split()
+    return float(wall), int(rss), rest
 
 
-def measure(path: Path) -> dict[str, Any]:
-    base_s, base_out = run_child(python_argv("-c", BASELINE, str(path)))
-    verify = python_argv("-m", "splitproof.verifier.cli", "--expected", "20", "--results", str(path), "--json", "-")
-    ver_s, ver_out = run_child(verify)
-    outcome = re.search(r'"outcome":\s*"(\w+)"', ver_out)
-    return {"lines": int(base_out.strip()), "baseline_s": base_s, "verify_s": ver_s,
-            "outcome": outcome.group(1) if outcome else "?"}
+def measure(big: Path, small: Path, html: Path, rounds: int) -> dict[str, Any]:
+    verify = python_argv("-m", "splitproof.verifier.cli", "--expected", "20", "--results")
+    sides = {
+        "baseline": python_argv("-c", BASELINE, str(big)),
+        "verdict": [*verify, str(big), "--json", "-"],
+        "html": [*verify, str(big), "--json", "-", "--html", str(html)],
+    }
+    walls: dict[str, list[float]] = {k: [] for k in sides}
+    rss: dict[str, int] = {}
+    outcome = "?"
+    for _ in range(rounds):
+        for name, argv in sides.items():
+            wall, peak, out = timed(argv)
+            walls[name].append(wall)
+            rss[name] = max(rss.get(name, 0), peak)
+            found = re.search(r'"outcome":\s*"(\w+)"', out)
+            outcome = found.group(1) if found else outcome
+    rss["verdict_small"] = timed([*verify, str(small), "--json", "-"])[1]
+    return {"walls": walls, "rss": rss, "outcome": outcome}
 
 
-def peak_rss_isolated(argv: list[str]) -> int:
-    """Peak RSS (MiB) of one child measured on its own (RUSAGE_CHILDREN is a high-water mark over all children)."""
-    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
-            "stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run(python_argv("-c", code, *argv), capture_output=True, text=True, check=True).stdout
-    return int(out.strip()) // 1024
+ERRORS = (
+    ("missing --results file", ["--expected", "20", "--results", "/nonexistent/results.jsonl"]),
+    ("--expected 120", ["--expected", "120", "--results", "-"]),
+    ("--tolerance 0", ["--expected", "20", "--results", "-", "--tolerance", "0"]),
+)
+
+
+def error_times(repeats: int) -> dict[str, float]:
+    """Median wall ms of each error invocation and of the two references, interleaved."""
+    cases = {"python -c pass (baseline)": python_argv("-c", "pass"),
+             "import the body (what an error cost before)": python_argv(
+                 "-c", "import splitproof.verifier.command.run")}
+    cases.update({label: python_argv("-m", "splitproof.verifier.cli", *args) for label, args in ERRORS})
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(repeats):
+        for label, argv in cases.items():
+            start = time.perf_counter()
+            subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env=ENV, check=False)
+            times[label].append((time.perf_counter() - start) * 1000)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=10_000_000)
+    parser.add_argument("--records", type=int, default=3_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--update", action="store_true", help="write the figures into bench/RESULTS.md")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="splitproof-bench-") as tmp:
-        big, small = Path(tmp) / "big.jsonl", Path(tmp) / "small.jsonl"
+        big, small, html = Path(tmp) / "big.jsonl", Path(tmp) / "small.jsonl", Path(tmp) / "report.html"
         t0 = time.perf_counter()
         write_file(big, args.records)
         write_file(small, max(args.records // 10, 1))
         gen_s = time.perf_counter() - t0
         size_mib = big.stat().st_size / 2**20
-        m = measure(big)
-        verify = python_argv("-m", "splitproof.verifier.cli", "--expected", "20", "--results")
-        rss_big = peak_rss_isolated([*verify, str(big), "--json", "-"])
-        rss_small = peak_rss_isolated([*verify, str(small), "--json", "-"])
-        rss_base = peak_rss_isolated(python_argv("-c", BASELINE, str(big)))
-    ratio = m["verify_s"] / m["baseline_s"]
-    per_rec_us = m["verify_s"] / m["lines"] * 1e6
-    print(f"{m['lines']:,} records ({size_mib:,.0f} MiB, generated in {gen_s:.0f}s): baseline {m['baseline_s']:.1f}s, "
-          f"verify-split {m['verify_s']:.1f}s (x{ratio:.1f}, {per_rec_us:.2f} us/record, verdict {m['outcome']}); "
-          f"peak RSS {rss_big} MiB at {args.records:,} vs {rss_small} MiB at {args.records // 10:,} "
-          f"(baseline reader {rss_base} MiB)")
+        m = measure(big, small, html, args.rounds)
+    errors = error_times(15)
+    med = {k: statistics.median(v) for k, v in m["walls"].items()}
+    print(f"{args.records:,} records ({size_mib:,.0f} MiB, generated in {gen_s:.0f}s), median of {args.rounds}: "
+          f"baseline {med['baseline']:.2f}s, verdict {med['verdict']:.2f}s (x{med['verdict'] / med['baseline']:.2f}), "
+          f"--html {med['html']:.2f}s (x{med['html'] / med['baseline']:.2f}); verdict {m['outcome']}; peak RSS "
+          f"{m['rss']}")
+    for label, ms in errors.items():
+        print(f"  {label}: {ms:.0f} ms")
     if args.update:
-        section = render(m, size_mib, ratio, per_rec_us, rss_big, rss_small, rss_base, args.records)
-        update_results(section)
+        update_results(render(m, med, errors, size_mib, args.records, args.rounds))
     return 0
 
 
-def render(m: dict[str, Any], size_mib: float, ratio: float, per_rec_us: float, rss_big: int, rss_small: int,
-           rss_base: int, n: int) -> str:
-    base_us = m["baseline_s"] / m["lines"] * 1e6
+def render(m: dict[str, Any], med: dict[str, float], errors: dict[str, float], size_mib: float, n: int,
+           rounds: int) -> str:
+    base = med["baseline"]
+    rss = m["rss"]
+    walls = m["walls"]
+
+    def row(label: str, key: str) -> str:
+        runs = " / ".join(f"{w:.2f}" for w in walls[key])
+        return (f"| {label} | {med[key]:.2f} s ({runs}) | {med[key] / n * 1e6:.2f} µs | x{med[key] / base:.2f} | "
+                f"{rss[key]} MiB |")
+
+    err_base = errors["python -c pass (baseline)"]
+    err_rows = "\n".join(f"| {label} | {ms:.0f} ms | x{ms / err_base:.1f} |" for label, ms in errors.items())
     return f"""{HEADING} (`bench/verifier_throughput.py`)
 
-Run {dt.date.today().isoformat()} on {describe()}.
-File: {m['lines']:,} records ({size_mib:,.0f} MiB), true split 80/20 with 0.2% errors, as RecordWriter writes them.
-Baseline: a Python child that only counts the file's lines. Measured: `verify-split --expected 20 --results FILE
---json -` (fixed-n verdict: {m['outcome']}), same file, same run.
+Run {dt.date.today().isoformat()} on {describe()}; PYTHONDONTWRITEBYTECODE=1 (every splitproof module compiled
+at each start, as on a fresh checkout).
+File: {n:,} records ({size_mib:,.0f} MiB), true split 80/20 with 0.2% errors, as the Locust file's RecordWriter
+writes them; written just before, so the page cache is warm (CPU, not disk, is measured). Baseline: a Python child
+that only counts the file's lines. Measured: `verify-split --expected 20 --results FILE --json -` (fixed-n verdict:
+{m['outcome']}) and the same with `--html PATH`; the three interleaved, {rounds} rounds, medians (each round's wall
+time in brackets).
 
-| | wall time | per record | ratio to baseline | peak RSS |
+| | wall time, median (rounds) | per record | ratio to baseline | peak RSS |
 | --- | --- | --- | --- | --- |
-| count lines (baseline) | {m['baseline_s']:.1f} s | {base_us:.2f} µs | 1.0 | {rss_base} MiB |
-| verify-split | {m['verify_s']:.1f} s | {per_rec_us:.2f} µs | x{ratio:.1f} | {rss_big} MiB |
+{row("count lines (baseline)", "baseline")}
+{row("verify-split (verdict)", "verdict")}
+{row("verify-split --html", "html")}
 
-Memory stays flat: peak RSS {rss_big} MiB on {n:,} records vs {rss_small} MiB on {n // 10:,} (ratio
-{rss_big / max(rss_small, 1):.2f}); what remains is the interpreter with numpy/scipy/rich imported. The reader streams
-and keeps only counters. Canonical lines take a regex fast path (`verifier/inputs/records.py`); the rest of the time per
-record is validation, attribution and counting in Python.
+Memory stays flat: peak RSS {rss['verdict']} MiB on {n:,} records vs {rss['verdict_small']} MiB on {n // 10:,}
+(ratio {rss['verdict'] / max(rss['verdict_small'], 1):.2f}): the reader keeps one 1 MiB block and counters. Of the
+verdict's time, about half a second is the start (Python plus scipy, numpy and rich: see "import the body" below)
+and the rest the read: one regex pass per block vouches for its lines, keys are counted with `bytes.count`
+(`verifier/inputs/bulk.py`); `--html` adds the matplotlib charts and a second pass that keeps each line's values.
+
+**Usage and input errors** (median of 15 interleaved runs, exit 2 with one line): checked before scipy, numpy and
+rich are imported (`verifier/command/preflight.py`).
+
+| command | wall time | vs `python -c pass` |
+| --- | --- | --- |
+{err_rows}
 """
 
 

@@ -372,3 +372,52 @@ def test_a_margin_narrowed_to_half_a_small_share_is_said(capsys):
     assert "2," in out  # the plan's fixed n for a 3% canary at ±1.5 pp: over two thousand responses
     rc, out, err = run(capsys, "--expected", "3", "--tolerance", "1.5", "--plan")
     assert rc == 0 and "margin narrower" not in err
+
+
+# ------------------------------------------------------------------------------- errors before the heavy imports
+
+
+@pytest.mark.parametrize("argv", [
+    ["--expected", "20", "--results", "/nonexistent/r.jsonl"],
+    ["--expected", "120", "--results", "-"],
+    ["--expected", "20", "--results", "-", "--tolerance", "0"],
+    ["--weights", "production=80,canary=30", "--results", "-"],
+    ["--expected", "20", "--results", "-", "--class", "canary"],
+    ["--expected", "20", "--results", "-", "--max-samples", "0"],
+])
+def test_input_errors_answer_before_scipy_numpy_rich_are_imported(argv: list[str]) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom splitproof.verifier.cli import main\nrc = main(sys.argv[1:])\n"
+            "heavy = sorted(m for m in ('scipy', 'numpy', 'rich') if m in sys.modules)\n"
+            "print(rc, heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL, cwd="/")
+    assert out.stdout.strip() == "2 []", (out.stdout, out.stderr)
+    assert out.stderr.startswith("verify-split: error: ") and out.stderr.count("\n") == 1
+
+
+def test_a_sequential_replay_from_a_pipe_decides_while_the_writer_is_still_writing(tmp_path: Path) -> None:
+    """The bulk reader takes what a pipe has (read1), not a whole block: a gross misroute streamed into
+    ``--results -`` FAILs while the producer still holds the pipe open."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-m", "splitproof.verifier.cli", "--expected", "20", "--sequential",
+                              "--results", "-", "--json", str(tmp_path / "v.json")],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/")
+    try:
+        assert child.stdin is not None
+        lines = [Record(1.5 + i, "grpc", 5 if i % 2 else 2, "production" if i % 2 else "canary", "ok", 1.0)
+                 .to_json() for i in range(500)]  # < a pipe buffer
+        child.stdin.write(("\n".join(lines) + "\n").encode())
+        child.stdin.flush()
+        code = child.wait(timeout=120)  # the pipe stays open: only the verdict can end the read
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert code == 1, child.stderr.read() if child.stderr else ""
+    verdict = json.loads((tmp_path / "v.json").read_text())
+    assert verdict["input"]["stopped_early"] is True

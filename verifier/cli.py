@@ -1,8 +1,9 @@
 """``verify-split``: count responses per version and gate on the statistical verdict.
 
 Exit codes (verifier.exitcodes, README "Exit codes"): 0 PASS, 1 FAIL, 2 usage or input error, 3 INCONCLUSIVE,
-4 unreachable, 130 on Ctrl-C (after printing the verdict so far). This is the shell: it parses the command line and
-only then imports the body (verifier.command), so ``--help`` and usage errors stay fast.
+4 unreachable, 130 on Ctrl-C (after printing the verdict so far). This is the shell: it parses the command line,
+checks the options, the expected split and the input file (verifier.command.preflight, light modules only) and
+only then imports the body (scipy, numpy, rich), so ``--help``, usage and input errors answer at once.
 """
 
 from __future__ import annotations
@@ -182,14 +183,17 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2, message already printed)
         return int(exc.code) if isinstance(exc.code, int) else ExitCode.USAGE
-    from splitproof.verifier.command.run import (  # the heavy part (scipy), once the arguments are good
-        make_consoles,
-        run,
-    )
+    from splitproof.verifier.command.preflight import preflight  # light: checks before the heavy imports
 
-    console, err = make_consoles(args.json == "-")
     try:
-        code = run(args, console, err)
+        pre = preflight(args)
+        from splitproof.verifier.command.run import (  # the heavy part (scipy), once the inputs are good
+            make_consoles,
+            run,
+        )
+
+        console, err = make_consoles(args.json == "-")
+        code = run(args, console, err, pre)
     except InputError as exc:
         return _error(exc, ExitCode.USAGE)
     except Unreachable as exc:

@@ -164,6 +164,30 @@ class Tally:
             sink.add(rec)
         self.observe(version, None if version else unattributed_cause(rec))
 
+    def add_records(self, rec: Record, count: int, reattribute: Attribution | None = None) -> None:
+        """``count`` records like ``rec`` whose order does not matter, as ``count`` calls of :meth:`record` would
+        count them -- for the fixed-n method only (the gate needs the order: use :meth:`record`). Sinks are not fed:
+        a caller counting in bulk feeds them itself (a replay's HTML timeline takes the records' arrays)."""
+        if self.gate is not None:
+            raise ValueError("add_records is for the fixed-n method: the sequential gate needs records in order")
+        if count <= 0:
+            return
+        if not rec.ok:
+            cause = unattributed_cause(rec)  # None: a failed call whose version header named its version
+            if cause is None and rec.version is not None:
+                self.counts[rec.version] += count
+            else:
+                self.unattributed += count
+                self.causes[cause or rec.status] += count
+            return
+        self.ok += count
+        version = reattribute.by_count(rec.channel, rec.items) if reattribute is not None else rec.version
+        if version is None:
+            self.unattributed += count
+            self.causes[unattributed_cause(dataclasses.replace(rec, version=None)) or UNATTRIBUTED] += count
+        else:
+            self.counts[version] += count
+
     def add_counts(self, counts: Mapping[str, int], unattributed: int | Mapping[str, int] = 0) -> None:
         """A batch known only by its counts: per-version responses, and unattributed ones (a number, or by cause)."""
         if isinstance(unattributed, Mapping):

@@ -1,8 +1,9 @@
-"""The body of ``verify-split`` (verifier/cli.py parses the command line and imports this only then, so ``--help``
-and usage errors never pay for scipy).
+"""The body of ``verify-split`` (verifier/cli.py parses the command line and imports this only then, so ``--help``,
+usage and input errors never pay for scipy: ``preflight`` checks them with light modules only).
 
 ``settings``  the command line checked and converted, once, into the API's fractions
 ``prepare``   the expected split, the attribution and the record sinks a run needs
+``preflight`` what can be refused before scipy/numpy/rich are imported: options, split, attribution, input file
 ``health``    ``--health``: the health options checked, and the judge the records feed
 ``replay``    ``--results FILE``: the records streamed into the tally
 ``live``      ``--target`` / ``--url``: live sampling into the tally, with ``progress`` on the terminal

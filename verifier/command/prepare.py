@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from splitproof.verifier import fmt
 from splitproof.verifier.errors import InputError
@@ -11,7 +12,9 @@ from splitproof.verifier.inputs.attribution import Attribution
 from splitproof.verifier.inputs.records import Record, RecordWriter
 from splitproof.verifier.reports.timeline import Timeline
 from splitproof.verifier.stats.margins import version_tolerance
-from splitproof.verifier.tally import RecordSink
+
+if TYPE_CHECKING:
+    from splitproof.verifier.tally import RecordSink
 
 
 def tolerance_notes(expected: Expected, tolerance: float) -> list[str]:

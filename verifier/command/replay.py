@@ -3,22 +3,39 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from splitproof.verifier.command.prepare import TimelineSink
 from splitproof.verifier.errors import InputError
-from splitproof.verifier.inputfile import InputFileError
+from splitproof.verifier.inputfile import InputFileError, open_input
 from splitproof.verifier.inputs.attribution import Attribution
-from splitproof.verifier.inputs.records import ReadStats, read_records
+from splitproof.verifier.inputs.bulk import Counted, Run, iter_blocks, template
+from splitproof.verifier.inputs.records import ReadStats, Record
+from splitproof.verifier.reports.timeline import Timeline
 from splitproof.verifier.tally import Tally
 
 CAUSE_MALFORMED = "malformed line"
 CAUSE_TRUNCATED = "truncated line"
 
 
-def observe_results(path: str, tally: Tally, attribution: Attribution | None) -> tuple[ReadStats, bool]:
-    """Feed the records of ``path`` to ``tally``. Returns the read statistics and whether the read stopped early
-    (decided / --max-samples)."""
+def observe_results(path: str, tally: Tally, attribution: Attribution | None,
+                    raw: BinaryIO | None = None) -> tuple[ReadStats, bool]:
+    """Feed the records of ``path`` (read from ``raw`` when the caller opened it already) to ``tally``, in file
+    order. Returns the read statistics and whether the read stopped early (decided / --max-samples).
+
+    The file is read in bulk (verifier/inputs/bulk.py). When nothing depends on the order -- the fixed-n verdict,
+    no --max-samples, no sink but the HTML timeline (which takes a run's arrays in order) -- a run of vouched lines
+    is counted per key at once; otherwise (the sequential gate, --max-samples) every record goes to the tally one
+    by one, in the order of the file, exactly as the exact reader would hand them over."""
     stats = ReadStats()
     seen_malformed = seen_truncated = 0
     stopped = False
+    timelines = [sink.timeline for sink in tally.sinks if isinstance(sink, TimelineSink)]
+    bulk = tally.gate is None and tally.max_samples is None and len(timelines) == len(tally.sinks)
+    values = bool(tally.sinks)
 
     def catch_up() -> None:
         nonlocal seen_malformed, seen_truncated
@@ -29,13 +46,43 @@ def observe_results(path: str, tally: Tally, attribution: Attribution | None) ->
             seen_truncated += 1
             tally.observe(None, CAUSE_TRUNCATED)
 
+    def one(rec: Record) -> bool:
+        """The exact reader's loop body: False once the tally wants no more."""
+        catch_up()
+        if tally.done:
+            return False
+        tally.record(rec, attribution)
+        return True
+
     try:
-        for rec in read_records(path, stats):
-            catch_up()
-            if tally.done:
-                stopped = True
-                break
-            tally.record(rec, attribution)
+        with open_records(path, raw) as stream:
+            for item in iter_blocks(stream, stats, values, counts_only=bulk):
+                if isinstance(item, Record):
+                    stats_ok = one(item)
+                elif isinstance(item, Counted):
+                    stats.lines += len(item)
+                    stats.valid += len(item)
+                    catch_up()
+                    for key, count in item.counts.items():
+                        tally.add_records(template(key), count, attribution)
+                    stats_ok = True
+                elif bulk:
+                    stats.lines += len(item)
+                    stats.valid += len(item)
+                    catch_up()
+                    count_run(item, tally, attribution, timelines)
+                    stats_ok = True
+                else:
+                    stats_ok = True
+                    for i, key in enumerate(item.keys):
+                        stats.lines += 1
+                        stats.valid += 1
+                        if not one(item.record(i) if values else template(key)):
+                            stats_ok = False
+                            break
+                if not stats_ok:
+                    stopped = True
+                    break
         if not stopped:
             catch_up()
     except InputFileError as exc:  # missing, a directory, a FIFO without a writer
@@ -47,6 +94,29 @@ def observe_results(path: str, tally: Tally, attribution: Attribution | None) ->
         detail = f" ({bad} bad lines; {stats.examples[0]})" if bad else ""
         raise InputError(f"--results: no valid records in {path}{detail}")
     return stats, stopped
+
+
+def count_run(run: Run, tally: Tally, attribution: Attribution | None, timelines: list[Timeline]) -> None:
+    """A run of vouched lines into a tally whose verdict does not depend on their order: each distinct key once,
+    in the order of its first line (so causes and versions are listed as the record-by-record path lists them);
+    the timelines get the run's values in file order."""
+    for key, count in Counter(run.keys).items():
+        tally.add_records(template(key), count, attribution)
+    for timeline in timelines:
+        timeline.add_run(run, attribution)
+
+
+@contextlib.contextmanager
+def open_records(path: str, raw: BinaryIO | None) -> Iterator[BinaryIO]:
+    if raw is not None:
+        yield raw  # its opener closes it
+        return
+    raw = open_input(str(path), "--results")
+    try:
+        yield raw
+    finally:
+        if str(path) != "-":
+            raw.close()  # leave standard input itself open
 
 
 def read_notes(stats: ReadStats, stopped: bool, tally: Tally) -> list[str]:

@@ -15,15 +15,9 @@ from splitproof.verifier import defaults
 from splitproof.verifier.command.health import batch_health, health_options, response_health
 from splitproof.verifier.command.live import observe_live
 from splitproof.verifier.command.plan import print_plan
-from splitproof.verifier.command.prepare import (
-    TimelineSink,
-    load_attribution,
-    load_expected,
-    record_sinks,
-    tolerance_notes,
-)
+from splitproof.verifier.command.preflight import Preflight, preflight
+from splitproof.verifier.command.prepare import TimelineSink, record_sinks, tolerance_notes
 from splitproof.verifier.command.replay import input_summary, observe_results, read_notes
-from splitproof.verifier.command.settings import settings
 from splitproof.verifier.command.telemetry import destination_errors, observe_telemetry, telemetry_json
 from splitproof.verifier.exitcodes import ExitCode
 from splitproof.verifier.reports.healthout import HealthReport
@@ -44,9 +38,17 @@ def make_consoles(json_to_stdout: bool) -> tuple[Console, Console]:
     return (err if json_to_stdout else console(False)), err
 
 
-def run(args: argparse.Namespace, console: Console, err: Console) -> int:
-    s = settings(args)
-    expected = load_expected(args)
+def run(args: argparse.Namespace, console: Console, err: Console, pre: Preflight | None = None) -> int:
+    """The run of ``args``; ``pre`` is what :func:`~verifier.command.preflight.preflight` already checked."""
+    pre = preflight(args) if pre is None else pre
+    try:
+        return _run(args, console, err, pre)
+    finally:
+        pre.close()
+
+
+def _run(args: argparse.Namespace, console: Console, err: Console, pre: Preflight) -> int:
+    s, expected = pre.settings, pre.expected
     margin_notes = tolerance_notes(expected, s.tolerance)
     for note in margin_notes:
         err.print(f"[yellow]warning:[/yellow] {note}", highlight=False)
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace, console: Console, err: Console) -> int:
             except OSError as exc:
                 raise OutputError(f"could not write --json {args.json} ({exc.strerror or exc})") from None
         return ExitCode.OK
-    attribution = None if s.telemetry else load_attribution(args, expected, live=s.live)
+    attribution = pre.attribution
     max_samples = args.max_samples
     if s.live and max_samples is None:
         max_samples = defaults.SEQUENTIAL_MAX_SAMPLES if s.method == Method.SEQUENTIAL else \
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace, console: Console, err: Console) -> int:
             notes += observe_live(args, tally, attribution, err)
             extra["target"] = args.target or args.url
         else:
-            stats, stopped = observe_results(args.results, tally, attribution)
+            stats, stopped = observe_results(args.results, tally, attribution, pre.results)
             notes += read_notes(stats, stopped, tally)
             extra["input"] = input_summary(args.results, stats, stopped)
     except KeyboardInterrupt:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -97,8 +97,16 @@ class Record:
 _PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII except " and \ : JSON-encodes as itself
 
 
+_JS: dict[str, str] = {}  # channel, version, status, source: a handful of distinct strings per run
+
+
 def _js(text: str) -> str:
-    return f'"{text}"' if _PLAIN.fullmatch(text) else json.dumps(text)
+    out = _JS.get(text)
+    if out is None:
+        out = f'"{text}"' if _PLAIN.fullmatch(text) else json.dumps(text)
+        if len(_JS) < 1024:
+            _JS[text] = out
+    return out
 
 
 def error_status(cause: str) -> str:
@@ -224,9 +232,9 @@ def _lines(stream: IO[str]) -> Iterator[str]:
         yield raw
 
 
-def iter_records(stream: IO[str], stats: ReadStats) -> Iterator[Record]:
-    """Stream valid records from ``stream``; count bad lines into ``stats`` (never raises on content)."""
-    lineno = 0
+def iter_records(stream: IO[str], stats: ReadStats, lineno: int = 0) -> Generator[Record, None, int]:
+    """Stream valid records from ``stream``; count bad lines into ``stats`` (never raises on content). Lines are
+    numbered from ``lineno + 1`` (a stream that continues a file); the generator returns the last line number."""
     for raw in _lines(stream):
         lineno += 1
         stats.lines += 1
@@ -250,6 +258,7 @@ def iter_records(stream: IO[str], stats: ReadStats) -> Iterator[Record]:
             continue
         stats.valid += 1
         yield rec
+    return lineno
 
 
 def read_records(path: str | Path, stats: ReadStats, what: str = "--results") -> Iterator[Record]:
@@ -271,25 +280,37 @@ def read_records(path: str | Path, stats: ReadStats, what: str = "--results") ->
 
 
 class RecordWriter:
-    """Append records to a JSON-lines file, one flushed line per record (a killed run keeps complete lines)."""
+    """Append records to a JSON-lines file, each line handed to the OS before :meth:`write` returns (a killed run
+    keeps every complete line).
+
+    The file is unbuffered (``os.write`` underneath): one ``write`` system call per line, and nothing sits in a
+    Python buffer when the process is SIGKILLed -- the same guarantee as a flush after every line, for a third of
+    the cost of a text file's encode-buffer-flush (the Locust file writes one record per response)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._fh: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._fh: IO[bytes] | None = open(self.path, "ab", buffering=0)  # noqa: SIM115
         self.count = 0
 
     def write(self, record: Record) -> None:
-        self.write_lines((record.to_json(),))
+        self._write((record.to_json() + "\n").encode("utf-8"), 1)
 
     def write_lines(self, lines: Iterable[str]) -> None:
         """Append already-serialised records (e.g. received from a Locust worker)."""
-        if self._fh is None:
-            raise ValueError("writer is closed")
         chunk = "".join(f"{line}\n" for line in lines)
         if chunk:
-            self._fh.write(chunk)
-            self._fh.flush()
-            self.count += chunk.count("\n")
+            self._write(chunk.encode("utf-8"), chunk.count("\n"))
+
+    def _write(self, data: bytes, lines: int) -> None:
+        if self._fh is None:
+            raise ValueError("writer is closed")
+        view = memoryview(data)
+        while view:  # a raw write may be partial (a signal, a full pipe): the rest follows at once
+            written = self._fh.write(view)
+            if not written:
+                raise OSError(f"cannot append to {self.path}: nothing written")
+            view = view[written:]
+        self.count += lines
 
     def close(self) -> None:
         if self._fh is not None:

@@ -7,10 +7,17 @@ checkpoints (thinning by half when full) and latencies go into fixed log-spaced 
 from __future__ import annotations
 
 import math
+import struct
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from splitproof.verifier.inputs.records import Record
+
+if TYPE_CHECKING:
+    from splitproof.verifier.inputs.attribution import Attribution
+    from splitproof.verifier.inputs.bulk import Run
 
 # Latency bins: 0.05 ms .. ~100 s, 20 bins per decade (log-spaced), plus under/overflow.
 _LAT_MIN_MS = 0.05
@@ -30,6 +37,33 @@ def bin_upper_edge_ms(idx: int) -> float:
     if idx >= _N_BINS - 1:
         return math.inf
     return _LAT_MIN_MS * 10 ** (idx / _BINS_PER_DECADE)
+
+
+def _bits(x: float) -> int:
+    return struct.unpack("<q", struct.pack("<d", x))[0]
+
+
+def _float(bits: int) -> float:
+    return struct.unpack("<d", struct.pack("<q", bits))[0]
+
+
+@lru_cache(maxsize=1)
+def bin_thresholds() -> tuple[float, ...]:
+    """For bins 1.., the smallest positive double :func:`latency_bin` puts in that bin or above, found by bisection
+    over the doubles themselves: ``latency_bin(x) == searchsorted(thresholds, x, "right")`` for every x >= 0,
+    because latency_bin is monotone. Vectorised binning thus gives exactly the scalar function's bins."""
+    out = []
+    hi_bits = _bits(1e300)
+    for b in range(1, _N_BINS):
+        lo, hi = 0, hi_bits  # latency_bin(_float(lo)) < b <= latency_bin(_float(hi))
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if latency_bin(_float(mid)) >= b:
+                hi = mid
+            else:
+                lo = mid
+        out.append(_float(hi))
+    return tuple(out)
 
 
 @dataclass
@@ -73,6 +107,73 @@ class Timeline:
             if len(self.checkpoints) >= self.max_points:
                 self.checkpoints = self.checkpoints[1::2]
                 self.stride *= 2
+
+    def add_run(self, run: Run, attribution: Attribution | None = None) -> None:
+        """A replay's run of vouched lines (read with values), in file order: the same state as :meth:`add` of each
+        of its records (as the tally hands them over: a successful record with its version re-attributed), computed
+        with numpy. Checkpoints: after any number N of attributed responses, ``add`` leaves exactly the multiples
+        of the stride s(N) -- the smallest power of two with N // s < max_points -- so a run adds the multiples of
+        the new stride and drops the old ones that are not."""
+        import numpy as np
+
+        from splitproof.verifier.inputs.bulk import template
+
+        if not run.keys:
+            return
+        assert run.ts is not None and run.latencies is not None
+        ts = run.ts  # text; Python's float of it, as the exact parser, only where a checkpoint needs it
+        if self.t0 is None:
+            self.t0 = float(ts[0])
+        distinct = list(dict.fromkeys(run.keys))  # in order of first appearance
+        index = {key: i for i, key in enumerate(distinct)}
+        codes = np.array(list(map(index.__getitem__, run.keys)), dtype=np.int64)
+        per_key = np.bincount(codes, minlength=len(distinct))
+        versions: list[str | None] = []
+        latency_keys: list[str] = []  # as add(): a version's latencies are its successes' only
+        for i, key in enumerate(distinct):
+            rec = template(key)
+            version = rec.version
+            if rec.ok and attribution is not None:
+                version = attribution.by_count(rec.channel, rec.items)
+            versions.append(version)
+            latency_keys.append(version if version is not None and rec.ok else "unattributed")
+            if not rec.ok:
+                self.errors[rec.status] += int(per_key[i])
+        latencies = np.fromiter(map(float, run.latencies), np.float64, len(run.latencies))
+        bins = np.searchsorted(np.array(bin_thresholds()), latencies, side="right")
+        groups = list(dict.fromkeys(latency_keys))
+        group_of = np.array([groups.index(k) for k in latency_keys])[codes]
+        for g, name in enumerate(groups):
+            counts = np.bincount(bins[group_of == g], minlength=_N_BINS)
+            target = self.latency.setdefault(name, [0] * _N_BINS)
+            for idx in np.flatnonzero(counts):
+                target[idx] += int(counts[idx])
+        named = list(dict.fromkeys(v for v in versions if v is not None))
+        vcode = np.array([-1 if v is None else named.index(v) for v in versions])[codes]
+        attributed = np.flatnonzero(vcode >= 0)
+        self.n_unattributed += len(run.keys) - len(attributed)
+        n0, before = self.n_attributed, dict(self.counts)
+        total = n0 + len(attributed)
+        stride = self.stride
+        while total // stride >= self.max_points:
+            stride *= 2
+        if stride != self.stride:
+            self.checkpoints = [c for c in self.checkpoints if c.n % stride == 0]
+            self.stride = stride
+        positions = {v: np.flatnonzero(vcode == i) for i, v in enumerate(named)}
+        for v in named:
+            self.counts[v] += len(positions[v])
+        order = list(self.counts)
+        first = (n0 // stride + 1) * stride
+        for j in range(first, total + 1, stride):
+            pos = attributed[j - n0 - 1]
+            counts_now = {}
+            for v in order:
+                c = before.get(v, 0) + (int(np.searchsorted(positions[v], pos, side="right")) if v in positions else 0)
+                if c:
+                    counts_now[v] = c
+            self.checkpoints.append(Checkpoint(j, float(ts[pos]) - self.t0, counts_now))  # as add(): rec.t - t0
+        self.n_attributed = total
 
     def add_batch(self, batch: object) -> None:
         """A count batch (a telemetry window or one ``--watch`` poll: ``counts``, ``unattributed`` by cause, and a

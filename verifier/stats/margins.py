@@ -13,8 +13,6 @@ A version the split gives 0% has no margin: any response from it is a FAIL, none
 
 from __future__ import annotations
 
-from splitproof.verifier.stats.mixture import share_prior
-
 SHARE_FRACTION = 0.5  # a positive-share version's margin is at most this fraction of its expected share
 
 
@@ -38,4 +36,6 @@ def version_margins(expected: float, tolerance: float) -> tuple[float, float]:
 def version_prior(expected: float, tolerance: float) -> tuple[float, float]:
     """The beta prior of a version's confidence sequence, scaled to its margin
     (:func:`verifier.stats.mixture.share_prior`)."""
+    from splitproof.verifier.stats.mixture import share_prior  # scipy: not needed to check a command line
+
     return share_prior(expected, version_tolerance(expected, tolerance) or tolerance)
