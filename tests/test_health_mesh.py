@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flakebudget import ALPHA_ARGS
 from helpers import installed
 
 from splitproof.setup import proc
@@ -27,7 +28,7 @@ from splitproof.setup.mesh.faults import parse_instance_faults
 REPO = Path(__file__).resolve().parent.parent
 LOCUSTFILE = str(REPO / "loadtest" / "boutique.py")
 HEADER = "x-version"
-SPLIT = ("--expected", "50", "--tolerance", "10")
+SPLIT = ("--expected", "50", "--tolerance", "10", *ALPHA_ARGS)
 
 
 def _mesh(**faults: str) -> Iterator[LocalMesh]:
