@@ -52,6 +52,11 @@ DETERMINISTIC = {
 }
 
 
+# options that make a --weights command line a verdict on traffic (not `local up --weights`)
+OBSERVING = {"--target", "--url", "--results", "--prometheus", "--envoy-admin", "--access-log", "--grpc-target",
+             "--host"}
+
+
 def _strings(node: ast.AST) -> list[str | None]:
     """The elements of an argument list / tuple / list: a constant string, the name of ``*ALPHA_ARGS``, or None."""
     elts = node.args if isinstance(node, ast.Call) else node.elts  # type: ignore[attr-defined]
@@ -67,10 +72,13 @@ def _strings(node: ast.AST) -> list[str | None]:
 
 
 def needs_alpha(items: list[str | None]) -> bool:
-    """A command line that asks for a verdict on traffic Envoy splits at random: ``--expected`` 1..99, a real
-    rollout (``-m splitproof.setup.cli rollout``), or the demo."""
+    """A command line that asks for a verdict on traffic Envoy splits at random: ``--expected`` 1..99 (or
+    ``--weights`` without a 0/100 version), a real rollout (``-m splitproof.setup.cli rollout``), or the demo."""
     for i, s in enumerate(items[:-1]):
         if s == "--expected" and items[i + 1] is not None and items[i + 1].isdigit() and 0 < int(items[i + 1]) < 100:
+            return True
+        if s == "--weights" and items[i + 1] is not None and OBSERVING & set(items) and not any(
+                w.endswith(("=0", "=100")) for w in items[i + 1].split(",")):
             return True
     if "rollout" in items and "splitproof.setup.cli" in items:
         return True
@@ -152,5 +160,7 @@ def test_the_fixed_n_windows_pass_a_correct_split_within_their_bound(canary: flo
 def test_the_guard_catches_a_forgotten_alpha() -> None:
     forgot = 'verify("--expected", "20", "--target", t)\nrun(["-m", "splitproof.setup.cli", "rollout", "--local"])\n'
     assert missing_alpha(forgot) == [1, 2]
+    assert missing_alpha('run("--weights", "production=80,canary=20", "--target", t)') == [1]
     kept = 'verify("--expected", "20", *ALPHA_ARGS)\nverify("--expected", "0")\nverify("--expected", "150")\n'
+    kept += 'run("--weights", "production=100,canary=0")\n'
     assert missing_alpha(kept) == []
