@@ -33,7 +33,7 @@ REAL_TRAFFIC: dict[str, tuple[int, float]] = {
     "test_sampler_e2e": (4, TEST_ALPHA),                # 80/20 PASS (gRPC, pages), the replay, 50/50 FAIL < 400
     "test_health_mesh": (12, TEST_ALPHA),               # live + Locust (+ replay): split + health, three canaries
     "test_health_prometheus": (3, FIXED_50_50_AT_6000),  # bad canary: split PASS, health FAIL; healthy PASS
-    "test_mesh_telemetry": (3, FIXED_80_20_AT_4000),    # 80/20 PASS (all sources, one window), 50/50 FAIL, watch
+    "test_mesh_telemetry": (5, FIXED_80_20_AT_4000),    # 80/20 PASS (one window), admin, restarts, 50/50, watch
     "test_loadtest_locust": (3, TEST_ALPHA),            # the 80/20 PASS and its replays, the misroute FAIL
     "test_rollout_mesh": (5, TEST_ALPHA),               # demo's two rollouts, kill + resume, Locust source
     "test_rollout_prometheus": (2, TEST_ALPHA),         # bad canary rolled back, healthy promoted

@@ -122,6 +122,9 @@ def obs(mesh: LocalMesh) -> Observer:
 
 
 def verify(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
+    """verify-split at the suite's TEST_ALPHA (tests/flakebudget.py): a correct split is falsely FAILed about once in
+    ten thousand runs, not once in a hundred (an honest gate's false alarms happen at its alpha; several verdicts per
+    run here)."""
     code, out, _err = in_process(main, capsys, "--expected", "20", *ALPHA_ARGS, *argv, "--json", "-", "--no-progress")
     return code, json.loads(out)
 
@@ -160,6 +163,29 @@ def test_80_20_traffic_passes_with_the_records_counts_from_every_source(
     assert dict(counts_between(before, after, SVC).counts) == want
 
 
+def test_envoy_admin_source_through_the_command_line(mesh: LocalMesh, obs: Observer, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``--envoy-admin URL --duration S``: the traffic between its two snapshots, exactly (the traffic is sent right
+    after the first snapshot, so the test needs no timing)."""
+    from splitproof.verifier.telemetry.envoysource import EnvoyAdmin as Admin
+
+    obs.mark()
+    got: list[Counter[str]] = []
+    real = Admin.snapshot
+
+    def snapshot(self: Admin, service: Service, clock=time.time):  # type: ignore[no-untyped-def]
+        snap = real(self, service, clock)
+        if not got:
+            got.append(obs.traffic(600))
+            obs.settle()  # every access-log line written: Envoy counted each request before logging it
+        return snap
+
+    monkeypatch.setattr(Admin, "snapshot", snapshot)
+    code, doc = verify(capsys, "--envoy-admin", mesh.admin_url, "--duration", "0.1")
+    assert doc["telemetry"]["counts"] == dict(got[0]) and doc["telemetry"]["source_kind"] == "envoy-admin"
+    assert code in (0, 3), (doc["reason"], doc["telemetry"], doc["notes"])  # FAILed once in a fresh-clone run
+
+
 def test_50_50_traffic_fails(mesh: LocalMesh, obs: Observer, capsys: pytest.CaptureFixture[str]) -> None:
     mesh.set_weights(50)
     try:
@@ -189,6 +215,8 @@ def test_watch_fails_a_live_misroute_at_a_poll_boundary(mesh: LocalMesh, obs: Ob
     thread.start()
     try:
         code, doc = verify(capsys, "--prometheus", mesh.prometheus_url, "--watch", "--duration", "60")
+        envoy_code, envoy_doc = verify(capsys, "--prometheus", mesh.prometheus_url, "--watch", "--duration", "60",
+                                       "--metric", "envoy")  # upstream Envoy's tag spelling, found before watching
     finally:
         stop.set()
         thread.join()
@@ -197,6 +225,7 @@ def test_watch_fails_a_live_misroute_at_a_poll_boundary(mesh: LocalMesh, obs: Ob
     tele = doc["telemetry"]
     assert tele["interval_s"] == 1.0 and tele["batches"] >= 1 and tele["window"]["until"] > tele["window"]["since"]
     assert sum(h["cumulative"][-1] for h in tele["latency"].values()) == sum(tele["counts"].values())
+    assert envoy_code == 1 and envoy_doc["n"] > 0, envoy_doc["reason"]
 
 
 def test_counts_stay_exact_across_an_envoy_and_an_instance_restart(

@@ -86,10 +86,12 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict, str
 
 
 def test_80_20_window_passes_with_exact_counts_and_statuses(prom: Prometheus, capsys: pytest.CaptureFixture[str],
-                                                            tmp_path: Path) -> None:
-    html = tmp_path / "r.html"
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    html, junit, summary = tmp_path / "r.html", tmp_path / "j.xml", tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     code, doc, _err = _run(capsys, "--expected", "20", "--prometheus", prom.url, *_window(A),
-                           "--max-unattributed", "2", "--html", str(html))
+                           "--max-unattributed", "2", "--html", str(html), "--junit", str(junit))
+    assert "PASS" in summary.read_text() and 'name="canary share 20%' in junit.read_text()
     assert code == 0, doc["reason"]
     assert doc["outcome"] == "PASS" and doc["method"] == "fixed-n"
     tele = doc["telemetry"]
@@ -225,3 +227,13 @@ def test_access_log_file_and_stdin(tmp_path: Path, capsys: pytest.CaptureFixture
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(log.read_bytes())))
     _code, doc2, _ = _run(capsys, "--expected", "20", "--access-log", "-", *window)
     assert doc2["telemetry"]["counts"] == tele["counts"]
+
+
+def test_promql_selector_of_ones_own(prom: Prometheus, capsys: pytest.CaptureFixture[str]) -> None:
+    _code, doc, _ = _run(capsys, "--expected", "20", "--prometheus", prom.url, *_window(A), "--promql",
+                      'istio_requests_total{reporter="source",pod="frontend-0"}', "--version-label",
+                      "destination_version")
+    assert doc["telemetry"]["counts"] == {"production": 800, "canary": 200}
+    _code, doc, _ = _run(capsys, "--expected", "20", "--prometheus", prom.url, *_window(A), "--promql",
+                      'istio_requests_total{reporter="source"}', "--version-label", "response_code")
+    assert doc["telemetry"]["counts"] == {"200": 1000, "503": 5}  # whatever label the user names is the version

@@ -105,6 +105,16 @@ def _prometheus_specs(args: argparse.Namespace, service: Service) -> tuple[Any, 
     return istio_requests(service, args.reporter), istio_duration_buckets(service, args.reporter)
 
 
+def first_with_series(client: PrometheusClient, specs: tuple[Any, ...], lookback: float = 300.0) -> Any:
+    """Of Envoy's tag spellings (promql.envoy_candidates), the first with series in the last ``lookback`` seconds
+    (a watch reads one selector; a window tries them in order itself)."""
+    now_ms = round(time.time() * 1000)
+    for spec in specs:
+        if any(chunk.series for chunk in client.read_range(spec.selector, now_ms - round(lookback * 1000), now_ms)):
+            return spec
+    return specs[0]
+
+
 def scrape_interval(client: PrometheusClient) -> tuple[float, str]:
     """The poll interval for --watch: the longest scrape interval of Prometheus' active targets (a poll shorter
     than the scrape interval only sees empty batches), or Prometheus' default when it lists none."""
@@ -145,7 +155,7 @@ def _batches(args: argparse.Namespace, observed: Observed, err: Console) -> Iter
         else:
             observed.interval, how = scrape_interval(client)
             observed.notes.append(how)
-        one = spec if not isinstance(spec, tuple) else spec[0]
+        one = spec if not isinstance(spec, tuple) else first_with_series(client, spec)
         yield from watch_prometheus(client, one, observed.interval, duration=duration, latency=latency)
         return
     window = resolve_window(args.since, args.until, time.time())
