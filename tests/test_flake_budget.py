@@ -30,7 +30,7 @@ DETERMINISTIC = {
     "test_bad_inputs": "usage errors and unreadable inputs: no verdict drawn from traffic",
     "test_verifier_cli": "verdicts over records files the tests write",
     "test_verify_split_exit_codes": "exit codes over written records files",
-    "test_verify_split_telemetry": "a promharness exporter serving fixed counts; written access logs",
+    "test_verify_split_telemetry": "a recorded exporter serving fixed counts; written access logs",
     "test_setup_architecture": "imports and packaging",
     "test_verifier_architecture": "imports and packaging",
     "test_htmlreport": "reports rendered from fixed verdicts",
