@@ -206,7 +206,8 @@ class Demo:
         if self.rollouts:  # the progressive rollout's two endings, each on its own mesh (setup/rollout/demo.py)
             from splitproof.setup.rollout.demo import run_rollouts
 
-            verdicts += [(f"rollout, {label}", want, got) for label, want, got, _ in run_rollouts(self.out, self.say)]
+            verdicts += [(f"rollout, {label}", want, got)
+                         for label, want, got, _ in run_rollouts(self.out, self.say, self.alpha)]
         return self.summary(verdicts, time.monotonic() - started)
 
     def prometheus_binary(self) -> bool:

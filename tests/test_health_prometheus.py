@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from flakebudget import ALPHA_ARGS
 from helpers import in_process
 from promharness import missing_prometheus
 
@@ -30,6 +31,9 @@ pytestmark = pytest.mark.skipif(missing_prometheus() is not None, reason=missing
 
 REQUEST = demo_pb2.ListRecommendationsRequest(user_id="test", product_ids=["OLJCESPC7Z"])
 HALF = {"production": 50, "canary": 50}
+# A 50/50 split PASSes the fixed-n test (margin 5 pp) at TEST_ALPHA from ~6000 responses, but for ~1e-4 of the
+# time (exact binomial sum): at 1500 it missed 13% of the time even at alpha 0.01, at 3000 9% at 1e-4.
+CALLS = 6000
 
 
 def _mesh(tmp_path_factory: pytest.TempPathFactory, **faults: str) -> Iterator[LocalMesh]:
@@ -76,14 +80,15 @@ def window_of_traffic(mesh: LocalMesh, n: int) -> list[str]:
 
 
 def verify(capsys: pytest.CaptureFixture[str], mesh: LocalMesh, *argv: str) -> tuple[int, dict]:
-    code, out, _err = in_process(main, capsys, "--expected", "50", "--prometheus", str(mesh.prometheus_url),
-                                 "--health", "--latency-threshold-ms", "25", *argv, "--json", "-", "--no-progress")
+    code, out, _err = in_process(main, capsys, "--expected", "50", *ALPHA_ARGS, "--prometheus",
+                                 str(mesh.prometheus_url), "--health", "--latency-threshold-ms", "25", *argv, "--json",
+                                 "-", "--no-progress")
     return code, json.loads(out)
 
 
 def test_a_bad_canary_fails_on_errors_and_latency_with_the_split_pass(bad: LocalMesh,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    code, doc = verify(capsys, bad, *window_of_traffic(bad, 1500))
+    code, doc = verify(capsys, bad, *window_of_traffic(bad, CALLS))
     assert code == 1 and doc["split"]["outcome"] == "PASS", doc["reason"]
     errors, latency = doc["health"]["metrics"]
     assert errors["outcome"] == "FAIL" and latency["outcome"] == "FAIL", doc["health"]["reason"]
@@ -94,5 +99,5 @@ def test_a_bad_canary_fails_on_errors_and_latency_with_the_split_pass(bad: Local
 
 
 def test_a_healthy_canary_passes(healthy: LocalMesh, capsys: pytest.CaptureFixture[str]) -> None:
-    code, doc = verify(capsys, healthy, *window_of_traffic(healthy, 3000), "--latency-threshold-ms", "250")
+    code, doc = verify(capsys, healthy, *window_of_traffic(healthy, CALLS), "--latency-threshold-ms", "250")
     assert code == 0 and doc["health"]["outcome"] == "PASS", doc["reason"]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flakebudget import ALPHA_ARGS
 from helpers import decoys_hit, start_service
 
 from splitproof.setup import net, proc
@@ -176,7 +177,7 @@ def test_missing_section_is_a_locust_failure_and_an_unattributed_record(
     out = tmp_path / "out.jsonl"
     code, output = run_locust(tmp_path, "-u", "2", "-r", "2", "-t", "2s", "--host", broken_frontend.url,
                               "--split-results", str(out), "--html", "report.html", "--json-file", "final",
-                              "--expected", "20",
+                              "--expected", "20", *ALPHA_ARGS,
                               "--shopper-tasks", "index=0,setCurrency=0,addToCart=0,viewCart=0,checkout=0",
                               "ShopperUser")
     assert code == 1, output[-3000:]  # FAIL: every response unattributed, far above the 1% limit
@@ -190,7 +191,7 @@ def test_missing_section_is_a_locust_failure_and_an_unattributed_record(
     assert report.count("no recommendations section") >= 1 and "unattributable" not in report
     # --shopper-tasks left only product pages; the home page is each shopper's first visit (on_start).
     assert set(counts) == {("GET", "/product/[id]"), ("GET", "/")} and counts[("GET", "/")][0] == 2
-    vs_code, vs = verify_split(out, "--expected", "20")
+    vs_code, vs = verify_split(out, "--expected", "20", *ALPHA_ARGS)
     assert vs_code == 1 and vs["unattributed"] == len(got)
     assert locust_verdict(output)[:2] == (vs["outcome"], vs["reason"])
 
@@ -295,7 +296,7 @@ def test_stop_on_verdict_stops_at_the_sequential_decision(tmp_path: Path, canary
     # All canary against an expected 20%: the sequential test FAILs within a few dozen calls; -t 10m is
     # never reached (the run would otherwise time out below).
     code, output = run_locust(tmp_path, "-u", "2", "-r", "2", "-t", "10m", "--grpc-target", canary.addr,
-                              "--split-results", str(out), "--expected", "20", "--stop-on-verdict",
+                              "--split-results", str(out), "--expected", "20", *ALPHA_ARGS, "--stop-on-verdict",
                               "--host", "http://127.0.0.1:9", "RecommendationUser", timeout=60)
     assert code == 1, output[-3000:]
     assert "--stop-on-verdict" in output and "sequential" in output
@@ -307,7 +308,7 @@ def test_usage_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     for args, fragment in ((["--expected", "150"], "--expected"),
                            (["--grpc-target", "nohost"], "--grpc-target"),
                            (["RecommendationUser"], "--grpc-target"),
-                           (["--weights", "production=80,canary=20", "--expected", "20"], "not both"),
+                           (["--weights", "production=80,canary=20", "--expected", "20", *ALPHA_ARGS], "not both"),
                            (["--split-results", str(tmp_path)], "--split-results")):
         code, output = run_locust(tmp_path, "-t", "1s", "--host", "http://127.0.0.1:9", *args, timeout=30)
         assert code == 2, output
@@ -452,11 +453,12 @@ def test_web_ui_class_picker_split_tab_and_verdict_exit_code(tmp_path: Path, fro
 def test_mesh_80_20_passes_and_a_50_50_misroute_fails(tmp_path: Path, mesh: Any) -> None:
     assert dict(mesh.params.weights) == {"production": 80, "canary": 20}
     out = tmp_path / "out.jsonl"
-    # Stop at the sequential gate's PASS (about a thousand responses at alpha 0.001) rather than after a fixed
-    # time: the number of samples, not the machine's speed, decides. -t is only the upper bound.
+    # Stop at the sequential gate's PASS (a few thousand responses at the suite's alpha, tests/flakebudget.py)
+    # rather than after a fixed time: the number of samples, not the machine's speed, decides. -t is only the
+    # upper bound.
     code, output = run_locust(tmp_path, "-u", "8", "-r", "8", "-t", "60s", "--host", mesh.ingress_url,
                               "--grpc-target", mesh.grpc_entry, "--split-results", str(out), "--expected", "20",
-                              "--alpha", "0.001", "--stop-on-verdict", "--json-file", "final", timeout=120)
+                              *ALPHA_ARGS, "--stop-on-verdict", "--json-file", "final", timeout=120)
     got, stats = records(out)
     assert code == 0, output[-3000:]
     assert stats.malformed == stats.truncated == 0
@@ -465,9 +467,9 @@ def test_mesh_80_20_passes_and_a_50_50_misroute_fails(tmp_path: Path, mesh: Any)
     assert {(r.channel, r.items, r.version) for r in got} == {
         ("http", 4, "production"), ("http", 2, "canary"), ("grpc", 5, "production"), ("grpc", 2, "canary")}
     # Replaying the file sequentially reaches the very same decision; the fixed-n test over it PASSes too.
-    vs_code, vs = verify_split(out, "--expected", "20", "--alpha", "0.001", "--sequential")
+    vs_code, vs = verify_split(out, "--expected", "20", *ALPHA_ARGS, "--sequential")
     assert vs_code == 0 and locust_verdict(output)[:2] == (vs["outcome"], vs["reason"]) == ("PASS", vs["reason"])
-    vs_code, vs = verify_split(out, "--expected", "20", "--alpha", "0.001")
+    vs_code, vs = verify_split(out, "--expected", "20", *ALPHA_ARGS)
     assert vs_code == 0 and vs["n"] == len(got)
 
     mesh.set_weights(50)
@@ -475,10 +477,10 @@ def test_mesh_80_20_passes_and_a_50_50_misroute_fails(tmp_path: Path, mesh: Any)
         out50 = tmp_path / "out50.jsonl"
         code, output = run_locust(tmp_path, "-u", "4", "-r", "4", "-t", "10m", "--host", mesh.ingress_url,
                                   "--grpc-target", mesh.grpc_entry, "--split-results", str(out50),
-                                  "--expected", "20", "--stop-on-verdict", timeout=60)
+                                  "--expected", "20", *ALPHA_ARGS, "--stop-on-verdict", timeout=60)
         assert code == 1, output[-3000:]
         assert locust_verdict(output)[0] == "FAIL" and "sequential" in output
-        vs_code, vs = verify_split(out50, "--expected", "20")
+        vs_code, vs = verify_split(out50, "--expected", "20", *ALPHA_ARGS)
         assert vs_code == 1 and vs["outcome"] == "FAIL"
     finally:
         mesh.set_weights(20)

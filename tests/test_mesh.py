@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from flakebudget import BAND_CONFIDENCE
 from helpers import decoys_hit, run_installed
 from scipy.stats import binom
 
@@ -37,7 +38,7 @@ PAGE_CLASS = {4: "production", 2: "canary"}
 
 
 def band(n: int, p: float) -> tuple[int, int]:
-    lo, hi = binom.interval(0.999, n, p)
+    lo, hi = binom.interval(BAND_CONFIDENCE, n, p)
     return int(lo), int(hi)
 
 

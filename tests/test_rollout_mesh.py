@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flakebudget import ALPHA_ARGS, TEST_ALPHA
 from helpers import in_process
 
 from splitproof.setup import proc
@@ -36,7 +37,7 @@ def mesh() -> Iterator[LocalMesh]:
 
 def rollout_argv(mesh: LocalMesh, *args: str) -> list[str]:
     return proc.python_argv("-m", "splitproof.setup.cli", "rollout", "--local", "--state-dir", str(mesh.state_dir),
-                            *args)
+                            *ALPHA_ARGS, *args)
 
 
 def run(mesh: LocalMesh, *args: str) -> subprocess.CompletedProcess[str]:
@@ -56,7 +57,7 @@ def served(mesh: LocalMesh) -> dict[str, int]:
 def test_the_demo_promotes_a_healthy_canary_and_rolls_back_a_failing_one(tmp_path: Path) -> None:
     """Both endings as `make demo` runs them (setup/rollout/demo.py): each its own mesh, the real command."""
     said: list[str] = []
-    endings = run_rollouts(tmp_path, said.append)
+    endings = run_rollouts(tmp_path, said.append, alpha=TEST_ALPHA)
     assert [(want, got) for _, want, got, _ in endings] == [(ExitCode.OK, ExitCode.OK), (ExitCode.FAIL, ExitCode.FAIL)]
 
     healthy = events(tmp_path / "rollout-healthy.jsonl")

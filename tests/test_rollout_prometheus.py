@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flakebudget import ALPHA_ARGS
 from helpers import in_process
 from promharness import missing_prometheus
 
@@ -58,7 +59,7 @@ def rollout(mesh: LocalMesh, log: Path, *args: str) -> tuple[subprocess.Complete
     mesh.router.wait_served()
     done = subprocess.run(proc.python_argv(
         "-m", "splitproof.setup.cli", "rollout", "--local", "--state-dir", str(mesh.state_dir), "--source",
-        "prometheus", "--steps", "20,100", "--step-timeout", "90s", "--json-log", str(log), *args),
+        "prometheus", "--steps", "20,100", "--step-timeout", "90s", "--json-log", str(log), *ALPHA_ARGS, *args),
         capture_output=True, text=True, timeout=300, check=False)
     return done, [json.loads(line) for line in log.read_text().splitlines()]
 

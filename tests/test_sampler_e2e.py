@@ -9,6 +9,7 @@ import json
 import subprocess
 from pathlib import Path
 
+from flakebudget import ALPHA_ARGS
 from helpers import REPO, free_port
 
 VERIFY = str(Path(REPO) / ".venv" / "bin" / "verify-split")
@@ -22,19 +23,20 @@ def verify(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
 
 def test_80_20_passes_through_envoy_grpc(mesh, tmp_path):
     saved = tmp_path / "samples.jsonl"
-    proc = verify("--expected", "20", "--target", mesh.grpc_entry, "--json", "-", "--save-results", str(saved))
+    proc = verify("--expected", "20", *ALPHA_ARGS, "--target", mesh.grpc_entry, "--json", "-", "--save-results",
+                  str(saved))
     assert proc.returncode == 0, proc.stderr
     verdict = json.loads(proc.stdout)
     assert verdict["outcome"] == "PASS" and verdict["unattributed"] == 0
     assert {r["version"]: r["count"] > 0 for r in verdict["rows"]} == {"production": True, "canary": True}
     assert "must be a proxy that applies the split" in proc.stderr
     # the saved samples replay to the same kind of verdict with the fixed-n test
-    replay = verify("--expected", "20", "--results", str(saved))
+    replay = verify("--expected", "20", *ALPHA_ARGS, "--results", str(saved))
     assert replay.returncode in (0, 3), replay.stdout
 
 
 def test_80_20_passes_through_the_ingress_product_pages(mesh):
-    proc = verify("--expected", "20", "--url", mesh.ingress_url, "--json", "-")
+    proc = verify("--expected", "20", *ALPHA_ARGS, "--url", mesh.ingress_url, "--json", "-")
     assert proc.returncode == 0, proc.stderr
     verdict = json.loads(proc.stdout)
     assert verdict["outcome"] == "PASS" and verdict["target"] == mesh.ingress_url
@@ -43,7 +45,7 @@ def test_80_20_passes_through_the_ingress_product_pages(mesh):
 def test_50_50_misroute_fails_quickly(mesh):
     mesh.set_weights(50)
     try:
-        proc = verify("--expected", "20", "--target", mesh.grpc_entry, "--json", "-")
+        proc = verify("--expected", "20", *ALPHA_ARGS, "--target", mesh.grpc_entry, "--json", "-")
     finally:
         mesh.set_weights(20)
     assert proc.returncode == 1, proc.stderr
@@ -52,7 +54,7 @@ def test_50_50_misroute_fails_quickly(mesh):
 
 
 def test_unreachable_target_exits_4_with_a_clear_message():
-    proc = verify("--expected", "20", "--target", f"127.0.0.1:{free_port()}", "--connect-timeout", "0.5")
+    proc = verify("--expected", "20", *ALPHA_ARGS, "--target", f"127.0.0.1:{free_port()}", "--connect-timeout", "0.5")
     assert proc.returncode == 4
     assert proc.stderr.strip().splitlines()[-1].startswith("verify-split: error: target unreachable: cannot connect")
     assert "Traceback" not in proc.stderr

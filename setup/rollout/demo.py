@@ -30,6 +30,7 @@ HEADER = "x-version"
 UP_TIMEOUT_S = 90.0
 ROLLOUT_TIMEOUT_S = 240.0
 STEP_TIMEOUT = "2m"
+DEMO_ALPHA = 0.001  # as setup/demo.py's gates: a healthy canary is rolled back about once in a thousand demos
 BAD_ERROR_RATE = 5
 # The health margin of the demo's rollouts: 2 pp instead of the default 1 -- showing a healthy canary within it at
 # its 5% step takes less than half the responses (about 8,000 instead of 18,000), and a canary failing 5% of its
@@ -66,9 +67,9 @@ def _run(argv: list[str], timeout: float, log: Path | None, children: list[proc.
         proc.stop(child)
 
 
-def run_ending(ending: Ending, out: Path, say: Callable[[str], None],
-               children: list[proc.Child]) -> tuple[str, int, int, float]:
-    """(label, wanted exit, got exit, seconds) for one ending."""
+def run_ending(ending: Ending, out: Path, say: Callable[[str], None], children: list[proc.Child],
+               alpha: float = DEMO_ALPHA) -> tuple[str, int, int, float]:
+    """(label, wanted exit, got exit, seconds) for one ending; ``alpha`` bounds the whole rollout's false rollback."""
     state = out / f"mesh-{ending.name}"
     log, html = out / f"rollout-{ending.name}.jsonl", out / f"rollout-{ending.name}.html"
     log.unlink(missing_ok=True)
@@ -81,11 +82,11 @@ def run_ending(ending: Ending, out: Path, say: Callable[[str], None],
         raise SetupError(f"the {ending.name} mesh did not start (exit {code}): {' | '.join(tail)}")
     started = time.monotonic()
     try:
-        say(f"  canary-setup rollout --local --health --max-error-increase {MAX_ERROR_INCREASE_PP} --json-log "
-            f"{log.name} --html {html.name}")
+        say(f"  canary-setup rollout --local --health --max-error-increase {MAX_ERROR_INCREASE_PP} --alpha {alpha:g} "
+            f"--json-log {log.name} --html {html.name}")
         code = _run(cli("rollout", "--local", "--state-dir", str(state), "--health", "--max-error-increase",
-                        MAX_ERROR_INCREASE_PP, "--step-timeout", STEP_TIMEOUT, "--json-log", str(log), "--html",
-                        str(html)), ROLLOUT_TIMEOUT_S, None, children)
+                        MAX_ERROR_INCREASE_PP, "--step-timeout", STEP_TIMEOUT, "--alpha", str(alpha),
+                        "--json-log", str(log), "--html", str(html)), ROLLOUT_TIMEOUT_S, None, children)
     finally:
         _run(cli("local", "down", "--state-dir", str(state)), UP_TIMEOUT_S, out / f"mesh-{ending.name}.log",
              children)
@@ -104,9 +105,10 @@ def _summary(log: Path) -> str:
     return "; ".join(steps) + f" -> {events[-1]['event'] if events else 'nothing'}"
 
 
-def run_rollouts(out: Path, say: Callable[[str], None]) -> list[tuple[str, int, int, float]]:
+def run_rollouts(out: Path, say: Callable[[str], None],
+                 alpha: float = DEMO_ALPHA) -> list[tuple[str, int, int, float]]:
     children: list[proc.Child] = []
     try:
-        return [run_ending(ending, out, say, children) for ending in ENDINGS]
+        return [run_ending(ending, out, say, children, alpha) for ending in ENDINGS]
     finally:
         proc.stop_all(children)
