@@ -1,7 +1,7 @@
 """The local mesh in Gateway API routing (issue 17), on a real Envoy: per-version Services + an HTTPRoute bound to
 recommendationservice, the split drawn per call at 80/20, then after a live weight change through the Router, read
 back from Envoy as versions, and verify-split --from-httproute judging it live. Your own HTTPRoute (--manifests)
-with relative weights is enforced as written. Checks use the binomial 99.9% band."""
+with relative weights is enforced as written. Checks use the binomial band at flakebudget.BAND_CONFIDENCE."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from flakebudget import ALPHA_ARGS
 from helpers import run_installed
 from test_mesh import band, call_many, fetch_pages
 
@@ -66,7 +67,7 @@ def test_verify_split_reads_the_route_and_judges_the_live_split(gw_mesh, tmp_pat
     manifest = tmp_path / "mesh.yaml"
     manifest.write_text(mesh_yaml(PARAMS))
     out = run_installed("verify-split", "--from-httproute", str(manifest), "--target", gw_mesh.grpc_entry,
-                        "--max-samples", "3000", "--json", "-", timeout=120)
+                        "--max-samples", "20000", *ALPHA_ARGS, "--json", "-", timeout=180)
     verdict = json.loads(out.stdout)
     assert out.returncode == 0, out.stderr
     assert verdict["expected"] == {"production": 0.8, "canary": 0.2} and verdict["outcome"] == "PASS"
@@ -161,7 +162,7 @@ def test_rollout_walks_the_httproute_through_the_router(gw_mesh, capsys):
         (NS, "recommendationservice-canary", "canary"), (NS, "recommendationservice-production", "production"))
     try:
         code, out, err = in_process(main, capsys, "rollout", "--local", "--state-dir", str(gw_mesh.state_dir),
-                                    "--steps", "50,100")
+                                    "--steps", "50,100", *ALPHA_ARGS)
         assert code == 0, out + err
         assert gw_mesh.router.served_weights().weights == {"canary": 100}
     finally:
