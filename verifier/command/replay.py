@@ -1,5 +1,6 @@
 """``--results FILE``: stream a records file into the tally. Bad lines count as unattributed where they occur
-(never dropped); the read stops early at the sequential verdict or at ``--max-samples``."""
+(never dropped); the read stops early at the sequential verdict or at ``--max-samples``. The sequential gate reads
+the records in dispatch order (verifier.inputs.reorder.by_start: the file's lines are in completion order)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from splitproof.verifier.errors import InputError
 from splitproof.verifier.inputfile import InputFileError
 from splitproof.verifier.inputs.attribution import Attribution
 from splitproof.verifier.inputs.records import ReadStats, read_records
+from splitproof.verifier.inputs.reorder import DEFAULT_WINDOW, dispatch_ordered
 from splitproof.verifier.tally import Tally
+from splitproof.verifier.verdict import Method
 
 CAUSE_MALFORMED = "malformed line"
 CAUSE_TRUNCATED = "truncated line"
@@ -30,7 +33,10 @@ def observe_results(path: str, tally: Tally, attribution: Attribution | None) ->
             tally.observe(None, CAUSE_TRUNCATED)
 
     try:
-        for rec in read_records(path, stats):
+        records = read_records(path, stats)
+        if tally.method == Method.SEQUENTIAL:
+            records = dispatch_ordered(records)
+        for rec in records:
             catch_up()
             if tally.done:
                 stopped = True
@@ -58,6 +64,9 @@ def read_notes(stats: ReadStats, stopped: bool, tally: Tally) -> list[str]:
         if stats.truncated:
             parts.append("a truncated last line (a run killed mid-write?)")
         notes.append(f"{' and '.join(parts)} counted as unattributed ({'; '.join(stats.examples[:3])})")
+    if tally.method == Method.SEQUENTIAL:
+        notes.append("records fed to the sequential gate in dispatch order: by t - latency_ms (the request's start), "
+                     f"re-sorted within a window of {DEFAULT_WINDOW:,} records")
     if stopped:
         notes.append(f"replay stopped after {tally.total:,} responses"
                      + (" at the sequential verdict" if tally.decided else " (--max-samples)")
