@@ -81,15 +81,25 @@ class ShopperUser(FastHttpUser):
     def product_page(self, product_id: str) -> None:
         """GET one product page, attribute it, report it to Locust and record it."""
         session = plugin.session(self.environment)
-        with self.client.get(f"/product/{product_id}", name=PRODUCT_PAGE_NAME, catch_response=True) as resp:
-            status = resp.status_code
-            headers = dict(resp.headers or {}) if session.attribution.header is not None else None
-            outcome = product_page_outcome(status, resp.text if status and status < 400 else None,
-                                           session.attribution, headers)
-            if outcome.failure is not None and status and status < 400:
-                resp.failure(outcome.failure)
-            latency_ms = float(resp.request_meta["response_time"])
-        session.recorder.add(outcome.record(time.time(), latency_ms, source=type(self).__name__))
+        seq = session.recorder.dispatch()  # numbered as sent: the live gate consumes dispatch order
+        sent = False
+        try:
+            start_time = time.time()
+            with self.client.get(f"/product/{product_id}", name=PRODUCT_PAGE_NAME, catch_response=True) as resp:
+                status = resp.status_code
+                headers = dict(resp.headers or {}) if session.attribution.header is not None else None
+                outcome = product_page_outcome(status, resp.text if status and status < 400 else None,
+                                               session.attribution, headers)
+                if outcome.failure is not None and status and status < 400:
+                    resp.failure(outcome.failure)
+                latency_ms = float(resp.request_meta["response_time"])
+            # t = dispatch + response time, so t - latency_ms is the dispatch time (replays order by it)
+            session.recorder.add(outcome.record(start_time + latency_ms / 1000.0, latency_ms,
+                                                source=type(self).__name__), seq)
+            sent = True
+        finally:
+            if not sent:  # the user was stopped mid-request (or a bug): free its slot
+                session.recorder.skip(seq)
 
     @task(1)
     def index(self) -> None:
@@ -138,6 +148,15 @@ class RecommendationUser(User):
     def list_recommendations(self) -> None:
         session = plugin.session(self.environment)
         request = demo_pb2.ListRecommendationsRequest(user_id=self.user_id, product_ids=[random.choice(PRODUCT_IDS)])
+        seq = session.recorder.dispatch()  # numbered as sent: the live gate consumes dispatch order
+        try:
+            self._call_and_record(session, request, seq)
+        except BaseException:  # the user was stopped mid-request (GreenletExit) or a bug: free its slot
+            session.recorder.skip(seq)
+            raise
+
+    def _call_and_record(self, session: plugin.SplitSession, request: demo_pb2.ListRecommendationsRequest,
+                         seq: int) -> None:
         start_time = time.time()
         start = time.perf_counter()
         reply = None
@@ -172,4 +191,6 @@ class RecommendationUser(User):
             start_time=start_time,
             url=None,
         )
-        session.recorder.add(outcome.record(time.time(), latency_ms, source=type(self).__name__))
+        # t = dispatch + response time, so t - latency_ms is the dispatch time (replays order by it)
+        session.recorder.add(outcome.record(start_time + latency_ms / 1000.0, latency_ms,
+                                            source=type(self).__name__), seq)

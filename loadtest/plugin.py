@@ -272,6 +272,7 @@ def _on_quitting(environment: Environment, **_kw: Any) -> None:
         runner.quit()
     for greenlet in s.greenlets:
         greenlet.kill(block=False)
+    s.recorder.flush_order()  # responses still waiting for a request that never ended count too (fixed-n)
     if s.live is not None:
         s.verdict = s.live.final_verdict(stop_reason(s))
         environment.process_exit_code = s.live.exit_code(s.verdict)

@@ -8,6 +8,11 @@ requests Locust counted, including the final report a worker sends when it quits
 
 Each record is appended and flushed as it is produced (local) or per received batch (master), so a run that is
 killed keeps every complete line.
+
+Dispatch order: the users number each split request when they send it (:meth:`SplitRecorder.dispatch`), and the
+observers -- the live gate and health judge -- get the records in that order (verifier.inputs.reorder), never in
+the order the responses came back, which depends on which version answered faster. A worker sends its batches in
+its own dispatch order; the master feeds each batch in that order (README, "Dispatch order").
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from splitproof.verifier.inputs.records import Record, RecordError, RecordWriter, parse_record, unattributed_cause
+from splitproof.verifier.inputs.reorder import ReorderBuffer
 
 REPORT_KEY = "splitproof_records"
 
@@ -56,8 +62,34 @@ class SplitRecorder:
     _versions: list[str | None] = field(default_factory=list)
     _causes: list[str] = field(default_factory=list)
     received: int = 0  # records this process has accounted for (written or observed)
+    order: ReorderBuffer[Record] = field(default_factory=ReorderBuffer)
 
-    def add(self, record: Record) -> None:
+    def dispatch(self) -> int:
+        """Number a split request as it is sent; pass the number to :meth:`add` (or :meth:`skip`)."""
+        return self.order.ticket()
+
+    def add(self, record: Record, seq: int | None = None) -> None:
+        """The response of request ``seq``: written now (local), released to the observers in dispatch order.
+        Without ``seq`` (a caller that does not number) it is released at once."""
+        if seq is None:
+            self._release(record)
+            return
+        if self.mode != "worker" and self.writer is not None:
+            self.writer.write(record)  # the file keeps completion order and every line at once
+        for ready in self.order.put(seq, record):
+            self._release(ready, written=True)
+
+    def skip(self, seq: int) -> None:
+        """Request ``seq`` produced no record (its user was stopped mid-request): release past its slot."""
+        for ready in self.order.skip(seq):
+            self._release(ready, written=True)
+
+    def flush_order(self) -> None:
+        """The end of the run: release what still waits for requests that will never complete."""
+        for ready in self.order.flush():
+            self._release(ready, written=True)
+
+    def _release(self, record: Record, written: bool = False) -> None:
         cause = unattributed_cause(record)
         version = None if cause is not None else record.version  # a failed response is unattributed
         if self.mode == "worker":
@@ -66,7 +98,7 @@ class SplitRecorder:
             if cause is not None:
                 self._causes.append(cause)
             return
-        if self.writer is not None:
+        if self.writer is not None and not written:
             self.writer.write(record)
         for observer in self.record_observers:
             observer([record])
@@ -113,5 +145,6 @@ class SplitRecorder:
         return len(self._lines)
 
     def close(self) -> None:
+        self.flush_order()
         if self.writer is not None:
             self.writer.close()

@@ -26,7 +26,7 @@ REAL_PROCESS_MODULES = frozenset({
     "test_bad_inputs", "test_boutique", "test_boutique_faults", "test_child_processes", "test_cluster_manifests",
     "test_cluster_steps", "test_cluster_up", "test_demo", "test_htmlreport", "test_loadtest_locust",
     "test_loadtest_units", "test_mesh", "test_mesh_faults", "test_health_mesh", "test_health_prometheus", "test_protos",
-    "test_sampler_e2e",
+    "test_sampler_e2e", "test_dispatch_order_mesh",
     "test_telemetry_envoy",
     "test_telemetry_envoy_prometheus", "test_telemetry_prometheus", "test_upstream_compat", "test_verifier_cli",
     "test_setup_exit_codes", "test_proc", "test_verifier_architecture", "test_verify_split_exit_codes",

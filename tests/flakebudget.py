@@ -38,6 +38,7 @@ REAL_TRAFFIC: dict[str, tuple[int, float]] = {
     "test_rollout_mesh": (5, TEST_ALPHA),               # demo's two rollouts, kill + resume, Locust source
     "test_rollout_prometheus": (2, TEST_ALPHA),         # bad canary rolled back, healthy promoted
     "test_demo": (3, FIXED_80_20_DEMO),                 # the demo's PASS (records, Prometheus), then FAIL
+    "test_dispatch_order_mesh": (4, TEST_ALPHA),        # two burst-start Locust runs PASS, their replays agree
     "test_mesh_gateway_api": (7, TEST_ALPHA),           # five bands, the live --from-httproute PASS, a rollout
 }
 

@@ -19,6 +19,7 @@ from splitproof.verifier.expected import from_canary_percent
 from splitproof.verifier.inputs import bulk
 from splitproof.verifier.inputs.attribution import Attribution
 from splitproof.verifier.inputs.records import ReadStats, Record, iter_records
+from splitproof.verifier.inputs.reorder import dispatch_ordered
 from splitproof.verifier.reports.timeline import Timeline, bin_thresholds, latency_bin
 from splitproof.verifier.tally import Tally
 from splitproof.verifier.verdict import Method
@@ -190,7 +191,8 @@ def test_vectorised_bins_equal_latency_bin() -> None:
 
 
 def replay_exact(path: Path, tally: Tally, attribution: Attribution | None) -> tuple[ReadStats, bool]:
-    """verify-split's replay loop as it was before the bulk reader: every record through Tally.record."""
+    """verify-split's replay loop as it was before the bulk reader: every record through Tally.record (in dispatch
+    order for the sequential gate)."""
     stats = ReadStats()
     data = path.read_bytes()
     fh = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace", newline="")
@@ -205,7 +207,10 @@ def replay_exact(path: Path, tally: Tally, attribution: Attribution | None) -> t
             seen[1] += 1
             tally.observe(None, replay.CAUSE_TRUNCATED)
 
-    for rec in iter_records(fh, stats):
+    records = iter_records(fh, stats)
+    if tally.method == Method.SEQUENTIAL:  # the sequential gate reads dispatch order (verifier/inputs/reorder.py)
+        records = dispatch_ordered(records)
+    for rec in records:
         catch_up()
         if tally.done:
             stopped = True

@@ -5,7 +5,9 @@ entry (5 vs 2) -- started once for the whole rollout and stopped with it.
 Locust writes one record per response (``--split-results``); a step reads the records appended since it began,
 in the order they were written, and counts a response only when its request **started after** the proxies served
 the step's weights (record time minus its latency): Envoy picks the route when a request starts, so one begun on the
-old weights is never judged. Records go to the one Tally (the sequential split gate). ``--health`` is refused:
+old weights is never judged. Records go to the one Tally (the sequential split gate) in dispatch order -- the file is
+in completion order, which depends on which version answered faster -- re-sorted by start time within a window of
+``ORDER_WINDOW_PER_USER`` records per user (verifier.inputs.reorder). ``--health`` is refused:
 a failed response in the Locust records names no version (item counts only), so errors cannot be attributed.
 """
 
@@ -24,6 +26,7 @@ from splitproof.setup.rollout.sources import CHECK_SAMPLES, Series
 from splitproof.verifier.errors import InputError, Unreachable
 from splitproof.verifier.expected import Expected
 from splitproof.verifier.inputs.records import Record, RecordError, parse_record
+from splitproof.verifier.inputs.reorder import dispatch_ordered
 from splitproof.verifier.tally import Tally
 from splitproof.verifier.verdict import Method
 
@@ -32,6 +35,7 @@ LOCUST_NO_HEALTH = ("--health with --source locust: a failed response in the Loc
                     "mesh's --version-header")
 POLL_S = 0.2
 NO_RECORDS_AFTER_S = 30.0  # Locust running but writing nothing for this long: the target does not answer
+ORDER_WINDOW_PER_USER = 16  # records held per Locust user to restore dispatch order (each has one request in flight)
 MAX_RUN_S = 6 * 3600       # Locust's own -t: it never outlives a forgotten rollout
 
 
@@ -119,7 +123,8 @@ class LocustSource:
         tally = Tally(expected, method=Method.SEQUENTIAL, alpha=plan.step_alpha(step), tolerance=plan.tolerance)
         series = Series(time.monotonic())
         since = self.clock()
-        for rec in self._records_since(since, time.monotonic() + timeout):
+        window = ORDER_WINDOW_PER_USER * max(1, self.users)
+        for rec in dispatch_ordered(self._records_since(since, time.monotonic() + timeout), window):
             tally.record(rec)
             series.add(time.monotonic(), tally.counts[CANARY], tally.n)
             if tally.decided:

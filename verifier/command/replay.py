@@ -1,5 +1,6 @@
 """``--results FILE``: stream a records file into the tally. Bad lines count as unattributed where they occur
-(never dropped); the read stops early at the sequential verdict or at ``--max-samples``."""
+(never dropped); the read stops early at the sequential verdict or at ``--max-samples``. The sequential gate reads
+the records in dispatch order (verifier.inputs.reorder.by_start: the file's lines are in completion order)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from splitproof.verifier.inputfile import InputFileError, open_input
 from splitproof.verifier.inputs.attribution import Attribution
 from splitproof.verifier.inputs.bulk import Counted, Run, iter_blocks, template
 from splitproof.verifier.inputs.records import ReadStats, Record
+from splitproof.verifier.inputs.reorder import DEFAULT_WINDOW, dispatch_ordered
 from splitproof.verifier.reports.timeline import Timeline
 from splitproof.verifier.tally import Tally
+from splitproof.verifier.verdict import Method
 
 CAUSE_MALFORMED = "malformed line"
 CAUSE_TRUNCATED = "truncated line"
@@ -56,33 +59,40 @@ def observe_results(path: str, tally: Tally, attribution: Attribution | None,
 
     try:
         with open_records(path, raw) as stream:
-            for item in iter_blocks(stream, stats, values, counts_only=bulk):
-                if isinstance(item, Record):
-                    stats_ok = one(item)
-                elif isinstance(item, Counted):
-                    stats.lines += len(item)
-                    stats.valid += len(item)
-                    catch_up()
-                    for key, count in item.counts.items():
-                        tally.add_records(template(key), count, attribution)
-                    stats_ok = True
-                elif bulk:
-                    stats.lines += len(item)
-                    stats.valid += len(item)
-                    catch_up()
-                    count_run(item, tally, attribution, timelines)
-                    stats_ok = True
-                else:
-                    stats_ok = True
-                    for i, key in enumerate(item.keys):
-                        stats.lines += 1
-                        stats.valid += 1
-                        if not one(item.record(i) if values else template(key)):
-                            stats_ok = False
-                            break
-                if not stats_ok:
-                    stopped = True
-                    break
+            if tally.method == Method.SEQUENTIAL:
+                # the file is in completion order; the gate must see dispatch order (verifier/inputs/reorder.py)
+                for rec in dispatch_ordered(_each_record(stream, stats)):
+                    if not one(rec):
+                        stopped = True
+                        break
+            else:
+                for item in iter_blocks(stream, stats, values, counts_only=bulk):
+                    if isinstance(item, Record):
+                        stats_ok = one(item)
+                    elif isinstance(item, Counted):
+                        stats.lines += len(item)
+                        stats.valid += len(item)
+                        catch_up()
+                        for key, count in item.counts.items():
+                            tally.add_records(template(key), count, attribution)
+                        stats_ok = True
+                    elif bulk:
+                        stats.lines += len(item)
+                        stats.valid += len(item)
+                        catch_up()
+                        count_run(item, tally, attribution, timelines)
+                        stats_ok = True
+                    else:
+                        stats_ok = True
+                        for i, key in enumerate(item.keys):
+                            stats.lines += 1
+                            stats.valid += 1
+                            if not one(item.record(i) if values else template(key)):
+                                stats_ok = False
+                                break
+                    if not stats_ok:
+                        stopped = True
+                        break
         if not stopped:
             catch_up()
     except InputFileError as exc:  # missing, a directory, a FIFO without a writer
@@ -94,6 +104,18 @@ def observe_results(path: str, tally: Tally, attribution: Attribution | None,
         detail = f" ({bad} bad lines; {stats.examples[0]})" if bad else ""
         raise InputError(f"--results: no valid records in {path}{detail}")
     return stats, stopped
+
+
+def _each_record(stream: BinaryIO, stats: ReadStats) -> Iterator[Record]:
+    """Every record of the file in file order, with its values (the dispatch order needs t and latency_ms)."""
+    for item in iter_blocks(stream, stats, True, counts_only=False):
+        if isinstance(item, Record):
+            yield item
+        elif isinstance(item, Run):
+            for i in range(len(item)):
+                stats.lines += 1
+                stats.valid += 1
+                yield item.record(i)
 
 
 def count_run(run: Run, tally: Tally, attribution: Attribution | None, timelines: list[Timeline]) -> None:
@@ -128,6 +150,9 @@ def read_notes(stats: ReadStats, stopped: bool, tally: Tally) -> list[str]:
         if stats.truncated:
             parts.append("a truncated last line (a run killed mid-write?)")
         notes.append(f"{' and '.join(parts)} counted as unattributed ({'; '.join(stats.examples[:3])})")
+    if tally.method == Method.SEQUENTIAL:
+        notes.append("records fed to the sequential gate in dispatch order: by t - latency_ms (the request's start), "
+                     f"re-sorted within a window of {DEFAULT_WINDOW:,} records")
     if stopped:
         notes.append(f"replay stopped after {tally.total:,} responses"
                      + (" at the sequential verdict" if tally.decided else " (--max-samples)")

@@ -8,6 +8,7 @@
 ``classify``        one product page / gRPC reply -> a record and a failure message
 ``probes``          one live request -> one record (gRPC ``--target``, HTTP ``--url``)
 ``sampling``        probes run concurrently until the consumer says stop
+``reorder``         responses back into dispatch order for the sequential gate (live and replayed)
 
 The counts-only sources (Prometheus, Envoy admin, access logs) are :mod:`verifier.telemetry`.
 """

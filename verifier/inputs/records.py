@@ -7,7 +7,10 @@ This module is the single definition of the format. A record describes one respo
 
 Fields
     v           format version (int, currently 1). Readers reject versions they do not know.
-    t           completion time, seconds since the epoch (float).
+    t           completion time, seconds since the epoch (float). ``t - latency_ms / 1000`` is when the request
+                was sent: the Locust file writes ``t`` as its dispatch time plus its response time, so that is
+                exact; a ``--sequential`` replay feeds the gate in that order (verifier.inputs.reorder: lines are
+                written in completion order, which depends on which version answered faster).
     channel     "grpc" (a direct ListRecommendations call) or "http" (a product page through the ingress).
     items       number of recommended items seen (int), or null when none could be counted
                 (error, or a page without the recommendations section).

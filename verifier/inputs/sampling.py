@@ -1,7 +1,10 @@
 """Live sampling: run a probe from worker threads and hand each record to the caller, until it says stop.
 
 Worker threads issue requests; the calling thread consumes the records, so the tally, the sequential gate and the
-progress display need no locks. Bounded by ``max_samples`` and ``duration``; stops as soon as the consumer says so
+progress display need no locks. Records reach the consumer in *dispatch* order (verifier.inputs.reorder): each
+request is numbered when a worker takes it, and a response waits until every request numbered before it has
+completed or failed -- the completion order depends on which version answered faster, which would bias a gate that
+may stop after any response. Bounded by ``max_samples`` and ``duration``; stops as soon as the consumer says so
 (the gate decided). Responses that complete after the stop are discarded and counted as such.
 """
 
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 
 from splitproof.verifier.inputs.probes import SOURCE, Probe
 from splitproof.verifier.inputs.records import Record, error_status
+from splitproof.verifier.inputs.reorder import ReorderBuffer
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class SamplingResult:
     observed: int     # records handed to the consumer
     discarded: int    # responses that completed after the stop (not observed)
     elapsed: float
+    max_held: int = 0  # most responses that ever waited for an earlier-dispatched one (< concurrency)
 
 
 _DONE = object()
@@ -47,10 +52,10 @@ def sample(probe: Probe, *, concurrency: int, max_samples: int | None, duration:
                 if max_samples is not None and i >= max_samples:
                     break
                 try:
-                    results.put(probe(i))
+                    results.put((i, probe(i)))
                 except Exception as exc:  # a probe bug must not hang the run: report it as an error response
-                    probe.last_error = f"{type(exc).__name__}: {exc}"
-                    results.put(Record(time.time(), "grpc", None, None, error_status("client"), 0.0, SOURCE))
+                    probe.last_error = f"{type(exc).__name__}: {exc}"  # (in its slot, like any failure)
+                    results.put((i, Record(time.time(), "grpc", None, None, error_status("client"), 0.0, SOURCE)))
         finally:
             results.put(_DONE)
 
@@ -60,6 +65,7 @@ def sample(probe: Probe, *, concurrency: int, max_samples: int | None, duration:
     for thread in threads:
         thread.start()
     observed = discarded = finished = 0
+    order: ReorderBuffer[Record] = ReorderBuffer()
     reason = "max-samples"
     try:
         while finished < len(threads):
@@ -81,19 +87,25 @@ def sample(probe: Probe, *, concurrency: int, max_samples: int | None, duration:
             if stop.is_set():
                 discarded += 1
                 continue
-            assert isinstance(item, Record)
-            observed += 1
-            if on_record(item):
-                stop.set()
-                reason = "decided"
-            elif max_samples is not None and observed >= max_samples:
-                stop.set()
-                reason = "max-samples"
+            assert isinstance(item, tuple)
+            ready = order.put(*item)
+            for k, record in enumerate(ready):
+                observed += 1
+                if on_record(record):
+                    stop.set()
+                    reason = "decided"
+                elif max_samples is not None and observed >= max_samples:
+                    stop.set()
+                    reason = "max-samples"
+                if stop.is_set():
+                    discarded += len(ready) - k - 1
+                    break
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=probe_timeout(probe) + 1.0)
-    return SamplingResult(reason, observed, discarded, time.monotonic() - started)
+    discarded += order.held  # completed, but an earlier request had not: never observed
+    return SamplingResult(reason, observed, discarded, time.monotonic() - started, order.max_held)
 
 
 def probe_timeout(probe: Probe) -> float:

@@ -13,4 +13,5 @@ Building blocks first, then the two judges that use them:
 ``path``        where the gate decides along a deterministic path
 ``planning``    ``plan()`` and the "about N more samples" of an INCONCLUSIVE
 ``simulation``  the gates vectorised, for calibration and tests
+``concurrency`` simulated concurrent load: the gate fed in completion vs dispatch order
 """
