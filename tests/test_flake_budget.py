@@ -1,5 +1,5 @@
 """The suite's flake budget (tests/flakebudget.py): the real-traffic verdicts' summed false-verdict bound stays under
-0.5% per CI run, and every module that starts real processes either passes ``ALPHA_ARGS`` to each verdict it asks
+1% per CI run, and every module that starts real processes either passes ``ALPHA_ARGS`` to each verdict it asks
 for (``--expected`` with a split Envoy picks at random, a real ``rollout``, the ``demo``) or is listed, with its
 reason, as judging deterministic counts. Pure: it reads the test modules' syntax trees, runs nothing."""
 
