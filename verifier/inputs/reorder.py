@@ -100,17 +100,21 @@ DISPATCH_SLACK_S = 60.0  # seconds: no request of a replayed file is assumed to 
 DEFAULT_WINDOW = 4096  # records: far above the number in flight at once in any run this tool makes
 
 
-def by_start(items: Iterable[T], start: Callable[[T], float], window: int = DEFAULT_WINDOW) -> Iterator[T]:
+def by_start(items: Iterable[T], start: Callable[[T], float], window: int = DEFAULT_WINDOW,
+             horizon: Callable[[T], float] | None = None) -> Iterator[T]:
     """``items`` (in completion order) re-sorted by ``start`` (their dispatch time) with a window of ``window``
     items: exact whenever no item completes more than ``window`` items after one dispatched after it, which holds
-    when fewer than ``window`` requests are in flight at once. Ties keep the input order. Memory O(window)."""
+    when fewer than ``window`` requests are in flight at once. Ties keep the input order. Memory O(window).
+    ``horizon``, called with each item as it arrives, returns a start time before which no item still to come can
+    have started: held items that started before it are released at once."""
     if window < 1:
         raise ValueError("window must be >= 1")
     heap: list[tuple[float, int, T]] = []
     counter = itertools.count()
     for item in items:
         heapq.heappush(heap, (start(item), next(counter), item))
-        if len(heap) > window:
+        before = horizon(item) if horizon is not None else float("-inf")
+        while heap and (len(heap) > window or heap[0][0] < before):
             yield heapq.heappop(heap)[2]
     while heap:
         yield heapq.heappop(heap)[2]
@@ -132,17 +136,13 @@ def dispatch_ordered(records: Iterable[Record], window: int = DEFAULT_WINDOW,
     deciding as the lines arrive (``slack_s`` behind them), not only every ``window`` lines or at the end. The
     slack is not the longest latency seen alone: at a burst start the first answers are the fast ones, and a bound
     learnt from them would release them ahead of slower requests sent earlier -- the very bias this undoes."""
-    if window < 1:
-        raise ValueError("window must be >= 1")
-    heap: list[tuple[float, int, Record]] = []
-    counter = itertools.count()
     latest = float("-inf")
     longest = 0.0
-    for rec in records:
-        heapq.heappush(heap, (dispatch_time(rec), next(counter), rec))
+
+    def horizon(rec: Record) -> float:
+        nonlocal latest, longest
         latest = max(latest, rec.t)
         longest = max(longest, rec.latency_ms / 1000.0)
-        while heap and (len(heap) > window or heap[0][0] < latest - max(longest, slack_s)):
-            yield heapq.heappop(heap)[2]
-    while heap:
-        yield heapq.heappop(heap)[2]
+        return latest - max(longest, slack_s)
+
+    return by_start(records, dispatch_time, window, horizon)
