@@ -63,6 +63,7 @@ Scanner = Callable[[bytes, int, int, bool, list, list], list]
 def scan_regex(buf: bytes, start: int, end: int, values: bool, keys: list[bytes],
                sources: list[bytes]) -> list[Segment]:
     """The scanner in Python: what ``_scan.scan`` does, with :data:`_LINE` (see the C source for the format)."""
+    buf = bytes(buf)  # a bytearray's matches would be bytearrays: keys must be bytes
     index = {key: i for i, key in enumerate(keys)}
     source_index = {s: i for i, s in enumerate(sources)}
     out: list[Segment] = []
@@ -196,37 +197,30 @@ def iter_blocks(raw: BinaryIO, stats: ReadStats, values: bool = False,
     sources: list[bytes] = []
     counted = counts_only and not values
     lineno = 0
-    rest = b""  # the start of a line whose end is not read yet
-    read = getattr(raw, "read1", raw.read)  # what is there, up to BLOCK: a pipe is read as its writer writes
+    buf = bytearray(BLOCK)  # one buffer for the whole read: no fresh pages to fault in for every block
+    view = memoryview(buf)
+    have = 0  # buf[:have]: the start of a line whose end is not read yet
+    readinto = getattr(raw, "readinto1", None) or raw.readinto  # what is there: a pipe is read as written
     while True:
-        data = read(BLOCK)
-        if not data:
-            break
-        first = 0
-        if rest and values:  # one block with the line across the two reads: no one-line Run for a timeline
-            data, rest = rest + data, b""
-        if rest:  # the line across the two reads, on its own
-            first = data.find(b"\n") + 1
-            if first == 0:
-                rest += data
-                if len(rest) >= BLOCK:  # no line end in a whole block: far longer than any record
-                    yield from _stream_rest(rest, raw, stats, lineno)
-                    return
-                continue
-            line = rest + data[:first]
-            lineno = yield from _block(line, 0, len(line), stats, lineno, counted, keys, sources)
-        cut = data.rfind(b"\n") + 1
-        rest = data[max(cut, first):]
-        if cut > first:
-            lineno = yield from _block(data, first, cut, stats, lineno, counted, keys, sources)
-        elif len(rest) >= BLOCK:
-            yield from _stream_rest(rest, raw, stats, lineno)
+        if have == BLOCK:  # no line end in a whole block: far longer than any record
+            yield from _stream_rest(bytes(buf), raw, stats, lineno)
             return
-    if rest:
-        yield from _exact(rest, stats, lineno)
+        got = readinto(view[have:])
+        if not got:
+            break
+        end = have + got
+        cut = buf.rfind(b"\n", have, end) + 1  # the line ends in buf[:have] were all handled before
+        if cut:
+            lineno = yield from _block(buf, 0, cut, stats, lineno, counted, keys, sources)
+            tail = bytes(view[cut:end])  # the unfinished line (short) to the front
+            buf[:len(tail)] = tail
+            end = len(tail)
+        have = end
+    if have:
+        yield from _exact(bytes(buf[:have]), stats, lineno)
 
 
-def _block(buf: bytes, start: int, end: int, stats: ReadStats, lineno: int, counted: bool, keys: list[bytes],
+def _block(buf: bytes | bytearray, start: int, end: int, stats: ReadStats, lineno: int, counted: bool, keys: list[bytes],
            sources: list[bytes]) -> Generator[Run | Counted | Record, None, int]:
     """The complete lines ``buf[start:end]``, scanned: runs as Run or Counted, gaps through the exact reader."""
     for seg in SCAN(buf, start, end, not counted, keys, sources):
