@@ -9,8 +9,8 @@ lines are those of the exact reader, line for line. Nothing is dropped: a line i
 exactly.
 
 Two scanners recognise the same language: the C one (``_scan.c``, built at install; one pass, no backtracking,
-about 30 ns per line) and :func:`scan_regex` (Python's ``re``, the fallback where no compiler was at hand, about
-ten times slower). tests/test_bulk_records.py runs both against the exact reader on seeded hostile mixes.
+about 40 ns per line) and :func:`scan_regex` (Python's ``re``, the fallback where no compiler was at hand, 15-20
+times slower). tests/test_bulk_records.py runs both against the exact reader on seeded hostile mixes.
 
 Why a vouched line needs no parser: :data:`_LINE` is the canonical shape the exact parser
 (:func:`~verifier.inputs.records.parse_record`) accepts without ``json.loads`` -- ``"v":1``, numbers written
