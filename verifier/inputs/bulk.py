@@ -220,8 +220,8 @@ def iter_blocks(raw: BinaryIO, stats: ReadStats, values: bool = False,
         yield from _exact(bytes(buf[:have]), stats, lineno)
 
 
-def _block(buf: bytes | bytearray, start: int, end: int, stats: ReadStats, lineno: int, counted: bool, keys: list[bytes],
-           sources: list[bytes]) -> Generator[Run | Counted | Record, None, int]:
+def _block(buf: bytes | bytearray, start: int, end: int, stats: ReadStats, lineno: int, counted: bool,
+           keys: list[bytes], sources: list[bytes]) -> Generator[Run | Counted | Record, None, int]:
     """The complete lines ``buf[start:end]``, scanned: runs as Run or Counted, gaps through the exact reader."""
     for seg in SCAN(buf, start, end, not counted, keys, sources):
         if len(seg) == 2:  # a gap
