@@ -7,10 +7,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.splitproof-installed
 
-.PHONY: demo test test-fast venv browser prometheus protos lint bench clean
+.PHONY: demo test test-fast venv compiler browser prometheus protos lint bench clean
 
-# (Re)create the virtualenv and install the project (+ test extras) whenever pyproject.toml changes.
-$(STAMP): pyproject.toml
+# (Re)create the virtualenv and install the project (+ test extras) whenever pyproject.toml or the C scanner changes.
+$(STAMP): pyproject.toml verifier/inputs/_scan.c | compiler
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -28,6 +28,18 @@ test: $(STAMP) browser prometheus
 # minutes. tests/conftest.py marks the others `slow`; `make test` still runs everything.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
+
+# A C compiler and the Python headers build the records scanner (verifier/inputs/_scan.c) at install. Installed
+# when missing and we are root with apt-get; otherwise the install still succeeds and the reader uses its regex
+# scanner (same results, slower).
+compiler:
+	@{ command -v cc >/dev/null 2>&1 && $(PYTHON) -c "import os, sysconfig, sys; \
+	    sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian gcc and python3-dev for the records scanner"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-dev >/dev/null; } \
+	      || echo "note: could not install a compiler: the records reader will use its regex scanner"; \
+	  else echo "note: no C compiler or Python headers: the records reader will use its regex scanner"; fi; }
 
 # Headless Chromium (Debian package) renders the HTML report in tests/test_htmlreport.py. Installed when missing
 # and we are root with apt-get (as on CI); otherwise that one test is skipped and says why.

@@ -24,7 +24,7 @@ BENCHES: tuple[tuple[str, list[str], str | None, list[str]], ...] = (
     ("bench.calibration", [], "--update", ["--runs", "1000"]),
     ("bench.health_calibration", [], "--update", ["--runs", "200"]),
     ("bench.dispatch_order", [], "--update", ["--runs", "500"]),
-    ("bench.verifier_throughput", [], "--update", ["--records", "1000000"]),
+    ("bench.verifier_throughput", [], "--update", ["--records", "1000000", "--rounds", "1"]),
     ("bench.mesh", [], "--record", []),
     ("bench.loadgen", [], None, ["--seconds", "4", "--rounds", "1"]),
     ("bench.frontend_keepalive", [], None, []),

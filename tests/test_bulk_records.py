@@ -8,6 +8,8 @@ import dataclasses
 import io
 import json
 import random
+import shutil
+import sysconfig
 from collections import Counter
 from pathlib import Path
 
@@ -23,6 +25,19 @@ from splitproof.verifier.inputs.reorder import dispatch_ordered
 from splitproof.verifier.reports.timeline import Timeline, bin_thresholds, latency_bin
 from splitproof.verifier.tally import Tally
 from splitproof.verifier.verdict import Method
+
+SCANNERS = {"c": bulk._c_scanner(), "regex": bulk.scan_regex}
+
+
+@pytest.fixture(autouse=True, params=sorted(SCANNERS))
+def scanner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with both scanners: the C one and the regex one recognise the same lines."""
+    scan = SCANNERS[request.param]
+    if scan is None:
+        pytest.skip("the C scanner is not built (no compiler at install): see test_the_c_scanner_is_built")
+    monkeypatch.setattr(bulk, "SCAN", scan)
+    return request.param
+
 
 VERSIONS = ["production", "canary", "v2", "canário", "a,b:c", "x" * 1000, "y" * 1001, None]
 STATUSES = ["ok", "ok", "ok", "error:UNAVAILABLE", "error:http_503", "error:no_recommendations"]
@@ -100,8 +115,11 @@ def bulk_read(data: bytes, values: bool) -> tuple[list[Record], ReadStats, int]:
         runs += len(item)
         stats.lines += len(item)
         stats.valid += len(item)
-        for i, key in enumerate(item.keys):
-            out.append(item.record(i) if values else bulk.template(key))
+        recs = list(item.records())
+        assert [item.record(i) for i in range(len(item))] == recs
+        assert [dataclasses.replace(bulk.template(key), t=r.t, latency_ms=r.latency_ms, source=r.source)
+                for key, r in zip(item.line_keys(), recs, strict=True)] == recs
+        out.extend(recs)
     return out, stats, runs
 
 
@@ -136,7 +154,7 @@ def bulk_counts(data: bytes) -> tuple[Counter, ReadStats]:
             continue
         stats.lines += len(item)
         stats.valid += len(item)
-        pairs = item.counts.items() if isinstance(item, bulk.Counted) else Counter(item.keys).items()
+        pairs = item.counts.items() if isinstance(item, bulk.Counted) else item.key_counts().items()
         for key, c in pairs:
             out[strip_values([bulk.template(key)])[0]] += c
     return out, stats
@@ -295,3 +313,93 @@ def test_timeline_thinning_in_bulk_equals_one_by_one(tmp_path: Path, monkeypatch
     new.close()
     assert new.sinks[0].timeline.stride > 1
     assert timeline_state(new.sinks[0].timeline) == timeline_state(old.sinks[0].timeline)
+
+
+# ------------------------------------------------------------------------------------------ the two scanners
+
+
+def test_the_c_scanner_is_built(scanner: str) -> None:
+    """The C scanner is what makes the reader fast (bench/RESULTS.md); the install builds it wherever a compiler is."""
+    if SCANNERS["c"] is None:
+        headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+        if (shutil.which("cc") or shutil.which("gcc")) and headers:
+            pytest.fail("a C compiler and Python.h are here but splitproof.verifier.inputs._scan was not built: "
+                        "reinstall (make venv) and read pip's build output")
+        pytest.skip("no C compiler or Python headers: the reader uses its regex scanner (the same results, slower)")
+    assert bulk._c_scanner() is SCANNERS["c"]
+    if scanner == "c":
+        assert bulk.SCAN is SCANNERS["c"]
+
+
+def edge_line(rng: random.Random) -> bytes:
+    """A canonical line with one part pushed to (or just past) a bound of the shape, or one byte changed."""
+    line = Record(1_764_000_000.25, "http", 4, "production", "ok", 3.5, "ShopperUser").to_json().encode()
+    digits = "".join(rng.choice("0123456789") for _ in range(400))
+    parts = {
+        "t_int": b"1" + digits[: rng.choice([0, 14, 15, 16, 17])].encode(),
+        "t_frac": digits[: rng.choice([1, 299, 300, 301])].encode() or b"0",
+        "items": rng.choice([b"0", b"00", b"1", b"999999", b"1000000", b"null", b"nul", b"-1", b"01"]),
+        "version": rng.choice([b'"' + b"v" * rng.choice([1, 999, 1000, 1001]) + b'"', b"null", b'""',
+                               b'"a\x1fb"', b'"a\x20b"', b'"a\x7fb"', b'"\xc3\xa1"', b'"\xc3"', b'"a\\b"']),
+        "status": rng.choice([b'"ok"', b'"error:http_503"', b'"o\tk"', b'"\xff"']),
+        "lat_int": rng.choice([b"0", b"00", b"3", b"12345678901234567"[: rng.randrange(1, 18)]]),
+        "source": rng.choice([b"", b',"source":"ShopperUser"', b',"source":""', b',"source":null',
+                              b',"source":"' + b"s" * rng.choice([1000, 1001]) + b'"']),
+    }
+    line = (b'{"v":1,"t":' + parts["t_int"] + b"." + parts["t_frac"] + b',"channel":"' + rng.choice([b"grpc", b"http",
+            b"htt"]) + b'","items":' + parts["items"] + b',"version":' + parts["version"] + b',"status":'
+            + parts["status"] + b',"latency_ms":' + parts["lat_int"] + b".5" + parts["source"] + b"}")
+    if rng.random() < 0.3:
+        i = rng.randrange(len(line))
+        line = line[:i] + bytes([rng.randrange(256)]) + line[i + 1:]
+    return line + rng.choice([b"\n", b"\n", b"\r\n", b" \n"])
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_c_scanner_returns_what_the_regex_scanner_returns(seed: int) -> None:
+    """Segment for segment: the same gaps, keys, counts, codes and (bit for bit) values -- at every bound of the
+    shape (16/17 integer digits, 300/301 decimals, 6/7 item digits, 1000/1001 bytes of string, control bytes)."""
+    if SCANNERS["c"] is None:
+        pytest.skip("the C scanner is not built")
+    rng = random.Random(seed)
+    good = Record(1_764_000_000.5, "grpc", 5, "canary", "ok", 1.25).to_json().encode() + b"\n"
+    data = good + b"".join(edge_line(rng) if rng.random() < 0.5 else (canonical(rng) + "\n").encode()
+                           for _ in range(rng.choice([1, 10, 200]))) + b"garbage\n"
+    for values in (False, True):
+        tables = [([], []), ([], [])]
+        for _ in range(2):  # twice: the second call starts from the learned tables
+            got = SCANNERS["c"](data, 0, len(data), values, *tables[0])
+            want = bulk.scan_regex(data, 0, len(data), values, *tables[1])
+            assert got == want
+            assert tables[0] == tables[1]
+        assert len(got[0]) > 2 and got[0][0] >= 1  # the first line is vouched for
+        assert len(got[-1]) == 2 and data[got[-1][0]:got[-1][1]].endswith(b"garbage\n")  # the last is not
+
+
+def test_the_c_scanner_converts_numbers_as_float_does() -> None:
+    """Its fast conversion (up to 15 significant digits and 22 decimals) and its fallback both give float()'s value,
+    bit for bit, on numbers either side of those bounds."""
+    if SCANNERS["c"] is None:
+        pytest.skip("the C scanner is not built")
+    rng = random.Random(11)
+    texts = []
+    for _ in range(20_000):
+        whole = rng.choice(["0", str(rng.randrange(1, 10 ** rng.randrange(1, 17)))])
+        texts.append(whole + "." + "".join(rng.choice("0123456789") for _ in range(rng.randrange(1, 26))))
+    for _ in range(20_000):  # 16 to 19 digits, up to 19 decimals: the exact 128-bit path (a timestamp: 10 + 6)
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randrange(16, 21)))
+        cut = rng.randrange(1, min(17, len(digits)))  # the shape allows 16 integer digits
+        texts.append(str(int(digits[:cut])) + "." + digits[cut:])
+    for _ in range(5_000):
+        texts.append(f"{rng.uniform(1.7e9, 1.8e9):.6f}")
+        texts.append(f"{rng.randrange(1, 10**16)}.{rng.choice(['5', '25', '0', '75', '4999999999', '5000000001'])}")
+    texts += ["0.0", "0.000000000000000000001", "9007199254740993.0", "999999999999999.9", "0.1", "1.7976931348623157"]
+    lines = [f'{{"v":1,"t":{t},"channel":"grpc","items":1,"version":"v","status":"ok","latency_ms":{t}}}\n'
+             for t in texts]
+    data = "".join(lines).encode()
+    segments = SCANNERS["c"](data, 0, len(data), True, [], [])
+    assert len(segments) == 1 and segments[0][0] == len(texts)
+    ts, lats = memoryview(segments[0][2]).cast("d").tolist(), memoryview(segments[0][3]).cast("d").tolist()
+    want = [float(t) for t in texts]
+    assert ts == want and lats == want
+    assert [x.hex() for x in ts] == [x.hex() for x in want]

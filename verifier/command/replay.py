@@ -5,7 +5,6 @@ the records in dispatch order (verifier.inputs.reorder.by_start: the file's line
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -84,10 +83,10 @@ def observe_results(path: str, tally: Tally, attribution: Attribution | None,
                         stats_ok = True
                     else:
                         stats_ok = True
-                        for i, key in enumerate(item.keys):
+                        for rec in item.records():
                             stats.lines += 1
                             stats.valid += 1
-                            if not one(item.record(i) if values else template(key)):
+                            if not one(rec):
                                 stats_ok = False
                                 break
                     if not stats_ok:
@@ -112,17 +111,17 @@ def _each_record(stream: BinaryIO, stats: ReadStats) -> Iterator[Record]:
         if isinstance(item, Record):
             yield item
         elif isinstance(item, Run):
-            for i in range(len(item)):
+            for rec in item.records():
                 stats.lines += 1
                 stats.valid += 1
-                yield item.record(i)
+                yield rec
 
 
 def count_run(run: Run, tally: Tally, attribution: Attribution | None, timelines: list[Timeline]) -> None:
     """A run of vouched lines into a tally whose verdict does not depend on their order: each distinct key once,
     in the order of its first line (so causes and versions are listed as the record-by-record path lists them);
     the timelines get the run's values in file order."""
-    for key, count in Counter(run.keys).items():
+    for key, count in run.key_counts().items():
         tally.add_records(template(key), count, attribution)
     for timeline in timelines:
         timeline.add_run(run, attribution)

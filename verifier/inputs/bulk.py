@@ -1,16 +1,18 @@
-"""Reading a records file in bulk: whole blocks of lines checked by one regex pass, the rest by the exact parser.
+"""Reading a records file in bulk: whole blocks of lines vouched for by one scan, the rest by the exact parser.
 
-A per-line Python loop costs microseconds per record; this reader costs a few hundred nanoseconds, because the
-lines RecordWriter writes all share one shape. Each block (about 1 MiB of complete lines) goes through
-:data:`_LINE` with ``findall`` -- C speed, no Python code per line -- and the block is *vouched for* only when the
-number of matches equals the number of its lines. The pattern is anchored at line starts (``^`` in MULTILINE mode)
-and ends with the newline, so each match is exactly one whole line; as many matches as newlines means every line
-matched: nothing in the block escaped. A block where some line did not match is walked with ``finditer``: the runs
-of matching lines stay bulk, every gap between them (a malformed, truncated, non-canonical or blank line) goes to
-the exact reader (:func:`~verifier.inputs.records.iter_records`) with its true line number, so counts, reasons and
-examples are those of the exact reader, line for line.
+A per-line Python loop costs microseconds per record; this reader costs tens of nanoseconds, because the lines
+RecordWriter writes all share one shape. Each block (about 1 MiB of complete lines) goes through a *scanner* that
+vouches for every line of that exact shape -- :data:`_LINE`, a strict subset of what the exact parser accepts -- and
+hands back every other line as a *gap*: a byte range the exact reader (:func:`~verifier.inputs.records.iter_records`)
+reads with its true line numbers, so counts, reasons and examples of malformed, truncated, non-canonical or blank
+lines are those of the exact reader, line for line. Nothing is dropped: a line is either vouched for or read
+exactly.
 
-Why a matched line needs no parser: :data:`_LINE` is a strict subset of the canonical shape the exact parser
+Two scanners recognise the same language: the C one (``_scan.c``, built at install; one pass, no backtracking,
+about 40 ns per line) and :func:`scan_regex` (Python's ``re``, the fallback where no compiler was at hand, 15-20
+times slower). tests/test_bulk_records.py runs both against the exact reader on seeded hostile mixes.
+
+Why a vouched line needs no parser: :data:`_LINE` is the canonical shape the exact parser
 (:func:`~verifier.inputs.records.parse_record`) accepts without ``json.loads`` -- ``"v":1``, numbers written
 ``int.frac`` without sign, exponent or leading zeros and with at most 16 integer digits (always finite, never
 negative), item counts of at most 6 digits, strings of at most 1,000 bytes without quote, backslash or control
@@ -18,20 +20,23 @@ character (so no carriage return either: the exact reader's universal newlines s
 the line is far below MAX_LINE). On such a line the exact parser returns ``t``, ``latency_ms`` and ``source`` from
 their text and ``channel``, ``items``, ``version`` and ``status`` from the span between ``"t"`` and
 ``"latency_ms"`` (the *key*) alone. So a key is parsed once, by the exact parser itself, and every line carrying it
-counts as that record (:func:`template`). Decoding is the same too: UTF-8 with replacement, and a key starts and
-ends at ASCII characters, so decoding it alone gives what decoding its line gives.
+counts as that record (:func:`template`); ``t`` and ``latency_ms`` are converted by Python's own float parser (the
+C scanner calls ``PyOS_string_to_double``, which ``float()`` uses). Decoding is the same too: UTF-8 with
+replacement, and a key starts and ends at ASCII characters, so decoding it alone gives what decoding its line gives.
 
-The blocks come out in file order: a :class:`Run` lists its lines' keys in order (and their times, latencies and
+The blocks come out in file order: a :class:`Run` lists its lines' key ids in order (and their times, latencies and
 sources when asked for), so an ordered consumer -- the sequential gate over a replayed file -- sees every record in
-the order of the file, and a consumer that only counts (the fixed-n verdict) counts each run's keys at C speed.
+the order of the file; a consumer that only counts (the fixed-n verdict) gets :class:`Counted` segments, counted
+inside the scanner.
 """
 
 from __future__ import annotations
 
 import io
 import re
+from array import array
 from collections import Counter
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import BinaryIO
@@ -39,47 +44,127 @@ from typing import BinaryIO
 from splitproof.verifier.inputs.records import ReadStats, Record, iter_records, parse_record
 
 BLOCK = 1 << 20  # bytes read at a time: big enough for C-speed passes, small enough to stay in cache and memory
+MAX_TABLE = 4096  # distinct keys (and sources) a reader learns; a line with one more is read by the exact parser
 
 _S = rb'"[^"\\\x00-\x1f]{1,1000}+"'
 _N = rb"(?:0|[1-9][0-9]{0,15}+)\.[0-9]{1,300}+"
 _KEY = (rb'"channel":"(?:grpc|http)","items":(?:null|0|[1-9][0-9]{0,5}+),"version":(?:null|' + _S
         + rb'),"status":' + _S)
-# One canonical record line, newline included. Group 1 is the key.
-_LINE = re.compile(rb'^\{"v":1,"t":' + _N + rb",(" + _KEY + rb"),\"latency_ms\":" + _N
-                   + rb'(?:,"source":' + _S + rb")?\}\n", re.M)
-# Whole blocks of such lines, for a consumer that only counts (no group: the fastest pass).
-_BLOCK_OF_LINES = re.compile(rb'(?:\{"v":1,"t":' + _N + rb",(?:" + _KEY + rb"),\"latency_ms\":" + _N
-                             + rb'(?:,"source":' + _S + rb")?\}\n)*+")
-MAX_KEYS = 64  # distinct keys counted with bytes.count per block; more (a hostile file) are counted from findall
-# The same with the values a timeline needs: (t, key, latency_ms) -- a third cheaper than with the source too.
-_LINE_TIMES = re.compile(rb'^\{"v":1,"t":(' + _N + rb"),(" + _KEY + rb"),\"latency_ms\":(" + _N
-                         + rb')(?:,"source":' + _S + rb")?\}\n", re.M)
-# The same with every value: (t, key, latency_ms, source or b"").
-_LINE_VALUES = re.compile(rb'^\{"v":1,"t":(' + _N + rb"),(" + _KEY + rb"),\"latency_ms\":(" + _N
-                          + rb')(?:,"source":"([^"\\\x00-\x1f]{1,1000}+)")?\}\n', re.M)
+# One canonical record line, newline included: (t, key, latency_ms, source or b""). The C scanner matches the same.
+_LINE = re.compile(rb'^\{"v":1,"t":(' + _N + rb"),(" + _KEY + rb"),\"latency_ms\":(" + _N
+                   + rb')(?:,"source":"([^"\\\x00-\x1f]{1,1000}+)")?\}\n', re.M)
+
+# A segment of a block, as a scanner returns it: (start, end) a gap of lines not vouched for; (n, key ids in order
+# of first line, their counts) without values; (n, codes, ts, latencies, sources) with values (native arrays).
+Segment = tuple
+Scanner = Callable[[bytes, int, int, bool, list, list], list]
+
+
+def scan_regex(buf: bytes, start: int, end: int, values: bool, keys: list[bytes],
+               sources: list[bytes]) -> list[Segment]:
+    """The scanner in Python: what ``_scan.scan`` does, with :data:`_LINE` (see the C source for the format)."""
+    buf = bytes(buf)  # a bytearray's matches would be bytearrays: keys must be bytes
+    index = {key: i for i, key in enumerate(keys)}
+    source_index = {s: i for i, s in enumerate(sources)}
+    out: list[Segment] = []
+    pos = start
+    run: list[tuple[int, float, float, int]] = []
+
+    def intern(table: list[bytes], where: dict[bytes, int], item: bytes) -> int:
+        i = where.get(item)
+        if i is None:
+            if len(table) >= MAX_TABLE:
+                return -1
+            i = where[item] = len(table)
+            table.append(item)
+        return i
+
+    def close() -> None:
+        if not run:
+            return
+        if values:
+            out.append((len(run), array("H", [r[0] for r in run]).tobytes(), array("d", [r[1] for r in run]).tobytes(),
+                        array("d", [r[2] for r in run]).tobytes(), array("H", [r[3] for r in run]).tobytes()))
+        else:
+            counts: dict[int, int] = {}
+            for r in run:
+                counts[r[0]] = counts.get(r[0], 0) + 1
+            out.append((len(run), list(counts), list(counts.values())))
+        run.clear()
+
+    for m in _LINE.finditer(buf, start, end):
+        t, key, latency, source = m.groups()
+        code = intern(keys, index, key)
+        src = 0 if not source or not values else intern(sources, source_index, source) + 1
+        if code < 0 or (source and values and src == 0):
+            continue  # a full table: this line is left in the gap, for the exact parser
+        if m.start() != pos:
+            close()
+            out.append((pos, m.start()))
+        run.append((code, float(t), float(latency), src) if values else (code, 0.0, 0.0, 0))
+        pos = m.end()
+    close()
+    if pos < end:
+        out.append((pos, end))
+    return out
+
+
+def _c_scanner() -> Scanner | None:
+    try:
+        from splitproof.verifier.inputs import _scan  # built from _scan.c at install
+    except ImportError:
+        return None
+    return _scan.scan
+
+
+SCAN: Scanner = _c_scanner() or scan_regex  # tests set this to compare the two
 
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """Consecutive vouched lines, in file order: each line's key (see :func:`template`) and, when the reader was
-    asked for values, its ``t``, ``latency_ms`` and ``source`` (b"" when absent; None when only the times were
-    asked for)."""
+    """Consecutive vouched lines, in file order: line ``i`` has the key ``keys[codes[i]]`` (see :func:`template`) and,
+    when the reader was asked for values, ``ts[i]``, ``latencies[i]`` and the source ``sources[source_codes[i] - 1]``
+    (none when 0). ``keys`` and ``sources`` are the reader's tables, shared by its runs; the per-line columns are
+    native arrays (memoryviews: numpy reads them without a copy)."""
 
     keys: list[bytes]
-    ts: tuple[bytes, ...] | None = None
-    latencies: tuple[bytes, ...] | None = None
-    sources: tuple[bytes, ...] | None = None
+    codes: memoryview
+    ts: memoryview | None = None
+    latencies: memoryview | None = None
+    source_codes: memoryview | None = None
+    sources: list[bytes] | None = None
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.codes)
+
+    def key(self, i: int) -> bytes:
+        return self.keys[self.codes[i]]
+
+    def line_keys(self) -> list[bytes]:
+        """The key of every line, in order."""
+        keys = self.keys
+        return [keys[c] for c in self.codes.tolist()]
+
+    def key_counts(self) -> dict[bytes, int]:
+        """How many lines carry each key, in the order of each key's first line."""
+        keys = self.keys
+        return {keys[code]: n for code, n in Counter(self.codes.tolist()).items()}
 
     def record(self, i: int) -> Record:
         """The full record of line ``i`` (a run read with values)."""
-        assert self.ts is not None and self.latencies is not None and self.sources is not None
-        base = template(self.keys[i])
-        source = self.sources[i]
-        return Record(float(self.ts[i]), base.channel, base.items, base.version, base.status,
-                      float(self.latencies[i]), source.decode("utf-8", "replace") if source else None)
+        assert self.ts is not None and self.latencies is not None and self.source_codes is not None
+        return self._record(self.codes[i], self.ts[i], self.latencies[i], self.source_codes[i])
+
+    def records(self) -> Iterator[Record]:
+        """Every record of the run, in order (a run read with values)."""
+        assert self.ts is not None and self.latencies is not None and self.source_codes is not None
+        yield from map(self._record, self.codes.tolist(), self.ts.tolist(), self.latencies.tolist(),
+                       self.source_codes.tolist())
+
+    def _record(self, code: int, t: float, latency: float, source: int) -> Record:
+        base = template(self.keys[code])
+        text = self.sources[source - 1].decode("utf-8", "replace") if source and self.sources is not None else None
+        return Record(t, base.channel, base.items, base.version, base.status, latency, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,27 +179,7 @@ class Counted:
         return self.n
 
 
-class _Keys:
-    """The keys met so far, each with the one literal every line carrying it contains exactly once: in a line the
-    whole pattern matched, ``,"channel":`` and ``,"latency_ms":`` occur only around the key (strings hold no
-    quote), so ``block.count(marker)`` is the number of its lines with that key."""
-
-    def __init__(self) -> None:
-        self.markers: dict[bytes, bytes] = {}
-
-    def count(self, buf: bytes, start: int, end: int, n: int) -> dict[bytes, int]:
-        counts = {key: c for key, marker in self.markers.items() if (c := buf.count(marker, start, end))}
-        if sum(counts.values()) != n:  # a key not met before: learn this block's keys from the lines themselves
-            found = Counter(_LINE.findall(buf, start, end))
-            for key in found:
-                if key not in self.markers and len(self.markers) < MAX_KEYS:
-                    self.markers[key] = b"," + key + b',"latency_ms":'
-            return dict(found)
-        first = {key: buf.find(self.markers[key], start, end) for key in counts}
-        return {key: counts[key] for key in sorted(counts, key=first.__getitem__)}
-
-
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=MAX_TABLE)
 def template(key: bytes) -> Record:
     """The record every line with this key parses to, apart from ``t``, ``latency_ms`` and ``source`` (0, 0, None):
     parsed by the exact parser from a line with that key."""
@@ -127,81 +192,50 @@ def iter_blocks(raw: BinaryIO, stats: ReadStats, values: bool = False,
     """The records of a binary stream in file order: :class:`Run` s of vouched lines and single :class:`Record` s
     from the exact reader. Bad lines are counted into ``stats`` by the exact reader as it meets them; a Run's lines
     are *not* added to ``stats`` (the consumer counts what it takes: a replay may stop inside a run). With
-    ``counts_only`` a block whose every line is vouched comes as one :class:`Counted`; with ``counts_only`` and
-    ``values``, Runs carry times and latencies but no sources (a timeline's needs)."""
-    keys = _Keys() if counts_only and not values else None
-    pattern = (_LINE_TIMES if counts_only else _LINE_VALUES) if values else _LINE
+    ``counts_only`` and no ``values``, vouched lines come as :class:`Counted` segments."""
+    keys: list[bytes] = []
+    sources: list[bytes] = []
+    counted = counts_only and not values
     lineno = 0
-    rest = b""  # the start of a line whose end is not read yet
-    read = getattr(raw, "read1", raw.read)  # what is there, up to BLOCK: a pipe is read as its writer writes
+    buf = bytearray(BLOCK)  # one buffer for the whole read: no fresh pages to fault in for every block
+    view = memoryview(buf)
+    have = 0  # buf[:have]: the start of a line whose end is not read yet
+    readinto = getattr(raw, "readinto1", None) or raw.readinto  # what is there: a pipe is read as written
     while True:
-        data = read(BLOCK)
-        if not data:
-            break
-        first = 0
-        if rest and values:  # one block with the line across the two reads: no one-line Run for a timeline
-            data, rest = rest + data, b""
-        if rest:  # the line across the two reads, on its own
-            first = data.find(b"\n") + 1
-            if first == 0:
-                rest += data
-                if len(rest) >= BLOCK:  # no line end in a whole block: far longer than any record
-                    yield from _stream_rest(rest, raw, stats, lineno)
-                    return
-                continue
-            line = rest + data[:first]
-            lineno = yield from _block(line, 0, len(line), stats, lineno, pattern, keys)
-        cut = data.rfind(b"\n") + 1
-        rest = data[max(cut, first):]
-        if cut > first:
-            lineno = yield from _block(data, first, cut, stats, lineno, pattern, keys)
-        elif len(rest) >= BLOCK:
-            yield from _stream_rest(rest, raw, stats, lineno)
+        if have == BLOCK:  # no line end in a whole block: far longer than any record
+            yield from _stream_rest(bytes(buf), raw, stats, lineno)
             return
-    if rest:
-        yield from _exact(rest, stats, lineno)
+        got = readinto(view[have:])
+        if not got:
+            break
+        end = have + got
+        cut = buf.rfind(b"\n", have, end) + 1  # the line ends in buf[:have] were all handled before
+        if cut:
+            lineno = yield from _block(buf, 0, cut, stats, lineno, counted, keys, sources)
+            tail = bytes(view[cut:end])  # the unfinished line (short) to the front
+            buf[:len(tail)] = tail
+            end = len(tail)
+        have = end
+    if have:
+        yield from _exact(bytes(buf[:have]), stats, lineno)
 
 
-def _block(buf: bytes, start: int, end: int, stats: ReadStats, lineno: int, pattern: re.Pattern[bytes],
-           keys: _Keys | None) -> Generator[Run | Counted | Record, None, int]:
-    """The complete lines ``buf[start:end]`` (no copy on the fast path: the passes take start and end)."""
-    n = buf.count(b"\n", start, end)
-    if keys is not None and _BLOCK_OF_LINES.fullmatch(buf, start, end) is not None:  # every line vouched
-        yield Counted(keys.count(buf, start, end, n), n)
-        return lineno + n
-    chunk = buf[start:end] if (start, end) != (0, len(buf)) else buf
-    values = pattern is not _LINE
-    found = pattern.findall(chunk)
-    if len(found) == n:  # one match per line, each a whole line: the block is vouched for
-        yield _run(found, values)
-        return lineno + n
-    pos = 0
-    pending: list = []
-    for m in pattern.finditer(chunk):
-        if m.start() != pos:
-            if pending:
-                yield _run(pending, values)
-                lineno += len(pending)
-                pending = []
-            lineno = yield from _exact(chunk[pos:m.start()], stats, lineno)
-        pending.append(m.groups() if values else m.group(1))
-        pos = m.end()
-    if pending:
-        yield _run(pending, values)
-        lineno += len(pending)
-    if pos < len(chunk):
-        lineno = yield from _exact(chunk[pos:], stats, lineno)
+def _block(buf: bytes | bytearray, start: int, end: int, stats: ReadStats, lineno: int, counted: bool,
+           keys: list[bytes], sources: list[bytes]) -> Generator[Run | Counted | Record, None, int]:
+    """The complete lines ``buf[start:end]``, scanned: runs as Run or Counted, gaps through the exact reader."""
+    for seg in SCAN(buf, start, end, not counted, keys, sources):
+        if len(seg) == 2:  # a gap
+            lineno = yield from _exact(buf[seg[0]:seg[1]], stats, lineno)
+        elif counted:
+            n, order, counts = seg
+            yield Counted({keys[k]: c for k, c in zip(order, counts, strict=True)}, n)
+            lineno += n
+        else:
+            n, codes, ts, latencies, source_codes = seg
+            yield Run(keys, memoryview(codes).cast("H"), memoryview(ts).cast("d"), memoryview(latencies).cast("d"),
+                      memoryview(source_codes).cast("H"), sources)
+            lineno += n
     return lineno
-
-
-def _run(found: list, values: bool) -> Run:
-    if not values:
-        return Run(found)
-    if len(found[0]) == 3:
-        ts, keys, latencies = zip(*found, strict=True)
-        return Run(list(keys), ts, latencies)
-    ts, keys, latencies, sources = zip(*found, strict=True)
-    return Run(list(keys), ts, latencies, sources)
 
 
 def _text(raw: BinaryIO) -> io.TextIOWrapper:

@@ -118,15 +118,19 @@ class Timeline:
 
         from splitproof.verifier.inputs.bulk import template
 
-        if not run.keys:
+        if not len(run):
             return
         assert run.ts is not None and run.latencies is not None
-        ts = run.ts  # text; Python's float of it, as the exact parser, only where a checkpoint needs it
+        ts = run.ts  # doubles: Python's float of the text, as the exact parser
         if self.t0 is None:
-            self.t0 = float(ts[0])
-        distinct = list(dict.fromkeys(run.keys))  # in order of first appearance
-        index = {key: i for i, key in enumerate(distinct)}
-        codes = np.array(list(map(index.__getitem__, run.keys)), dtype=np.int64)
+            self.t0 = ts[0]
+        table = np.frombuffer(run.codes, dtype=np.uint16)
+        found, first = np.unique(table, return_index=True)
+        by_first = found[np.argsort(first)]  # the run's keys in order of first appearance
+        local = np.zeros(int(found[-1]) + 1, dtype=np.int64)
+        local[by_first] = np.arange(len(by_first))
+        codes = local[table]
+        distinct = [run.keys[int(k)] for k in by_first]
         per_key = np.bincount(codes, minlength=len(distinct))
         versions: list[str | None] = []
         latency_keys: list[str] = []  # as add(): a version's latencies are its successes' only
@@ -139,7 +143,7 @@ class Timeline:
             latency_keys.append(version if version is not None and rec.ok else "unattributed")
             if not rec.ok:
                 self.errors[rec.status] += int(per_key[i])
-        latencies = np.fromiter(map(float, run.latencies), np.float64, len(run.latencies))
+        latencies = np.frombuffer(run.latencies, dtype=np.float64)
         bins = np.searchsorted(np.array(bin_thresholds()), latencies, side="right")
         groups = list(dict.fromkeys(latency_keys))
         group_of = np.array([groups.index(k) for k in latency_keys])[codes]
@@ -151,7 +155,7 @@ class Timeline:
         named = list(dict.fromkeys(v for v in versions if v is not None))
         vcode = np.array([-1 if v is None else named.index(v) for v in versions])[codes]
         attributed = np.flatnonzero(vcode >= 0)
-        self.n_unattributed += len(run.keys) - len(attributed)
+        self.n_unattributed += len(run) - len(attributed)
         n0, before = self.n_attributed, dict(self.counts)
         total = n0 + len(attributed)
         stride = self.stride
@@ -172,7 +176,7 @@ class Timeline:
                 c = before.get(v, 0) + (int(np.searchsorted(positions[v], pos, side="right")) if v in positions else 0)
                 if c:
                     counts_now[v] = c
-            self.checkpoints.append(Checkpoint(j, float(ts[pos]) - self.t0, counts_now))  # as add(): rec.t - t0
+            self.checkpoints.append(Checkpoint(j, ts[int(pos)] - self.t0, counts_now))  # as add(): rec.t - t0
         self.n_attributed = total
 
     def add_batch(self, batch: object) -> None:
