@@ -3,9 +3,11 @@ one public API (README "Architecture")."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import importgraph
 import pytest
@@ -77,6 +79,81 @@ def test_usage_errors_do_not_load_the_statistics() -> None:
             "print(code, sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'numpy', 'yaml', 'rich')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "2 []"
+
+
+# What a results file's fixed-n verdict must not load (issue 16: its start-up is most of a small run's time):
+# scipy.stats (0.7 s) and scipy.optimize, the health judge, the sequential gate's machinery, live sampling,
+# telemetry, the --plan table; matplotlib and the HTML report without --html.
+NOT_FOR_A_FIXED_N_VERDICT = ("scipy.stats", "scipy.optimize", "splitproof.verifier.health",
+                             "splitproof.verifier.reports.health", "splitproof.verifier.stats.sequential",
+                             "splitproof.verifier.stats.mixture", "splitproof.verifier.stats.path",
+                             "splitproof.verifier.inputs.reorder", "splitproof.verifier.inputs.probes",
+                             "splitproof.verifier.inputs.sampling", "splitproof.verifier.command.live",
+                             "splitproof.verifier.command.telemetry", "splitproof.verifier.command.plan",
+                             "splitproof.verifier.telemetry")
+WITHOUT_HTML = ("matplotlib", "splitproof.verifier.reports.html", "splitproof.verifier.reports.charts")
+
+
+def _loaded_by(tmp_path: Path, *argv: str, split: tuple[str, str] = ("--expected", "20")) -> tuple[int, set[str]]:
+    """(exit code, sys.modules) of a fresh interpreter that ran ``verify-split ARGV`` on a small results file
+    end to end (verdict, table, --json): what that path imports, everything it imports included."""
+    results = tmp_path / "r.jsonl"
+    if not results.exists():
+        from splitproof.verifier.inputs.records import Record
+
+        lines = [Record(1000 + i, "grpc", 2 if i % 5 == 0 else 5, "canary" if i % 5 == 0 else "production", "ok",
+                        4.0, "RecommendationUser").to_json() for i in range(3000)]
+        results.write_text("\n".join(lines) + "\n")
+    code = ("import json, sys; from splitproof.verifier.cli import main; code = main(sys.argv[1:]); "
+            "print(json.dumps([code, sorted(sys.modules)]))")
+    result = subprocess.run([sys.executable, "-c", code, *split, "--results", str(results), "--json",
+                             str(tmp_path / "v.json"), *argv], capture_output=True, text=True, timeout=120, check=True)
+    exit_code, modules = json.loads(result.stdout.splitlines()[-1])
+    assert json.loads((tmp_path / "v.json").read_text())["schema"] == "splitproof.verdict/v1"
+    return exit_code, set(modules)
+
+
+def _among(modules: set[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if m.startswith(prefixes))
+
+
+def test_a_results_files_fixed_n_verdict_imports_only_what_it_uses(tmp_path: Path) -> None:
+    """verify-split --results FILE (fixed-n, two versions or more): scipy.special and numpy for the exact tests,
+    rich for the table, the writers asked for -- no scipy.stats, no health, sequential, live or telemetry module.
+    The same child does load them on the paths that use them, so the check can fail."""
+    code, plain = _loaded_by(tmp_path)
+    assert code == 0 and "scipy.special" in plain and "splitproof.verifier.stats.exact" in plain
+    assert _among(plain, NOT_FOR_A_FIXED_N_VERDICT + WITHOUT_HTML) == []
+    code, three = _loaded_by(tmp_path, split=("--weights", "production=80,canary=10,shadow=10"))  # multinomial
+    assert code == 1 and _among(three, NOT_FOR_A_FIXED_N_VERDICT + WITHOUT_HTML) == []
+    _, health = _loaded_by(tmp_path, "--health")
+    assert {"scipy.stats", "splitproof.verifier.health.fixed", "splitproof.verifier.reports.healthout"} <= health
+    _, sequential = _loaded_by(tmp_path, "--sequential")
+    assert {"scipy.optimize", "splitproof.verifier.stats.sequential", "splitproof.verifier.inputs.reorder"} <= \
+        sequential
+
+
+def test_an_html_report_adds_only_matplotlib_and_what_it_draws(tmp_path: Path) -> None:
+    code, html = _loaded_by(tmp_path, "--html", str(tmp_path / "r.html"))
+    assert code == 0 and (tmp_path / "r.html").stat().st_size > 0
+    assert {"matplotlib", "splitproof.verifier.reports.charts"} <= html
+    assert _among(html, NOT_FOR_A_FIXED_N_VERDICT) == []
+
+
+def test_bad_health_options_are_refused_before_the_statistics_load() -> None:
+    """--health's option checks are part of the preflight: an input error loads no scipy, numpy or rich."""
+    code = ("import sys; from splitproof.verifier.cli import main; code = main(sys.argv[1:]); "
+            "print(code, sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'numpy', 'yaml', 'rich')))")
+    for argv in (["--expected", "20", "--health", "--error-fail-margin", "200"],
+                 ["--expected", "20", "--health", "--latency-threshold-ms", "-1"],
+                 ["--expected", "20", "--error-fail-margin", "1"],
+                 ["--expected", "20", "--health", "--max-error-increase", "0.5", "--error-fail-margin", "0.6"],
+                 ["--expected", "20", "--health", "--latency-warmup", "3"],
+                 ["--weights", "production=100", "--health"]):
+        result = subprocess.run([sys.executable, "-c", code, "--results", __file__, *argv],
+                                capture_output=True, text=True, timeout=60)
+        assert result.stdout.strip() == "2 []", (argv, result.stderr)
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
 
 
 def test_the_public_api_is_lazy_complete_and_listed() -> None:

@@ -34,18 +34,17 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from splitproof.verifier import defaults
 from splitproof.verifier.errors import InputError
 from splitproof.verifier.expected import Expected, as_expected
-from splitproof.verifier.health.batches import error_counts
 from splitproof.verifier.inputs.attribution import Attribution
 from splitproof.verifier.inputs.records import Record, unattributed_cause
 from splitproof.verifier.stats.checks import check_counts, check_parameters
 from splitproof.verifier.stats.fixed import judge
-from splitproof.verifier.stats.sequential import SequentialGate
 from splitproof.verifier.verdict import Method, Outcome, Verdict
 
 if TYPE_CHECKING:
     from splitproof.verifier.health.model import HealthVerdict
     from splitproof.verifier.health.responses import ResponseHealth
     from splitproof.verifier.health.sequential import HealthMonitor
+    from splitproof.verifier.stats.sequential import SequentialGate
 
 UNATTRIBUTED = "unattributed"  # the cause of an unattributed response nobody named
 
@@ -92,8 +91,12 @@ class Tally:
         check_parameters(alpha, tolerance, max_unattributed, power)
         self.method = Method(method)
         self.alpha, self.tolerance, self.max_unattributed, self.power = alpha, tolerance, max_unattributed, power
-        self.gate = SequentialGate(self.expected, alpha=alpha, tolerance=tolerance,
-                                   max_unattributed=max_unattributed) if self.method == Method.SEQUENTIAL else None
+        self.gate: SequentialGate | None = None
+        if self.method == Method.SEQUENTIAL:
+            from splitproof.verifier.stats.sequential import SequentialGate  # a fixed-n tally loads no gate
+
+            self.gate = SequentialGate(self.expected, alpha=alpha, tolerance=tolerance,
+                                       max_unattributed=max_unattributed)
         self.sinks = list(sinks)
         self.max_samples = max_samples
         self.health = health
@@ -213,6 +216,8 @@ class Tally:
             by_status = getattr(batch, "by_status", None)
             if by_status is None:
                 raise InputError("the health monitor needs count batches with statuses (a telemetry source's)")
+            from splitproof.verifier.health.batches import error_counts  # a health monitor: health is loaded
+
             self.health.observe_batch(error_counts(by_status))
 
     def add(self, observation: Observation) -> None:

@@ -1,19 +1,25 @@
 """``--health``: the health judge's options from the command line, and the judge a run feeds (README "Canary
-health"). Percentage points as typed are checked here and become the API's fractions."""
+health"). Percentage points as typed are checked here and become the API's fractions.
+
+:func:`health_options` is part of the preflight (light modules only: a bad option answers before scipy loads;
+without ``--health`` no module of verifier.health is loaded); the judges, and the scipy under them, are imported
+by the functions that build them."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from splitproof.verifier import defaults
 from splitproof.verifier.errors import InputError
 from splitproof.verifier.expected import Expected
-from splitproof.verifier.health.batches import BatchHealth
-from splitproof.verifier.health.model import baseline_of
-from splitproof.verifier.health.options import HealthOptions
-from splitproof.verifier.health.responses import ResponseHealth
 from splitproof.verifier.inputs.attribution import Attribution
 from splitproof.verifier.verdict import Method
+
+if TYPE_CHECKING:
+    from splitproof.verifier.health.batches import BatchHealth
+    from splitproof.verifier.health.options import HealthOptions
+    from splitproof.verifier.health.responses import ResponseHealth
 
 HEALTH_ONLY = ("max_error_increase", "error_fail_margin", "latency_threshold_ms", "no_latency", "latency_warmup",
                "max_slow_increase", "slow_fail_margin")
@@ -43,6 +49,8 @@ def health_options(args: argparse.Namespace, alpha: float, power: float) -> Heal
     if args.latency_threshold_ms is not None and not args.latency_threshold_ms > 0:
         raise InputError(f"--latency-threshold-ms must be a positive number of milliseconds, got "
                          f"{args.latency_threshold_ms:g}")
+    from splitproof.verifier.health.options import HealthOptions  # light (no judge, no scipy); with --health only
+
     options = HealthOptions(
         alpha=alpha, power=power,
         max_error_increase=_points(args.max_error_increase, "--max-error-increase"),
@@ -60,10 +68,21 @@ def health_options(args: argparse.Namespace, alpha: float, power: float) -> Heal
     return options
 
 
+def check_health_split(expected: Expected) -> None:
+    """InputError unless the expected split gives traffic to a canary besides production (what both judges need;
+    checked in the preflight, before they are imported)."""
+    versions = [v for v, share in expected.items() if share > 0]
+    if len(versions) < 2:
+        raise InputError("--health needs a canary besides production: the expected split gives traffic to "
+                         f"{', '.join(versions) or 'no version'} only")
+
+
 def response_health(options: HealthOptions, expected: Expected, method: Method,
                     attribution: Attribution | None, *, live: bool) -> ResponseHealth:
     """The judge records feed: live sampling knows whether a failure can name its version (``--header``); a
     results file says so in its records (``by``)."""
+    from splitproof.verifier.health.responses import ResponseHealth
+
     attributable = (attribution is not None and attribution.header is not None) if live else None
     try:
         return ResponseHealth.for_expected(options, expected, method=method, errors_attributable=attributable)
@@ -73,8 +92,9 @@ def response_health(options: HealthOptions, expected: Expected, method: Method,
 
 def batch_health(options: HealthOptions, expected: Expected, method: Method) -> BatchHealth:
     """The judge a telemetry source's count batches feed (statuses, duration histograms)."""
+    from splitproof.verifier.health.batches import BatchHealth
+    from splitproof.verifier.health.model import baseline_of
+
+    check_health_split(expected)
     versions = [v for v, share in expected.items() if share > 0]
-    if len(versions) < 2:
-        raise InputError("--health needs a canary besides production: the expected split gives traffic to "
-                         f"{', '.join(versions) or 'no version'} only")
     return BatchHealth(options, versions, baseline_of({v: expected[v] for v in versions}), method=method)

@@ -14,7 +14,6 @@ from splitproof.verifier.inputfile import InputFileError, open_input
 from splitproof.verifier.inputs.attribution import Attribution
 from splitproof.verifier.inputs.bulk import Counted, Run, iter_blocks, template
 from splitproof.verifier.inputs.records import ReadStats, Record
-from splitproof.verifier.inputs.reorder import DEFAULT_WINDOW, dispatch_ordered
 from splitproof.verifier.reports.timeline import Timeline
 from splitproof.verifier.tally import Tally
 from splitproof.verifier.verdict import Method
@@ -60,6 +59,8 @@ def observe_results(path: str, tally: Tally, attribution: Attribution | None,
         with open_records(path, raw) as stream:
             if tally.method == Method.SEQUENTIAL:
                 # the file is in completion order; the gate must see dispatch order (verifier/inputs/reorder.py)
+                from splitproof.verifier.inputs.reorder import dispatch_ordered  # the gate's feed only
+
                 for rec in dispatch_ordered(_each_record(stream, stats)):
                     if not one(rec):
                         stopped = True
@@ -150,6 +151,8 @@ def read_notes(stats: ReadStats, stopped: bool, tally: Tally) -> list[str]:
             parts.append("a truncated last line (a run killed mid-write?)")
         notes.append(f"{' and '.join(parts)} counted as unattributed ({'; '.join(stats.examples[:3])})")
     if tally.method == Method.SEQUENTIAL:
+        from splitproof.verifier.inputs.reorder import DEFAULT_WINDOW
+
         notes.append("records fed to the sequential gate in dispatch order: by t - latency_ms (the request's start), "
                      f"re-sorted within a window of {DEFAULT_WINDOW:,} records")
     if stopped:

@@ -1,5 +1,8 @@
 """One ``verify-split`` run, start to exit code: settings -> expected split and attribution -> the observations into
-the one tally (a results file, or live sampling) -> the verdict -> every requested output."""
+the one tally (a results file, or live sampling) -> the verdict -> every requested output.
+
+Each path imports what it uses, in its branch: a results file's fixed-n verdict loads no health judge, no
+sequential gate, no live sampling or telemetry, and no scipy.stats (bench/RESULTS.md, "Verifier start-up")."""
 
 from __future__ import annotations
 
@@ -12,17 +15,11 @@ from typing import Any
 from rich.console import Console
 
 from splitproof.verifier import defaults
-from splitproof.verifier.command.health import batch_health, health_options, response_health
-from splitproof.verifier.command.live import observe_live
-from splitproof.verifier.command.plan import print_plan
 from splitproof.verifier.command.preflight import Preflight, preflight
 from splitproof.verifier.command.prepare import TimelineSink, record_sinks, tolerance_notes
 from splitproof.verifier.command.replay import input_summary, observe_results, read_notes
-from splitproof.verifier.command.telemetry import destination_errors, observe_telemetry, telemetry_json
 from splitproof.verifier.exitcodes import ExitCode
-from splitproof.verifier.reports.healthout import HealthReport
 from splitproof.verifier.reports.writer import OutputError, write_outputs, write_text
-from splitproof.verifier.stats.planning import plan
 from splitproof.verifier.tally import Tally
 from splitproof.verifier.verdict import Method
 
@@ -53,6 +50,8 @@ def _run(args: argparse.Namespace, console: Console, err: Console, pre: Prefligh
     for note in margin_notes:
         err.print(f"[yellow]warning:[/yellow] {note}", highlight=False)
     if args.plan:
+        from splitproof.verifier.command.plan import print_plan
+
         data = print_plan(expected, s, args.rate, console)
         if args.json:
             try:
@@ -63,12 +62,16 @@ def _run(args: argparse.Namespace, console: Console, err: Console, pre: Prefligh
     attribution = pre.attribution
     max_samples = args.max_samples
     if s.live and max_samples is None:
+        from splitproof.verifier.stats.planning import plan
+
         max_samples = defaults.SEQUENTIAL_MAX_SAMPLES if s.method == Method.SEQUENTIAL else \
             plan(expected, s.tolerance, s.alpha, s.power, s.max_unattributed).n
     sinks = record_sinks(args)
-    hopts = health_options(args, s.alpha, s.power)
+    hopts = pre.health
     health: Any = None
     if hopts is not None:
+        from splitproof.verifier.command.health import batch_health, response_health
+
         health = batch_health(hopts, expected, s.method) if s.telemetry else \
             response_health(hopts, expected, s.method, attribution, live=s.live)
     tally = Tally(expected, method=s.method, alpha=s.alpha, tolerance=s.tolerance,
@@ -80,6 +83,8 @@ def _run(args: argparse.Namespace, console: Console, err: Console, pre: Prefligh
     destination = None
     try:
         if s.telemetry:
+            from splitproof.verifier.command.telemetry import destination_errors, observe_telemetry, telemetry_json
+
             observed = observe_telemetry(args, tally, err, on_batch=_timeline_batches(sinks))
             extra["telemetry"] = telemetry_json(observed)
             destination = destination_errors(args, observed) if health is not None else None
@@ -87,6 +92,8 @@ def _run(args: argparse.Namespace, console: Console, err: Console, pre: Prefligh
             notes += [n for n in extra["telemetry"]["notes"]]
         elif s.live:
             assert attribution is not None
+            from splitproof.verifier.command.live import observe_live
+
             notes += observe_live(args, tally, attribution, err)
             extra["target"] = args.target or args.url
         else:
@@ -103,7 +110,11 @@ def _run(args: argparse.Namespace, console: Console, err: Console, pre: Prefligh
         notes.append(f"{tally.gate.observed_after_decision} responses after the decision were not counted")
     verdict = dataclasses.replace(verdict, notes=tuple(verdict.notes) + tuple(notes))
     timeline = next((sink.timeline for sink in sinks if isinstance(sink, TimelineSink)), None)
-    report = HealthReport.of(health) if health is not None else None
+    report = None
+    if health is not None:
+        from splitproof.verifier.reports.healthout import HealthReport
+
+        report = HealthReport.of(health)
     if report is not None and destination is not None:
         report = dataclasses.replace(report, extra={"destination": destination})
     write_outputs(args, verdict, extra, console, timeline, health=report)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from splitproof.verifier import defaults
-from splitproof.verifier.health.fixed import judge_health
 from splitproof.verifier.health.latency import DEFAULT_QUANTILE, DEFAULT_WARMUP, WarmupThreshold, given_threshold
 from splitproof.verifier.health.model import (
     Criterion,
@@ -28,7 +28,11 @@ from splitproof.verifier.health.model import (
     error_criterion,
     latency_criterion,
 )
-from splitproof.verifier.health.sequential import HealthMonitor
+
+if TYPE_CHECKING:
+    from splitproof.verifier.health.sequential import HealthMonitor
+
+# The judges (scipy) are imported when one is built: checking the options (verify-split's preflight) needs neither.
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class HealthOptions:
     def monitor(self, versions: Sequence[str], baseline: str, *, errors_attributable: bool = True,
                 decide: bool = True) -> HealthMonitor:
         """The anytime-valid judge (``decide=False``: it only counts, for :meth:`judge` at a fixed n)."""
+        from splitproof.verifier.health.sequential import HealthMonitor
+
         warmup = WarmupThreshold(self.warmup, self.warmup_quantile) if self.latency else None
         return HealthMonitor(versions, baseline, criteria=self.criteria(), alpha=self.alpha,
                              errors_attributable=errors_attributable, warmup=warmup, decide=decide)
@@ -69,5 +75,7 @@ class HealthOptions:
     def judge(self, tallies: Mapping[str, Mapping[str, MetricCount] | NotJudged], baseline: str,
               canaries: Sequence[str], criteria: Sequence[Criterion] | None = None) -> HealthVerdict:
         """The fixed-n judge over counts (``criteria``: with the latency threshold a warm-up found)."""
+        from splitproof.verifier.health.fixed import judge_health
+
         return judge_health(tallies, baseline, criteria=list(criteria or self.criteria()), alpha=self.alpha,
                             power=self.power, canaries=canaries)

@@ -8,14 +8,16 @@ from __future__ import annotations
 import html
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from splitproof.verifier import fmt
 from splitproof.verifier.reports.charts import latency_chart_svg, share_chart_svg
-from splitproof.verifier.reports.healthhtml import health_section, health_threshold
-from splitproof.verifier.reports.healthout import HealthReport
 from splitproof.verifier.reports.text import gof_text
 from splitproof.verifier.reports.timeline import Timeline
 from splitproof.verifier.verdict import Outcome, Verdict
+
+if TYPE_CHECKING:
+    from splitproof.verifier.reports.healthout import HealthReport
 
 BANNER_COLOURS = {Outcome.PASS: "#1a7f37", Outcome.FAIL: "#cf222e", Outcome.INCONCLUSIVE: "#9a6700"}
 
@@ -65,8 +67,14 @@ def render_html(verdict: Verdict, timeline: Timeline, *, title: str = "Splitproo
     share_svg = share_chart_svg(timeline, verdict) if timeline.checkpoints else \
         "<p>No attributed responses: nothing to chart.</p>"
     order = [row.version for row in verdict.rows] + [v for v in timeline.counts if v not in expected]
-    latency_svg = latency_chart_svg(timeline, order, health_threshold(health)) if timeline.latency else ""
-    health_html = health_section(health, order) if health is not None else ""
+    if health is None:
+        latency_svg = latency_chart_svg(timeline, order, None) if timeline.latency else ""
+        health_html = ""
+    else:
+        from splitproof.verifier.reports.healthhtml import health_section, health_threshold  # with --health only
+
+        latency_svg = latency_chart_svg(timeline, order, health_threshold(health)) if timeline.latency else ""
+        health_html = health_section(health, order)
 
     gof = gof_text(verdict)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -11,17 +11,24 @@ from __future__ import annotations
 import dataclasses
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from splitproof.verifier import fmt
-from splitproof.verifier.reports.healthout import HealthReport, junit_cases
 from splitproof.verifier.reports.text import STATUS_TEXT, gof_text
 from splitproof.verifier.verdict import Outcome, Status, Verdict
+
+if TYPE_CHECKING:
+    from splitproof.verifier.reports.healthout import HealthReport
 
 
 def write_junit(verdict: Verdict, path: str | Path, health: HealthReport | None = None) -> Path:
     suite = ET.Element("testsuite", name="verify-split")
     failures = skipped = 0
-    cases = junit_cases(health) if health is not None else []
+    cases = []
+    if health is not None:
+        from splitproof.verifier.reports.healthout import junit_cases  # the health reports: with --health only
+
+        cases = junit_cases(health)
     props = ET.SubElement(suite, "properties")
     for key, value in (dataclasses.asdict(verdict.parameters) | dict(verdict.method_details)).items():
         if isinstance(value, str | int | float):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from splitproof.verifier import fmt
-from splitproof.verifier.reports.healthout import HealthReport, markdown_lines
 from splitproof.verifier.reports.text import STATUS_TEXT, UNATTRIBUTED_TEXT, gof_text
 from splitproof.verifier.verdict import Outcome, Verdict
+
+if TYPE_CHECKING:
+    from splitproof.verifier.reports.healthout import HealthReport
 
 ICON = {Outcome.PASS: "✅", Outcome.FAIL: "❌", Outcome.INCONCLUSIVE: "⚠️"}
 
@@ -42,6 +45,8 @@ def github_summary_markdown(verdict: Verdict, health: HealthReport | None = None
     for note in verdict.notes:
         lines.append(f"\n> **warning:** {note}")
     if health is not None:
+        from splitproof.verifier.reports.healthout import markdown_lines  # the health reports: with --health only
+
         lines += markdown_lines(health)
     return "\n".join(lines) + "\n"
 

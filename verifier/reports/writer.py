@@ -3,6 +3,9 @@
 Each output is attempted whatever happened to the others, so one that cannot be written (a read-only directory,
 standard output on a full disk) loses nothing else already measured: the rest are written, then one
 :class:`OutputError` (an InputError: exit 2, a usage-class code) names every failure and the verdict itself.
+
+Each writer is imported when its output is asked for (``--html`` alone loads matplotlib; the health reports load
+only with ``--health``).
 """
 
 from __future__ import annotations
@@ -12,20 +15,18 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from splitproof.verifier.cliexit import stdout_failure
 from splitproof.verifier.errors import InputError
-from splitproof.verifier.reports.healthout import HealthReport, gate_fields, print_health
-from splitproof.verifier.reports.html import write_html
-from splitproof.verifier.reports.jsonout import verdict_json
-from splitproof.verifier.reports.junit import write_junit
-from splitproof.verifier.reports.markdown import append_github_summary
 from splitproof.verifier.reports.table import print_verdict
-from splitproof.verifier.reports.timeline import Timeline
 from splitproof.verifier.verdict import Verdict
+
+if TYPE_CHECKING:
+    from splitproof.verifier.reports.healthout import HealthReport
+    from splitproof.verifier.reports.timeline import Timeline
 
 
 class OutputError(InputError):
@@ -64,20 +65,35 @@ def write_outputs(args: argparse.Namespace, verdict: Verdict, extra: dict[str, A
     def table() -> None:
         print_verdict(verdict, console)
         if health is not None:
+            from splitproof.verifier.reports.healthout import print_health
+
             print_health(health, health.gate(verdict), console)
 
     attempt("the table", table, stdout=console.file is sys.stdout)
     if args.json:
+        from splitproof.verifier.reports.jsonout import verdict_json
+
         name = "--json -" if args.json == "-" else f"--json {args.json}"
-        more = {**extra, **gate_fields(verdict, health)} if health is not None else extra
+        more = extra
+        if health is not None:
+            from splitproof.verifier.reports.healthout import gate_fields
+
+            more = {**extra, **gate_fields(verdict, health)}
         attempt(name, lambda: write_text(args.json, verdict_json(verdict, more) + "\n"),
                 stdout=args.json == "-")
     if args.junit:
+        from splitproof.verifier.reports.junit import write_junit
+
         attempt(f"--junit {args.junit}", lambda: write_junit(verdict, args.junit, health))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
+        from splitproof.verifier.reports.markdown import append_github_summary
+
         attempt("$GITHUB_STEP_SUMMARY", lambda: append_github_summary(verdict, summary, health))
     if getattr(args, "html", None):
+        from splitproof.verifier.reports.html import write_html
+        from splitproof.verifier.reports.timeline import Timeline
+
         what = extra.get("target") or getattr(args, "results", None)
         source = f"{what} · expected split from {extra.get('expected_source', '?')}"
         attempt(f"--html {args.html}", lambda: write_html(args.html, verdict, timeline or Timeline(), source=source,

@@ -3,6 +3,7 @@
 Building blocks first, then the two judges that use them:
 
 ``exact``       binomial tails, Clopper-Pearson intervals, the exact multinomial test (fixed-n)
+``dists``       the few scipy.stats functions those need, bit for bit, without importing scipy.stats (0.7 s)
 ``mixture``     mixture likelihood ratios: e-values and confidence sequences (sequential)
 ``margins``     each version's PASS margin, expected +- min(tolerance, share / 2)
 ``checks``      validation of parameters and counts (one line per bad input)

@@ -13,6 +13,11 @@ from collections.abc import Sequence
 from splitproof.verifier import fmt
 from splitproof.verifier.verdict import Outcome, Status, UnattributedRow, VersionRow
 
+# What the further responses of an INCONCLUSIVE would show (fixed-n and sequential reasons name it).
+TO_PASS = "to show every version within its margin if the observed shares hold"
+TO_FAIL = "to show the split differs if the observed deviation is real"
+TO_UNATTRIBUTED = "to show unattributed responses below the {limit} limit"
+
 
 def row_status(x: int, expected: float, differs: bool, within: bool, split_rejected: bool) -> Status:
     """A version's status, consistent with the verdict's rule (fixed-n and sequential alike).

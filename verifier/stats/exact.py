@@ -23,9 +23,9 @@ import math
 
 import numpy as np
 from scipy import special
-from scipy import stats as sps
 from scipy.special import gammaln
 
+from splitproof.verifier.stats.dists import binom_isf, binom_ppf, norm_ppf
 from splitproof.verifier.stats.margins import margins
 
 PRUNE = 1e-14               # conditional tail mass dropped per side and enumerated version (added to the p-value)
@@ -169,7 +169,7 @@ def _pair_tails(m: np.ndarray, q: float, threshold: np.ndarray) -> np.ndarray:
 
 def _prefix_count(n: int, p: np.ndarray) -> float:
     """About how many count combinations of the k - 2 smaller versions the exact sum enumerates."""
-    z = -sps.norm.ppf(PRUNE)
+    z = -norm_ppf(PRUNE)
     width = [2 * z * math.sqrt(n * pi * (1 - pi)) + 2 for pi in p[:-2]]
     return float(np.prod(width)) if width else 1.0
 
@@ -197,8 +197,8 @@ def exact_multinomial_p_value(x: np.ndarray, p: np.ndarray, *, seed: int = 20240
     rest = float(p.sum())
     for j in range(k - 2):  # enumerate version j's count given the counts before it
         q = min(1.0, float(p[j]) / rest)
-        lo = np.nan_to_num(sps.binom.ppf(PRUNE, remaining, q), nan=0.0)
-        hi = np.nan_to_num(sps.binom.isf(PRUNE, remaining, q), nan=0.0)
+        lo = np.nan_to_num(binom_ppf(PRUNE, remaining, q), nan=0.0)
+        hi = np.nan_to_num(binom_isf(PRUNE, remaining, q), nan=0.0)
         lo = np.clip(lo.astype(np.int64), 0, remaining)
         hi = np.clip(hi.astype(np.int64), lo, remaining)
         weight = np.exp(log_prefix)

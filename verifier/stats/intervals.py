@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from splitproof.verifier.stats.exact import clopper_pearson
 from splitproof.verifier.stats.margins import version_prior
-from splitproof.verifier.stats.mixture import confidence_sequence, unattributed_prior
 from splitproof.verifier.verdict import Interval, IntervalKind, Method
 
 
@@ -24,6 +23,8 @@ def share_interval(method: Method, x: int, n: int, expected: float, *, alpha: fl
     if method == Method.FIXED_N:
         lo, hi = clopper_pearson(x, n, alpha)
         return Interval(lo, hi, level(method, alpha), IntervalKind.CLOPPER_PEARSON)
+    from splitproof.verifier.stats.mixture import confidence_sequence  # sequential only: a fixed-n run needs none
+
     a, b = version_prior(expected, tolerance)
     lo, hi = confidence_sequence(x, n, a, b, alpha)
     return Interval(lo, hi, level(method, alpha), IntervalKind.CONFIDENCE_SEQUENCE)
@@ -34,6 +35,8 @@ def unattributed_interval(method: Method, u: int, total: int, *, alpha: float, l
     if method == Method.FIXED_N:
         lo, hi = clopper_pearson(u, total, alpha)
         return Interval(lo, hi, level(method, alpha), IntervalKind.CLOPPER_PEARSON)
+    from splitproof.verifier.stats.mixture import confidence_sequence, unattributed_prior  # sequential only
+
     a, b = unattributed_prior(limit)
     lo, hi = confidence_sequence(u, total, a, b, alpha)
     return Interval(lo, hi, level(method, alpha), IntervalKind.CONFIDENCE_SEQUENCE)

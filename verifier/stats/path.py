@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 
 from splitproof.verifier import fmt
 from splitproof.verifier.expected import as_expected
+from splitproof.verifier.stats.decide import TO_FAIL, TO_PASS, TO_UNATTRIBUTED
 from splitproof.verifier.stats.margins import version_margins, version_prior
 from splitproof.verifier.stats.mixture import (
     dm_concentration,
@@ -23,11 +24,6 @@ from splitproof.verifier.stats.mixture import (
 )
 
 MAX_PATH = 10**9
-
-# What the further responses of an INCONCLUSIVE would show (fixed-n and sequential reasons name it).
-TO_PASS = "to show every version within its margin if the observed shares hold"
-TO_FAIL = "to show the split differs if the observed deviation is real"
-TO_UNATTRIBUTED = "to show unattributed responses below the {limit} limit"
 
 
 def _first(decided: Callable[[float], bool], start: int) -> int | None:

@@ -11,28 +11,28 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
 from splitproof.verifier import defaults, fmt
 from splitproof.verifier.expected import Expected, as_expected
 from splitproof.verifier.stats.checks import check_parameters
+from splitproof.verifier.stats.decide import TO_FAIL, TO_PASS, TO_UNATTRIBUTED
+from splitproof.verifier.stats.dists import chi2_ppf, ncx2_sf, norm_ppf
 from splitproof.verifier.stats.margins import version_margins, version_tolerance
-from splitproof.verifier.stats.path import TO_FAIL, TO_PASS, TO_UNATTRIBUTED, samples_on_path
 from splitproof.verifier.verdict import Status, UnattributedRow, VersionRow
 
 
 def _z(q: float) -> float:
-    return float(sps.norm.ppf(q))
+    return norm_ppf(q)
 
 
 def n_to_detect(lam: float, df: int, alpha: float, power: float) -> int:
     """Smallest n whose chi-square test (df) rejects with ``power`` at per-sample noncentrality ``lam``."""
     if lam <= 0 or df < 1:
         return 0
-    crit = float(sps.chi2.ppf(1 - alpha, df))
+    crit = chi2_ppf(1 - alpha, df)
 
     def short(n: float) -> float:
-        return float(sps.ncx2.sf(crit, df, n * lam)) - power
+        return ncx2_sf(crit, df, n * lam) - power
 
     hi = 1.0
     while short(hi) < 0:
@@ -48,6 +48,8 @@ def n_to_detect(lam: float, df: int, alpha: float, power: float) -> int:
 
 def tost_power(n: int, expected: float, tolerance: float, alpha: float, truth: float | None = None) -> float:
     """Exact probability that one version's TOST shows it inside its margin with n samples (truth = expected)."""
+    from scipy import stats as sps  # 0.7 s: only --plan and live runs size a test (not a results file's verdict)
+
     truth = expected if truth is None else truth
     lo, hi = version_margins(expected, tolerance)
     xs = np.arange(n + 1)
@@ -110,6 +112,8 @@ def plan(expected: Mapping[str, float], tolerance: float = defaults.TOLERANCE, a
 
 def plan_sizes(exp: Expected, tolerance: float, alpha: float, power: float, max_unattributed: float) -> Plan:
     """The :class:`Plan` of validated inputs (formulas in :func:`plan`)."""
+    from splitproof.verifier.stats.path import samples_on_path  # the sequential gate's arithmetic: --plan, live
+
     shares = list(exp.values())
     positive = [e for e in shares if e > 0]
     k_eff = 1 if len(shares) <= 2 else len(positive)
