@@ -3,14 +3,20 @@
 - the installed console scripts, run as a user runs them (``run_installed``) or in-process with their output
   captured (``in_process``);
 - a boutique service started for a fixture and stopped by its finalizer (``start_service``);
-- a working directory full of same-named modules, to prove no child imports from the caller's cwd (``decoys``).
+- a working directory full of same-named modules, to prove no child imports from the caller's cwd (``decoys``);
+- a fake HTTP server (a handler class) on 127.0.0.1, an ephemeral port, always shut down (``http_server``), and
+  its handlers' JSON answer (``send_json``).
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +25,8 @@ import pytest
 from splitproof.setup.boutique.launcher import Spawned, spawn
 from splitproof.setup.net import free_port
 
-__all__ = ["BIN", "PYTHON", "REPO", "decoys_hit", "free_port", "in_process", "installed", "make_decoys",
-           "run_installed", "start_service"]
+__all__ = ["BIN", "PYTHON", "REPO", "decoys_hit", "free_port", "http_server", "in_process", "installed",
+           "make_decoys", "run_installed", "send_json", "start_service"]
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -81,3 +87,32 @@ def decoys_hit(folder: Path) -> list[str]:
     """The decoys of ``folder`` some process imported or executed."""
     marker = folder / MARKER
     return marker.read_text().split() if marker.exists() else []
+
+
+@contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler], **attributes: object) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 (an ephemeral port) from a thread; yields the base URL; always shut down.
+
+    ``attributes`` are set on the server before it starts (handlers read them as ``self.server.NAME``).
+    """
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    for name, value in attributes.items():
+        setattr(server, name, value)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def send_json(handler: BaseHTTPRequestHandler, code: int, body: object) -> None:
+    """Answer ``handler``'s request with ``code`` and ``body`` as JSON (Content-Length set)."""
+    data = json.dumps(body).encode()
+    handler.send_response(code)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

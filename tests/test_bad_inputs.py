@@ -12,13 +12,13 @@ import os
 import resource
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 from conftest import free_port, start_service
+from helpers import http_server
 from test_expected import write_kubeconfig
 
 from splitproof.setup.manifests import CanaryParams, mesh_yaml
@@ -243,16 +243,8 @@ class HugePages(BaseHTTPRequestHandler):
 
 @pytest.fixture(params=["declared", "streamed"])
 def huge_page_server(request: pytest.FixtureRequest) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), HugePages)
-    server.mode = request.param  # type: ignore[attr-defined]
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(HugePages, mode=request.param, daemon_threads=True) as url:
+        yield url
 
 
 def test_url_pages_are_read_to_a_bound(huge_page_server: str) -> None:
@@ -300,12 +292,8 @@ class EchoingProxy(BaseHTTPRequestHandler):
 
 def test_a_server_echoing_the_bearer_token_never_gets_it_printed(tmp_path: Path) -> None:
     token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.c2lnbmF0dXJlLXNlY3JldA"
-    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoingProxy)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        env = {**os.environ, "KUBECONFIG": str(write_kubeconfig(tmp_path, f"http://127.0.0.1:"
-                                                                          f"{server.server_address[1]}", token))}
+    with http_server(EchoingProxy) as url:
+        env = {**os.environ, "KUBECONFIG": str(write_kubeconfig(tmp_path, url, token))}
         results = str(results_file(tmp_path))
         for name, code in (("recommendationservice", 2), ("boom", 4)):
             result = run(VERIFY, "--from-virtualservice", name, "-n", "online-boutique", "--results", results,
@@ -314,6 +302,3 @@ def test_a_server_echoing_the_bearer_token_never_gets_it_printed(tmp_path: Path)
             assert result.returncode == code and "Rejected" in line, result.stderr
             assert token not in result.stderr + result.stdout and "signature" not in result.stderr
             assert "<redacted>" in line
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -3,13 +3,12 @@ client against a small recorded fake API server on 127.0.0.1)."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from helpers import http_server, send_json
 
 from splitproof.setup.manifests import CanaryParams, mesh_yaml, render
 from splitproof.verifier.errors import InputError, Unreachable
@@ -189,12 +188,7 @@ class FakeApiHandler(BaseHTTPRequestHandler):
             self._send(404, _status(404, "NotFound", "virtualservices.networking.istio.io not found"))
 
     def _send(self, code: int, body: dict[str, object]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, code, body)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -202,15 +196,8 @@ class FakeApiHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_api() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApiHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with http_server(FakeApiHandler) as url:
+        yield url
 
 
 def write_kubeconfig(tmp_path: Path, server: str, token: str = "recorded-token") -> Path:

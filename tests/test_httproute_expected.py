@@ -5,13 +5,13 @@ verify-split command line (exit 2 for bad input, 4 for an unreachable API)."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import yaml
 from conftest import free_port
+from helpers import http_server, send_json
 from test_expected import write_kubeconfig
 from test_verifier_cli import write_results
 
@@ -170,12 +170,7 @@ class FakeApi(BaseHTTPRequestHandler):
             self._send(404, {"kind": "Status", "code": 404, "reason": "NotFound", "message": "not found"})
 
     def _send(self, code: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, code, body)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -183,15 +178,8 @@ class FakeApi(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_api() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with http_server(FakeApi) as url:
+        yield url
 
 
 def test_live_httproute_and_services_with_the_real_client(fake_api, tmp_path, monkeypatch):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import random
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from helpers import http_server
 
 from splitproof.verifier.cli import main
 from splitproof.verifier.inputs.records import Record
@@ -103,15 +103,8 @@ class _Shop(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def shop() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Shop)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with http_server(_Shop) as url:
+        yield url
 
 
 def test_a_live_run_carries_the_documented_fields(shop: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from splitproof.verifier import defaults
+from splitproof.verifier.crossings import CrossingRuns
 from splitproof.verifier.health.difference import (
     constrained_mle,
     log_likelihood,
@@ -40,34 +41,13 @@ class Counts:
 
 
 @dataclass(frozen=True)
-class HealthRuns:
+class HealthRuns(CrossingRuns):
     """Per run: responses at the first FAIL / first PASS crossing (0 = none within the horizon)."""
-
-    first_fail: np.ndarray
-    first_pass: np.ndarray
-    horizon: int
-
-    @property
-    def outcome(self) -> np.ndarray:
-        fail = self.first_fail > 0
-        passed = self.first_pass > 0
-        fail_first = fail & (~passed | (self.first_fail <= self.first_pass))
-        out = np.full(len(fail), "INCONCLUSIVE", dtype=object)
-        out[fail_first] = "FAIL"
-        out[passed & ~fail_first] = "PASS"
-        return out
 
     @property
     def stopped_at(self) -> np.ndarray:
         """Responses until the verdict; undecided runs count as ``inf`` (they were not decided by the horizon)."""
-        out = np.full(len(self.first_fail), np.inf)
-        oc = self.outcome
-        out[oc == "FAIL"] = self.first_fail[oc == "FAIL"]
-        out[oc == "PASS"] = self.first_pass[oc == "PASS"]
-        return out
-
-    def rate(self, outcome: str) -> float:
-        return float(np.mean(self.outcome == outcome))
+        return self.responses_to_verdict(np.inf)
 
     def ever_failed(self) -> float:
         """Runs whose FAIL e-process crossed at all within the horizon, even after a PASS (Ville's event)."""

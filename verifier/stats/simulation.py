@@ -17,41 +17,20 @@ from scipy import stats as sps
 from scipy.special import betaln, gammaln
 
 from splitproof.verifier import defaults
+from splitproof.verifier.crossings import CrossingRuns
 from splitproof.verifier.expected import as_expected
 from splitproof.verifier.stats.margins import version_margins, version_prior
 from splitproof.verifier.stats.mixture import KT_PRIOR, LOG_HALF, dm_concentration, log_threshold, unattributed_prior
 
 
 @dataclass(frozen=True)
-class SequentialRuns:
+class SequentialRuns(CrossingRuns):
     """Per run: the response count at the first FAIL / first PASS crossing (0 = none within the horizon)."""
-
-    first_fail: np.ndarray
-    first_pass: np.ndarray
-    horizon: int
-
-    @property
-    def outcome(self) -> np.ndarray:
-        """'FAIL' / 'PASS' / 'INCONCLUSIVE' per run, whichever came first (FAIL wins a tie, as in the gate)."""
-        fail = self.first_fail > 0
-        passed = self.first_pass > 0
-        fail_first = fail & (~passed | (self.first_fail <= self.first_pass))
-        out = np.full(len(fail), "INCONCLUSIVE", dtype=object)
-        out[fail_first] = "FAIL"
-        out[passed & ~fail_first] = "PASS"
-        return out
 
     @property
     def stopped_at(self) -> np.ndarray:
         """Responses until the verdict (the horizon for undecided runs)."""
-        out = np.full(len(self.first_fail), self.horizon)
-        oc = self.outcome
-        out[oc == "FAIL"] = self.first_fail[oc == "FAIL"]
-        out[oc == "PASS"] = self.first_pass[oc == "PASS"]
-        return out
-
-    def rate(self, outcome: str) -> float:
-        return float(np.mean(self.outcome == outcome))
+        return self.responses_to_verdict(self.horizon)
 
 
 def _first_true(mask: np.ndarray) -> np.ndarray:
