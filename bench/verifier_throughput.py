@@ -214,7 +214,7 @@ rich are imported (`verifier/command/preflight.py`).
 
 def update_results(section: str) -> None:
     text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(HEADING)} \(.*?(?=^## |\Z)", re.S | re.M)  # not the "HEADING: ..." sections
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text)
     else:
