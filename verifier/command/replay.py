@@ -57,42 +57,32 @@ def observe_results(path: str, tally: Tally, attribution: Attribution | None,
 
     try:
         with open_records(path, raw) as stream:
-            if tally.method == Method.SEQUENTIAL:
-                # the file is in completion order; the gate must see dispatch order (verifier/inputs/reorder.py)
-                from splitproof.verifier.inputs.reorder import dispatch_ordered  # the gate's feed only
+            if tally.method == Method.SEQUENTIAL or not bulk:
+                records = _each_record(stream, stats)
+                if tally.method == Method.SEQUENTIAL:
+                    # the file is in completion order; the gate must see dispatch order (verifier/inputs/reorder.py)
+                    from splitproof.verifier.inputs.reorder import dispatch_ordered  # the gate's feed only
 
-                for rec in dispatch_ordered(_each_record(stream, stats)):
+                    records = dispatch_ordered(records)
+                for rec in records:
                     if not one(rec):
                         stopped = True
                         break
             else:
-                for item in iter_blocks(stream, stats, values, counts_only=bulk):
+                for item in iter_blocks(stream, stats, values, counts_only=True):
                     if isinstance(item, Record):
-                        stats_ok = one(item)
-                    elif isinstance(item, Counted):
-                        stats.lines += len(item)
-                        stats.valid += len(item)
-                        catch_up()
+                        if not one(item):
+                            stopped = True
+                            break
+                        continue
+                    stats.lines += len(item)
+                    stats.valid += len(item)
+                    catch_up()
+                    if isinstance(item, Counted):
                         for key, count in item.counts.items():
                             tally.add_records(template(key), count, attribution)
-                        stats_ok = True
-                    elif bulk:
-                        stats.lines += len(item)
-                        stats.valid += len(item)
-                        catch_up()
-                        count_run(item, tally, attribution, timelines)
-                        stats_ok = True
                     else:
-                        stats_ok = True
-                        for rec in item.records():
-                            stats.lines += 1
-                            stats.valid += 1
-                            if not one(rec):
-                                stats_ok = False
-                                break
-                    if not stats_ok:
-                        stopped = True
-                        break
+                        count_run(item, tally, attribution, timelines)
         if not stopped:
             catch_up()
     except InputFileError as exc:  # missing, a directory, a FIFO without a writer

@@ -20,9 +20,10 @@ character (so no carriage return either: the exact reader's universal newlines s
 the line is far below MAX_LINE). On such a line the exact parser returns ``t``, ``latency_ms`` and ``source`` from
 their text and ``channel``, ``items``, ``version`` and ``status`` from the span between ``"t"`` and
 ``"latency_ms"`` (the *key*) alone. So a key is parsed once, by the exact parser itself, and every line carrying it
-counts as that record (:func:`template`); ``t`` and ``latency_ms`` are converted by Python's own float parser (the
-C scanner calls ``PyOS_string_to_double``, which ``float()`` uses). Decoding is the same too: UTF-8 with
-replacement, and a key starts and ends at ASCII characters, so decoding it alone gives what decoding its line gives.
+counts as that record (:func:`template`); ``t`` and ``latency_ms`` get the double ``float()`` gives their text (the
+regex scanner calls ``float()``; the C one rounds exactly as it does, see ``to_double`` in ``_scan.c``). Decoding
+is the same too: UTF-8 with replacement, and a key starts and ends at ASCII characters, so decoding it alone gives
+what decoding its line gives.
 
 The blocks come out in file order: a :class:`Run` lists its lines' key ids in order (and their times, latencies and
 sources when asked for), so an ordered consumer -- the sequential gate over a replayed file -- sees every record in
@@ -136,9 +137,6 @@ class Run:
 
     def __len__(self) -> int:
         return len(self.codes)
-
-    def key(self, i: int) -> bytes:
-        return self.keys[self.codes[i]]
 
     def line_keys(self) -> list[bytes]:
         """The key of every line, in order."""
