@@ -4,7 +4,7 @@ small run's start-up (bench/RESULTS.md, "Verifier start-up"). ``scipy.special`` 
 
 Each function returns bit for bit what the ``scipy.stats`` call named in its docstring returns, on the domain given
 there: ``scipy.stats`` evaluates these with the same ``scipy.special`` ufuncs (its wrappers only check the
-arguments, then scale by 1 and shift by 0). tests/test_exact.py compares them with ``scipy.stats`` at many points.
+arguments, then scale by 1 and shift by 0). tests/test_stats_dists.py compares them with ``scipy.stats`` at many points.
 The binomial quantiles and the noncentral chi-square tail are ``scipy.special``'s private Boost ufuncs that
 ``scipy.stats`` calls itself; with a scipy older than the one checked (or without them) they come from
 ``scipy.stats``, imported then.
