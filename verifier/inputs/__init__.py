@@ -3,6 +3,7 @@
 ``virtualservice``  the expected split read from Istio YAML or the live VirtualService
 ``httproute``       the expected split read from a Gateway API HTTPRoute (YAML or live) and its backend Services
 ``records``         the JSON-lines results format (one response per line), read and written
+``appendfile``      an append-only file that a SIGKILL cannot shorten (memory-mapped; write(2) for pipes)
 ``bulk``            a records file read in bulk: blocks vouched for by one regex pass, the rest by ``records``
 ``attribution``     item count (or header) -> version: the one attribution of verify-split and the Locust file
 ``classify``        one product page / gRPC reply -> a record and a failure message

@@ -27,9 +27,16 @@ Fields
                 request was routed, failed or not. Without ``by`` a failed response is unattributed whatever
                 its record says (a payload-attributed failure has no version to give).
 
-Writers append one line per record and flush, so a run killed mid-write keeps every complete line. A reader
-counts (and reports) malformed lines and a truncated last line; it never crashes on them and never drops them
-silently.
+Writers append one line per record and hand it to the OS at once, so a run killed mid-write keeps every complete
+line. A reader counts (and reports) malformed lines and a truncated last line; it never crashes on them and never
+drops them silently.
+
+End of data: a run of NUL bytes that reaches the end of the file is padding, not data -- RecordWriter writes a
+regular file through a memory map that it grows a window at a time (verifier.inputs.appendfile) and cuts back to
+the written length when it closes, so the file of a writer that was killed (SIGKILL, a crash) ends in the unused
+rest of its last window. Readers end the last line where that padding starts: the lines before it, complete or
+truncated, count as they would without it. NULs anywhere else (followed by anything but more NULs up to the end)
+are content: a line holding them is malformed. A writer appending to a padded file writes over the padding.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from splitproof.verifier.inputs.appendfile import AppendFile
 
 FORMAT_VERSION = 1
 CHANNELS = ("grpc", "http")
@@ -221,18 +230,33 @@ MAX_LINE = 1 << 16  # characters: a record is ~150; a longer "line" (a binary fi
 
 def _lines(stream: IO[str]) -> Iterator[str]:
     """The lines of ``stream``, each cut at MAX_LINE + 1 characters (the rest of an overlong line is skipped), so
-    memory stays bounded whatever the input."""
+    memory stays bounded whatever the input. The NUL padding at the end of a killed writer's file (the run of NULs
+    that reaches the end of the stream) is not data: the last line ends where the padding starts."""
     readline = stream.readline
     while True:
         raw = readline(MAX_LINE + 1)
         if not raw:
             return
-        if len(raw) > MAX_LINE and not raw.endswith("\n"):
-            rest = raw
-            while rest and not rest.endswith("\n"):
-                rest = readline(MAX_LINE + 1)
-            raw = raw[:MAX_LINE + 1] + ("\n" if rest else "")
-        yield raw
+        if raw.endswith(("\n", "\r")):  # (newline="" streams end lines with either)
+            yield raw
+            continue
+        if len(raw) <= MAX_LINE:  # readline stopped short of a line end: the end of the stream
+            raw = raw.rstrip("\0")
+            if raw:
+                yield raw
+            return
+        length = len(raw.rstrip("\0"))  # of the line without NULs that may yet prove to be the padding
+        seen, rest = len(raw), raw
+        while rest and not rest.endswith("\n"):
+            rest = readline(MAX_LINE + 1)
+            kept = len(rest.rstrip("\0"))
+            length = seen + kept if kept else length
+            seen += len(rest)
+        if not rest and length <= MAX_LINE:  # the line's overlong part was all padding
+            if length:
+                yield raw[:length]
+            return
+        yield raw[:MAX_LINE + 1] + ("\n" if rest else "")
 
 
 def iter_records(stream: IO[str], stats: ReadStats, lineno: int = 0) -> Generator[Record, None, int]:
@@ -283,16 +307,16 @@ def read_records(path: str | Path, stats: ReadStats, what: str = "--results") ->
 
 
 class RecordWriter:
-    """Append records to a JSON-lines file, each line handed to the OS before :meth:`write` returns (a killed run
-    keeps every complete line).
+    """Append records to a JSON-lines file, each line with the OS before :meth:`write` returns (a killed run keeps
+    every complete line).
 
-    The file is unbuffered (``os.write`` underneath): one ``write`` system call per line, and nothing sits in a
-    Python buffer when the process is SIGKILLed -- the same guarantee as a flush after every line, for a third of
-    the cost of a text file's encode-buffer-flush (the Locust file writes one record per response)."""
+    A regular file is written through a shared memory map (verifier.inputs.appendfile): a line is a copy into the
+    page cache, no system call per line -- which is why a killed writer's file ends in NUL padding (see the
+    format notes above). A FIFO, a pipe or ``/dev/stdout`` gets one unbuffered ``write(2)`` per line instead."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._fh: IO[bytes] | None = open(self.path, "ab", buffering=0)  # noqa: SIM115
+        self._file: AppendFile | None = AppendFile(self.path)
         self.count = 0
 
     def write(self, record: Record) -> None:
@@ -305,20 +329,15 @@ class RecordWriter:
             self._write(chunk.encode("utf-8"), chunk.count("\n"))
 
     def _write(self, data: bytes, lines: int) -> None:
-        if self._fh is None:
+        if self._file is None:
             raise ValueError("writer is closed")
-        view = memoryview(data)
-        while view:  # a raw write may be partial (a signal, a full pipe): the rest follows at once
-            written = self._fh.write(view)
-            if not written:
-                raise OSError(f"cannot append to {self.path}: nothing written")
-            view = view[written:]
+        self._file.append(data)
         self.count += lines
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def __enter__(self) -> RecordWriter:
         return self
