@@ -22,16 +22,34 @@ FRAGMENTS = (
     '<div id="a" class="col-md-3">', "col-md-3", '<div class="col-md-4">',
     '<a href="/product/OLJCESPC7Z">', "<h2>You May Also Like</h2>", "text ", "\n",
 )
+UNICODE_FRAGMENTS = (
+    # non-ASCII letters that re.IGNORECASE matches to ASCII ones (long s, dotless i, dotted I, Kelvin sign)
+    '<\u017fection class="recommendations">', "</\u017fection>", "</secti\u0131on>", "<d\u0130v class='col-md-3'>",
+    '<section class="recommendations">\u212a', "caf\u00e9 ",
+)
 
 
 def test_fast_path_agrees_with_the_reference_on_random_markup() -> None:
     rng = random.Random(2026)
     fast_taken = 0
     for _ in range(20_000):
-        page = "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(0, 14)))
-        assert count_recommendations(page) == count_recommendations_general(page), page
+        parts = [rng.choice(FRAGMENTS) for _ in range(rng.randint(0, 14))]
+        if rng.random() < 0.3:
+            parts.insert(rng.randint(0, len(parts)), rng.choice(UNICODE_FRAGMENTS))
+        page = "".join(parts)
+        want = count_recommendations_general(page)
+        assert count_recommendations(page) == want, page
+        if page.isascii():  # the Locust file passes an ASCII page's bytes undecoded
+            assert count_recommendations(page.encode("ascii")) == want, page
         fast_taken += _count_upstream_markup(page) is not None
     assert fast_taken > 100  # the fast path really answered (seeded: 289 of 20,000), not only the reference
+
+
+def test_a_non_ascii_letter_that_ignorecase_matches_never_fools_the_fast_path() -> None:
+    earlier = '<\u017fection class="recommendations"><div class="col-md-3"></section>'  # the regex's first section
+    page = earlier + upstream_page(4)
+    assert count_recommendations(page) == count_recommendations_general(page) == 1
+    assert count_recommendations(upstream_page(4).encode("ascii")) == 4
 
 
 def upstream_page(n_items: int, with_ad: bool = True) -> str:

@@ -22,38 +22,47 @@ _SECTION_CLOSE = re.compile(r"</section\s*>", re.I)
 _ITEM = re.compile(r"<div\b[^>]*\bclass\s*=\s*[\"'][^\"']*\bcol-md-3\b[^\"']*[\"']", re.I)
 
 
-_OPEN_EXACT = SECTION_OPEN
-_CLOSE_EXACT = SECTION_CLOSE
-_ITEM_EXACT = ITEM_OPEN
+# The exact upstream markers, and what any other spelling of them contains (lowered), as str and as bytes.
+_MARKERS = (SECTION_OPEN, SECTION_CLOSE, ITEM_OPEN, "<section", "</section", "col-md-3")
+_MARKERS_BYTES = tuple(m.encode("ascii") for m in _MARKERS)
 
 
-def count_recommendations(html: str) -> int | None:
+def count_recommendations(html: str | bytes) -> int | None:
     """Items inside the page's recommendations section, or None when the section is missing.
 
     Counts only inside ``<section class="recommendations">`` -- the page also has an ad linking to a product.
     Pages in the upstream markup take a fast path of plain substring searches (the Locust file calls this for
-    every product page); any variation -- other attribute order, case, class lists -- takes the general regex path.
-    Both give the same answer: the fast path is used only when it provably matches what the regexes would find.
+    every product page); any variation -- other attribute order, case, class lists, any non-ASCII character --
+    takes the general regex path. Both give the same answer: the fast path is used only when it provably matches
+    what the regexes would find. ``html`` may be the page's bytes when they are ASCII (the Locust file then skips
+    decoding it: ASCII decodes the same in every encoding a page may declare); other bytes raise ValueError.
     """
     fast = _count_upstream_markup(html)
-    return fast if fast is not None else count_recommendations_general(html)
+    if fast is not None:
+        return fast
+    return count_recommendations_general(html.decode("ascii") if isinstance(html, bytes) else html)
 
 
-def _count_upstream_markup(html: str) -> int | None:
-    i = html.find(_OPEN_EXACT)
-    if i < 0 or "<section" in html[:i].lower():  # the regex could match an earlier, differently written section
+def _count_upstream_markup(html: str | bytes) -> int | None:
+    # ASCII only (O(1) for a str): under re.IGNORECASE a few non-ASCII letters match ASCII ones ("\u017f" is "s",
+    # "\u0131" is "i", the Kelvin sign is "k"), which lower() below would not see.
+    if not html.isascii():
         return None
-    start = i + len(_OPEN_EXACT)
-    j = html.find(_CLOSE_EXACT, start)
+    opening, closing, item, section, end_tag, marker = _MARKERS_BYTES if isinstance(html, bytes) else _MARKERS
+    i = html.find(opening)
+    if i < 0 or section in html[:i].lower():  # an earlier, differently written section
+        return None
+    start = i + len(opening)
+    j = html.find(closing, start)
     if j < 0:
         return None
     segment = html[start:j]
     lowered = segment.lower()
-    if "</section" in lowered:  # an earlier closing tag in another spelling
+    if end_tag in lowered:  # an earlier closing tag in another spelling
         return None
-    n = segment.count(_ITEM_EXACT)
+    n = segment.count(item)
     # every "col-md-3" inside is an exact item marker, so the item regex counts exactly these
-    return n if lowered.count("col-md-3") == n else None
+    return n if lowered.count(marker) == n else None
 
 
 def count_recommendations_general(html: str) -> int | None:
