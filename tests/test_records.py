@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import random
 
 import pytest
 
+from splitproof.verifier.inputs import records
 from splitproof.verifier.inputs.records import (
     ReadStats,
     Record,
@@ -137,6 +139,24 @@ def test_to_json_is_byte_identical_to_the_json_dumps_reference() -> None:
         assert rec.to_json() == rec.to_json_reference()
     odd = Record(float("nan"), "grpc", 5, "production", "ok", float("inf"))
     assert odd.to_json() == odd.to_json_reference()  # non-finite: the reference path (and readers reject it)
+
+
+@pytest.mark.parametrize("places", [6, 3])
+def test_the_fast_number_text_is_the_repr_of_the_rounded_number(places: int) -> None:
+    """to_json writes t and latency_ms by one fixed-point conversion where that provably equals
+    repr(round(x, places)) -- checked at every magnitude, at the guard's bounds and at rounding ties."""
+    below = records._T_BELOW if places == 6 else records._LATENCY_BELOW
+    rng = random.Random(places)
+    xs = [0.0, -0.0, 1e-4, math.nextafter(1e-4, 0), below, math.nextafter(below, 0), 1e16, 5e-5, 0.5e-6, 2.5e-3,
+          1764000000.0, 1764000000.0000005, 0.1 + 0.2, 1.0005, 2.675, 1e-3, 999.9995, 123456789.123456789]
+    for _ in range(60_000):
+        x = rng.uniform(1, 10) * 10.0 ** rng.randint(-9, 18)
+        xs.append(-x if rng.random() < 0.1 else x)
+        xs.append(round(x, rng.randint(0, places + 2)) + rng.choice([0.0, 5 * 10.0 ** -(places + 1)]))
+        xs.append(math.nextafter(x, rng.choice([0.0, math.inf])))
+    for x in xs:
+        assert records._decimal(x, places, below) == repr(round(x, places)), x
+    assert records._decimal(math.inf, places, below) is None and records._decimal(math.nan, places, below) is None
 
 
 # ------------------------------------------------------------------ the memory-mapped writer and its NUL padding

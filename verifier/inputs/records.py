@@ -79,15 +79,16 @@ class Record:
     def to_json(self) -> str:
         """The canonical line (no newline). Byte-identical to :meth:`to_json_reference`, built without json.dumps
         for the common case because the Locust file serialises one record per response."""
-        t, latency = round(self.t, 6), round(self.latency_ms, 3)
-        if not (math.isfinite(t) and math.isfinite(latency)):
+        t, latency = _decimal(self.t, 6, _T_BELOW), _decimal(self.latency_ms, 3, _LATENCY_BELOW)
+        if t is None or latency is None:
             return self.to_json_reference()
-        items = "null" if self.items is None else str(int(self.items))
-        line = (f'{{"v":{FORMAT_VERSION},"t":{t!r},"channel":{_js(self.channel)},"items":{items},'
-                f'"version":{"null" if self.version is None else _js(self.version)},"status":{_js(self.status)},'
-                f'"latency_ms":{latency!r}')
-        line += "" if self.source is None else f',"source":{_js(self.source)}'
-        return line + ("}" if self.by is None else f',"by":{_js(self.by)}}}')
+        key = (self.channel, self.items, self.version, self.status, self.source, self.by)
+        parts = _PARTS.get(key)
+        if parts is None:
+            parts = _parts(*key)
+            if len(_PARTS) < 1024:
+                _PARTS[key] = parts
+        return f'{{"v":{FORMAT_VERSION},"t":{t},{parts[0]}"latency_ms":{latency}{parts[1]}'
 
     def to_json_reference(self) -> str:
         obj: dict[str, Any] = {
@@ -104,6 +105,37 @@ class Record:
         if self.by is not None:
             obj["by"] = self.by
         return json.dumps(obj, separators=(",", ":"))
+
+
+# Below these magnitudes a double's spacing is under 10**-places, so at most one number with that many decimals
+# rounds to it: the shortest repr of round(x, places) is then the correctly rounded fixed-point string of x
+# without its trailing zeros (2**33 s is the year 2242; 2**43 ms is 278 years).
+_T_BELOW = float(2 ** 33)
+_LATENCY_BELOW = float(2 ** 43)
+
+
+def _decimal(x: float, places: int, below: float) -> str | None:
+    """``repr(round(x, places))`` -- json.dumps's text for it -- with one float-to-decimal conversion instead of
+    two (the Locust file formats two numbers per response); None when ``x`` is not finite."""
+    if 1e-4 <= abs(x) < below:  # repr writes 1e-05 and 1e+16 with an exponent: those take the reference
+        text = f"{x:.{places}f}".rstrip("0")
+        return text + "0" if text[-1] == "." else text
+    y = round(x, places)
+    return repr(y) if math.isfinite(y) else None
+
+
+def _parts(channel: str, items: int | None, version: str | None, status: str, source: str | None,
+           by: str | None) -> tuple[str, str]:
+    """A canonical line's text between ``t`` and ``latency_ms``, and after ``latency_ms``."""
+    count = "null" if items is None else str(int(items))
+    middle = (f'"channel":{_js(channel)},"items":{count},"version":{"null" if version is None else _js(version)},'
+              f'"status":{_js(status)},')
+    tail = ("" if source is None else f',"source":{_js(source)}') + ("}" if by is None else f',"by":{_js(by)}}}')
+    return middle, tail
+
+
+# The parts of the lines of a run: a handful of distinct (channel, items, version, status, source, by) per run.
+_PARTS: dict[tuple[str, int | None, str | None, str, str | None, str | None], tuple[str, str]] = {}
 
 
 _PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII except " and \ : JSON-encodes as itself
