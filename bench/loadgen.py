@@ -1,6 +1,6 @@
 """Load generation overhead: the attributing Locust users against bare clients, same machine, same run.
 
-    python -m bench.loadgen [--seconds 8] [--users 10] [--rounds 2]
+    python -m bench.loadgen [--seconds 8] [--users 10] [--rounds 2] [--only page-bare,page-shopper,...]
 
 HTTP: ShopperUser (only its browseProduct task, so it fetches exactly what the baseline fetches: product pages --
 counted, attributed, recorded, fed to the live gate) against a bare FastHttpUser that GETs the same product pages
@@ -227,7 +227,7 @@ def envoy_page_server(page: bytes, workdir: Path) -> tuple[proc.Child, str]:
     return child, f"http://127.0.0.1:{port}"
 
 
-def measure(seconds: float, users: int, rounds: int) -> dict[str, list[Sample]]:
+def measure(seconds: float, users: int, rounds: int, only: set[str] | None = None) -> dict[str, list[Sample]]:
     import urllib.request
 
     from splitproof.setup.boutique.launcher import spawn
@@ -268,6 +268,7 @@ def measure(seconds: float, users: int, rounds: int) -> dict[str, list[Sample]]:
                     "ListRecommendations", ["RecommendationUser", "--grpc-target", production.addr,
                                             "--split-results", str(results), "--expected", "0"])),
             ]
+            configs = [(name, run) for name, run in configs if only is None or name in only]
             for r in range(rounds):
                 for name, run in configs:
                     sample = run()
@@ -292,16 +293,15 @@ def summarize(samples: dict[str, list[Sample]]) -> dict[str, dict[str, float]]:
 
 
 def report(summary: dict[str, dict[str, float]], seconds: float, users: int, rounds: int) -> str:
-    def row(label: str, base: str, base_label: str, cand: str, cand_label: str) -> str:
+    def row(label: str, base: str, base_label: str, cand: str, cand_label: str) -> str | None:
+        if base not in summary or cand not in summary:  # --only left one of them out
+            return None
         b, c = summary[base], summary[cand]
         return (f"| {label} | {base_label} {b['rps']:.0f}/s, {b['cpu_us']:.0f} us CPU/req "
                 f"| {cand_label} {c['rps']:.0f}/s, {c['cpu_us']:.0f} us CPU/req "
                 f"| **{c['rps'] / b['rps']:.2f}** | {b['cpu_us'] / c['cpu_us']:.2f} |")
 
-    lines = [
-        f"| {time.strftime('%Y-%m-%d')}: {users} users, {seconds:g} s runs, median of {rounds} "
-        "| baseline | splitproof | req/s ratio | req per CPU-second ratio |",
-        "| --- | --- | --- | --- | --- |",
+    rows = [
         row("product page, real local frontend", "frontend-bare", "bare FastHttpUser", "frontend-shopper",
             "ShopperUser"),
         row("product page, instant server (Envoy direct_response)", "page-bare", "bare FastHttpUser",
@@ -310,6 +310,12 @@ def report(summary: dict[str, dict[str, float]], seconds: float, users: int, rou
             "grpc-recommendation-user", "RecommendationUser"),
         row("ListRecommendations, recording overhead only", "grpc-bare-locust", "bare Locust gRPC user",
             "grpc-recommendation-user", "RecommendationUser"),
+    ]
+    lines = [
+        f"| {time.strftime('%Y-%m-%d')}: {users} users, {seconds:g} s runs, median of {rounds} "
+        "| baseline | splitproof | req/s ratio | req per CPU-second ratio |",
+        "| --- | --- | --- | --- | --- |",
+        *(r for r in rows if r is not None),
     ]
     failed = sum(int(v["failures"]) for v in summary.values())
     lines.append("")
@@ -323,12 +329,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each run (default 8)")
     parser.add_argument("--users", type=int, default=10, help="Locust users per run (default 10)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
+    parser.add_argument("--only", metavar="NAME,...", default=None,
+                        help="run only these configurations (page-bare, page-shopper, frontend-bare, frontend-shopper, "
+                             "grpc-loop, grpc-bare-locust, grpc-recommendation-user)")
     parser.add_argument("--bare-grpc-loop", metavar="TARGET", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_grpc_loop:
         bare_grpc_loop(args.bare_grpc_loop, args.seconds)
         return 0
-    summary = summarize(measure(args.seconds, args.users, args.rounds))
+    only = {name.strip() for name in args.only.split(",")} if args.only else None
+    summary = summarize(measure(args.seconds, args.users, args.rounds, only))
     print()
     print(report(summary, args.seconds, args.users, args.rounds))
     return 0

@@ -63,6 +63,16 @@ CHECKOUT_FORM = {
 }
 
 
+def _page(resp: object) -> str | bytes | None:
+    """The page to count: its bytes when they are ASCII without NUL -- what every ASCII-compatible charset decodes
+    to the same text (UTF-16 and UTF-32 text always holds NUL bytes), so decoding them (and finding the charset in
+    the headers first) would change nothing -- else the text Locust decodes by the page's charset."""
+    body = resp.content  # type: ignore[attr-defined]
+    if body is not None and body.isascii() and b"\0" not in body:
+        return body
+    return resp.text  # type: ignore[attr-defined]
+
+
 class ShopperUser(FastHttpUser):
     """A shopper on the storefront (``--host`` = the ingress). Task weights: ``--shopper-tasks``."""
 
@@ -80,7 +90,7 @@ class ShopperUser(FastHttpUser):
 
     def product_page(self, product_id: str) -> None:
         """GET one product page, attribute it, report it to Locust and record it."""
-        session = plugin.session(self.environment)
+        session = plugin.user_session(self)
         seq = session.recorder.dispatch()  # numbered as sent: the live gate consumes dispatch order
         sent = False
         try:
@@ -88,14 +98,14 @@ class ShopperUser(FastHttpUser):
             with self.client.get(f"/product/{product_id}", name=PRODUCT_PAGE_NAME, catch_response=True) as resp:
                 status = resp.status_code
                 headers = dict(resp.headers or {}) if session.attribution.header is not None else None
-                outcome = product_page_outcome(status, resp.text if status and status < 400 else None,
+                outcome = product_page_outcome(status, _page(resp) if status and status < 400 else None,
                                                session.attribution, headers)
                 if outcome.failure is not None and status and status < 400:
                     resp.failure(outcome.failure)
                 latency_ms = float(resp.request_meta["response_time"])
             # t = dispatch + response time, so t - latency_ms is the dispatch time (replays order by it)
             session.recorder.add(outcome.record(start_time + latency_ms / 1000.0, latency_ms,
-                                                source=type(self).__name__), seq)
+                                                type(self).__name__), seq)
             sent = True
         finally:
             if not sent:  # the user was stopped mid-request (or a bug): free its slot
@@ -137,7 +147,7 @@ class RecommendationUser(User):
     wait_time = plugin.think_time
 
     def on_start(self) -> None:
-        target = plugin.session(self.environment).config.grpc_target
+        target = plugin.user_session(self).config.grpc_target
         if not target:
             plugin.report_missing_grpc_target(self.environment)
             raise StopUser()
@@ -146,7 +156,7 @@ class RecommendationUser(User):
 
     @task
     def list_recommendations(self) -> None:
-        session = plugin.session(self.environment)
+        session = plugin.user_session(self)
         request = demo_pb2.ListRecommendationsRequest(user_id=self.user_id, product_ids=[random.choice(PRODUCT_IDS)])
         seq = session.recorder.dispatch()  # numbered as sent: the live gate consumes dispatch order
         try:

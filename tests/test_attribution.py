@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import random
+import shutil
+import sysconfig
+from pathlib import Path
 
 import pytest
 
+from splitproof.verifier.inputs import attribution
 from splitproof.verifier.inputs.attribution import (
     Attribution,
     _count_upstream_markup,
@@ -22,16 +26,74 @@ FRAGMENTS = (
     '<div id="a" class="col-md-3">', "col-md-3", '<div class="col-md-4">',
     '<a href="/product/OLJCESPC7Z">', "<h2>You May Also Like</h2>", "text ", "\n",
 )
+UNICODE_FRAGMENTS = (
+    # non-ASCII letters that re.IGNORECASE matches to ASCII ones (long s, dotless i, dotted I, Kelvin sign)
+    '<\u017fection class="recommendations">', "</\u017fection>", "</secti\u0131on>", "<d\u0130v class='col-md-3'>",
+    '<section class="recommendations">\u212a', "caf\u00e9 ",
+)
 
 
 def test_fast_path_agrees_with_the_reference_on_random_markup() -> None:
     rng = random.Random(2026)
     fast_taken = 0
     for _ in range(20_000):
-        page = "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(0, 14)))
-        assert count_recommendations(page) == count_recommendations_general(page), page
+        parts = [rng.choice(FRAGMENTS) for _ in range(rng.randint(0, 14))]
+        if rng.random() < 0.3:
+            parts.insert(rng.randint(0, len(parts)), rng.choice(UNICODE_FRAGMENTS))
+        page = "".join(parts)
+        want = count_recommendations_general(page)
+        assert count_recommendations(page) == want, page
+        if page.isascii():  # the Locust file passes an ASCII page's bytes undecoded
+            assert count_recommendations(page.encode("ascii")) == want, page
         fast_taken += _count_upstream_markup(page) is not None
     assert fast_taken > 100  # the fast path really answered (seeded: 289 of 20,000), not only the reference
+
+
+def test_the_c_page_counter_is_built() -> None:
+    """Built at install wherever a compiler is (as the records scanner: tests/test_bulk_records.py)."""
+    if attribution._COUNT_C is None:
+        headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+        if (shutil.which("cc") or shutil.which("gcc")) and headers:
+            pytest.fail("a C compiler and Python.h are here but splitproof.verifier.inputs._markup was not built: "
+                        "reinstall (make venv) and read pip's build output")
+        pytest.skip("no C compiler or Python headers: pages are counted in Python (the same answers, slower)")
+    assert attribution._count_upstream_markup(upstream_page(4).encode()) == 4
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_c_page_counter_answers_what_the_python_one_answers(seed: int) -> None:
+    """Byte for byte on random markup with every case variant of the markers, cut markers, non-ASCII bytes."""
+    if attribution._COUNT_C is None:
+        pytest.skip("the C page counter is not built")
+    rng = random.Random(seed)
+    pieces = [f.encode("utf-8") for f in FRAGMENTS + UNICODE_FRAGMENTS] + [
+        b"<section", b"</section", b"col-md-", b"COL-MD-3", b"<div class=\"col-md-3\"", b"\x80", b"\xff", b"<", b"c"]
+    agreed = 0
+    for _ in range(20_000):
+        def some(k: int) -> bytes:
+            return b"".join(rng.choice(pieces) for _ in range(rng.randint(0, k)))
+
+        if rng.random() < 0.5:
+            page = some(16)
+        else:  # around an upstream section, so the counting branch is compared too
+            page = (some(2) + b'<section class="recommendations">' + some(6).replace(b"<section", b"<sectio")
+                    + b'<div class="col-md-3">' * rng.randint(0, 5) + some(2) + b"</section>" + some(3))
+        if rng.random() < 0.2 and page:
+            i = rng.randrange(len(page))
+            page = page[:i] + bytes([rng.randrange(256)]) + page[i + 1:]
+        if rng.random() < 0.2:
+            page = page[:rng.randint(0, len(page))]  # cut anywhere, inside a marker too
+        want = attribution._count_upstream_python(page)
+        assert attribution._COUNT_C(page) == want, page
+        agreed += want is not None
+    assert agreed > 100  # the counting branch was really compared, not only the early Nones
+
+
+def test_a_non_ascii_letter_that_ignorecase_matches_never_fools_the_fast_path() -> None:
+    earlier = '<\u017fection class="recommendations"><div class="col-md-3"></section>'  # the regex's first section
+    page = earlier + upstream_page(4)
+    assert count_recommendations(page) == count_recommendations_general(page) == 1
+    assert count_recommendations(upstream_page(4).encode("ascii")) == 4
 
 
 def upstream_page(n_items: int, with_ad: bool = True) -> str:

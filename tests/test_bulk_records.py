@@ -403,3 +403,19 @@ def test_the_c_scanner_converts_numbers_as_float_does() -> None:
     want = [float(t) for t in texts]
     assert ts == want and lats == want
     assert [x.hex() for x in ts] == [x.hex() for x in want]
+
+
+@pytest.mark.parametrize("block", [64, 997, 1 << 20])
+@pytest.mark.parametrize("pad", [1, 5000, (1 << 20) + 3])
+def test_a_killed_writers_nul_padding_ends_the_data_in_bulk_too(block: int, pad: int,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """bulk.py leaves the tail after the last newline to the exact reader, which ends the data at the padding."""
+    monkeypatch.setattr(bulk, "BLOCK", block)
+    rng = random.Random(pad + block)
+    body = "".join(canonical(rng) + "\n" for _ in range(50)).encode()
+    for tail in (b"", canonical(rng).encode()[:20]):
+        data = body + tail + b"\0" * pad
+        want, want_stats = exact(data)
+        got, got_stats, _ = bulk_read(data, values=True)
+        assert len(want) == 50 and want_stats.malformed == 0 and want_stats.truncated == (1 if tail else 0)
+        assert got == want and got_stats == want_stats

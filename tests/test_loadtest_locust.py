@@ -340,6 +340,9 @@ def test_sigkill_mid_run_leaves_a_readable_file(tmp_path: Path, canary: Spawned)
     got, stats = records(out)
     assert len(got) >= 500 and stats.malformed == 0 and stats.truncated <= 1
     assert all(r.version == "canary" and r.ok for r in got)
+    # the writer's memory-mapped window was never cut back: the reader ended the data at its NUL padding
+    data = out.read_bytes()
+    assert data.endswith(b"\0") and len(got) - 1 <= data.rstrip(b"\0").count(b"\n") <= len(got)
 
 
 def test_distributed_master_and_two_workers_lose_nothing(tmp_path: Path, frontend: Spawned, canary: Spawned) -> None:

@@ -376,4 +376,21 @@ def test_a_written_record_survives_sigkill_at_once(tmp_path: Path) -> None:
     stats = ReadStats()
     got = list(read_records(out, stats))
     assert len(got) == 1003 and stats.malformed == stats.truncated == 0
-    assert out.read_bytes().endswith(b"}\n")
+    data = out.read_bytes()
+    assert data.rstrip(b"\0").endswith(b"}\n")
+    assert data.endswith(b"\0")  # the memory-mapped window's padding: the reader ends the data there
+
+
+def test_a_pipe_is_written_with_write_calls() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from splitproof.verifier.inputs.records import Record, RecordWriter\n"
+            "w = RecordWriter('/dev/stdout')\n"
+            "assert not w._file.mapped\n"
+            "w.write(Record(1.5, 'grpc', 5, 'production', 'ok', 2.25))\n"
+            "w.close()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, cwd="/")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (Record(1.5, "grpc", 5, "production", "ok", 2.25).to_json() + "\n").encode()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import random
 
 import pytest
 
+from splitproof.verifier.inputs import records
 from splitproof.verifier.inputs.records import (
     ReadStats,
     Record,
@@ -137,3 +139,103 @@ def test_to_json_is_byte_identical_to_the_json_dumps_reference() -> None:
         assert rec.to_json() == rec.to_json_reference()
     odd = Record(float("nan"), "grpc", 5, "production", "ok", float("inf"))
     assert odd.to_json() == odd.to_json_reference()  # non-finite: the reference path (and readers reject it)
+
+
+@pytest.mark.parametrize("places", [6, 3])
+def test_the_fast_number_text_is_the_repr_of_the_rounded_number(places: int) -> None:
+    """to_json writes t and latency_ms by one fixed-point conversion where that provably equals
+    repr(round(x, places)) -- checked at every magnitude, at the guard's bounds and at rounding ties."""
+    below = records._T_BELOW if places == 6 else records._LATENCY_BELOW
+    rng = random.Random(places)
+    xs = [0.0, -0.0, 1e-4, math.nextafter(1e-4, 0), below, math.nextafter(below, 0), 1e16, 5e-5, 0.5e-6, 2.5e-3,
+          1764000000.0, 1764000000.0000005, 0.1 + 0.2, 1.0005, 2.675, 1e-3, 999.9995, 123456789.123456789]
+    for _ in range(60_000):
+        x = rng.uniform(1, 10) * 10.0 ** rng.randint(-9, 18)
+        xs.append(-x if rng.random() < 0.1 else x)
+        xs.append(round(x, rng.randint(0, places + 2)) + rng.choice([0.0, 5 * 10.0 ** -(places + 1)]))
+        xs.append(math.nextafter(x, rng.choice([0.0, math.inf])))
+    for x in xs:
+        assert records._decimal(x, places, below) == repr(round(x, places)), x
+    assert records._decimal(math.inf, places, below) is None and records._decimal(math.nan, places, below) is None
+
+
+# ------------------------------------------------------------------ the memory-mapped writer and its NUL padding
+
+
+def _line(i: int) -> str:
+    return Record(1.5 + i, "grpc", 5, "production", "ok", 2.25, "RecommendationUser").to_json()
+
+
+def _read(data: bytes) -> tuple[list[Record], ReadStats]:
+    stats = ReadStats()
+    fh = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace", newline="")
+    return list(iter_records(fh, stats)), stats
+
+
+@pytest.mark.parametrize("pad", [1, 4096, 70_000, 300_000])
+def test_nul_padding_at_the_end_is_the_end_of_the_data(pad: int) -> None:
+    body = "".join(f"{_line(i)}\n" for i in range(3)).encode()
+    got, stats = _read(body + b"\0" * pad)
+    assert len(got) == 3 and (stats.lines, stats.malformed, stats.truncated) == (3, 0, 0)
+    cut = _line(3).encode()[:25]  # killed mid-copy: a torn last line, then the padding
+    got, stats = _read(body + cut + b"\0" * pad)
+    assert len(got) == 3 and (stats.malformed, stats.truncated) == (0, 1)
+    whole = _line(3).encode()  # killed between the record and its newline: the record counts, as without padding
+    assert len(_read(body + whole + b"\0" * pad)[0]) == 4
+
+
+@pytest.mark.parametrize("pad", [1, 70_000])
+def test_nuls_that_do_not_reach_the_end_are_content(pad: int) -> None:
+    body = f"{_line(0)}\n".encode()
+    got, stats = _read(body + b"\0" * pad + b"\n" + body)  # NULs, then more data: a malformed line
+    assert len(got) == 2 and stats.malformed == 1 and stats.truncated == 0
+    got, stats = _read(body + b"\0" * pad + b"x")  # NULs inside the last line
+    assert len(got) == 1 and stats.malformed + stats.truncated == 1
+    assert _read(body + b"x" * 70_000 + b"\0" * pad)[1].malformed == 1  # an overlong line stays overlong
+
+
+def test_writer_crosses_windows_and_leaves_no_padding_on_close(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from splitproof.verifier.inputs import appendfile
+
+    monkeypatch.setattr(appendfile, "WINDOW", 8192)
+    path = tmp_path / "out.jsonl"
+    lines = [_line(i) for i in range(400)]
+    with RecordWriter(path) as writer:
+        assert writer._file is not None and writer._file.mapped
+        for i in range(100):
+            writer.write(parse_record(lines[i]))
+        writer.write_lines(lines[100:300])  # one batch larger than a window
+        assert path.stat().st_size > path.read_bytes().rstrip(b"\0").__len__()  # padded while open
+        for i in range(300, 400):
+            writer.write(parse_record(lines[i]))
+    assert path.read_text() == "".join(f"{line}\n" for line in lines)  # exact: no padding after close
+
+
+def test_appending_to_a_killed_writers_file_writes_over_its_padding(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(f"{_line(0)}\n".encode() + _line(1).encode()[:30] + b"\0" * 5000)  # torn line + padding
+    with RecordWriter(path) as writer:
+        writer.write(parse_record(_line(2)))
+    data = path.read_bytes()
+    assert b"\0" not in data
+    got, stats = _read(data)
+    assert len(got) == 2 and stats.malformed == 1  # the torn line is ended, not joined to the next record
+
+
+def test_a_fifo_is_written_with_write_calls(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with RecordWriter(fifo) as writer:
+        assert writer._file is not None and not writer._file.mapped
+        for i in range(50):
+            writer.write(parse_record(_line(i)))
+        writer.write_lines([_line(50)])
+    reader.join(timeout=30)
+    assert got == ["".join(f"{_line(i)}\n" for i in range(51)).encode()]
+

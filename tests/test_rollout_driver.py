@@ -376,6 +376,40 @@ def test_the_locust_tail_reads_complete_lines_and_only_requests_started_after_th
     assert [(r.t, r.version) for r in tail.read()] == [(202.0, "canary")]  # the torn line, once complete
 
 
+def test_the_locust_tail_follows_a_memory_mapped_writer(tmp_path: Path) -> None:
+    """Locust's RecordWriter maps its file a window at a time: the unwritten rest reads as NULs, which the tail
+    takes as the end of what is written so far (never skips past it)."""
+    import os
+
+    from splitproof.setup.rollout.locustsource import RecordTail
+    from splitproof.verifier.inputs.records import Record, RecordWriter
+
+    path = tmp_path / "records.jsonl"
+    writer = RecordWriter(path)
+    try:
+        writer.write(Record(100.0, "grpc", 5, "production", "ok", 1.0))
+        tail = RecordTail(path)
+        tail.skip_to_end()
+        assert path.stat().st_size > tail.offset > 0  # the data's end, not the padded size
+        assert list(tail.read()) == []
+        writer.write(Record(200.0, "grpc", 2, "canary", "ok", 1.0))
+        assert [r.t for r in tail.read()] == [200.0]
+        # a copy still in progress in the writer, visible out of order: a later line before an earlier one
+        end = tail.offset
+        first = Record(201.0, "grpc", 2, "canary", "ok", 1.0).to_json().encode() + b"\n"
+        second = Record(202.0, "grpc", 5, "production", "ok", 1.0).to_json().encode() + b"\n"
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, second, end + len(first))
+            assert list(tail.read()) == []  # stops at the gap
+            os.pwrite(fd, first, end)
+        finally:
+            os.close(fd)
+        assert [r.t for r in tail.read()] == [201.0, 202.0]
+    finally:
+        writer.close()
+
+
 def test_a_failed_grpc_call_keeps_the_version_its_header_names() -> None:
     """Health needs a failed call's version: Envoy's headers.response.set reaches the client in the initial
     metadata, or in the trailing metadata of a trailers-only error (verifier/inputs/classify.py)."""

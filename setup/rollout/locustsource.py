@@ -25,6 +25,7 @@ from splitproof.setup.rollout.plan import CANARY, RolloutPlan, Step
 from splitproof.setup.rollout.sources import CHECK_SAMPLES, Series
 from splitproof.verifier.errors import InputError, Unreachable
 from splitproof.verifier.expected import Expected
+from splitproof.verifier.inputs.appendfile import data_end
 from splitproof.verifier.inputs.records import Record, RecordError, parse_record
 from splitproof.verifier.inputs.reorder import dispatch_ordered
 from splitproof.verifier.tally import Tally
@@ -48,16 +49,15 @@ def locust_argv(host: str, grpc_target: str | None, results: Path, users: int, l
 
 
 class RecordTail:
-    """The complete lines appended to a growing records file since the last read."""
+    """The complete lines appended to a growing records file since the last read. The file is as long as the
+    writer's memory-mapped window (verifier.inputs.appendfile): what is not written yet reads as NUL bytes, so a
+    read ends at the first NUL and the next one starts there."""
 
     def __init__(self, path: Path) -> None:
         self.path, self.offset, self.partial = path, 0, b""
 
     def skip_to_end(self) -> None:
-        try:
-            self.offset = self.path.stat().st_size
-        except FileNotFoundError:
-            self.offset = 0
+        self.offset = data_end(self.path)  # not the size: a file being written ends in NUL padding
         self.partial = b""
 
     def read(self) -> Iterator[Record]:
@@ -67,6 +67,9 @@ class RecordTail:
                 data = fh.read(1 << 22)
         except FileNotFoundError:
             return
+        written = data.find(b"\0")  # the writer's memory map: NULs are what it has not written yet
+        if written >= 0:
+            data = data[:written]
         self.offset += len(data)
         lines = (self.partial + data).split(b"\n")
         self.partial = lines.pop()

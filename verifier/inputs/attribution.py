@@ -8,7 +8,7 @@ recommendations section, an unexpected count -- is *unattributed* and never fold
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from splitproof.verifier.boutique import GRPC_ITEMS, ITEM_OPEN, PAGE_ITEMS, SECTION_CLOSE, SECTION_OPEN
@@ -22,38 +22,63 @@ _SECTION_CLOSE = re.compile(r"</section\s*>", re.I)
 _ITEM = re.compile(r"<div\b[^>]*\bclass\s*=\s*[\"'][^\"']*\bcol-md-3\b[^\"']*[\"']", re.I)
 
 
-_OPEN_EXACT = SECTION_OPEN
-_CLOSE_EXACT = SECTION_CLOSE
-_ITEM_EXACT = ITEM_OPEN
+# The exact upstream markers, and what any other spelling of them contains (lowered), as str and as bytes.
+_MARKERS = (SECTION_OPEN, SECTION_CLOSE, ITEM_OPEN, "<section", "</section", "col-md-3")
+_MARKERS_BYTES = tuple(m.encode("ascii") for m in _MARKERS)
 
 
-def count_recommendations(html: str) -> int | None:
+def count_recommendations(html: str | bytes) -> int | None:
     """Items inside the page's recommendations section, or None when the section is missing.
 
     Counts only inside ``<section class="recommendations">`` -- the page also has an ad linking to a product.
     Pages in the upstream markup take a fast path of plain substring searches (the Locust file calls this for
-    every product page); any variation -- other attribute order, case, class lists -- takes the general regex path.
-    Both give the same answer: the fast path is used only when it provably matches what the regexes would find.
+    every product page); any variation -- other attribute order, case, class lists, any non-ASCII character --
+    takes the general regex path. Both give the same answer: the fast path is used only when it provably matches
+    what the regexes would find. ``html`` may be the page's bytes when they are ASCII (the Locust file then skips
+    decoding it, see loadtest/boutique.py ``_page``); they are counted in C where ``_markup`` is built. Other bytes
+    raise ValueError.
     """
     fast = _count_upstream_markup(html)
-    return fast if fast is not None else count_recommendations_general(html)
+    if fast is not None:
+        return fast
+    return count_recommendations_general(html.decode("ascii") if isinstance(html, bytes) else html)
 
 
-def _count_upstream_markup(html: str) -> int | None:
-    i = html.find(_OPEN_EXACT)
-    if i < 0 or "<section" in html[:i].lower():  # the regex could match an earlier, differently written section
+def _c_counter() -> Callable[[bytes], int | None] | None:
+    try:
+        from splitproof.verifier.inputs import _markup  # type: ignore[attr-defined]
+    except ImportError:  # built at install where a C compiler is (pyproject.toml): the same answers, slower
         return None
-    start = i + len(_OPEN_EXACT)
-    j = html.find(_CLOSE_EXACT, start)
-    if j < 0:
+    return _markup.count_upstream  # type: ignore[no-any-return]
+
+
+_COUNT_C = _c_counter()
+
+
+def _count_upstream_markup(html: str | bytes) -> int | None:
+    """The fast path: a page's bytes go to the C version (``_markup.c``, the same answers), a str to Python's."""
+    if _COUNT_C is not None and isinstance(html, bytes):
+        return _COUNT_C(html)
+    return _count_upstream_python(html)
+
+
+def _count_upstream_python(html: str | bytes) -> int | None:
+    # ASCII only (O(1) for a str): under re.IGNORECASE a few non-ASCII letters match ASCII ones ("\u017f" is "s",
+    # "\u0131" is "i", the Kelvin sign is "k"), which lower() below would not see.
+    if not html.isascii():
         return None
-    segment = html[start:j]
-    lowered = segment.lower()
-    if "</section" in lowered:  # an earlier closing tag in another spelling
-        return None
-    n = segment.count(_ITEM_EXACT)
+    opening, closing, item, section, end_tag, marker = _MARKERS_BYTES if isinstance(html, bytes) else _MARKERS
+    low = html.lower()  # one lowered copy: every other spelling of a marker is found in it
+    i = low.find(section)  # type: ignore[arg-type]
+    if i < 0 or not html.startswith(opening, i):  # type: ignore[arg-type]
+        return None  # no section, or the first one is written otherwise than upstream
+    start = i + len(opening)
+    j = low.find(end_tag, start)  # type: ignore[arg-type]
+    if j < 0 or not html.startswith(closing, j):  # type: ignore[arg-type]
+        return None  # unclosed, or its first closing tag is written otherwise
+    n = html.count(item, start, j)  # type: ignore[arg-type]
     # every "col-md-3" inside is an exact item marker, so the item regex counts exactly these
-    return n if lowered.count("col-md-3") == n else None
+    return n if low.count(marker, start, j) == n else None  # type: ignore[arg-type]
 
 
 def count_recommendations_general(html: str) -> int | None:

@@ -42,8 +42,8 @@ class Classified:
     by: str | None = None  # BY_HEADER when the version came from the response header
 
     def record(self, t: float, latency_ms: float, source: str | None = None) -> Record:
-        return Record(t=t, channel=self.channel, items=self.items, version=self.version, status=self.status,
-                      latency_ms=latency_ms, source=source, by=self.by)
+        # positional: a call with eight keywords costs twice as much (the Locust file makes one per response)
+        return Record(t, self.channel, self.items, self.version, self.status, latency_ms, source, self.by)
 
 
 def unattributable_failure(items: int, known: list[int]) -> str:
@@ -59,7 +59,18 @@ def _from_count(channel: str, items: int, attribution: Attribution,
             return Classified(channel, items, None, STATUS_OK, f"unattributable: no {attribution.header} header")
         failure = unattributable_failure(items, list(attribution.classes_for(channel)))
         return Classified(channel, items, None, STATUS_OK, failure)
-    return Classified(channel, items, version, STATUS_OK, None, BY_HEADER if attribution.header is not None else None)
+    key = (channel, items, version, attribution.header is not None)
+    found = _ATTRIBUTED.get(key)
+    if found is None:
+        found = Classified(channel, items, version, STATUS_OK, None, BY_HEADER if key[3] else None)
+        if len(_ATTRIBUTED) < 1024:  # a handful per run (channel x count x version): bounded all the same
+            _ATTRIBUTED[key] = found
+    return found
+
+
+# Attributed outcomes, one per (channel, items, version, header attribution): Classified is frozen, so the Locust
+# file's users share them instead of building one per response.
+_ATTRIBUTED: dict[tuple[str, int, str, bool], Classified] = {}
 
 
 def _failed(channel: str, cause: str, failure: str, attribution: Attribution,

@@ -27,9 +27,16 @@ Fields
                 request was routed, failed or not. Without ``by`` a failed response is unattributed whatever
                 its record says (a payload-attributed failure has no version to give).
 
-Writers append one line per record and flush, so a run killed mid-write keeps every complete line. A reader
-counts (and reports) malformed lines and a truncated last line; it never crashes on them and never drops them
-silently.
+Writers append one line per record and hand it to the OS at once, so a run killed mid-write keeps every complete
+line. A reader counts (and reports) malformed lines and a truncated last line; it never crashes on them and never
+drops them silently.
+
+End of data: a run of NUL bytes that reaches the end of the file is padding, not data -- RecordWriter writes a
+regular file through a memory map that it grows a window at a time (verifier.inputs.appendfile) and cuts back to
+the written length when it closes, so the file of a writer that was killed (SIGKILL, a crash) ends in the unused
+rest of its last window. Readers end the last line where that padding starts: the lines before it, complete or
+truncated, count as they would without it. NULs anywhere else (followed by anything but more NULs up to the end)
+are content: a line holding them is malformed. A writer appending to a padded file writes over the padding.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from splitproof.verifier.inputs.appendfile import AppendFile
 
 FORMAT_VERSION = 1
 CHANNELS = ("grpc", "http")
@@ -70,15 +79,16 @@ class Record:
     def to_json(self) -> str:
         """The canonical line (no newline). Byte-identical to :meth:`to_json_reference`, built without json.dumps
         for the common case because the Locust file serialises one record per response."""
-        t, latency = round(self.t, 6), round(self.latency_ms, 3)
-        if not (math.isfinite(t) and math.isfinite(latency)):
+        t, latency = _decimal(self.t, 6, _T_BELOW), _decimal(self.latency_ms, 3, _LATENCY_BELOW)
+        if t is None or latency is None:
             return self.to_json_reference()
-        items = "null" if self.items is None else str(int(self.items))
-        line = (f'{{"v":{FORMAT_VERSION},"t":{t!r},"channel":{_js(self.channel)},"items":{items},'
-                f'"version":{"null" if self.version is None else _js(self.version)},"status":{_js(self.status)},'
-                f'"latency_ms":{latency!r}')
-        line += "" if self.source is None else f',"source":{_js(self.source)}'
-        return line + ("}" if self.by is None else f',"by":{_js(self.by)}}}')
+        key = (self.channel, self.items, self.version, self.status, self.source, self.by)
+        parts = _PARTS.get(key)
+        if parts is None:
+            parts = _parts(*key)
+            if len(_PARTS) < 1024:
+                _PARTS[key] = parts
+        return f'{{"v":{FORMAT_VERSION},"t":{t},{parts[0]}"latency_ms":{latency}{parts[1]}'
 
     def to_json_reference(self) -> str:
         obj: dict[str, Any] = {
@@ -95,6 +105,37 @@ class Record:
         if self.by is not None:
             obj["by"] = self.by
         return json.dumps(obj, separators=(",", ":"))
+
+
+# Below these magnitudes a double's spacing is under 10**-places, so at most one number with that many decimals
+# rounds to it: the shortest repr of round(x, places) is then the correctly rounded fixed-point string of x
+# without its trailing zeros (2**33 s is the year 2242; 2**43 ms is 278 years).
+_T_BELOW = float(2 ** 33)
+_LATENCY_BELOW = float(2 ** 43)
+
+
+def _decimal(x: float, places: int, below: float) -> str | None:
+    """``repr(round(x, places))`` -- json.dumps's text for it -- with one float-to-decimal conversion instead of
+    two (the Locust file formats two numbers per response); None when ``x`` is not finite."""
+    if 1e-4 <= abs(x) < below:  # repr writes 1e-05 and 1e+16 with an exponent: those take the reference
+        text = f"{x:.{places}f}".rstrip("0")
+        return text + "0" if text[-1] == "." else text
+    y = round(x, places)
+    return repr(y) if math.isfinite(y) else None
+
+
+def _parts(channel: str, items: int | None, version: str | None, status: str, source: str | None,
+           by: str | None) -> tuple[str, str]:
+    """A canonical line's text between ``t`` and ``latency_ms``, and after ``latency_ms``."""
+    count = "null" if items is None else str(int(items))
+    middle = (f'"channel":{_js(channel)},"items":{count},"version":{"null" if version is None else _js(version)},'
+              f'"status":{_js(status)},')
+    tail = ("" if source is None else f',"source":{_js(source)}') + ("}" if by is None else f',"by":{_js(by)}}}')
+    return middle, tail
+
+
+# The parts of the lines of a run: a handful of distinct (channel, items, version, status, source, by) per run.
+_PARTS: dict[tuple[str, int | None, str | None, str, str | None, str | None], tuple[str, str]] = {}
 
 
 _PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII except " and \ : JSON-encodes as itself
@@ -221,18 +262,33 @@ MAX_LINE = 1 << 16  # characters: a record is ~150; a longer "line" (a binary fi
 
 def _lines(stream: IO[str]) -> Iterator[str]:
     """The lines of ``stream``, each cut at MAX_LINE + 1 characters (the rest of an overlong line is skipped), so
-    memory stays bounded whatever the input."""
+    memory stays bounded whatever the input. The NUL padding at the end of a killed writer's file (the run of NULs
+    that reaches the end of the stream) is not data: the last line ends where the padding starts."""
     readline = stream.readline
     while True:
         raw = readline(MAX_LINE + 1)
         if not raw:
             return
-        if len(raw) > MAX_LINE and not raw.endswith("\n"):
-            rest = raw
-            while rest and not rest.endswith("\n"):
-                rest = readline(MAX_LINE + 1)
-            raw = raw[:MAX_LINE + 1] + ("\n" if rest else "")
-        yield raw
+        if raw.endswith(("\n", "\r")):  # (newline="" streams end lines with either)
+            yield raw
+            continue
+        if len(raw) <= MAX_LINE:  # readline stopped short of a line end: the end of the stream
+            raw = raw.rstrip("\0")
+            if raw:
+                yield raw
+            return
+        length = len(raw.rstrip("\0"))  # of the line without NULs that may yet prove to be the padding
+        seen, rest = len(raw), raw
+        while rest and not rest.endswith("\n"):
+            rest = readline(MAX_LINE + 1)
+            kept = len(rest.rstrip("\0"))
+            length = seen + kept if kept else length
+            seen += len(rest)
+        if not rest and length <= MAX_LINE:  # the line's overlong part was all padding
+            if length:
+                yield raw[:length]
+            return
+        yield raw[:MAX_LINE + 1] + ("\n" if rest else "")
 
 
 def iter_records(stream: IO[str], stats: ReadStats, lineno: int = 0) -> Generator[Record, None, int]:
@@ -283,16 +339,16 @@ def read_records(path: str | Path, stats: ReadStats, what: str = "--results") ->
 
 
 class RecordWriter:
-    """Append records to a JSON-lines file, each line handed to the OS before :meth:`write` returns (a killed run
-    keeps every complete line).
+    """Append records to a JSON-lines file, each line with the OS before :meth:`write` returns (a killed run keeps
+    every complete line).
 
-    The file is unbuffered (``os.write`` underneath): one ``write`` system call per line, and nothing sits in a
-    Python buffer when the process is SIGKILLed -- the same guarantee as a flush after every line, for a third of
-    the cost of a text file's encode-buffer-flush (the Locust file writes one record per response)."""
+    A regular file is written through a shared memory map (verifier.inputs.appendfile): a line is a copy into the
+    page cache, no system call per line -- which is why a killed writer's file ends in NUL padding (see the
+    format notes above). A FIFO, a pipe or ``/dev/stdout`` gets one unbuffered ``write(2)`` per line instead."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._fh: IO[bytes] | None = open(self.path, "ab", buffering=0)  # noqa: SIM115
+        self._file: AppendFile | None = AppendFile(self.path)
         self.count = 0
 
     def write(self, record: Record) -> None:
@@ -305,20 +361,15 @@ class RecordWriter:
             self._write(chunk.encode("utf-8"), chunk.count("\n"))
 
     def _write(self, data: bytes, lines: int) -> None:
-        if self._fh is None:
+        if self._file is None:
             raise ValueError("writer is closed")
-        view = memoryview(data)
-        while view:  # a raw write may be partial (a signal, a full pipe): the rest follows at once
-            written = self._fh.write(view)
-            if not written:
-                raise OSError(f"cannot append to {self.path}: nothing written")
-            view = view[written:]
+        self._file.append(data)
         self.count += lines
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def __enter__(self) -> RecordWriter:
         return self
