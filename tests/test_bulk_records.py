@@ -22,7 +22,7 @@ from splitproof.verifier.inputs import bulk
 from splitproof.verifier.inputs.attribution import Attribution
 from splitproof.verifier.inputs.records import ReadStats, Record, iter_records
 from splitproof.verifier.inputs.reorder import dispatch_ordered
-from splitproof.verifier.reports.timeline import Timeline, bin_thresholds, latency_bin
+from splitproof.verifier.reports.timeline import Timeline, bin_thresholds, latency_bin, latency_bins
 from splitproof.verifier.tally import Tally
 from splitproof.verifier.verdict import Method
 
@@ -194,15 +194,22 @@ def test_a_line_without_end_is_read_by_the_streaming_reader(monkeypatch: pytest.
 
 
 def test_vectorised_bins_equal_latency_bin() -> None:
+    """latency_bins (numpy's log10, corrected against the thresholds) is the scalar function at every edge, either
+    side of it, and on random latencies at every magnitude -- and so is a binary search over the thresholds."""
+    import math
+
     import numpy as np
 
     rng = random.Random(5)
     thresholds = np.array(bin_thresholds())
-    edges = [t for t in thresholds] + [np.nextafter(t, 0) for t in thresholds]
-    xs = edges + [0.0, 0.05, 0.5, 5.0, 50.0, 1e9] + [rng.uniform(0, 200) for _ in range(20_000)] + \
-        [round(rng.uniform(0, 20), 3) for _ in range(20_000)]
-    got = np.searchsorted(thresholds, np.array(xs), side="right")
-    assert [int(b) for b in got] == [latency_bin(x) for x in xs]
+    edges = [float(t) for t in thresholds]
+    edges += [math.nextafter(t, 0) for t in edges] + [math.nextafter(t, math.inf) for t in edges]
+    xs = edges + [0.0, 0.05, 0.5, 5.0, 50.0, 1e9, 1e300, 1e-300] + [rng.uniform(0, 200) for _ in range(20_000)] + \
+        [round(rng.uniform(0, 20), 3) for _ in range(20_000)] + [rng.uniform(1, 10) * 10.0 ** rng.randint(-6, 9)
+                                                                   for _ in range(40_000)]
+    want = [latency_bin(x) for x in xs]
+    assert [int(b) for b in latency_bins(np.array(xs))] == want
+    assert [int(b) for b in np.searchsorted(thresholds, np.array(xs), side="right")] == want
 
 
 # ----------------------------------------------------------------------------------------- through the replay

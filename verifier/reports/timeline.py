@@ -66,6 +66,38 @@ def bin_thresholds() -> tuple[float, ...]:
     return tuple(out)
 
 
+@lru_cache(maxsize=1)
+def _threshold_array() -> object:
+    import numpy as np
+
+    # [b]: the smallest latency in bin b -- 0 for bin 0, +inf past the last bin (so "one bin up" never leaves them)
+    return np.array((0.0, *bin_thresholds(), math.inf))
+
+
+_LOG_OFFSET = 1.0 - _BINS_PER_DECADE * math.log10(_LAT_MIN_MS)  # latency_bin(x) ~ 20 log10(x) + this, truncated
+
+
+def latency_bins(latencies: object) -> object:
+    """:func:`latency_bin` of every element of a float64 array, exactly: numpy's log10 puts each latency in its bin
+    or next to it (the formula is rearranged, and log10 may differ from math.log10 in the last bit), and one
+    comparison with each neighbouring threshold (:func:`bin_thresholds`, the scalar function's own edges) moves it to
+    the scalar function's bin -- a quarter of the cost of a binary search over all the thresholds. Latencies are
+    >= 0 and not NaN (the records' shape)."""
+    import numpy as np
+
+    x = np.asarray(latencies, dtype=np.float64)
+    thresholds = _threshold_array()
+    with np.errstate(divide="ignore"):  # log10(0) = -inf: bin 0 after the clip
+        guess = np.log10(x)
+    guess *= _BINS_PER_DECADE
+    guess += _LOG_OFFSET
+    np.clip(guess, 0.0, _N_BINS - 1, out=guess)
+    b = guess.astype(np.intp)
+    b += x >= thresholds[b + 1]  # one bin too low
+    b -= x < thresholds[b]  # one bin too high
+    return b
+
+
 @dataclass
 class Checkpoint:
     n: int            # attributed responses so far
@@ -125,7 +157,8 @@ class Timeline:
         if self.t0 is None:
             self.t0 = ts[0]
         table = np.frombuffer(run.codes, dtype=np.uint16)
-        found, first = np.unique(table, return_index=True)
+        found = np.flatnonzero(np.bincount(table))  # the run's keys (a handful: ids index a small table)
+        first = [int(np.argmax(table == k)) for k in found]
         by_first = found[np.argsort(first)]  # the run's keys in order of first appearance
         local = np.zeros(int(found[-1]) + 1, dtype=np.int64)
         local[by_first] = np.arange(len(by_first))
@@ -144,14 +177,14 @@ class Timeline:
             if not rec.ok:
                 self.errors[rec.status] += int(per_key[i])
         latencies = np.frombuffer(run.latencies, dtype=np.float64)
-        bins = np.searchsorted(np.array(bin_thresholds()), latencies, side="right")
+        bins = latency_bins(latencies)
         groups = list(dict.fromkeys(latency_keys))
         group_of = np.array([groups.index(k) for k in latency_keys])[codes]
+        per_group = np.bincount(group_of * _N_BINS + bins, minlength=len(groups) * _N_BINS).reshape(-1, _N_BINS)
         for g, name in enumerate(groups):
-            counts = np.bincount(bins[group_of == g], minlength=_N_BINS)
             target = self.latency.setdefault(name, [0] * _N_BINS)
-            for idx in np.flatnonzero(counts):
-                target[idx] += int(counts[idx])
+            for idx in np.flatnonzero(per_group[g]):
+                target[idx] += int(per_group[g, idx])
         named = list(dict.fromkeys(v for v in versions if v is not None))
         vcode = np.array([-1 if v is None else named.index(v) for v in versions])[codes]
         attributed = np.flatnonzero(vcode >= 0)
