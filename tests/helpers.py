@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import sysconfig
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -116,3 +118,15 @@ def send_json(handler: BaseHTTPRequestHandler, code: int, body: object) -> None:
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
+
+
+def require_built(module: str, built: bool, fallback: str) -> None:
+    """An optional C extension (``module``, built at install where a compiler is): fail when a C compiler and the
+    Python headers are here but it was not built; skip, saying what is used instead, when they are not."""
+    if built:
+        return
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+    if (shutil.which("cc") or shutil.which("gcc")) and headers:
+        pytest.fail(f"a C compiler and Python.h are here but {module} was not built: reinstall (make venv) and read "
+                    "pip's build output")
+    pytest.skip(f"no C compiler or Python headers: {fallback}")

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import random
-import shutil
-import sysconfig
-from pathlib import Path
 
 import pytest
+from helpers import require_built
 
 from splitproof.verifier.inputs import attribution
 from splitproof.verifier.inputs.attribution import (
@@ -51,12 +49,8 @@ def test_fast_path_agrees_with_the_reference_on_random_markup() -> None:
 
 def test_the_c_page_counter_is_built() -> None:
     """Built at install wherever a compiler is (as the records scanner: tests/test_bulk_records.py)."""
-    if attribution._COUNT_C is None:
-        headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
-        if (shutil.which("cc") or shutil.which("gcc")) and headers:
-            pytest.fail("a C compiler and Python.h are here but splitproof.verifier.inputs._markup was not built: "
-                        "reinstall (make venv) and read pip's build output")
-        pytest.skip("no C compiler or Python headers: pages are counted in Python (the same answers, slower)")
+    require_built("splitproof.verifier.inputs._markup", attribution._COUNT_C is not None,
+                  "pages are counted in Python (the same answers, slower)")
     assert attribution._count_upstream_markup(upstream_page(4).encode()) == 4
 
 

@@ -8,12 +8,11 @@ import dataclasses
 import io
 import json
 import random
-import shutil
-import sysconfig
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import require_built
 
 from splitproof.verifier.command import replay
 from splitproof.verifier.command.prepare import TimelineSink
@@ -327,12 +326,8 @@ def test_timeline_thinning_in_bulk_equals_one_by_one(tmp_path: Path, monkeypatch
 
 def test_the_c_scanner_is_built(scanner: str) -> None:
     """The C scanner is what makes the reader fast (bench/RESULTS.md); the install builds it wherever a compiler is."""
-    if SCANNERS["c"] is None:
-        headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
-        if (shutil.which("cc") or shutil.which("gcc")) and headers:
-            pytest.fail("a C compiler and Python.h are here but splitproof.verifier.inputs._scan was not built: "
-                        "reinstall (make venv) and read pip's build output")
-        pytest.skip("no C compiler or Python headers: the reader uses its regex scanner (the same results, slower)")
+    require_built("splitproof.verifier.inputs._scan", SCANNERS["c"] is not None,
+                  "the reader uses its regex scanner (the same results, slower)")
     assert bulk._c_scanner() is SCANNERS["c"]
     if scanner == "c":
         assert bulk.SCAN is SCANNERS["c"]
