@@ -59,7 +59,6 @@ class AppendFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.mapped = False  # True: appends go through the memory map; False: one write(2) each
         self._fd = -1
         self._map: mmap.mmap | None = None
         self._base = 0  # file offset of the mapped window
@@ -78,6 +77,11 @@ class AppendFile:
             # O_APPEND like open(path, "ab"): a FIFO without a reader blocks here, as it always did
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
 
+    @property
+    def mapped(self) -> bool:
+        """True while appends go through the memory map; False: one write(2) each (or closed)."""
+        return self._map is not None
+
     def _open_mapped(self) -> None:
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         st = os.fstat(self._fd)
@@ -89,7 +93,6 @@ class AppendFile:
             os.pwrite(self._fd, b"\n", self._pos)
             self._pos += 1
         self._window(self._pos)
-        self.mapped = True
 
     def _window(self, need: int) -> None:
         """Map a window from the page holding the end of the data through offset ``need`` at least. On an error
