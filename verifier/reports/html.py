@@ -67,14 +67,12 @@ def render_html(verdict: Verdict, timeline: Timeline, *, title: str = "Splitproo
     share_svg = share_chart_svg(timeline, verdict) if timeline.checkpoints else \
         "<p>No attributed responses: nothing to chart.</p>"
     order = [row.version for row in verdict.rows] + [v for v in timeline.counts if v not in expected]
-    if health is None:
-        latency_svg = latency_chart_svg(timeline, order, None) if timeline.latency else ""
-        health_html = ""
-    else:
+    threshold, health_html = None, ""
+    if health is not None:
         from splitproof.verifier.reports.healthhtml import health_section, health_threshold  # with --health only
 
-        latency_svg = latency_chart_svg(timeline, order, health_threshold(health)) if timeline.latency else ""
-        health_html = health_section(health, order)
+        threshold, health_html = health_threshold(health), health_section(health, order)
+    latency_svg = latency_chart_svg(timeline, order, threshold) if timeline.latency else ""
 
     gof = gof_text(verdict)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
