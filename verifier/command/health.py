@@ -68,13 +68,14 @@ def health_options(args: argparse.Namespace, alpha: float, power: float) -> Heal
     return options
 
 
-def check_health_split(expected: Expected) -> None:
-    """InputError unless the expected split gives traffic to a canary besides production (what both judges need;
-    checked in the preflight, before they are imported)."""
+def check_health_split(expected: Expected) -> list[str]:
+    """The versions the expected split gives traffic to; InputError unless a canary is among them besides
+    production (what both judges need; checked in the preflight, before they are imported)."""
     versions = [v for v, share in expected.items() if share > 0]
     if len(versions) < 2:
         raise InputError("--health needs a canary besides production: the expected split gives traffic to "
                          f"{', '.join(versions) or 'no version'} only")
+    return versions
 
 
 def response_health(options: HealthOptions, expected: Expected, method: Method,
@@ -95,6 +96,5 @@ def batch_health(options: HealthOptions, expected: Expected, method: Method) -> 
     from splitproof.verifier.health.batches import BatchHealth
     from splitproof.verifier.health.model import baseline_of
 
-    check_health_split(expected)
-    versions = [v for v, share in expected.items() if share > 0]
+    versions = check_health_split(expected)
     return BatchHealth(options, versions, baseline_of({v: expected[v] for v in versions}), method=method)
