@@ -83,6 +83,22 @@ def test_the_c_page_counter_answers_what_the_python_one_answers(seed: int) -> No
     assert agreed > 100  # the counting branch was really compared, not only the early Nones
 
 
+@pytest.mark.parametrize("marker", ["", "<SECTION", "</Section", "<sectio", "COL-md-3", "-m", "<", "\x80"])
+def test_the_c_page_counter_at_every_alignment(marker: str) -> None:
+    """The C counter scans 16 bytes at a time: each marker, and a stray one, at every offset around a block edge."""
+    if attribution._COUNT_C is None:
+        pytest.skip("the C page counter is not built")
+    base = upstream_page(4)
+    at = base.index("<section")
+    for shift in range(48):
+        for page in (" " * shift + base, base[:at] + " " * shift + marker + base[at:],
+                     base[:at + 40] + marker + " " * shift + base[at + 40:], base + " " * shift + marker,
+                     (" " * shift + base)[:at + shift + 20]):
+            data = page.encode("utf-8")
+            assert attribution._COUNT_C(data) == attribution._count_upstream_python(data), (shift, marker, page)
+    assert attribution._COUNT_C((" " * 17 + base).encode()) == 4
+
+
 def test_a_non_ascii_letter_that_ignorecase_matches_never_fools_the_fast_path() -> None:
     earlier = '<\u017fection class="recommendations"><div class="col-md-3"></section>'  # the regex's first section
     page = earlier + upstream_page(4)

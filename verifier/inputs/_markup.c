@@ -17,6 +17,9 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 static const char OPEN[] = "<section class=\"recommendations\">";
 static const char CLOSE[] = "</section>";
@@ -34,27 +37,45 @@ static int ci_equal(const unsigned char *s, const char *needle, Py_ssize_t n) {
     return 1;
 }
 
-/* first i in [from, end - n] where s[i:i+n] equals the lowered needle ignoring case; -1 if none. The needle starts
- * with '<' and then a letter: a plain loop on that pair beats restarting memchr at every tag of a page. */
-static Py_ssize_t ci_find(const unsigned char *s, Py_ssize_t from, Py_ssize_t end, const char *needle) {
-    Py_ssize_t n = (Py_ssize_t)strlen(needle);
-    unsigned char second = (unsigned char)needle[1];
-    for (Py_ssize_t i = from; i + n <= end; i++) {
-        if (s[i] == '<' && lower(s[i + 1]) == second && ci_equal(s + i, needle, n)) return i;
+/* The first j in [from, end - 1) where s[j] == a and (s[j + 1] | fold) == b; -1 if none. Every search below looks
+ * for its marker by such a pair of bytes (rare in a page: '<' then a given letter, '-' then 'm') and compares the
+ * marker in full at each hit: 16 bytes at a time where SSE2 is (every x86-64), byte by byte otherwise. With fold =
+ * 0x20 and b = (letter | 0x20), both cases of the letter are hits (and a few non-letters: the full compare rejects
+ * them), so the hits are a superset of the markers' positions and every answer is the plain loop's. */
+static Py_ssize_t next_pair(const unsigned char *s, Py_ssize_t from, Py_ssize_t end, unsigned char a, unsigned char b,
+                            unsigned char fold) {
+    Py_ssize_t j = from;
+#if defined(__SSE2__)
+    const __m128i va = _mm_set1_epi8((char)a), vb = _mm_set1_epi8((char)b), vf = _mm_set1_epi8((char)fold);
+    for (; j + 17 <= end; j += 16) {  /* reads s[j .. j + 16]: each byte and the one after it */
+        __m128i here = _mm_loadu_si128((const __m128i *)(s + j));
+        __m128i next = _mm_loadu_si128((const __m128i *)(s + j + 1));
+        unsigned mask = (unsigned)_mm_movemask_epi8(
+            _mm_and_si128(_mm_cmpeq_epi8(here, va), _mm_cmpeq_epi8(_mm_or_si128(next, vf), vb)));
+        if (mask) return j + __builtin_ctz(mask);
     }
+#endif
+    for (; j + 1 < end; j++)
+        if (s[j] == a && (s[j + 1] | fold) == b) return j;
     return -1;
 }
 
-/* "col-md-3" in any case, found by its first '-' (much rarer in HTML than its 'c'). */
+/* first i in [from, end - n] where s[i:i+n] equals the lowered needle ignoring case; -1 if none (the needle starts
+ * with '<' and then a character that | 0x20 leaves as it is: a lowercase letter or '/'). */
+static Py_ssize_t ci_find(const unsigned char *s, Py_ssize_t from, Py_ssize_t end, const char *needle) {
+    Py_ssize_t n = (Py_ssize_t)strlen(needle);
+    for (Py_ssize_t i = from; (i = next_pair(s, i, end, '<', (unsigned char)needle[1], 0x20)) >= 0; i++)
+        if (i + n <= end && ci_equal(s + i, needle, n)) return i;
+    return -1;
+}
+
+/* "col-md-3" in any case, found by its first "-m" (much rarer in HTML than its 'c'). It cannot overlap itself. */
 static Py_ssize_t ci_count_marker(const unsigned char *s, Py_ssize_t from, Py_ssize_t end) {
     Py_ssize_t n = (Py_ssize_t)strlen(MARKER), count = 0;
-    for (Py_ssize_t i = from + 3; i + n - 3 <= end; i++) {
-        const unsigned char *hit = memchr(s + i, '-', (size_t)(end - (n - 3) + 1 - i));
-        if (hit == NULL) break;
-        i = hit - s;
-        if (ci_equal(hit - 3, MARKER, n)) {
+    for (Py_ssize_t i = from + 3; (i = next_pair(s, i, end, '-', 'm', 0x20)) >= 0; i++) {
+        if (i - 3 + n <= end && ci_equal(s + i - 3, MARKER, n)) {
             count++;
-            i += n - 4;
+            i += n - 4;  /* past the match (the loop adds the last 1) */
         }
     }
     return count;
@@ -62,6 +83,10 @@ static Py_ssize_t ci_count_marker(const unsigned char *s, Py_ssize_t from, Py_ss
 
 static int is_ascii(const unsigned char *s, Py_ssize_t len) {
     Py_ssize_t k = 0;
+#if defined(__SSE2__)
+    for (; k + 16 <= len; k += 16)
+        if (_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(s + k)))) return 0;  /* a byte with its top bit */
+#endif
     for (; k + 8 <= len; k += 8) {
         uint64_t word;
         memcpy(&word, s + k, 8);
@@ -72,13 +97,12 @@ static int is_ascii(const unsigned char *s, Py_ssize_t len) {
     return 1;
 }
 
+/* non-overlapping exact matches of needle (two bytes or more) in s[from:end] */
 static Py_ssize_t count_exact(const unsigned char *s, Py_ssize_t from, Py_ssize_t end, const char *needle) {
     Py_ssize_t n = (Py_ssize_t)strlen(needle), count = 0;
-    for (Py_ssize_t i = from; i + n <= end; i++) {
-        const unsigned char *hit = memchr(s + i, needle[0], (size_t)(end - n + 1 - i));
-        if (hit == NULL) break;
-        i = hit - s;
-        if (memcmp(hit, needle, (size_t)n) == 0) {
+    const unsigned char a = (unsigned char)needle[0], b = (unsigned char)needle[1];
+    for (Py_ssize_t i = from; (i = next_pair(s, i, end, a, b, 0)) >= 0; i++) {
+        if (i + n <= end && memcmp(s + i, needle, (size_t)n) == 0) {
             count++;
             i += n - 1;
         }
