@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.splitproof-installed
 .PHONY: demo test test-fast venv compiler browser prometheus protos lint bench clean
 
 # (Re)create the virtualenv and install the project (+ test extras) whenever pyproject.toml or the C scanner changes.
-$(STAMP): pyproject.toml verifier/inputs/_scan.c verifier/inputs/_markup.c | compiler
+$(STAMP): pyproject.toml verifier/inputs/_scan.c verifier/inputs/_markup.c verifier/inputs/_line.c | compiler
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -29,9 +29,10 @@ test: $(STAMP) browser prometheus
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
-# A C compiler and the Python headers build the records scanner (verifier/inputs/_scan.c) and the page counter
-# (verifier/inputs/_markup.c) at install. Installed when missing and we are root with apt-get; otherwise the
-# install still succeeds and both fall back to Python (same results, slower).
+# A C compiler and the Python headers build the records scanner (verifier/inputs/_scan.c), the page counter
+# (verifier/inputs/_markup.c) and the record line writer (verifier/inputs/_line.c) at install. Installed when missing
+# and we are root with apt-get; otherwise the install still succeeds and all three fall back to Python (same
+# results, slower).
 compiler:
 	@{ command -v cc >/dev/null 2>&1 && $(PYTHON) -c "import os, sysconfig, sys; \
 	    sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"; } || { \

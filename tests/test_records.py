@@ -8,6 +8,7 @@ import math
 import random
 
 import pytest
+from helpers import require_built
 
 from splitproof.verifier.inputs import records
 from splitproof.verifier.inputs.records import (
@@ -157,6 +158,43 @@ def test_the_fast_number_text_is_the_repr_of_the_rounded_number(places: int) -> 
     for x in xs:
         assert records._decimal(x, places, below) == repr(round(x, places)), x
     assert records._decimal(math.inf, places, below) is None and records._decimal(math.nan, places, below) is None
+
+
+def test_the_c_record_line_writer_is_built() -> None:
+    """Built at install wherever a compiler is (as the records scanner: tests/test_bulk_records.py)."""
+    require_built("splitproof.verifier.inputs._line", records._LINE_C is not None,
+                  "record lines are written in Python (the same bytes, slower)")
+
+
+def test_to_line_is_to_json_with_its_newline_for_every_number() -> None:
+    """The C line (verifier/inputs/_line.c) against the Python one, byte for byte: numbers of every magnitude, both
+    sides of each bound of the C range, rounding ties at 6 and 3 decimals, negative and non-finite ones (which the
+    C writer hands back to Python), and the line parts of random versions, statuses and sources."""
+    if records._LINE_C is None:
+        pytest.skip("the C record line writer is not built")
+    rng = random.Random(16)
+    bounds = [1e-4, records._T_BELOW, records._LATENCY_BELOW]
+    edges = [x for b in bounds for x in (b, math.nextafter(b, 0), math.nextafter(b, math.inf))]
+    ties = [k / 128 for k in range(1, 400)] + [k / 16 + 1764000000 for k in range(64)]  # ..5 at the 7th/4th decimal
+    specials = [0.0, -0.0, -1.5, math.inf, -math.inf, math.nan, 1e16, 1.0, 1764000000.0, 0.1 + 0.2, 2.675, 999.9995]
+    numbers = edges + ties + specials
+    c_taken = 0
+    for _ in range(60_000):
+        def number() -> float:
+            if rng.random() < 0.3:
+                return rng.choice(numbers)
+            return rng.uniform(1, 10) * 10.0 ** rng.randint(-9, 16)
+
+        rec = Record(number(), rng.choice(["grpc", "http"]), rng.choice([None, 0, 2, 4, 5]),
+                     rng.choice([None, "production", "canary", 'v"2', "caf\u00e9"]),
+                     rng.choice(["ok", "error:UNAVAILABLE", "error:tab\t"]), number(),
+                     rng.choice([None, "ShopperUser", "RecommendationUser"]), rng.choice([None, "header"]))
+        want = (rec.to_json() + "\n").encode("utf-8")
+        assert rec.to_line() == want, rec
+        c_taken += records._LINE_C(rec.t, rec.latency_ms, b"", b"") is not None
+    assert c_taken > 10_000  # the C path really wrote lines (not only handed them back)
+    with pytest.raises(TypeError):
+        records._LINE_C(1.0, 2.0, "not bytes", b"")
 
 
 # ------------------------------------------------------------------ the memory-mapped writer and its NUL padding

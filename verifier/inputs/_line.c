@@ -1,0 +1,78 @@
+/* The common case of verifier/inputs/records.py Record.to_line, in C: one record's line as the bytes the writer
+ * appends (the Locust file writes one line per response, and formatting it was the largest share of recording).
+ *
+ * record_line(t, latency_ms, middle, tail) -> bytes | None
+ *
+ *   b'{"v":1,"t":' + T + middle + L + tail, where T and L are t and latency_ms written as records._decimal writes
+ *   them in its fast range (6 and 3 decimals: the fixed-point text without its trailing zeros, "x.0" for a whole
+ *   number) -- the same text as repr(round(x, places)), which json.dumps would write;
+ *   None when either number is outside that range here (below 1e-4, not below the bound, negative, NaN): the
+ *   caller then takes the Python path, which handles every float.
+ *
+ * The digits come from PyOS_double_to_string(x, 'f', places), the conversion f"{x:.6f}" makes in Python, so the
+ * text is Python's by construction; tests/test_records.py compares both on seeded random floats of every magnitude
+ * and at rounding ties.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+static const char HEAD[] = "{\"v\":1,\"t\":";
+#define T_BELOW 8589934592.0            /* 2**33: records._T_BELOW */
+#define LATENCY_BELOW 8796093022208.0   /* 2**43: records._LATENCY_BELOW */
+#define NUMBER_MAX 64                   /* below 2**43 with 6 decimals: at most 21 characters */
+
+/* x with `places` decimals, trailing zeros dropped (one kept after the point); its length, or -1 when x is outside
+ * [1e-4, below) (NaN too) or on a memory error (with the exception set). */
+static Py_ssize_t fixed(double x, int places, double below, char *out) {
+    if (!(x >= 1e-4 && x < below)) return -1;
+    char *text = PyOS_double_to_string(x, 'f', places, 0, NULL);
+    if (text == NULL) return -1;
+    size_t n = strlen(text);
+    while (n > 0 && text[n - 1] == '0') n--;
+    if (n > 0 && text[n - 1] == '.') text[n++] = '0';  /* the zero stripped right after the point */
+    if (n >= NUMBER_MAX) n = 0;                          /* cannot happen below the bound: refuse, never overflow */
+    memcpy(out, text, n);
+    PyMem_Free(text);
+    return n ? (Py_ssize_t)n : -1;
+}
+
+static PyObject *record_line(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyBytes_Check(args[2]) || !PyBytes_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "record_line(t: float, latency_ms: float, middle: bytes, tail: bytes)");
+        return NULL;
+    }
+    double t = PyFloat_AsDouble(args[0]), latency = PyFloat_AsDouble(args[1]);
+    if (PyErr_Occurred()) return NULL;
+    char t_text[NUMBER_MAX], latency_text[NUMBER_MAX];
+    Py_ssize_t t_len = fixed(t, 6, T_BELOW, t_text);
+    Py_ssize_t latency_len = t_len < 0 ? -1 : fixed(latency, 3, LATENCY_BELOW, latency_text);
+    if (latency_len < 0) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t head = (Py_ssize_t)strlen(HEAD), middle = PyBytes_GET_SIZE(args[2]), tail = PyBytes_GET_SIZE(args[3]);
+    PyObject *line = PyBytes_FromStringAndSize(NULL, head + t_len + middle + latency_len + tail);
+    if (line == NULL) return NULL;
+    char *p = PyBytes_AS_STRING(line);
+    memcpy(p, HEAD, (size_t)head);
+    p += head;
+    memcpy(p, t_text, (size_t)t_len);
+    p += t_len;
+    memcpy(p, PyBytes_AS_STRING(args[2]), (size_t)middle);
+    p += middle;
+    memcpy(p, latency_text, (size_t)latency_len);
+    p += latency_len;
+    memcpy(p, PyBytes_AS_STRING(args[3]), (size_t)tail);
+    return line;
+}
+
+static PyMethodDef methods[] = {
+    {"record_line", (PyCFunction)(void (*)(void))record_line, METH_FASTCALL,
+     "record_line(t, latency_ms, middle, tail) -> bytes | None: a record's line (see records.py Record.to_line)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_line", NULL, -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__line(void) { return PyModule_Create(&module); }
