@@ -116,7 +116,7 @@ def bulk_read(data: bytes, values: bool) -> tuple[list[Record], ReadStats, int]:
         stats.valid += len(item)
         recs = list(item.records())
         assert [item.record(i) for i in range(len(item))] == recs
-        assert [dataclasses.replace(bulk.template(key), t=r.t, latency_ms=r.latency_ms, source=r.source)
+        assert [bulk.template(key)._replace(t=r.t, latency_ms=r.latency_ms, source=r.source)
                 for key, r in zip(item.line_keys(), recs, strict=True)] == recs
         out.extend(recs)
     return out, stats, runs

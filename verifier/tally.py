@@ -162,7 +162,7 @@ class Tally:
         self.ok += 1
         version = reattribute.by_count(rec.channel, rec.items) if reattribute is not None else rec.version
         if version != rec.version:
-            rec = dataclasses.replace(rec, version=version)
+            rec = rec._replace(version=version)
         for sink in self.sinks:
             sink.add(rec)
         self.observe(version, None if version else unattributed_cause(rec))
@@ -187,7 +187,7 @@ class Tally:
         version = reattribute.by_count(rec.channel, rec.items) if reattribute is not None else rec.version
         if version is None:
             self.unattributed += count
-            self.causes[unattributed_cause(dataclasses.replace(rec, version=None)) or UNATTRIBUTED] += count
+            self.causes[unattributed_cause(rec._replace(version=None)) or UNATTRIBUTED] += count
         else:
             self.counts[version] += count
 
