@@ -171,8 +171,9 @@ def _on_init(environment: Environment, runner: Any = None, web_ui: Any = None, *
         s.live = LiveSplit(config)
         if config.health is not None:
             recorder.record_observers.append(s.live.observe_records)
-        recorder.observers.append(s.live.observe)
-        recorder.observers.append(lambda _versions, _causes: _maybe_stop(environment, s))
+        recorder.observers.append(s.live.observe_response)
+        if config.stop_on_verdict:  # (set on the command line only: a test started from the web UI keeps it)
+            recorder.observers.append(lambda _version, _cause: _maybe_stop(environment, s))
     if role != "worker":
         if web_ui is not None:
             from splitproof.loadtest import webui

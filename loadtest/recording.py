@@ -17,22 +17,37 @@ its own dispatch order; the master feeds each batch in that order (README, "Disp
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from splitproof.verifier.inputs.records import Record, RecordError, RecordWriter, parse_record, unattributed_cause
+from splitproof.verifier.inputs.records import (
+    STATUS_OK,
+    Record,
+    RecordError,
+    RecordWriter,
+    parse_record,
+    unattributed_cause,
+)
 from splitproof.verifier.inputs.reorder import ReorderBuffer
+from splitproof.verifier.tally import UNATTRIBUTED as UNNAMED_CAUSE
 
 REPORT_KEY = "splitproof_records"
 
-# Called with each batch: the versions (None = unattributed) in the order the records were written, and the
-# causes of the batch's unattributed records.
-Observer = Callable[[list[str | None], list[str]], None]
+# Called with each response, in dispatch order (a master: in each worker batch's order): its version, or None
+# when it is unattributed -- then with its cause. One call per response: the Locust file makes one per request.
+Observer = Callable[[str | None, str | None], None]
 # Called with each batch's records themselves (the health judge needs status and latency): the local runner's as
 # they are made, a worker's parsed from the lines it sent -- only when someone asks for them.
 RecordObserver = Callable[[list[Record]], None]
+
+
+def paired(versions: Iterable[str | None], causes: Iterable[str]) -> Iterator[tuple[str | None, str | None]]:
+    """A batch's responses as (version, cause): ``causes`` names the batch's unattributed ones, in order."""
+    named = iter(causes)
+    for version in versions:
+        yield version, (next(named, UNNAMED_CAUSE) if version is None else None)
 
 
 def open_results(path: str | Path, append: bool) -> RecordWriter:
@@ -90,8 +105,11 @@ class SplitRecorder:
             self._release(ready, written=True)
 
     def _release(self, record: Record, written: bool = False) -> None:
-        cause = unattributed_cause(record)
-        version = None if cause is not None else record.version  # a failed response is unattributed
+        if record.status == STATUS_OK and record.version is not None:  # attributed (unattributed_cause's None)
+            version, cause = record.version, None
+        else:
+            cause = unattributed_cause(record)
+            version = None if cause is not None else record.version  # a failed response is unattributed
         if self.mode == "worker":
             self._lines.append(record.to_json())
             self._versions.append(version)
@@ -100,9 +118,12 @@ class SplitRecorder:
             return
         if self.writer is not None and not written:
             self.writer.write(record)
-        for observer in self.record_observers:
-            observer([record])
-        self._observe([version], [cause] if cause is not None else [])
+        if self.record_observers:
+            for record_observer in self.record_observers:
+                record_observer([record])
+        self.received += 1
+        for observer in self.observers:
+            observer(version, cause)
 
     def drain_into(self, report: dict[str, Any]) -> None:
         """Worker side: attach the buffered records to the outgoing stats report (and forget them)."""
@@ -137,8 +158,9 @@ class SplitRecorder:
 
     def _observe(self, versions: list[str | None], causes: list[str]) -> None:
         self.received += len(versions)
-        for observer in self.observers:
-            observer(versions, causes)
+        for version, cause in paired(versions, causes):
+            for observer in self.observers:
+                observer(version, cause)
 
     @property
     def pending(self) -> int:

@@ -169,7 +169,7 @@ def test_the_recorder_writes_at_once_but_observes_in_dispatch_order(tmp_path):
     out = tmp_path / "r.jsonl"
     recorder = SplitRecorder("local", open_results(out, append=False))
     seen: list[str | None] = []
-    recorder.observers.append(lambda versions, causes: seen.extend(versions))
+    recorder.observers.append(lambda version, cause: seen.append(version))
     a, b, c = recorder.dispatch(), recorder.dispatch(), recorder.dispatch()
     recorder.add(_rec("canary"), c)
     recorder.add(_rec(None, "error:UNAVAILABLE"), b)

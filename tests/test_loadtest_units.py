@@ -193,8 +193,8 @@ def rec(version: str | None, status: str = "ok", items: int | None = None) -> Re
 def test_worker_batches_reach_the_master_file_exactly(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     master = SplitRecorder("master", open_results(out, append=False))
-    seen: list[tuple[list[str | None], list[str]]] = []
-    master.observers.append(lambda versions, causes: seen.append((versions, causes)))
+    seen: list[tuple[str | None, str | None]] = []
+    master.observers.append(lambda version, cause: seen.append((version, cause)))
     workers = [SplitRecorder("worker"), SplitRecorder("worker")]
     sent = [rec("production"), rec("canary"), rec(None, "error:UNAVAILABLE"), rec(None), rec("production")]
     for i, r in enumerate(sent):
@@ -214,10 +214,11 @@ def test_worker_batches_reach_the_master_file_exactly(tmp_path: Path) -> None:
     assert stats.malformed == stats.truncated == 0
     assert sorted(r.to_json() for r in got) == sorted(r.to_json() for r in sent)
     assert master.received == 5
-    versions = [v for batch, _ in seen for v in batch]
-    causes = [c for _, batch in seen for c in batch]
+    versions = [v for v, _ in seen]
+    causes = [c for v, c in seen if v is None]
     assert sorted(map(str, versions)) == sorted(["production", "canary", "None", "None", "production"])
-    assert sorted(causes) == ["error:UNAVAILABLE", "grpc reply with 3 items"]
+    assert sorted(causes) == ["error:UNAVAILABLE", "grpc reply with 3 items"]  # named: every unattributed one
+    assert all(c is None for v, c in seen if v is not None)
 
 
 def test_results_file_is_fresh_unless_append(tmp_path: Path) -> None:

@@ -78,6 +78,11 @@ class ReorderBuffer(Generic[T]):
         return out  # type: ignore[return-value]
 
     def _arrive(self, seq: int, item: object) -> list[T]:
+        if seq == self._next_release and not self._held:  # the common case: the oldest, and nothing waits for it
+            self._next_release = seq + 1
+            if self._next_ticket <= seq:
+                self._next_ticket = seq + 1
+            return [] if item is SKIPPED else [item]  # type: ignore[list-item]
         if seq < self._next_release or seq in self._held:
             raise ValueError(f"sequence number {seq} released twice")
         self._next_ticket = max(self._next_ticket, seq + 1)
