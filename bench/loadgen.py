@@ -1,6 +1,7 @@
 """Load generation overhead: the attributing Locust users against bare clients, same machine, same run.
 
     python -m bench.loadgen [--seconds 8] [--users 10] [--rounds 2] [--only page-bare,page-shopper,...]
+    python -m bench.loadgen --instructions [--seconds 20]
 
 HTTP: ShopperUser (only its browseProduct task, so it fetches exactly what the baseline fetches: product pages --
 counted, attributed, recorded, fed to the live gate) against a bare FastHttpUser that GETs the same product pages
@@ -12,6 +13,11 @@ and does nothing else, against two servers:
 gRPC: RecommendationUser against (a) a bare grpcio loop (one synchronous stub call after another, no Locust) and
 (b) a bare Locust gRPC user (same gevent plumbing, no attribution or recording), all calling the real local
 recommendationservice.
+
+``--instructions`` counts instead the instructions the Locust child executes per product page under valgrind
+(callgrind), bare FastHttpUser and ShopperUser against the instant server: a deterministic ratio for the same
+overhead, where requests/s move by up to 25% between runs on a shared host (it does not see cache misses, which the
+rate does).
 
 Besides requests/s, each run reports the client's CPU time per request (the child's rusage, minus the CPU the
 same command spends starting up, measured alone): when the server bounds the rate, that is the generator's own
@@ -31,6 +37,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from splitproof.setup import net, proc
 from splitproof.setup.errors import WaitTimeoutError
@@ -227,26 +234,32 @@ def envoy_page_server(page: bytes, workdir: Path) -> tuple[proc.Child, str]:
     return child, f"http://127.0.0.1:{port}"
 
 
-def measure(seconds: float, users: int, rounds: int, only: set[str] | None = None) -> dict[str, list[Sample]]:
+def boutique_services(work: Path, started: list[Any]) -> tuple[Any, Any, bytes]:
+    """The real local catalog, recommendationservice and frontend (appended to ``started``, for the caller to
+    stop), and a product page captured from that frontend: (recommendation, frontend, page)."""
     import urllib.request
 
     from splitproof.setup.boutique.launcher import spawn
 
+    catalog = spawn("catalog", [], log=work / "catalog.log")
+    started.append(catalog)
+    production = spawn("recommendation", ["--catalog-addr", catalog.addr], log=work / "production.log")
+    started.append(production)
+    frontend = spawn("frontend", ["--catalog-addr", catalog.addr, "--recommendation-addr", production.addr],
+                     log=work / "frontend.log")
+    started.append(frontend)
+    with urllib.request.urlopen(f"{frontend.url}/product/{PAGE_ID}", timeout=5) as resp:  # noqa: S310
+        return production, frontend, resp.read()
+
+
+def measure(seconds: float, users: int, rounds: int, only: set[str] | None = None) -> dict[str, list[Sample]]:
     samples: dict[str, list[Sample]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-loadgen-") as tmp:
         work = Path(tmp)
         started = []
         envoy_child = None
         try:
-            catalog = spawn("catalog", [], log=work / "catalog.log")
-            started.append(catalog)
-            production = spawn("recommendation", ["--catalog-addr", catalog.addr], log=work / "production.log")
-            started.append(production)
-            frontend = spawn("frontend", ["--catalog-addr", catalog.addr, "--recommendation-addr", production.addr],
-                             log=work / "frontend.log")
-            started.append(frontend)
-            with urllib.request.urlopen(f"{frontend.url}/product/{PAGE_ID}", timeout=5) as resp:  # noqa: S310
-                page = resp.read()
+            production, frontend, page = boutique_services(work, started)
             envoy_child, page_url = envoy_page_server(page, work)
             results = work / "out.jsonl"
             shopper = ["ShopperUser", "--shopper-tasks", ONLY_BROWSE, "--split-results", str(results),
@@ -281,6 +294,68 @@ def measure(seconds: float, users: int, rounds: int, only: set[str] | None = Non
             for spawned in reversed(started):
                 spawned.stop()
     return samples
+
+
+def instructions_per_request(name: str, workdir: Path, locustfile: str, host: str, users: int, seconds: float,
+                             extra: list[str]) -> tuple[float, int]:
+    """Instructions the Locust child executes per product page, counted by valgrind (callgrind): the difference
+    between a run of ``seconds`` and one of 2 s, over the difference in requests, so start-up and the end-of-run
+    verdict cancel. Deterministic where requests/s are not -- a shared host moves those by up to 25% between runs --
+    at the price of a ~50x slower child (so few requests: the ratio, not the rate, is the figure)."""
+    counts = []
+    for length in (2.0, seconds):
+        stats = workdir / f"{name}-cg-stats"
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                *python_argv("-m", "locust", "-f", locustfile, "--headless", "--only-summary", "-u", str(users),
+                             "-r", str(users), "-t", f"{length:g}s", "--host", host, "--json-file", str(stats),
+                             "--loglevel", "WARNING", *extra)]
+        log = workdir / f"{name}-cg.log"
+        # one BLAS thread: numpy's pool spins under valgrind (which runs threads one at a time) and would be counted
+        code, _cpu = run_child(argv, log, length * 100 + 120, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+        collected = [line for line in log.read_text().splitlines() if "Collected :" in line]
+        if code not in (0, 1, 3) or not collected:
+            raise RuntimeError(f"{name}: valgrind run failed (exit {code}, log: {log})")
+        entries = json.loads(Path(f"{stats}.json").read_text())
+        requests = sum(e["num_requests"] for e in entries if e["name"] == "/product/[id]")
+        counts.append((int(collected[-1].split(":")[-1].replace(",", "")), requests))
+    (short_ir, short_n), (long_ir, long_n) = counts
+    if long_n <= short_n:
+        raise RuntimeError(f"{name}: no more requests in the long run than in the short one")
+    return (long_ir - short_ir) / (long_n - short_n), long_n - short_n
+
+
+def measure_instructions(seconds: float, users: int) -> str:
+    """``--instructions``: bare FastHttpUser and ShopperUser against the instant server, per page (a table)."""
+    import shutil
+
+    if shutil.which("valgrind") is None:
+        return "valgrind is not installed (Debian: valgrind): instruction counts skipped"
+    with tempfile.TemporaryDirectory(prefix="bench-loadgen-ir-") as tmp:
+        work = Path(tmp)
+        started: list[Any] = []
+        envoy_child = None
+        try:
+            _production, _frontend, page = boutique_services(work, started)
+            while started:  # only the page was needed: nothing else may take the CPU
+                started.pop().stop()
+            envoy_child, page_url = envoy_page_server(page, work)
+            shopper = ["ShopperUser", "--shopper-tasks", ONLY_BROWSE, "--split-results", str(work / "out.jsonl"),
+                       "--expected", "0"]
+            bare, n_bare = instructions_per_request("page-bare", work, THIS, page_url, users, seconds,
+                                                    ["BareProductUser"])
+            shop, n_shop = instructions_per_request("page-shopper", work, BOUTIQUE, page_url, users, seconds, shopper)
+        finally:
+            if envoy_child is not None:
+                proc.stop(envoy_child)
+            for spawned in reversed(started):
+                spawned.stop()
+    return "\n".join([
+        f"| {time.strftime('%Y-%m-%d')}: instructions per product page (callgrind), instant server | bare "
+        "FastHttpUser | ShopperUser | ratio (bare / ShopperUser) |",
+        "| --- | --- | --- | --- |",
+        f"| {users} users, {seconds:g} s - 2 s runs under valgrind | {bare:,.0f} ({n_bare} pages) "
+        f"| {shop:,.0f} ({n_shop} pages) | **{bare / shop:.3f}** |",
+    ])
 
 
 def summarize(samples: dict[str, list[Sample]]) -> dict[str, dict[str, float]]:
@@ -332,10 +407,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", metavar="NAME,...", default=None,
                         help="run only these configurations (page-bare, page-shopper, frontend-bare, frontend-shopper, "
                              "grpc-loop, grpc-bare-locust, grpc-recommendation-user)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="instead: count the instructions per product page under valgrind (deterministic; "
+                             "bare FastHttpUser and ShopperUser against the instant server; ~3 minutes)")
     parser.add_argument("--bare-grpc-loop", metavar="TARGET", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_grpc_loop:
         bare_grpc_loop(args.bare_grpc_loop, args.seconds)
+        return 0
+    if args.instructions:
+        print(measure_instructions(max(args.seconds, 10.0), args.users))
         return 0
     only = {name.strip() for name in args.only.split(",")} if args.only else None
     summary = summarize(measure(args.seconds, args.users, args.rounds, only))
