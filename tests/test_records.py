@@ -10,7 +10,7 @@ import random
 import pytest
 from helpers import require_built
 
-from splitproof.verifier.inputs import records
+from splitproof.verifier.inputs import recordline
 from splitproof.verifier.inputs.records import (
     ReadStats,
     Record,
@@ -146,7 +146,7 @@ def test_to_json_is_byte_identical_to_the_json_dumps_reference() -> None:
 def test_the_fast_number_text_is_the_repr_of_the_rounded_number(places: int) -> None:
     """to_json writes t and latency_ms by one fixed-point conversion where that provably equals
     repr(round(x, places)) -- checked at every magnitude, at the guard's bounds and at rounding ties."""
-    below = records._T_BELOW if places == 6 else records._LATENCY_BELOW
+    below = recordline.T_BELOW if places == 6 else recordline.LATENCY_BELOW
     rng = random.Random(places)
     xs = [0.0, -0.0, 1e-4, math.nextafter(1e-4, 0), below, math.nextafter(below, 0), 1e16, 5e-5, 0.5e-6, 2.5e-3,
           1764000000.0, 1764000000.0000005, 0.1 + 0.2, 1.0005, 2.675, 1e-3, 999.9995, 123456789.123456789]
@@ -156,13 +156,13 @@ def test_the_fast_number_text_is_the_repr_of_the_rounded_number(places: int) -> 
         xs.append(round(x, rng.randint(0, places + 2)) + rng.choice([0.0, 5 * 10.0 ** -(places + 1)]))
         xs.append(math.nextafter(x, rng.choice([0.0, math.inf])))
     for x in xs:
-        assert records._decimal(x, places, below) == repr(round(x, places)), x
-    assert records._decimal(math.inf, places, below) is None and records._decimal(math.nan, places, below) is None
+        assert recordline.decimal(x, places, below) == repr(round(x, places)), x
+    assert recordline.decimal(math.inf, places, below) is None and recordline.decimal(math.nan, places, below) is None
 
 
 def test_the_c_record_line_writer_is_built() -> None:
     """Built at install wherever a compiler is (as the records scanner: tests/test_bulk_records.py)."""
-    require_built("splitproof.verifier.inputs._line", records._LINE_C is not None,
+    require_built("splitproof.verifier.inputs._line", recordline.LINE_C is not None,
                   "record lines are written in Python (the same bytes, slower)")
 
 
@@ -170,10 +170,10 @@ def test_to_line_is_to_json_with_its_newline_for_every_number() -> None:
     """The C line (verifier/inputs/_line.c) against the Python one, byte for byte: numbers of every magnitude, both
     sides of each bound of the C range, rounding ties at 6 and 3 decimals, negative and non-finite ones (which the
     C writer hands back to Python), and the line parts of random versions, statuses and sources."""
-    if records._LINE_C is None:
+    if recordline.LINE_C is None:
         pytest.skip("the C record line writer is not built")
     rng = random.Random(16)
-    bounds = [1e-4, records._T_BELOW, records._LATENCY_BELOW]
+    bounds = [1e-4, recordline.T_BELOW, recordline.LATENCY_BELOW]
     edges = [x for b in bounds for x in (b, math.nextafter(b, 0), math.nextafter(b, math.inf))]
     ties = [k / 128 for k in range(1, 400)] + [k / 16 + 1764000000 for k in range(64)]  # ..5 at the 7th/4th decimal
     specials = [0.0, -0.0, -1.5, math.inf, -math.inf, math.nan, 1e16, 1.0, 1764000000.0, 0.1 + 0.2, 2.675, 999.9995]
@@ -191,10 +191,10 @@ def test_to_line_is_to_json_with_its_newline_for_every_number() -> None:
                      rng.choice([None, "ShopperUser", "RecommendationUser"]), rng.choice([None, "header"]))
         want = (rec.to_json() + "\n").encode("utf-8")
         assert rec.to_line() == want, rec
-        c_taken += records._LINE_C(rec.t, rec.latency_ms, b"", b"") is not None
+        c_taken += recordline.LINE_C(rec.t, rec.latency_ms, b"", b"") is not None
     assert c_taken > 10_000  # the C path really wrote lines (not only handed them back)
     with pytest.raises(TypeError):
-        records._LINE_C(1.0, 2.0, "not bytes", b"")
+        recordline.LINE_C(1.0, 2.0, "not bytes", b"")
 
 
 # ------------------------------------------------------------------ the memory-mapped writer and its NUL padding

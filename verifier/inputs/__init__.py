@@ -3,6 +3,8 @@
 ``virtualservice``  the expected split read from Istio YAML or the live VirtualService
 ``httproute``       the expected split read from a Gateway API HTTPRoute (YAML or live) and its backend Services
 ``records``         the JSON-lines results format (one response per line), read and written
+``recordline``      how a record's line is written fast (numbers, cached field text), the reference's bytes
+``_line``           (C) a record's line as the bytes the writer appends, the same bytes as ``recordline``'s
 ``appendfile``      an append-only file that a SIGKILL cannot shorten (memory-mapped; write(2) for pipes)
 ``bulk``            a records file read in bulk: blocks vouched for by a scanner (``_scan``, C), the rest by ``records``
 ``attribution``     item count (or header) -> version: the one attribution of verify-split and the Locust file

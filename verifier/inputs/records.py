@@ -44,11 +44,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+from splitproof.verifier.inputs import recordline as line
 from splitproof.verifier.inputs.appendfile import AppendFile
 
 FORMAT_VERSION = 1
@@ -81,31 +82,22 @@ class Record(NamedTuple):
 
     def to_json(self) -> str:
         """The canonical line (no newline). Byte-identical to :meth:`to_json_reference`, built without json.dumps
-        for the common case because the Locust file serialises one record per response."""
-        t, latency = _decimal(self.t, 6, _T_BELOW), _decimal(self.latency_ms, 3, _LATENCY_BELOW)
+        for the common case because the Locust file serialises one record per response (verifier.inputs.recordline)."""
+        t, latency = line.decimal(self.t, 6, line.T_BELOW), line.decimal(self.latency_ms, 3, line.LATENCY_BELOW)
         if t is None or latency is None:
             return self.to_json_reference()
-        parts = self._line_parts()
+        parts = line.parts(self.channel, self.items, self.version, self.status, self.source, self.by)
         return f'{{"v":{FORMAT_VERSION},"t":{t},{parts[0]}"latency_ms":{latency}{parts[1]}'
 
     def to_line(self) -> bytes:
         """The canonical line with its newline, as the UTF-8 bytes a writer appends: ``to_json() + "\\n"``, built in
         C where ``_line`` is (verifier/inputs/_line.c: the same bytes, for the numbers of every real record)."""
-        if _LINE_C is not None:
-            parts = self._line_parts()
-            line = _LINE_C(self.t, self.latency_ms, parts[2], parts[3])
-            if line is not None:
-                return line  # type: ignore[no-any-return]
+        if line.LINE_C is not None:
+            parts = line.parts(self.channel, self.items, self.version, self.status, self.source, self.by)
+            made = line.LINE_C(self.t, self.latency_ms, parts[2], parts[3])
+            if made is not None:
+                return made
         return (self.to_json() + "\n").encode("utf-8")
-
-    def _line_parts(self) -> _Parts:
-        key = (self.channel, self.items, self.version, self.status, self.source, self.by)
-        parts = _PARTS.get(key)
-        if parts is None:
-            parts = _parts(*key)
-            if len(_PARTS) < 1024:
-                _PARTS[key] = parts
-        return parts
 
     def to_json_reference(self) -> str:
         obj: dict[str, Any] = {
@@ -122,67 +114,6 @@ class Record(NamedTuple):
         if self.by is not None:
             obj["by"] = self.by
         return json.dumps(obj, separators=(",", ":"))
-
-
-# Below these magnitudes a double's spacing is under 10**-places, so at most one number with that many decimals
-# rounds to it: the shortest repr of round(x, places) is then the correctly rounded fixed-point string of x
-# without its trailing zeros (2**33 s is the year 2242; 2**43 ms is 278 years).
-_T_BELOW = float(2 ** 33)
-_LATENCY_BELOW = float(2 ** 43)
-
-
-def _decimal(x: float, places: int, below: float) -> str | None:
-    """``repr(round(x, places))`` -- json.dumps's text for it -- with one float-to-decimal conversion instead of
-    two (the Locust file formats two numbers per response); None when ``x`` is not finite."""
-    if 1e-4 <= abs(x) < below:  # repr writes 1e-05 and 1e+16 with an exponent: those take the reference
-        text = f"{x:.{places}f}".rstrip("0")
-        return text + "0" if text[-1] == "." else text
-    y = round(x, places)
-    return repr(y) if math.isfinite(y) else None
-
-
-# A canonical line's text between ``t`` and ``latency_ms`` and after ``latency_ms``; then the same as the bytes
-# _line.record_line takes: from the comma after ``t`` to the ``latency_ms`` key, and from the number to the newline.
-_Parts = tuple[str, str, bytes, bytes]
-
-
-def _parts(channel: str, items: int | None, version: str | None, status: str, source: str | None,
-           by: str | None) -> _Parts:
-    count = "null" if items is None else str(int(items))
-    middle = (f'"channel":{_js(channel)},"items":{count},"version":{"null" if version is None else _js(version)},'
-              f'"status":{_js(status)},')
-    tail = ("" if source is None else f',"source":{_js(source)}') + ("}" if by is None else f',"by":{_js(by)}}}')
-    return middle, tail, f',{middle}"latency_ms":'.encode(), f"{tail}\n".encode()
-
-
-# The parts of the lines of a run: a handful of distinct (channel, items, version, status, source, by) per run.
-_PARTS: dict[tuple[str, int | None, str | None, str, str | None, str | None], _Parts] = {}
-
-
-def _c_line() -> Callable[[float, float, bytes, bytes], bytes | None] | None:
-    try:
-        from splitproof.verifier.inputs import _line  # type: ignore[attr-defined]
-    except ImportError:  # built at install where a C compiler is (pyproject.toml): the same lines, slower
-        return None
-    return _line.record_line  # type: ignore[no-any-return]
-
-
-_LINE_C = _c_line()
-
-
-_PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII except " and \ : JSON-encodes as itself
-
-
-_JS: dict[str, str] = {}  # channel, version, status, source: a handful of distinct strings per run
-
-
-def _js(text: str) -> str:
-    out = _JS.get(text)
-    if out is None:
-        out = f'"{text}"' if _PLAIN.fullmatch(text) else json.dumps(text)
-        if len(_JS) < 1024:
-            _JS[text] = out
-    return out
 
 
 def error_status(cause: str) -> str:
