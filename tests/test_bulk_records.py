@@ -17,7 +17,7 @@ from helpers import require_built
 from splitproof.verifier.command import replay
 from splitproof.verifier.command.prepare import TimelineSink
 from splitproof.verifier.expected import from_canary_percent
-from splitproof.verifier.inputs import bulk
+from splitproof.verifier.inputs import bulk, extensions
 from splitproof.verifier.inputs.attribution import Attribution
 from splitproof.verifier.inputs.records import ReadStats, Record, iter_records
 from splitproof.verifier.inputs.reorder import dispatch_ordered
@@ -25,7 +25,7 @@ from splitproof.verifier.reports.timeline import Timeline, bin_thresholds, laten
 from splitproof.verifier.tally import Tally
 from splitproof.verifier.verdict import Method
 
-SCANNERS = {"c": bulk._c_scanner(), "regex": bulk.scan_regex}
+SCANNERS = {"c": extensions.optional("_scan", "scan"), "regex": bulk.scan_regex}
 
 
 @pytest.fixture(autouse=True, params=sorted(SCANNERS))
@@ -328,7 +328,6 @@ def test_the_c_scanner_is_built(scanner: str) -> None:
     """The C scanner is what makes the reader fast (bench/RESULTS.md); the install builds it wherever a compiler is."""
     require_built("splitproof.verifier.inputs._scan", SCANNERS["c"] is not None,
                   "the reader uses its regex scanner (the same results, slower)")
-    assert bulk._c_scanner() is SCANNERS["c"]
     if scanner == "c":
         assert bulk.SCAN is SCANNERS["c"]
 
@@ -421,3 +420,8 @@ def test_a_killed_writers_nul_padding_ends_the_data_in_bulk_too(block: int, pad:
         got, got_stats, _ = bulk_read(data, values=True)
         assert len(want) == 50 and want_stats.malformed == 0 and want_stats.truncated == (1 if tail else 0)
         assert got == want and got_stats == want_stats
+
+
+def test_a_missing_extension_is_none_not_an_error() -> None:
+    assert extensions.optional("_no_such_extension", "scan") is None
+    assert extensions.optional("records", "Record") is Record  # any module of the package, by the same lookup

@@ -9,6 +9,7 @@
 ``bulk``            a records file read in bulk: blocks vouched for by a scanner (``_scan``, C), the rest by ``records``
 ``attribution``     item count (or header) -> version: the one attribution of verify-split and the Locust file
 ``_markup``         (C) the page counter's fast path for a product page's bytes, the same answers as attribution's
+``extensions``      a function from an optional C extension (``_scan``, ``_markup``, ``_line``), or None if not built
 ``classify``        one product page / gRPC reply -> a record and a failure message
 ``probes``          one live request -> one record (gRPC ``--target``, HTTP ``--url``)
 ``sampling``        probes run concurrently until the consumer says stop

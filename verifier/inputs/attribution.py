@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from splitproof.verifier.boutique import GRPC_ITEMS, ITEM_OPEN, PAGE_ITEMS, SECTION_CLOSE, SECTION_OPEN
+from splitproof.verifier.inputs import extensions
 
 DEFAULT_GRPC_CLASSES: dict[int, str] = dict(GRPC_ITEMS)
 DEFAULT_HTML_CLASSES: dict[int, str] = dict(PAGE_ITEMS)
@@ -45,15 +46,7 @@ def count_recommendations(html: str | bytes) -> int | None:
     return count_recommendations_general(html.decode("ascii") if isinstance(html, bytes) else html)
 
 
-def _c_counter() -> Callable[[bytes], int | None] | None:
-    try:
-        from splitproof.verifier.inputs import _markup  # type: ignore[attr-defined]
-    except ImportError:  # built at install where a C compiler is (pyproject.toml): the same answers, slower
-        return None
-    return _markup.count_upstream  # type: ignore[no-any-return]
-
-
-_COUNT_C = _c_counter()
+_COUNT_C: Callable[[bytes], int | None] | None = extensions.optional("_markup", "count_upstream")
 
 
 def _count_upstream_markup(html: str | bytes) -> int | None:

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import BinaryIO
 
+from splitproof.verifier.inputs import extensions
 from splitproof.verifier.inputs.records import ReadStats, Record, iter_records, parse_record
 
 BLOCK = 1 << 20  # bytes read at a time: big enough for C-speed passes, small enough to stay in cache and memory
@@ -110,15 +111,7 @@ def scan_regex(buf: bytes, start: int, end: int, values: bool, keys: list[bytes]
     return out
 
 
-def _c_scanner() -> Scanner | None:
-    try:
-        from splitproof.verifier.inputs import _scan  # built from _scan.c at install
-    except ImportError:
-        return None
-    return _scan.scan
-
-
-SCAN: Scanner = _c_scanner() or scan_regex  # tests set this to compare the two
+SCAN: Scanner = extensions.optional("_scan", "scan") or scan_regex  # tests set this to compare the two
 
 
 @dataclass(frozen=True, slots=True)

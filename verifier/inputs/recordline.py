@@ -12,6 +12,8 @@ import math
 import re
 from collections.abc import Callable
 
+from splitproof.verifier.inputs import extensions
+
 # Below these magnitudes a double's spacing is under 10**-places, so at most one number with that many decimals
 # rounds to it: the shortest repr of round(x, places) is then the correctly rounded fixed-point string of x
 # without its trailing zeros (2**33 s is the year 2242; 2**43 ms is 278 years).
@@ -58,15 +60,8 @@ def _parts(channel: str, items: int | None, version: str | None, status: str, so
     return middle, tail, f',{middle}"latency_ms":'.encode(), f"{tail}\n".encode()
 
 
-def _c_line() -> Callable[[float, float, bytes, bytes], bytes | None] | None:
-    try:
-        from splitproof.verifier.inputs import _line  # type: ignore[attr-defined]
-    except ImportError:  # built at install where a C compiler is (pyproject.toml): the same lines, slower
-        return None
-    return _line.record_line  # type: ignore[no-any-return]
-
-
-LINE_C = _c_line()
+# the C writer (verifier/inputs/_line.c), or None where it is not built: Record.to_line then formats in Python
+LINE_C: Callable[[float, float, bytes, bytes], bytes | None] | None = extensions.optional("_line", "record_line")
 
 
 _PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII except " and \ : JSON-encodes as itself
