@@ -3,7 +3,7 @@
  *
  * record_line(t, latency_ms, middle, tail) -> bytes | None
  *
- *   b'{"v":1,"t":' + T + middle + L + tail, where T and L are t and latency_ms written as records._decimal writes
+ *   b'{"v":1,"t":' + T + middle + L + tail, where T and L are t and latency_ms written as recordline.decimal writes
  *   them in its fast range (6 and 3 decimals: the fixed-point text without its trailing zeros, "x.0" for a whole
  *   number) -- the same text as repr(round(x, places)), which json.dumps would write;
  *   None when either number is outside that range here (below 1e-4, not below the bound, negative, NaN): the
@@ -18,8 +18,8 @@
 #include <string.h>
 
 static const char HEAD[] = "{\"v\":1,\"t\":";
-#define T_BELOW 8589934592.0            /* 2**33: records._T_BELOW */
-#define LATENCY_BELOW 8796093022208.0   /* 2**43: records._LATENCY_BELOW */
+#define T_BELOW 8589934592.0            /* 2**33: recordline.T_BELOW */
+#define LATENCY_BELOW 8796093022208.0   /* 2**43: recordline.LATENCY_BELOW */
 #define NUMBER_MAX 64                   /* below 2**43 with 6 decimals: at most 21 characters */
 
 /* x with `places` decimals, trailing zeros dropped (one kept after the point); its length, or -1 when x is outside
