@@ -22,14 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from splitproof.verifier.inputs.records import (
-    STATUS_OK,
-    Record,
-    RecordError,
-    RecordWriter,
-    parse_record,
-    unattributed_cause,
-)
+from splitproof.verifier.inputs.records import Record, RecordError, RecordWriter, parse_record, unattributed_cause
 from splitproof.verifier.inputs.reorder import ReorderBuffer
 from splitproof.verifier.tally import UNATTRIBUTED as UNNAMED_CAUSE
 
@@ -105,11 +98,8 @@ class SplitRecorder:
             self._release(ready, written=True)
 
     def _release(self, record: Record, written: bool = False) -> None:
-        if record.status == STATUS_OK and record.version is not None:  # attributed (unattributed_cause's None)
-            version, cause = record.version, None
-        else:
-            cause = unattributed_cause(record)
-            version = None if cause is not None else record.version  # a failed response is unattributed
+        cause = unattributed_cause(record)
+        version = None if cause is not None else record.version  # a failed response is unattributed
         if self.mode == "worker":
             self._lines.append(record.to_json())
             self._versions.append(version)
@@ -118,9 +108,8 @@ class SplitRecorder:
             return
         if self.writer is not None and not written:
             self.writer.write(record)
-        if self.record_observers:
-            for record_observer in self.record_observers:
-                record_observer([record])
+        for record_observer in self.record_observers:
+            record_observer([record])
         self.received += 1
         for observer in self.observers:
             observer(version, cause)

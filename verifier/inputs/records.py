@@ -125,7 +125,7 @@ def unattributed_cause(record: Record) -> str | None:
     """Why a record counts as unattributed, named as every report names it; None when it is attributed. A failed
     response is unattributed whatever version its record names (its status is the cause) -- unless the version
     response header named it (``by="header"``): the header says where the request was routed, failed or not."""
-    if not record.ok:
+    if record.status != STATUS_OK:  # (not the ok property: the Locust file asks once per response)
         return None if record.header_attributed and record.version is not None else record.status
     if record.version is None:
         return f"{record.channel} reply with {record.items} items"
