@@ -39,8 +39,7 @@ def count_recommendations(html: str | bytes) -> int | None:
     decoding it, see loadtest/boutique.py ``_page``); they are counted in C where ``_markup`` is built. Other bytes
     raise ValueError.
     """
-    # _count_upstream_markup, written out: the Locust file calls this once per product page
-    fast = _COUNT_C(html) if _COUNT_C is not None and isinstance(html, bytes) else _count_upstream_python(html)
+    fast = _count_upstream_markup(html)
     if fast is not None:
         return fast
     return count_recommendations_general(html.decode("ascii") if isinstance(html, bytes) else html)

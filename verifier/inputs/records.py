@@ -315,10 +315,7 @@ class RecordWriter:
         self.count = 0
 
     def write(self, record: Record) -> None:
-        if self._file is None:
-            raise ValueError("writer is closed")
-        self._file.append(record.to_line())  # once per response in the Locust file: no call more than needed
-        self.count += 1
+        self._write(record.to_line(), 1)
 
     def write_lines(self, lines: Iterable[str]) -> None:
         """Append already-serialised records (e.g. received from a Locust worker)."""
