@@ -147,12 +147,22 @@ def startup_cpu(argv: list[str], workdir: Path) -> float:
     return _startup_cpu[key]
 
 
+def locust_argv(locustfile: str, host: str, users: int, seconds: float, stats: Path, extra: list[str]) -> list[str]:
+    """A headless Locust run of ``users`` for ``seconds``, its stats in ``stats``.json."""
+    return python_argv("-m", "locust", "-f", locustfile, "--headless", "--only-summary", "-u", str(users),
+                       "-r", str(users), "-t", f"{seconds:g}s", "--host", host, "--json-file", str(stats),
+                       "--loglevel", "WARNING", *extra)
+
+
+def shopper_args(results: Path) -> list[str]:
+    """ShopperUser fetching only product pages, each counted, attributed, written and fed to the live gate."""
+    return ["ShopperUser", "--shopper-tasks", ONLY_BROWSE, "--split-results", str(results), "--expected", "0"]
+
+
 def locust_sample(name: str, workdir: Path, locustfile: str, host: str, users: int, seconds: float,
                   request_name: str, extra: list[str]) -> Sample:
     stats = workdir / f"{name}-stats"
-    argv = python_argv("-m", "locust", "-f", locustfile, "--headless", "--only-summary", "-u", str(users),
-                       "-r", str(users), "-t", f"{seconds:g}s", "--host", host, "--json-file", str(stats),
-                       "--loglevel", "WARNING", *extra)
+    argv = locust_argv(locustfile, host, users, seconds, stats, extra)
     idle_cpu = startup_cpu(argv, workdir)
     code, cpu = run_child(argv, workdir / f"{name}.log", seconds + 60)
     cpu = max(cpu - idle_cpu, 0.0)
@@ -262,8 +272,7 @@ def measure(seconds: float, users: int, rounds: int, only: set[str] | None = Non
             production, frontend, page = boutique_services(work, started)
             envoy_child, page_url = envoy_page_server(page, work)
             results = work / "out.jsonl"
-            shopper = ["ShopperUser", "--shopper-tasks", ONLY_BROWSE, "--split-results", str(results),
-                       "--expected", "0"]
+            shopper = shopper_args(results)
             configs = [
                 ("page-bare", lambda: locust_sample("page-bare", work, THIS, page_url, users, seconds,
                                                     "/product/[id]", ["BareProductUser"])),
@@ -306,9 +315,7 @@ def instructions_per_request(name: str, workdir: Path, locustfile: str, host: st
     for length in (2.0, seconds):
         stats = workdir / f"{name}-cg-stats"
         argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                *python_argv("-m", "locust", "-f", locustfile, "--headless", "--only-summary", "-u", str(users),
-                             "-r", str(users), "-t", f"{length:g}s", "--host", host, "--json-file", str(stats),
-                             "--loglevel", "WARNING", *extra)]
+                *locust_argv(locustfile, host, users, length, stats, extra)]
         log = workdir / f"{name}-cg.log"
         # one BLAS thread: numpy's pool spins under valgrind (which runs threads one at a time) and would be counted
         code, _cpu = run_child(argv, log, length * 100 + 120, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
@@ -339,8 +346,7 @@ def measure_instructions(seconds: float, users: int) -> str:
             while started:  # only the page was needed: nothing else may take the CPU
                 started.pop().stop()
             envoy_child, page_url = envoy_page_server(page, work)
-            shopper = ["ShopperUser", "--shopper-tasks", ONLY_BROWSE, "--split-results", str(work / "out.jsonl"),
-                       "--expected", "0"]
+            shopper = shopper_args(work / "out.jsonl")
             bare, n_bare = instructions_per_request("page-bare", work, THIS, page_url, users, seconds,
                                                     ["BareProductUser"])
             shop, n_shop = instructions_per_request("page-shopper", work, BOUTIQUE, page_url, users, seconds, shopper)
