@@ -37,6 +37,7 @@ from locust.exception import StopUser
 from splitproof.loadtest import grpc_client, plugin
 from splitproof.protos import demo_pb2
 from splitproof.verifier.boutique import PRODUCT_IDS  # upstream's 9 (src/productcatalogservice/products.json)
+from splitproof.verifier.inputs.attribution import plain_ascii
 from splitproof.verifier.inputs.classify import error_metadata, grpc_reply_outcome, product_page_outcome
 
 # gevent integration for grpc must precede every gRPC object of the process: init_gevent() "must be called ... BEFORE
@@ -64,11 +65,11 @@ CHECKOUT_FORM = {
 
 
 def _page(resp: object) -> str | bytes | None:
-    """The page to count: its bytes when they are ASCII without NUL -- what every ASCII-compatible charset decodes
-    to the same text (UTF-16 and UTF-32 text always holds NUL bytes), so decoding them (and finding the charset in
-    the headers first) would change nothing -- else the text Locust decodes by the page's charset."""
+    """The page to count: its bytes when they are ASCII without NUL (``plain_ascii``: what every ASCII-compatible
+    charset decodes to the same text, so decoding them -- and finding the charset in the headers first -- would
+    change nothing), else the text Locust decodes by the page's charset."""
     body = resp.content  # type: ignore[attr-defined]
-    if body is not None and body.isascii() and b"\0" not in body:
+    if body is not None and plain_ascii(body):
         return body
     return resp.text  # type: ignore[attr-defined]
 

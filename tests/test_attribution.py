@@ -7,7 +7,7 @@ import random
 import pytest
 from helpers import require_built
 
-from splitproof.verifier.inputs import attribution
+from splitproof.verifier.inputs import attribution, extensions
 from splitproof.verifier.inputs.attribution import (
     Attribution,
     _count_upstream_markup,
@@ -97,6 +97,28 @@ def test_the_c_page_counter_at_every_alignment(marker: str) -> None:
             data = page.encode("utf-8")
             assert attribution._COUNT_C(data) == attribution._count_upstream_python(data), (shift, marker, page)
     assert attribution._COUNT_C((" " * 17 + base).encode()) == 4
+
+
+def test_plain_ascii_in_c_is_the_python_test_at_every_offset() -> None:
+    """``_markup.plain`` reads 64 bytes a turn, then words, then bytes: a NUL or a top-bit byte at every offset of
+    pages of every length around those edges, and clean pages, against ``isascii() and no NUL``."""
+    plain_c = extensions.optional("_markup", "plain")
+    if plain_c is None:
+        pytest.skip("the C page counter is not built")
+    assert attribution.plain_ascii is plain_c
+    checked = 0
+    for length in range(0, 200):
+        clean = bytes(32 + (i * 7) % 95 for i in range(length))
+        assert plain_c(clean) and attribution._plain_python(clean)
+        for at in range(length):
+            for byte in (0, 0x80, 0xFF, 0x7F, 0x01):
+                page = clean[:at] + bytes([byte]) + clean[at + 1:]
+                assert plain_c(page) == attribution._plain_python(page), (length, at, byte)
+                checked += 1
+    assert checked > 90_000
+    assert plain_c(bytearray(b"abc")) and not plain_c(memoryview(b"a\0c"))
+    with pytest.raises(TypeError):
+        plain_c("text")
 
 
 def test_a_non_ascii_letter_that_ignorecase_matches_never_fools_the_fast_path() -> None:

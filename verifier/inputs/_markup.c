@@ -12,6 +12,8 @@
  *
  * Python's lower() of an ASCII string is the C locale's ASCII lowering; counts are of non-overlapping matches,
  * and neither counted marker can overlap itself, so counting every match is the same.
+ *
+ * plain(page) is attribution.plain_ascii's test -- every byte ASCII and none NUL -- in the same kind of pass.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -81,19 +83,29 @@ static Py_ssize_t ci_count_marker(const unsigned char *s, Py_ssize_t from, Py_ss
     return count;
 }
 
-static int is_ascii(const unsigned char *s, Py_ssize_t len) {
+/* no byte of s[0:len] has its top bit set (ASCII) -- and, with nul_too, none is NUL either: 64 bytes a turn where
+ * SSE2 is (the top bits ORed together, the NULs found as a zero minimum), a word at a time otherwise. */
+static int ascii_only(const unsigned char *s, Py_ssize_t len, int nul_too) {
     Py_ssize_t k = 0;
 #if defined(__SSE2__)
-    for (; k + 16 <= len; k += 16)
-        if (_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(s + k)))) return 0;  /* a byte with its top bit */
+    const __m128i zero = _mm_setzero_si128();
+    for (; k + 64 <= len; k += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(s + k)), b = _mm_loadu_si128((const __m128i *)(s + k + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(s + k + 32)), d = _mm_loadu_si128((const __m128i *)(s + k + 48));
+        if (_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d)))) return 0;
+        if (nul_too && _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(_mm_min_epu8(a, b), _mm_min_epu8(c, d)), zero)))
+            return 0;
+    }
 #endif
     for (; k + 8 <= len; k += 8) {
         uint64_t word;
         memcpy(&word, s + k, 8);
         if (word & 0x8080808080808080ULL) return 0;
+        /* a zero byte: the classic (w - 0x01..) & ~w & 0x80.. test (exact once no byte has its top bit) */
+        if (nul_too && ((word - 0x0101010101010101ULL) & ~word & 0x8080808080808080ULL)) return 0;
     }
     for (; k < len; k++)
-        if (s[k] & 0x80) return 0;
+        if ((s[k] & 0x80) || (nul_too && s[k] == 0)) return 0;
     return 1;
 }
 
@@ -115,7 +127,7 @@ static PyObject *count_upstream(PyObject *Py_UNUSED(self), PyObject *arg) {
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     const unsigned char *s = view.buf;
     Py_ssize_t len = view.len, result = -1;
-    if (!is_ascii(s, len)) goto done;
+    if (!ascii_only(s, len, 0)) goto done;
     Py_ssize_t open_len = (Py_ssize_t)strlen(OPEN), close_len = (Py_ssize_t)strlen(CLOSE);
     Py_ssize_t i = ci_find(s, 0, len, SECTION);
     if (i < 0 || len - i < open_len || memcmp(s + i, OPEN, (size_t)open_len) != 0) goto done;
@@ -130,7 +142,17 @@ done:
     return PyLong_FromSsize_t(result);
 }
 
+static PyObject *plain(PyObject *Py_UNUSED(self), PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    int answer = ascii_only(view.buf, view.len, 1);
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(answer);
+}
+
 static PyMethodDef methods[] = {
+    {"plain", plain, METH_O,
+     "plain(page: bytes) -> bool: every byte ASCII and none NUL (see attribution.plain_ascii)"},
     {"count_upstream", count_upstream, METH_O,
      "count_upstream(page: bytes) -> int | None: the upstream-markup fast path (see attribution.py)"},
     {NULL, NULL, 0, NULL},

@@ -48,6 +48,16 @@ def count_recommendations(html: str | bytes) -> int | None:
 _COUNT_C: Callable[[bytes], int | None] | None = extensions.optional("_markup", "count_upstream")
 
 
+def _plain_python(data: bytes) -> bool:
+    return data.isascii() and 0 not in data  # (0, not b"\0": a bytes operand costs a TypeError raised and cleared)
+
+
+# Every byte ASCII and none NUL: bytes that every ASCII-compatible charset decodes to the same text (UTF-16 and
+# UTF-32 text always holds NUL bytes), so count_recommendations may count them undecoded. One pass in C
+# (``_markup.plain``) where it is built: the Locust file asks it of every product page.
+plain_ascii: Callable[[bytes], bool] = extensions.optional("_markup", "plain") or _plain_python
+
+
 def _count_upstream_markup(html: str | bytes) -> int | None:
     """The fast path: a page's bytes go to the C version (``_markup.c``, the same answers), a str to Python's."""
     if _COUNT_C is not None and isinstance(html, bytes):

@@ -12,8 +12,9 @@ from typing import Any
 
 
 def optional(module: str, name: str) -> Any:
-    """``splitproof.verifier.inputs.<module>.<name>``, or None when that extension is not built."""
+    """``splitproof.verifier.inputs.<module>.<name>``, or None when that extension is not built (or was built from
+    an older source that lacks ``name``)."""
     try:
         return getattr(importlib.import_module(f"splitproof.verifier.inputs.{module}"), name)
-    except ImportError:
+    except (ImportError, AttributeError):
         return None
