@@ -1,5 +1,6 @@
 /* The upstream-markup fast path of verifier/inputs/attribution.py, in C: count the recommendation items of a
- * product page's bytes in one lowering-free pass (the Locust file counts every product page it fetches).
+ * product page's bytes without lowering a copy (the Locust file counts every product page it fetches): one pass to
+ * the section, one through it.
  *
  * count_upstream(page) answers exactly what attribution._count_upstream_python answers for the same bytes --
  * tests/test_attribution.py runs both on seeded random markup -- so the regex reference is still the judge:
@@ -29,6 +30,9 @@ static const char ITEM[] = "<div class=\"col-md-3\">";
 static const char SECTION[] = "<section";   /* lowered spellings */
 static const char END_TAG[] = "</section";
 static const char MARKER[] = "col-md-3";
+#define END_LEN ((Py_ssize_t)sizeof END_TAG - 1)
+#define ITEM_LEN ((Py_ssize_t)sizeof ITEM - 1)
+#define MARKER_LEN ((Py_ssize_t)sizeof MARKER - 1)
 
 static inline unsigned char lower(unsigned char c) { return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c; }
 
@@ -39,9 +43,9 @@ static int ci_equal(const unsigned char *s, const char *needle, Py_ssize_t n) {
     return 1;
 }
 
-/* The first j in [from, end - 1) where s[j] == a and (s[j + 1] | fold) == b; -1 if none. Every search below looks
- * for its marker by such a pair of bytes (rare in a page: '<' then a given letter, '-' then 'm') and compares the
- * marker in full at each hit: 16 bytes at a time where SSE2 is (every x86-64), byte by byte otherwise. With fold =
+/* The first j in [from, end - 1) where s[j] == a and (s[j + 1] | fold) == b; -1 if none. The search for the section
+ * looks for its tag by such a pair of bytes (rare in a page: '<' then 's') and compares the tag in full at each
+ * hit: 16 bytes at a time where SSE2 is (every x86-64), byte by byte otherwise. With fold =
  * 0x20 and b = (letter | 0x20), both cases of the letter are hits (and a few non-letters: the full compare rejects
  * them), so the hits are a superset of the markers' positions and every answer is the plain loop's. */
 static Py_ssize_t next_pair(const unsigned char *s, Py_ssize_t from, Py_ssize_t end, unsigned char a, unsigned char b,
@@ -71,18 +75,6 @@ static Py_ssize_t ci_find(const unsigned char *s, Py_ssize_t from, Py_ssize_t en
     return -1;
 }
 
-/* "col-md-3" in any case, found by its first "-m" (much rarer in HTML than its 'c'). It cannot overlap itself. */
-static Py_ssize_t ci_count_marker(const unsigned char *s, Py_ssize_t from, Py_ssize_t end) {
-    Py_ssize_t n = (Py_ssize_t)strlen(MARKER), count = 0;
-    for (Py_ssize_t i = from + 3; (i = next_pair(s, i, end, '-', 'm', 0x20)) >= 0; i++) {
-        if (i - 3 + n <= end && ci_equal(s + i - 3, MARKER, n)) {
-            count++;
-            i += n - 4;  /* past the match (the loop adds the last 1) */
-        }
-    }
-    return count;
-}
-
 /* no byte of s[0:len] has its top bit set (ASCII) -- and, with nul_too, none is NUL either: 64 bytes a turn where
  * SSE2 is (the top bits ORed together, the NULs found as a zero minimum), a word at a time otherwise. */
 static int ascii_only(const unsigned char *s, Py_ssize_t len, int nul_too) {
@@ -109,17 +101,44 @@ static int ascii_only(const unsigned char *s, Py_ssize_t len, int nul_too) {
     return 1;
 }
 
-/* non-overlapping exact matches of needle (two bytes or more) in s[from:end] */
-static Py_ssize_t count_exact(const unsigned char *s, Py_ssize_t from, Py_ssize_t end, const char *needle) {
-    Py_ssize_t n = (Py_ssize_t)strlen(needle), count = 0;
-    const unsigned char a = (unsigned char)needle[0], b = (unsigned char)needle[1];
-    for (Py_ssize_t i = from; (i = next_pair(s, i, end, a, b, 0)) >= 0; i++) {
-        if (i + n <= end && memcmp(s + i, needle, (size_t)n) == 0) {
-            count++;
-            i += n - 1;
+/* One '<' or '-' of the section at s[q] (q >= start): the end tag (1), or an exact item or a "col-md-3" marker (any
+ * case, the '-' is its fourth byte) to count (0). Neither counted marker holds a '<' past its first byte, so one
+ * that starts before the end tag also ends before it, as the Python version's slice [start:end] requires. */
+static inline int section_byte(const unsigned char *s, Py_ssize_t q, Py_ssize_t start, Py_ssize_t len,
+                               Py_ssize_t *items, Py_ssize_t *markers) {
+    if (q + 1 >= len) return 0;  /* every marker is longer than the one byte left */
+    unsigned char next = s[q + 1];
+    if (s[q] == '<') {  /* the byte after it rules out all but one marker: no compare for most tags */
+        if (next == '/') return q + END_LEN <= len && ci_equal(s + q + 2, END_TAG + 2, END_LEN - 2);
+        if (next == 'd' && q + ITEM_LEN <= len && memcmp(s + q, ITEM, (size_t)ITEM_LEN) == 0) (*items)++;
+    } else if ((next | 0x20) == 'm' && q - 3 >= start && q - 3 + MARKER_LEN <= len
+               && ci_equal(s + q - 3, MARKER, MARKER_LEN)) {
+        (*markers)++;
+    }
+    return 0;
+}
+
+/* The first "</section" (any case) at or after start -- -1 if none -- with the exact items and the "col-md-3"
+ * markers before it counted on the way: one pass that stops at each '<' and '-' (16 bytes at a time where SSE2 is,
+ * every hit of a block taken from its mask), where three searches each read the section again. No marker can
+ * overlap itself, so counting every match is counting the non-overlapping ones. */
+static Py_ssize_t scan_section(const unsigned char *s, Py_ssize_t start, Py_ssize_t len, Py_ssize_t *items,
+                               Py_ssize_t *markers) {
+    Py_ssize_t p = start;
+#if defined(__SSE2__)
+    const __m128i lt = _mm_set1_epi8('<'), dash = _mm_set1_epi8('-');
+    for (; p + 16 <= len; p += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(s + p));
+        unsigned mask = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, lt), _mm_cmpeq_epi8(v, dash)));
+        for (; mask; mask &= mask - 1) {
+            Py_ssize_t q = p + __builtin_ctz(mask);
+            if (section_byte(s, q, start, len, items, markers)) return q;
         }
     }
-    return count;
+#endif
+    for (; p < len; p++)
+        if ((s[p] == '<' || s[p] == '-') && section_byte(s, p, start, len, items, markers)) return p;
+    return -1;
 }
 
 static PyObject *count_upstream(PyObject *Py_UNUSED(self), PyObject *arg) {
@@ -132,10 +151,9 @@ static PyObject *count_upstream(PyObject *Py_UNUSED(self), PyObject *arg) {
     Py_ssize_t i = ci_find(s, 0, len, SECTION);
     if (i < 0 || len - i < open_len || memcmp(s + i, OPEN, (size_t)open_len) != 0) goto done;
     Py_ssize_t start = i + open_len;
-    Py_ssize_t j = ci_find(s, start, len, END_TAG);
+    Py_ssize_t n = 0, markers = 0, j = scan_section(s, start, len, &n, &markers);
     if (j < 0 || len - j < close_len || memcmp(s + j, CLOSE, (size_t)close_len) != 0) goto done;
-    Py_ssize_t n = count_exact(s, start, j, ITEM);
-    if (ci_count_marker(s, start, j) == n) result = n;
+    if (markers == n) result = n;
 done:
     PyBuffer_Release(&view);
     if (result < 0) Py_RETURN_NONE;
