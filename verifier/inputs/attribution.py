@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from splitproof.verifier.boutique import GRPC_ITEMS, ITEM_OPEN, PAGE_ITEMS, SECTION_CLOSE, SECTION_OPEN
 from splitproof.verifier.inputs import extensions
@@ -121,6 +122,10 @@ class Attribution:
     grpc_classes: Mapping[int, str] = field(default_factory=lambda: dict(DEFAULT_GRPC_CLASSES))
     html_classes: Mapping[int, str] = field(default_factory=lambda: dict(DEFAULT_HTML_CLASSES))
     header: str | None = None  # e.g. "x-version" set by Istio headers.response.set on each destination
+
+    # What callers derive from this attribution (verifier.inputs.classify keeps its outcome per count here): it is
+    # frozen, so whatever is derived from it holds while it lives. No part of equality, hashing or repr.
+    derived: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def with_overrides(cls, class_specs: list[str] | None = None, header: str | None = None,

@@ -53,24 +53,28 @@ def unattributable_failure(items: int, known: list[int]) -> str:
 
 def _from_count(channel: str, items: int, attribution: Attribution,
                 headers: Mapping[str, str] | None = None) -> Classified:
-    version = attribution.attribute(channel, items, headers)
-    if version is None:
-        if attribution.header is not None:
-            return Classified(channel, items, None, STATUS_OK, f"unattributable: no {attribution.header} header")
-        failure = unattributable_failure(items, list(attribution.classes_for(channel)))
-        return Classified(channel, items, None, STATUS_OK, failure)
-    key = (channel, items, version, attribution.header is not None)
-    found = _ATTRIBUTED.get(key)
+    # One outcome per (channel, count, header version) of an attribution -- what the rest of it decides -- kept
+    # with it (Classified is frozen, so the Locust file's users share them instead of building one per response).
+    named = attribution.by_header(headers) if attribution.header is not None else None
+    key = (channel, items, named)
+    found = attribution.derived.get(key)
     if found is None:
-        found = Classified(channel, items, version, STATUS_OK, None, BY_HEADER if key[3] else None)
-        if len(_ATTRIBUTED) < 1024:  # a handful per run (channel x count x version): bounded all the same
-            _ATTRIBUTED[key] = found
+        found = _outcome(channel, items, named, attribution)
+        if len(attribution.derived) < 1024:  # a handful per run: bounded all the same (header values are open)
+            attribution.derived[key] = found
     return found
 
 
-# Attributed outcomes, one per (channel, items, version, header attribution): Classified is frozen, so the Locust
-# file's users share them instead of building one per response.
-_ATTRIBUTED: dict[tuple[str, int, str, bool], Classified] = {}
+def _outcome(channel: str, items: int, named: str | None, attribution: Attribution) -> Classified:
+    if attribution.header is not None:
+        if named is None:
+            return Classified(channel, items, None, STATUS_OK, f"unattributable: no {attribution.header} header")
+        return Classified(channel, items, named, STATUS_OK, None, BY_HEADER)
+    version = attribution.by_count(channel, items)
+    if version is None:
+        return Classified(channel, items, None, STATUS_OK,
+                          unattributable_failure(items, list(attribution.classes_for(channel))))
+    return Classified(channel, items, version, STATUS_OK, None)
 
 
 def _failed(channel: str, cause: str, failure: str, attribution: Attribution,
