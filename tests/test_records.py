@@ -191,10 +191,27 @@ def test_to_line_is_to_json_with_its_newline_for_every_number() -> None:
                      rng.choice([None, "ShopperUser", "RecommendationUser"]), rng.choice([None, "header"]))
         want = (rec.to_json() + "\n").encode("utf-8")
         assert rec.to_line() == want, rec
-        c_taken += recordline.LINE_C(rec.t, rec.latency_ms, b"", b"") is not None
+        c_taken += recordline.LINE_C(rec, {}, recordline.parts(*rec[1:5], *rec[6:])) is not None
     assert c_taken > 10_000  # the C path really wrote lines (not only handed them back)
     with pytest.raises(TypeError):
-        recordline.LINE_C(1.0, 2.0, "not bytes", b"")
+        recordline.LINE_C(("not", "a record"), recordline.PARTS)
+    with pytest.raises(TypeError):
+        recordline.LINE_C(rec, {(rec.channel, rec.items, rec.version, rec.status, rec.source, rec.by): "not parts"})
+    unseen = Record(1.5, "http", 4, "production", "ok", 2.0, "never seen")
+    assert recordline.LINE_C(unseen, {}) is None  # parts not kept: the caller makes them
+    assert unseen.to_line() == (unseen.to_json() + "\n").encode()
+
+
+def test_to_line_keeps_the_parts_of_each_kind_of_record_for_the_c_writer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first line of a kind makes its parts and keeps them; the next ones are found by the C writer itself."""
+    if recordline.LINE_C is None:
+        pytest.skip("the C record line writer is not built")
+    monkeypatch.setattr(recordline, "PARTS", {})
+    first, second = (Record(1764000000.25 + i, "http", 4, "production", "ok", 3.5, "ShopperUser") for i in range(2))
+    assert recordline.LINE_C(second, recordline.PARTS) is None
+    assert first.to_line() == (first.to_json() + "\n").encode()
+    assert len(recordline.PARTS) == 1
+    assert recordline.LINE_C(second, recordline.PARTS) == second.to_line() == (second.to_json() + "\n").encode()
 
 
 # ------------------------------------------------------------------ the memory-mapped writer and its NUL padding

@@ -1,9 +1,9 @@
 /* The common case of verifier/inputs/records.py Record.to_line, in C: one record's line as the bytes the writer
  * appends (the Locust file writes one line per response, and formatting it was the largest share of recording).
  *
- * record_line(t, latency_ms, middle, tail) -> bytes | None
+ * line_of(record, cache[, parts]) -> bytes | None
  *
- *   b'{"v":1,"t":' + T + middle + L + tail, where T and L are t and latency_ms written as recordline.decimal writes
+ *   b'{"v":1,"t":' + T + middle + L + tail, with middle and tail the record's parts (from recordline's cache), where T and L are t and latency_ms written as recordline.decimal writes
  *   them in its fast range (6 and 3 decimals: the fixed-point text without its trailing zeros, "x.0" for a whole
  *   number) -- the same text as repr(round(x, places)), which json.dumps would write;
  *   None when either number is outside that range here (below 1e-4, not below the bound, negative, NaN): the
@@ -84,12 +84,9 @@ static Py_ssize_t fixed(double x, int places, double below, char *out) {
     return (Py_ssize_t)n;
 }
 
-static PyObject *record_line(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4 || !PyBytes_Check(args[2]) || !PyBytes_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "record_line(t: float, latency_ms: float, middle: bytes, tail: bytes)");
-        return NULL;
-    }
-    double t = PyFloat_AsDouble(args[0]), latency = PyFloat_AsDouble(args[1]);
+/* the line of t and latency around the (bytes) parts; None when a number is outside the fast range */
+static PyObject *build(PyObject *t_obj, PyObject *latency_obj, PyObject *middle_obj, PyObject *tail_obj) {
+    double t = PyFloat_AsDouble(t_obj), latency = PyFloat_AsDouble(latency_obj);
     if (PyErr_Occurred()) return NULL;
     char t_text[NUMBER_MAX], latency_text[NUMBER_MAX];
     Py_ssize_t t_len = fixed(t, 6, T_BELOW, t_text);
@@ -98,7 +95,7 @@ static PyObject *record_line(PyObject *Py_UNUSED(self), PyObject *const *args, P
         if (PyErr_Occurred()) return NULL;
         Py_RETURN_NONE;
     }
-    Py_ssize_t head = (Py_ssize_t)strlen(HEAD), middle = PyBytes_GET_SIZE(args[2]), tail = PyBytes_GET_SIZE(args[3]);
+    Py_ssize_t head = (Py_ssize_t)strlen(HEAD), middle = PyBytes_GET_SIZE(middle_obj), tail = PyBytes_GET_SIZE(tail_obj);
     PyObject *line = PyBytes_FromStringAndSize(NULL, head + t_len + middle + latency_len + tail);
     if (line == NULL) return NULL;
     char *p = PyBytes_AS_STRING(line);
@@ -106,17 +103,51 @@ static PyObject *record_line(PyObject *Py_UNUSED(self), PyObject *const *args, P
     p += head;
     memcpy(p, t_text, (size_t)t_len);
     p += t_len;
-    memcpy(p, PyBytes_AS_STRING(args[2]), (size_t)middle);
+    memcpy(p, PyBytes_AS_STRING(middle_obj), (size_t)middle);
     p += middle;
     memcpy(p, latency_text, (size_t)latency_len);
     p += latency_len;
-    memcpy(p, PyBytes_AS_STRING(args[3]), (size_t)tail);
+    memcpy(p, PyBytes_AS_STRING(tail_obj), (size_t)tail);
+    return line;
+}
+
+/* line_of(record, cache[, parts]): the record (a tuple: t, channel, items, version, status, latency_ms, source, by)
+ * with the parts recordline.parts keeps in `cache` under (channel, items, version, status, source, by), or with
+ * `parts` when given -- None when they are not in the cache or a number is outside the fast range (the caller then
+ * makes the parts and passes them, or takes the Python path). One call from Record.to_line where there were three:
+ * the key, the lookup and the line. */
+static PyObject *line_of(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 2 || nargs > 3 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 8 || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "line_of(record: Record, cache: dict, parts: Parts = None)");
+        return NULL;
+    }
+    PyObject *r = args[0], *parts = nargs == 3 ? args[2] : NULL;
+    if (parts == NULL) {
+        PyObject *key = PyTuple_Pack(6, PyTuple_GET_ITEM(r, 1), PyTuple_GET_ITEM(r, 2), PyTuple_GET_ITEM(r, 3),
+                                     PyTuple_GET_ITEM(r, 4), PyTuple_GET_ITEM(r, 6), PyTuple_GET_ITEM(r, 7));
+        if (key == NULL) return NULL;
+        parts = PyDict_GetItemWithError(args[1], key);  /* borrowed */
+        Py_DECREF(key);
+        if (parts == NULL) {
+            if (PyErr_Occurred()) return NULL;  /* an unhashable field */
+            Py_RETURN_NONE;
+        }
+    }
+    if (!PyTuple_Check(parts) || PyTuple_GET_SIZE(parts) != 4 || !PyBytes_Check(PyTuple_GET_ITEM(parts, 2))
+        || !PyBytes_Check(PyTuple_GET_ITEM(parts, 3))) {
+        PyErr_SetString(PyExc_TypeError, "line_of: parts must be a recordline.Parts");
+        return NULL;
+    }
+    Py_INCREF(parts);  /* the cache could change under a number's __float__ */
+    PyObject *line = build(PyTuple_GET_ITEM(r, 0), PyTuple_GET_ITEM(r, 5), PyTuple_GET_ITEM(parts, 2),
+                           PyTuple_GET_ITEM(parts, 3));
+    Py_DECREF(parts);
     return line;
 }
 
 static PyMethodDef methods[] = {
-    {"record_line", (PyCFunction)(void (*)(void))record_line, METH_FASTCALL,
-     "record_line(t, latency_ms, middle, tail) -> bytes | None: a record's line (see records.py Record.to_line)"},
+    {"line_of", (PyCFunction)(void (*)(void))line_of, METH_FASTCALL,
+     "line_of(record, cache, parts=None) -> bytes | None: the record's line (see recordline.py)"},
     {NULL, NULL, 0, NULL},
 };
 

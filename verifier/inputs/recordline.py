@@ -32,22 +32,23 @@ def decimal(x: float, places: int, below: float) -> str | None:
 
 
 # A canonical line's text between ``t`` and ``latency_ms`` and after ``latency_ms``; then the same as the bytes
-# _line.record_line takes: from the comma after ``t`` to the ``latency_ms`` key, and from the number to the newline.
+# _line.line_of writes: from the comma after ``t`` to the ``latency_ms`` key, and from the number to the newline.
 Parts = tuple[str, str, bytes, bytes]
 
 # The parts of the lines of a run: a handful of distinct (channel, items, version, status, source, by) per run.
-_PARTS: dict[tuple[str, int | None, str | None, str, str | None, str | None], Parts] = {}
+# LINE_C looks them up here itself.
+PARTS: dict[tuple[str, int | None, str | None, str, str | None, str | None], Parts] = {}
 
 
 def parts(channel: str, items: int | None, version: str | None, status: str, source: str | None,
           by: str | None) -> Parts:
     """The parts of the line of a record with these fields (kept: the Locust file writes one line per response)."""
     key = (channel, items, version, status, source, by)
-    found = _PARTS.get(key)
+    found = PARTS.get(key)
     if found is None:
         found = _parts(*key)
-        if len(_PARTS) < 1024:
-            _PARTS[key] = found
+        if len(PARTS) < 1024:
+            PARTS[key] = found
     return found
 
 
@@ -60,8 +61,10 @@ def _parts(channel: str, items: int | None, version: str | None, status: str, so
     return middle, tail, f',{middle}"latency_ms":'.encode(), f"{tail}\n".encode()
 
 
-# the C writer (verifier/inputs/_line.c), or None where it is not built: Record.to_line then formats in Python
-LINE_C: Callable[[float, float, bytes, bytes], bytes | None] | None = extensions.optional("_line", "record_line")
+# the C writer (verifier/inputs/_line.c): LINE_C(record, PARTS[, parts]) is the record's line, or None when its parts
+# are not in PARTS (and not given) or a number is outside the C range; None where it is not built: Record.to_line
+# then formats in Python
+LINE_C: Callable[..., bytes | None] | None = extensions.optional("_line", "line_of")
 
 
 _PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII except " and \ : JSON-encodes as itself

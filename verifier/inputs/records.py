@@ -93,8 +93,10 @@ class Record(NamedTuple):
         """The canonical line with its newline, as the UTF-8 bytes a writer appends: ``to_json() + "\\n"``, built in
         C where ``_line`` is (verifier/inputs/_line.c: the same bytes, for the numbers of every real record)."""
         if line.LINE_C is not None:
-            parts = line.parts(self.channel, self.items, self.version, self.status, self.source, self.by)
-            made = line.LINE_C(self.t, self.latency_ms, parts[2], parts[3])
+            made = line.LINE_C(self, line.PARTS)
+            if made is None:  # parts not kept yet (a new kind of record, or a full cache), or a number out of range
+                parts = line.parts(self.channel, self.items, self.version, self.status, self.source, self.by)
+                made = line.LINE_C(self, line.PARTS, parts)
             if made is not None:
                 return made
         return (self.to_json() + "\n").encode("utf-8")
