@@ -62,8 +62,7 @@ class AppendFile:
         self._fd = -1
         self._map: mmap.mmap | None = None
         self._base = 0  # file offset of the mapped window
-        self._pos = 0   # file offset of the end of the data (the next append)
-        self._limit = 0  # file offset of the end of the window
+        self._pos = 0   # file offset of the end of the data when the window was mapped (then: _base + the map's tell)
         try:
             regular = stat.S_ISREG(os.stat(self.path).st_mode)
         except FileNotFoundError:
@@ -104,18 +103,20 @@ class AppendFile:
         window = mmap.mmap(self._fd, length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=base)
         if self._map is not None:
             self._map.close()
-        self._map, self._base, self._limit = window, base, base + length
+        window.seek(self._pos - base)  # appends are the map's own writes, from the end of the data on
+        self._map, self._base = window, base
 
     def append(self, data: bytes) -> None:
         """``data`` is with the OS when this returns: a SIGKILL from now on keeps it."""
         if self._fd < 0:
             raise ValueError("file is closed")
         if self._map is not None:
-            end = self._pos + len(data)
-            if end > self._limit:
-                self._window(end)
-            self._map[self._pos - self._base:end - self._base] = data
-            self._pos = end
+            try:
+                self._map.write(data)  # one copy at the map's position, which it advances
+            except ValueError:  # no room left in the window ("data out of range": nothing was written)
+                self._pos = self._base + self._map.tell()
+                self._window(self._pos + len(data))
+                self._map.write(data)
             return
         view = memoryview(data)
         while view:  # a raw write may be partial (a signal, a full pipe): the rest follows at once
@@ -130,6 +131,7 @@ class AppendFile:
             return
         try:
             if self._map is not None:
+                self._pos = self._base + self._map.tell()
                 self._map.close()
                 self._map = None
                 os.ftruncate(self._fd, self._pos)
