@@ -92,15 +92,16 @@ class ShopperUser(FastHttpUser):
     def product_page(self, product_id: str) -> None:
         """GET one product page, attribute it, report it to Locust and record it."""
         session = plugin.user_session(self)
+        attribution = session.attribution
         seq = session.recorder.dispatch()  # numbered as sent: the live gate consumes dispatch order
         sent = False
         try:
             start_time = time.time()
             with self.client.get(f"/product/{product_id}", name=PRODUCT_PAGE_NAME, catch_response=True) as resp:
                 status = resp.status_code
-                headers = dict(resp.headers or {}) if session.attribution.header is not None else None
+                headers = dict(resp.headers or {}) if attribution.header is not None else None
                 outcome = product_page_outcome(status, _page(resp) if status and status < 400 else None,
-                                               session.attribution, headers)
+                                               attribution, headers)
                 if outcome.failure is not None and status and status < 400:
                     resp.failure(outcome.failure)
                 latency_ms = float(resp.request_meta["response_time"])
