@@ -62,13 +62,9 @@ class ReorderBuffer(Generic[T]):
     def released(self) -> int:
         return self._next_release
 
-    def put(self, seq: int, item: T) -> list[T]:
-        """Item ``seq`` completed; returns the items now released, in dispatch order."""
-        return self._arrive(seq, item)
-
     def skip(self, seq: int) -> list[T]:
         """Request ``seq`` will never produce an item (e.g. its user was killed): release past its slot."""
-        return self._arrive(seq, SKIPPED)
+        return self.put(seq, SKIPPED)  # type: ignore[arg-type]
 
     def flush(self) -> list[T]:
         """The end of the run: every held item in dispatch order, past the gaps of requests that never completed."""
@@ -77,7 +73,8 @@ class ReorderBuffer(Generic[T]):
         self._next_release = self._next_ticket = max(self._next_ticket, self._next_release)
         return out  # type: ignore[return-value]
 
-    def _arrive(self, seq: int, item: object) -> list[T]:
+    def put(self, seq: int, item: T) -> list[T]:
+        """Item ``seq`` completed; returns the items now released, in dispatch order."""
         if seq == self._next_release and not self._held:  # the common case: the oldest, and nothing waits for it
             self._next_release = seq + 1
             if self._next_ticket <= seq:
