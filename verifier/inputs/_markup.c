@@ -43,26 +43,26 @@ static int ci_equal(const unsigned char *s, const char *needle, Py_ssize_t n) {
     return 1;
 }
 
-/* The first j in [from, end - 1) where s[j] == a and (s[j + 1] | fold) == b; -1 if none. The search for the section
- * looks for its tag by such a pair of bytes (rare in a page: '<' then 's') and compares the tag in full at each
- * hit: 16 bytes at a time where SSE2 is (every x86-64), byte by byte otherwise. With fold =
- * 0x20 and b = (letter | 0x20), both cases of the letter are hits (and a few non-letters: the full compare rejects
- * them), so the hits are a superset of the markers' positions and every answer is the plain loop's. */
-static Py_ssize_t next_pair(const unsigned char *s, Py_ssize_t from, Py_ssize_t end, unsigned char a, unsigned char b,
-                            unsigned char fold) {
+/* The first j in [from, end - 1) where s[j] == a and (s[j + 1] | 0x20) == b; -1 if none. The search for the section
+ * looks for its tag by such a pair of bytes (rare in a page: '<' then 's') and compares the tag in full at each hit:
+ * 16 bytes at a time where SSE2 is (every x86-64), byte by byte otherwise. With b = (letter | 0x20), both cases of
+ * the letter are hits (and a few non-letters: the full compare rejects them), so the hits are a superset of the
+ * tag's positions and every answer is the plain loop's. */
+static Py_ssize_t next_pair(const unsigned char *s, Py_ssize_t from, Py_ssize_t end, unsigned char a,
+                            unsigned char b) {
     Py_ssize_t j = from;
 #if defined(__SSE2__)
-    const __m128i va = _mm_set1_epi8((char)a), vb = _mm_set1_epi8((char)b), vf = _mm_set1_epi8((char)fold);
+    const __m128i va = _mm_set1_epi8((char)a), vb = _mm_set1_epi8((char)b), fold = _mm_set1_epi8(0x20);
     for (; j + 17 <= end; j += 16) {  /* reads s[j .. j + 16]: each byte and the one after it */
         __m128i here = _mm_loadu_si128((const __m128i *)(s + j));
         __m128i next = _mm_loadu_si128((const __m128i *)(s + j + 1));
         unsigned mask = (unsigned)_mm_movemask_epi8(
-            _mm_and_si128(_mm_cmpeq_epi8(here, va), _mm_cmpeq_epi8(_mm_or_si128(next, vf), vb)));
+            _mm_and_si128(_mm_cmpeq_epi8(here, va), _mm_cmpeq_epi8(_mm_or_si128(next, fold), vb)));
         if (mask) return j + __builtin_ctz(mask);
     }
 #endif
     for (; j + 1 < end; j++)
-        if (s[j] == a && (s[j + 1] | fold) == b) return j;
+        if (s[j] == a && (s[j + 1] | 0x20) == b) return j;
     return -1;
 }
 
@@ -70,7 +70,7 @@ static Py_ssize_t next_pair(const unsigned char *s, Py_ssize_t from, Py_ssize_t 
  * with '<' and then a character that | 0x20 leaves as it is: a lowercase letter or '/'). */
 static Py_ssize_t ci_find(const unsigned char *s, Py_ssize_t from, Py_ssize_t end, const char *needle) {
     Py_ssize_t n = (Py_ssize_t)strlen(needle);
-    for (Py_ssize_t i = from; (i = next_pair(s, i, end, '<', (unsigned char)needle[1], 0x20)) >= 0; i++)
+    for (Py_ssize_t i = from; (i = next_pair(s, i, end, '<', (unsigned char)needle[1])) >= 0; i++)
         if (i + n <= end && ci_equal(s + i, needle, n)) return i;
     return -1;
 }
