@@ -3,9 +3,10 @@
  *
  * line_of(record, cache[, parts]) -> bytes | None
  *
- *   b'{"v":1,"t":' + T + middle + L + tail, with middle and tail the record's parts (from recordline's cache), where T and L are t and latency_ms written as recordline.decimal writes
- *   them in its fast range (6 and 3 decimals: the fixed-point text without its trailing zeros, "x.0" for a whole
- *   number) -- the same text as repr(round(x, places)), which json.dumps would write;
+ *   b'{"v":1,"t":' + T + middle + L + tail, with middle and tail the record's parts (from recordline's cache) and
+ *   T and L its t and latency_ms written as recordline.decimal writes them in its fast range (6 and 3 decimals: the
+ *   fixed-point text without its trailing zeros, "x.0" for a whole number) -- the same text as
+ *   repr(round(x, places)), which json.dumps would write;
  *   None when either number is outside that range here (below 1e-4, not below the bound, negative, NaN): the
  *   caller then takes the Python path, which handles every float.
  *
@@ -95,7 +96,8 @@ static PyObject *build(PyObject *t_obj, PyObject *latency_obj, PyObject *middle_
         if (PyErr_Occurred()) return NULL;
         Py_RETURN_NONE;
     }
-    Py_ssize_t head = (Py_ssize_t)strlen(HEAD), middle = PyBytes_GET_SIZE(middle_obj), tail = PyBytes_GET_SIZE(tail_obj);
+    Py_ssize_t head = (Py_ssize_t)strlen(HEAD);
+    Py_ssize_t middle = PyBytes_GET_SIZE(middle_obj), tail = PyBytes_GET_SIZE(tail_obj);
     PyObject *line = PyBytes_FromStringAndSize(NULL, head + t_len + middle + latency_len + tail);
     if (line == NULL) return NULL;
     char *p = PyBytes_AS_STRING(line);
