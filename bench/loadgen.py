@@ -1,7 +1,7 @@
 """Load generation overhead: the attributing Locust users against bare clients, same machine, same run.
 
-    python -m bench.loadgen [--seconds 8] [--users 10] [--rounds 2] [--only page-bare,page-shopper,...]
-    python -m bench.loadgen --instructions [--seconds 20]
+    python -m bench.loadgen [--seconds 8] [--users 10] [--rounds 2] [--only page-bare,page-shopper,...] [--paired]
+    python -m bench.loadgen --instructions [--seconds 30]
 
 HTTP: ShopperUser (only its browseProduct task, so it fetches exactly what the baseline fetches: product pages --
 counted, attributed, recorded, fed to the live gate) against a bare FastHttpUser that GETs the same product pages
@@ -15,14 +15,19 @@ gRPC: RecommendationUser against (a) a bare grpcio loop (one synchronous stub ca
 recommendationservice.
 
 ``--instructions`` counts instead the instructions the Locust child executes per product page under valgrind
-(callgrind), bare FastHttpUser and ShopperUser against the instant server: a deterministic ratio for the same
-overhead, where requests/s move by up to 25% between runs on a shared host (it does not see cache misses, which the
-rate does).
+(callgrind), bare FastHttpUser and ShopperUser against the instant server: a ratio for the same overhead that moves
+by about 1% between runs, where requests/s move by up to 25% on a shared host (it does not see cache misses, which
+the rate does). A third user, the bare one checking its status through ``catch_response``, shows how much of the
+difference is Locust's own price for judging a response.
 
 Besides requests/s, each run reports the client's CPU time per request (the child's rusage, minus the CPU the
 same command spends starting up, measured alone): when the server bounds the rate, that is the generator's own
 cost. Rounds alternate the configurations (A B C ... A B C); medians are reported; ratios are against the
-baseline measured in the same run.
+baseline measured in the same run -- the ratio of the medians, and the median and range of the ratios within each
+round (on a shared host whose speed drifts by 25% over minutes, the within-round ratio is the steadier figure).
+``--paired`` runs each baseline and its candidate at the same time instead, sharing the two cores with the server:
+the drift then hits both alike, and the req per CPU-second ratio -- the rate each would reach with the CPU to itself
+-- is the figure (each command's start-up CPU is measured alone first).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +54,7 @@ from splitproof.verifier.boutique import PRODUCT_IDS
 REPO = Path(__file__).resolve().parent.parent
 BOUTIQUE = str(REPO / "loadtest" / "boutique.py")
 THIS = str(Path(__file__).resolve())
+CLOCK = str(Path(__file__).resolve().with_name("locust_clock.py"))
 PAGE_ID = "OLJCESPC7Z"
 ONLY_BROWSE = "index=0,setCurrency=0,browseProduct=1,addToCart=0,viewCart=0,checkout=0"
 
@@ -67,6 +75,17 @@ if __name__ != "__main__":
         @task
         def product(self) -> None:
             self.client.get(f"/product/{random.choice(PRODUCT_IDS)}", name="/product/[id]")
+
+    class CheckedProductUser(FastHttpUser):
+        """The same GET through Locust's own way to judge a response (``catch_response``), judged by its status
+        only: what any locustfile that checks its pages pays before it checks anything (``--instructions``)."""
+
+        @task
+        def product(self) -> None:
+            with self.client.get(f"/product/{random.choice(PRODUCT_IDS)}", name="/product/[id]",
+                                 catch_response=True) as resp:
+                if resp.status_code != 200:
+                    resp.failure(f"status {resp.status_code}")
 
     class BareGrpcUser(User):
         """ListRecommendations on ``--host HOST:PORT`` reported to Locust; no attribution, no records."""
@@ -262,7 +281,19 @@ def boutique_services(work: Path, started: list[Any]) -> tuple[Any, Any, bytes]:
         return production, frontend, resp.read()
 
 
-def measure(seconds: float, users: int, rounds: int, only: set[str] | None = None) -> dict[str, list[Sample]]:
+# (baseline, candidate): with --paired the two run at the same time
+PAIRS = (("page-bare", "page-shopper"), ("frontend-bare", "frontend-shopper"),
+         ("grpc-bare-locust", "grpc-recommendation-user"))
+
+
+def run_together(runs: list[Callable[[], Sample]]) -> list[Sample]:
+    """Run the samples at the same time (one thread each, waiting on its own child); their results in order."""
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        return list(pool.map(lambda run: run(), runs))
+
+
+def measure(seconds: float, users: int, rounds: int, only: set[str] | None = None,
+            paired: bool = False) -> dict[str, list[Sample]]:
     samples: dict[str, list[Sample]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-loadgen-") as tmp:
         work = Path(tmp)
@@ -291,12 +322,21 @@ def measure(seconds: float, users: int, rounds: int, only: set[str] | None = Non
                                             "--split-results", str(results), "--expected", "0"])),
             ]
             configs = [(name, run) for name, run in configs if only is None or name in only]
+            steps: list[list[tuple[str, Callable[[], Sample]]]] = [[config] for config in configs]
+            if paired:  # each pair in one step; the rest alone
+                by_name = dict(configs)
+                together = [[(b, by_name[b]), (c, by_name[c])] for b, c in PAIRS if b in by_name and c in by_name]
+                in_pairs = {name for step in together for name, _run in step}
+                steps = together + [[(n, run)] for n, run in configs if n not in in_pairs]
+                for step in together:  # a first round alone, not counted: each command's start-up CPU is measured
+                    for _name, run in step:  # alone (locust_sample's startup_cpu), before the pairs share the cores
+                        run()
             for r in range(rounds):
-                for name, run in configs:
-                    sample = run()
-                    samples.setdefault(name, []).append(sample)
-                    print(f"round {r + 1} {name:26s} {sample.rps:8.0f} req/s  {sample.cpu_us_per_request:7.0f} "
-                          f"us CPU/req  ({sample.requests} requests, {sample.failures} failed)", flush=True)
+                for step in steps:
+                    for (name, _run), sample in zip(step, run_together([run for _n, run in step]), strict=True):
+                        samples.setdefault(name, []).append(sample)
+                        print(f"round {r + 1} {name:26s} {sample.rps:8.0f} req/s  {sample.cpu_us_per_request:7.0f} "
+                              f"us CPU/req  ({sample.requests} requests, {sample.failures} failed)", flush=True)
         finally:
             if envoy_child is not None:
                 proc.stop(envoy_child)
@@ -305,17 +345,22 @@ def measure(seconds: float, users: int, rounds: int, only: set[str] | None = Non
     return samples
 
 
+SHORT_RUN_S = 12.0  # past ramp-up and the live gate's decision (537 pages for --expected 0, ~5 s under valgrind)
+
+
 def instructions_per_request(name: str, workdir: Path, locustfile: str, host: str, users: int, seconds: float,
                              extra: list[str]) -> tuple[float, int]:
     """Instructions the Locust child executes per product page, counted by valgrind (callgrind): the difference
-    between a run of ``seconds`` and one of 2 s, over the difference in requests, so start-up and the end-of-run
-    verdict cancel. Deterministic where requests/s are not -- a shared host moves those by up to 25% between runs --
-    at the price of a ~50x slower child (so few requests: the ratio, not the rate, is the figure)."""
+    between a run of ``seconds`` and one of SHORT_RUN_S, over the difference in requests, so start-up, ramp-up, the
+    live gate's undecided start and the end-of-run verdict cancel: the steady state of a long run. Deterministic
+    where requests/s are not -- a shared host moves those by up to 25% between runs -- at the price of a ~50x slower
+    child (so few requests: the ratio, not the rate, is the figure). bench/locust_clock.py runs beside the
+    locustfile, or ``-t`` would end a run under valgrind as soon as it started."""
     counts = []
-    for length in (2.0, seconds):
+    for length in (SHORT_RUN_S, seconds):
         stats = workdir / f"{name}-cg-stats"
         argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                *locust_argv(locustfile, host, users, length, stats, extra)]
+                *locust_argv(f"{locustfile},{CLOCK}", host, users, length, stats, extra)]
         log = workdir / f"{name}-cg.log"
         # one BLAS thread: numpy's pool spins under valgrind (which runs threads one at a time) and would be counted
         code, _cpu = run_child(argv, log, length * 100 + 120, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
@@ -332,7 +377,8 @@ def instructions_per_request(name: str, workdir: Path, locustfile: str, host: st
 
 
 def measure_instructions(seconds: float, users: int) -> str:
-    """``--instructions``: bare FastHttpUser and ShopperUser against the instant server, per page (a table)."""
+    """``--instructions``: bare FastHttpUser, the same checked with ``catch_response``, and ShopperUser against the
+    instant server, per page (a table)."""
     import shutil
 
     if shutil.which("valgrind") is None:
@@ -349,6 +395,8 @@ def measure_instructions(seconds: float, users: int) -> str:
             shopper = shopper_args(work / "out.jsonl")
             bare, n_bare = instructions_per_request("page-bare", work, THIS, page_url, users, seconds,
                                                     ["BareProductUser"])
+            checked, n_checked = instructions_per_request("page-checked", work, THIS, page_url, users, seconds,
+                                                          ["CheckedProductUser"])
             shop, n_shop = instructions_per_request("page-shopper", work, BOUTIQUE, page_url, users, seconds, shopper)
         finally:
             if envoy_child is not None:
@@ -357,10 +405,12 @@ def measure_instructions(seconds: float, users: int) -> str:
                 spawned.stop()
     return "\n".join([
         f"| {time.strftime('%Y-%m-%d')}: instructions per product page (callgrind), instant server | bare "
-        "FastHttpUser | ShopperUser | ratio (bare / ShopperUser) |",
-        "| --- | --- | --- | --- |",
-        f"| {users} users, {seconds:g} s - 2 s runs under valgrind | {bare:,.0f} ({n_bare} pages) "
-        f"| {shop:,.0f} ({n_shop} pages) | **{bare / shop:.3f}** |",
+        "FastHttpUser | the same, checked with catch_response | ShopperUser | ratio (bare / ShopperUser) "
+        "| ratio (checked / ShopperUser) |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| {users} users, {seconds:g} s - {SHORT_RUN_S:g} s runs under valgrind | {bare:,.0f} ({n_bare} pages) "
+        f"| {checked:,.0f} ({n_checked} pages) | {shop:,.0f} ({n_shop} pages) | **{bare / shop:.3f}** "
+        f"| {checked / shop:.3f} |",
     ])
 
 
@@ -373,14 +423,31 @@ def summarize(samples: dict[str, list[Sample]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def report(summary: dict[str, dict[str, float]], seconds: float, users: int, rounds: int) -> str:
+def round_ratios(samples: dict[str, list[Sample]], base: str, cand: str, per_cpu: bool = False) -> list[float]:
+    """req/s (``per_cpu``: requests per CPU-second) of ``cand`` over ``base`` within each round: the two ran one
+    after the other (or together), so a host that speeds up or slows down between rounds moves both alike."""
+    def rate(sample: Sample) -> float:
+        return 1.0 / sample.cpu_us_per_request if per_cpu else sample.rps
+
+    pairs = zip(samples.get(base, ()), samples.get(cand, ()), strict=False)
+    return [rate(c) / rate(b) for b, c in pairs if rate(b) > 0]
+
+
+def spread(ratios: list[float]) -> str:
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})" if ratios else "-"
+
+
+def report(samples: dict[str, list[Sample]], seconds: float, users: int, rounds: int, paired: bool = False) -> str:
+    summary = summarize(samples)
+
     def row(label: str, base: str, base_label: str, cand: str, cand_label: str) -> str | None:
         if base not in summary or cand not in summary:  # --only left one of them out
             return None
         b, c = summary[base], summary[cand]
         return (f"| {label} | {base_label} {b['rps']:.0f}/s, {b['cpu_us']:.0f} us CPU/req "
                 f"| {cand_label} {c['rps']:.0f}/s, {c['cpu_us']:.0f} us CPU/req "
-                f"| **{c['rps'] / b['rps']:.2f}** | {b['cpu_us'] / c['cpu_us']:.2f} |")
+                f"| **{c['rps'] / b['rps']:.2f}** | {spread(round_ratios(samples, base, cand))} "
+                f"| {b['cpu_us'] / c['cpu_us']:.2f} | {spread(round_ratios(samples, base, cand, per_cpu=True))} |")
 
     rows = [
         row("product page, real local frontend", "frontend-bare", "bare FastHttpUser", "frontend-shopper",
@@ -393,9 +460,11 @@ def report(summary: dict[str, dict[str, float]], seconds: float, users: int, rou
             "grpc-recommendation-user", "RecommendationUser"),
     ]
     lines = [
-        f"| {time.strftime('%Y-%m-%d')}: {users} users, {seconds:g} s runs, median of {rounds} "
-        "| baseline | splitproof | req/s ratio | req per CPU-second ratio |",
-        "| --- | --- | --- | --- | --- |",
+        f"| {time.strftime('%Y-%m-%d')}: {users} users, {seconds:g} s runs, median of {rounds}"
+        f"{', each pair at the same time' if paired else ''} "
+        "| baseline | splitproof | req/s ratio | per round: median (range) | req per CPU-second ratio "
+        "| per round |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
         *(r for r in rows if r is not None),
     ]
     failed = sum(int(v["failures"]) for v in summary.values())
@@ -413,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", metavar="NAME,...", default=None,
                         help="run only these configurations (page-bare, page-shopper, frontend-bare, frontend-shopper, "
                              "grpc-loop, grpc-bare-locust, grpc-recommendation-user)")
+    parser.add_argument("--paired", action="store_true",
+                        help="run each baseline and its candidate at the same time (page-bare with page-shopper, ...): "
+                             "the host's drift hits both alike; read the req per CPU-second ratio")
     parser.add_argument("--instructions", action="store_true",
                         help="instead: count the instructions per product page under valgrind (deterministic; "
                              "bare FastHttpUser and ShopperUser against the instant server; ~3 minutes)")
@@ -422,12 +494,12 @@ def main(argv: list[str] | None = None) -> int:
         bare_grpc_loop(args.bare_grpc_loop, args.seconds)
         return 0
     if args.instructions:
-        print(measure_instructions(max(args.seconds, 10.0), args.users))
+        print(measure_instructions(max(args.seconds, SHORT_RUN_S + 10.0), args.users))
         return 0
     only = {name.strip() for name in args.only.split(",")} if args.only else None
-    summary = summarize(measure(args.seconds, args.users, args.rounds, only))
+    samples = measure(args.seconds, args.users, args.rounds, only, paired=args.paired)
     print()
-    print(report(summary, args.seconds, args.users, args.rounds))
+    print(report(samples, args.seconds, args.users, args.rounds, args.paired))
     return 0
 
 

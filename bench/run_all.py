@@ -27,6 +27,7 @@ BENCHES: tuple[tuple[str, list[str], str | None, list[str]], ...] = (
     ("bench.verifier_throughput", [], "--update", ["--records", "1000000", "--rounds", "1"]),
     ("bench.mesh", [], "--record", []),
     ("bench.loadgen", [], None, ["--seconds", "4", "--rounds", "1"]),
+    ("bench.loadgen", ["--instructions"], None, ["--seconds", "22"]),
     ("bench.loadgen_pieces", [], None, ["--calls", "2000"]),
     ("bench.frontend_keepalive", [], None, []),
     ("bench.yaml_input", [], "--update", ["--mib", "1"]),
