@@ -100,10 +100,7 @@ def user_session(user: Any) -> SplitSession:
 
 def think_time(user: Any) -> float:
     """wait_time for the boutique users: ``--think-time MIN[:MAX]`` seconds (default 0)."""
-    try:  # user_session's own lookup, inline: Locust asks before every task
-        lo, hi = user._splitproof_session.config.think_time
-    except AttributeError:
-        lo, hi = user_session(user).config.think_time
+    lo, hi = user_session(user).config.think_time
     if hi <= lo:
         return lo
     import random

@@ -40,8 +40,7 @@ def count_recommendations(html: str | bytes) -> int | None:
     decoding it, see loadtest/boutique.py ``_page``); they are counted in C where ``_markup`` is built. Other bytes
     raise ValueError.
     """
-    # _count_upstream_markup's body, inline (one call fewer per product page)
-    fast = _COUNT_C(html) if _COUNT_C is not None and isinstance(html, bytes) else _count_upstream_python(html)
+    fast = _count_upstream_markup(html)
     if fast is not None:
         return fast
     return count_recommendations_general(html.decode("ascii") if isinstance(html, bytes) else html)
@@ -62,7 +61,9 @@ plain_ascii: Callable[[bytes], bool] = extensions.optional("_markup", "plain") o
 
 def _count_upstream_markup(html: str | bytes) -> int | None:
     """The fast path: a page's bytes go to the C version (``_markup.c``, the same answers), a str to Python's."""
-    return _COUNT_C(html) if _COUNT_C is not None and isinstance(html, bytes) else _count_upstream_python(html)
+    if _COUNT_C is not None and isinstance(html, bytes):
+        return _COUNT_C(html)
+    return _count_upstream_python(html)
 
 
 def _count_upstream_python(html: str | bytes) -> int | None:

@@ -317,11 +317,7 @@ class RecordWriter:
         self.count = 0
 
     def write(self, record: Record) -> None:
-        file = self._file  # _write's body, inline: the Locust file writes one record per response
-        if file is None:
-            raise ValueError("writer is closed")
-        file.append(record.to_line())
-        self.count += 1
+        self._write(record.to_line(), 1)
 
     def write_lines(self, lines: Iterable[str]) -> None:
         """Append already-serialised records (e.g. received from a Locust worker)."""
