@@ -22,7 +22,8 @@ difference is Locust's own price for judging a response.
 
 Besides requests/s, each run reports the client's CPU time per request (the child's rusage, minus the CPU the
 same command spends starting up, measured alone): when the server bounds the rate, that is the generator's own
-cost. Rounds alternate the configurations (A B C ... A B C); medians are reported; ratios are against the
+cost. Rounds alternate the configurations, counterbalanced (A B C, C B A, ...: within a pair the baseline runs
+first in odd rounds and second in even ones); medians are reported; ratios are against the
 baseline measured in the same run -- the ratio of the medians, and the median and range of the ratios within each
 round (on a shared host whose speed drifts by 25% over minutes, the within-round ratio is the steadier figure).
 ``--paired`` runs each baseline and its candidate at the same time instead, sharing the two cores with the server:
@@ -194,7 +195,9 @@ def measure(seconds: float, users: int, rounds: int, only: set[str] | None = Non
                     for name in step:
                         by_name[name].startup_cpu()
             for r in range(rounds):
-                for step in steps:
+                # counterbalanced (A B C, C B A, ...): within a pair the baseline goes first in odd rounds and second
+                # in even ones, so a carry-over from whichever run comes before hits both alike over two rounds
+                for step in steps if r % 2 == 0 else steps[::-1]:
                     for name, sample in zip(step, run_together([runs[name] for name in step]), strict=True):
                         samples.setdefault(name, []).append(sample)
                         print(f"round {r + 1} {name:26s} {sample.rps:8.0f} req/s  {sample.cpu_us_per_request:7.0f} "
