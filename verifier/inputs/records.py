@@ -57,6 +57,15 @@ CHANNELS = ("grpc", "http")
 STATUS_OK = "ok"
 BY_HEADER = "header"
 
+LATENCY_PLACES = 3  # latency_ms is kept to the microsecond in a results file
+
+
+def kept_latency(latency_ms: float) -> float:
+    """The latency a results file keeps for ``latency_ms`` (what a replay of the file reads back): a judge fed
+    live records reads this, so that it decides exactly as ``verify-split`` does on the run's file."""
+    return round(latency_ms, LATENCY_PLACES)
+
+
 
 class Record(NamedTuple):
     """One response. Immutable; a named tuple rather than a frozen dataclass because the Locust file makes one per
@@ -83,7 +92,8 @@ class Record(NamedTuple):
     def to_json(self) -> str:
         """The canonical line (no newline). Byte-identical to :meth:`to_json_reference`, built without json.dumps
         for the common case because the Locust file serialises one record per response (verifier.inputs.recordline)."""
-        t, latency = line.decimal(self.t, 6, line.T_BELOW), line.decimal(self.latency_ms, 3, line.LATENCY_BELOW)
+        t = line.decimal(self.t, 6, line.T_BELOW)
+        latency = line.decimal(self.latency_ms, LATENCY_PLACES, line.LATENCY_BELOW)
         if t is None or latency is None:
             return self.to_json_reference()
         parts = line.parts(self.channel, self.items, self.version, self.status, self.source, self.by)
@@ -109,7 +119,7 @@ class Record(NamedTuple):
             "items": self.items,
             "version": self.version,
             "status": self.status,
-            "latency_ms": round(self.latency_ms, 3),
+            "latency_ms": kept_latency(self.latency_ms),
         }
         if self.source is not None:
             obj["source"] = self.source
