@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from splitproof.verifier.cli import main
+from splitproof.verifier.health import responses as judge_input
 from splitproof.verifier.health.options import HealthOptions
 from splitproof.verifier.health.responses import ResponseHealth
+from splitproof.verifier.inputs import records as record_format
 from splitproof.verifier.inputs.records import Record, parse_record
 from splitproof.verifier.tally import Tally
 from splitproof.verifier.verdict import Method
@@ -184,3 +186,4 @@ def test_live_records_and_their_file_reach_the_same_health_verdict() -> None:
     assert live.metric("latency").criterion.threshold is not None
     assert live.metric("latency").criterion.threshold == replay.metric("latency").criterion.threshold
     assert live == replay
+    assert judge_input.LATENCY_PLACES == record_format.LATENCY_PLACES  # the judge rounds as the file keeps

@@ -42,8 +42,11 @@ from splitproof.verifier.health.model import (
 )
 from splitproof.verifier.health.options import HealthOptions
 from splitproof.verifier.health.sequential import HealthMonitor
-from splitproof.verifier.inputs.records import kept_latency
 from splitproof.verifier.verdict import Method, Outcome
+
+# A results file keeps latency_ms to the microsecond (verifier.inputs.records.LATENCY_PLACES, which a test keeps
+# equal to this; health sits below inputs and does not import it).
+LATENCY_PLACES = 3
 
 
 class Response(Protocol):
@@ -143,7 +146,7 @@ class ResponseHealth:
                 self.payload_successes += 1
             # the latency as the results file keeps it: the live judge and a replay of the file compare the same
             # numbers with the same threshold (production's warm-up quantile), so they reach the same verdict
-            monitor.observe(rec.version, error=False, latency_ms=kept_latency(rec.latency_ms),
+            monitor.observe(rec.version, error=False, latency_ms=round(rec.latency_ms, LATENCY_PLACES),
                             count_error=count_error)
         elif self.errors_attributable and rec.header_attributed and rec.version is not None:
             monitor.observe(rec.version, error=True)

@@ -61,8 +61,9 @@ LATENCY_PLACES = 3  # latency_ms is kept to the microsecond in a results file
 
 
 def kept_latency(latency_ms: float) -> float:
-    """The latency a results file keeps for ``latency_ms`` (what a replay of the file reads back): a judge fed
-    live records reads this, so that it decides exactly as ``verify-split`` does on the run's file."""
+    """The latency a results file keeps for ``latency_ms`` (what a replay of the file reads back). The health judge
+    rounds the live records' latencies the same way (verifier.health.responses), so a live verdict and
+    ``verify-split`` on the run's file compare the same numbers."""
     return round(latency_ms, LATENCY_PLACES)
 
 
