@@ -57,15 +57,9 @@ CHANNELS = ("grpc", "http")
 STATUS_OK = "ok"
 BY_HEADER = "header"
 
-LATENCY_PLACES = 3  # latency_ms is kept to the microsecond in a results file
-
-
-def kept_latency(latency_ms: float) -> float:
-    """The latency a results file keeps for ``latency_ms`` (what a replay of the file reads back). The health judge
-    rounds the live records' latencies the same way (verifier.health.responses), so a live verdict and
-    ``verify-split`` on the run's file compare the same numbers."""
-    return round(latency_ms, LATENCY_PLACES)
-
+# latency_ms is kept to the microsecond in a results file; the health judge rounds live records' latencies the same
+# way (verifier.health.responses), so a live verdict and verify-split on the run's file compare the same numbers
+LATENCY_PLACES = 3
 
 
 class Record(NamedTuple):
@@ -120,7 +114,7 @@ class Record(NamedTuple):
             "items": self.items,
             "version": self.version,
             "status": self.status,
-            "latency_ms": kept_latency(self.latency_ms),
+            "latency_ms": round(self.latency_ms, LATENCY_PLACES),
         }
         if self.source is not None:
             obj["source"] = self.source
