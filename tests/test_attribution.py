@@ -83,7 +83,8 @@ def test_the_c_page_counter_answers_what_the_python_one_answers(seed: int) -> No
     assert agreed > 100  # the counting branch was really compared, not only the early Nones
 
 
-@pytest.mark.parametrize("marker", ["", "<SECTION", "</Section", "<sectio", "</sectio", "COL-md-3", "-m", "<", "\x80"])
+@pytest.mark.parametrize("marker", ["", "<SECTION", "</Section", "<sectio", "</sectio", "COL-md-3", "-m", "-M", "<",
+                                    "<d", "</", "</S", "\x80"])
 def test_the_c_page_counter_at_every_alignment(marker: str) -> None:
     """The C counter scans 16 bytes at a time: each marker, and a stray one, at every offset around a block edge."""
     if attribution._COUNT_C is None:

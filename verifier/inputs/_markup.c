@@ -119,17 +119,28 @@ static inline int section_byte(const unsigned char *s, Py_ssize_t q, Py_ssize_t 
 }
 
 /* The first "</section" (any case) at or after start -- -1 if none -- with the exact items and the "col-md-3"
- * markers before it counted on the way: one pass that stops at each '<' and '-' (16 bytes at a time where SSE2 is,
- * every hit of a block taken from its mask), where three searches each read the section again. No marker can
- * overlap itself, so counting every match is counting the non-overlapping ones. */
+ * markers before it counted on the way: one pass, where three searches each read the section again. It stops only
+ * where section_byte can act: a '<' before 'd' (an item) or before '/' and 's' or 'S' (the end tag), a '-' before
+ * 'm' or 'M' (a marker) -- 16 bytes at a time where SSE2 is, from the bytes and the two after each, every hit of a
+ * block taken from its mask: a superset of the positions where section_byte counts or stops, so the answer is the
+ * byte loop's, with a third of its stops on a product page (most tags are neither). No marker can overlap itself,
+ * so counting every match is counting the non-overlapping ones. */
 static Py_ssize_t scan_section(const unsigned char *s, Py_ssize_t start, Py_ssize_t len, Py_ssize_t *items,
                                Py_ssize_t *markers) {
     Py_ssize_t p = start;
 #if defined(__SSE2__)
-    const __m128i lt = _mm_set1_epi8('<'), dash = _mm_set1_epi8('-');
-    for (; p + 16 <= len; p += 16) {
+    const __m128i lt = _mm_set1_epi8('<'), dash = _mm_set1_epi8('-'), fold = _mm_set1_epi8(0x20);
+    const __m128i d = _mm_set1_epi8('d'), slash = _mm_set1_epi8('/'), s_ = _mm_set1_epi8('s'), m = _mm_set1_epi8('m');
+    for (; p + 18 <= len; p += 16) {  /* reads s[p .. p + 17]: each byte and the two after it */
         __m128i v = _mm_loadu_si128((const __m128i *)(s + p));
-        unsigned mask = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, lt), _mm_cmpeq_epi8(v, dash)));
+        __m128i v1 = _mm_loadu_si128((const __m128i *)(s + p + 1));
+        __m128i v2 = _mm_loadu_si128((const __m128i *)(s + p + 2));
+        __m128i tag = _mm_or_si128(_mm_cmpeq_epi8(v1, d),
+                                   _mm_and_si128(_mm_cmpeq_epi8(v1, slash),
+                                                 _mm_cmpeq_epi8(_mm_or_si128(v2, fold), s_)));
+        __m128i hit = _mm_or_si128(_mm_and_si128(_mm_cmpeq_epi8(v, lt), tag),
+                                   _mm_and_si128(_mm_cmpeq_epi8(v, dash), _mm_cmpeq_epi8(_mm_or_si128(v1, fold), m)));
+        unsigned mask = (unsigned)_mm_movemask_epi8(hit);
         for (; mask; mask &= mask - 1) {
             Py_ssize_t q = p + __builtin_ctz(mask);
             if (section_byte(s, q, start, len, items, markers)) return q;
