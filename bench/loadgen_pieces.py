@@ -29,7 +29,7 @@ from typing import Any
 from splitproof.setup.proc import python_argv
 
 THIS = str(Path(__file__).resolve())
-PIECES = ("session", "page", "classify", "count", "record", "add", "write", "line", "append", "observe", "rest")
+PIECES = ("session", "classify", "count", "record", "add", "write", "line", "append", "observe", "rest")
 
 
 def product_page() -> bytes:
@@ -43,7 +43,7 @@ def product_page() -> bytes:
 def pieces(workdir: Path) -> dict[str, Any]:
     """The callables, in a process that may import Locust (the Locust file installs its plugin)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "loadtest"))
-    import boutique  # type: ignore[import-not-found]  # the real Locust file
+    import boutique  # type: ignore[import-not-found]  # noqa: F401 -- the real Locust file: its plugin installed
 
     from splitproof.loadtest import plugin
     from splitproof.loadtest.live import LiveSplit
@@ -63,7 +63,8 @@ def pieces(workdir: Path) -> dict[str, Any]:
     outcome = product_page_outcome(200, page, attribution, None)
     record = outcome.record(time.time(), 1.5, "ShopperUser")
     line = record.to_line()
-    resp = types.SimpleNamespace(status_code=200, headers={}, content=page, request_meta={"response_time": 1.5})
+    resp = types.SimpleNamespace(status_code=200, headers={}, content=page,
+                                 request_meta={"response_time": 1.5, "start_time": 1764000000.5, "exception": None})
     count = attribution_module.count_recommendations
     writer = recorder.writer
     assert writer is not None
@@ -72,18 +73,19 @@ def pieces(workdir: Path) -> dict[str, Any]:
         plugin.user_session(user).recorder.dispatch()
 
     def rest() -> None:  # what product_page itself does around the pieces
-        start_time = time.time()
         _url = f"/product/{'OLJCESPC7Z'}"
         status = resp.status_code
         _headers = dict(resp.headers or {}) if attribution.header is not None else None
-        _ok = status and status < 400
-        latency_ms = float(resp.request_meta["response_time"])
+        meta = resp.request_meta
+        _ok = status and status < 400 and outcome.failure is None and meta["exception"] is None
+        _body = resp.content
+        latency_ms = float(meta["response_time"])
+        start_time = meta["start_time"]
         _t = start_time + latency_ms / 1000.0, type(user).__name__
 
     return {
         "empty": lambda: None,
         "session": session,
-        "page": lambda: boutique._page(resp),
         "classify": lambda: product_page_outcome(200, page, attribution, None),
         "count": lambda: count(page),
         "record": lambda: outcome.record(1764000000.5, 1.5, "ShopperUser"),

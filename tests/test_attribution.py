@@ -7,10 +7,9 @@ import random
 import pytest
 from helpers import require_built
 
-from splitproof.verifier.inputs import attribution, extensions
+from splitproof.verifier.inputs import attribution
 from splitproof.verifier.inputs.attribution import (
     Attribution,
-    _count_upstream_markup,
     count_recommendations,
     count_recommendations_general,
     parse_class_overrides,
@@ -43,7 +42,7 @@ def test_fast_path_agrees_with_the_reference_on_random_markup() -> None:
         assert count_recommendations(page) == want, page
         if page.isascii():  # the Locust file passes an ASCII page's bytes undecoded
             assert count_recommendations(page.encode("ascii")) == want, page
-        fast_taken += _count_upstream_markup(page) is not None
+        fast_taken += attribution._count_upstream_python(page) is not None
     assert fast_taken > 100  # the fast path really answered (seeded: 289 of 20,000), not only the reference
 
 
@@ -51,7 +50,7 @@ def test_the_c_page_counter_is_built() -> None:
     """Built at install wherever a compiler is (as the records scanner: tests/test_bulk_records.py)."""
     require_built("splitproof.verifier.inputs._markup", attribution._COUNT_C is not None,
                   "pages are counted in Python (the same answers, slower)")
-    assert attribution._count_upstream_markup(upstream_page(4).encode()) == 4
+    assert attribution._COUNT_C is not None and attribution._COUNT_C(upstream_page(4).encode()) == 4
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -100,26 +99,36 @@ def test_the_c_page_counter_at_every_alignment(marker: str) -> None:
     assert attribution._COUNT_C((" " * 17 + base).encode()) == 4
 
 
-def test_plain_ascii_in_c_is_the_python_test_at_every_offset() -> None:
-    """``_markup.plain`` reads 64 bytes a turn, then words, then bytes: a NUL or a top-bit byte at every offset of
-    pages of every length around those edges, and clean pages, against ``isascii() and no NUL``."""
-    plain_c = extensions.optional("_markup", "plain")
-    if plain_c is None:
+def test_the_plain_ascii_check_in_c_is_the_python_test_at_every_offset() -> None:
+    """The C counter's plain-ASCII check reads 64 bytes a turn, then words, then bytes: a NUL or a top-bit byte at
+    every offset of pages of every length around those edges, and clean pages, against ``isascii() and no NUL``."""
+    count_c = attribution._COUNT_C
+    if count_c is None:
         pytest.skip("the C page counter is not built")
-    assert attribution.plain_ascii is plain_c
     checked = 0
     for length in range(0, 200):
         clean = bytes(32 + (i * 7) % 95 for i in range(length))
-        assert plain_c(clean) and attribution._plain_python(clean)
+        assert count_c(clean) != attribution.NOT_PLAIN and attribution._plain_python(clean)
         for at in range(length):
             for byte in (0, 0x80, 0xFF, 0x7F, 0x01):
                 page = clean[:at] + bytes([byte]) + clean[at + 1:]
-                assert plain_c(page) == attribution._plain_python(page), (length, at, byte)
+                assert (count_c(page) != attribution.NOT_PLAIN) == attribution._plain_python(page), (length, at, byte)
                 checked += 1
     assert checked > 90_000
-    assert plain_c(bytearray(b"abc")) and not plain_c(memoryview(b"a\0c"))
+    assert count_c(bytearray(b"abc")) is None and count_c(memoryview(b"a\0c")) == attribution.NOT_PLAIN
     with pytest.raises(TypeError):
-        plain_c("text")
+        count_c("text")
+
+
+@pytest.mark.parametrize("page", ["caf\u00e9 " + "x" * 80, "x" * 80 + "\0", "\u00a0", "\0"])
+def test_bytes_that_are_not_plain_ascii_ask_to_be_decoded_first(page: str) -> None:
+    """Bytes with a non-ASCII or a NUL byte (UTF-16 text holds NULs, so an ASCII check alone could count
+    them wrongly) are never counted undecoded, in C or in Python: the caller decodes them by their charset."""
+    for data in (page.encode("utf-8"), upstream_page(4).encode("utf-16-le"), upstream_page(4).encode() + b"\0"):
+        with pytest.raises(attribution.NotPlainText):
+            count_recommendations(data)
+        assert attribution._count_upstream_python(data) == attribution.NOT_PLAIN
+    assert count_recommendations(upstream_page(4).encode("utf-16-le").decode("utf-16-le")) == 4
 
 
 def test_a_non_ascii_letter_that_ignorecase_matches_never_fools_the_fast_path() -> None:
@@ -141,7 +150,7 @@ def upstream_page(n_items: int, with_ad: bool = True) -> str:
 @pytest.mark.parametrize("n", [0, 2, 4])
 def test_counts_only_inside_the_section(n: int) -> None:
     assert count_recommendations(upstream_page(n)) == n
-    assert _count_upstream_markup(upstream_page(n)) == n  # upstream markup takes the fast path
+    assert attribution._count_upstream_python(upstream_page(n)) == n  # upstream markup takes the fast path
 
 
 def test_missing_section_is_none_not_zero() -> None:

@@ -6,11 +6,13 @@ seconds, a handful of users) to keep the suite cheap on 2 shared cores.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import urllib.parse
 import urllib.request
 from collections import Counter
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 from flakebudget import ALPHA_ARGS
 from helpers import decoys_hit, start_service
+from test_attribution import upstream_page
 
 from splitproof.setup import net, proc
 from splitproof.setup.boutique.launcher import Spawned
@@ -194,6 +197,66 @@ def test_missing_section_is_a_locust_failure_and_an_unattributed_record(
     vs_code, vs = verify_split(out, "--expected", "20", *ALPHA_ARGS)
     assert vs_code == 1 and vs["unattributed"] == len(got)
     assert locust_verdict(output)[:2] == (vs["outcome"], vs["reason"])
+
+
+class _CharsetPages(http.server.BaseHTTPRequestHandler):
+    """Product pages in turn: plain ASCII (4 items), UTF-8 with a non-ASCII price (2 items), UTF-16 (2 items)."""
+
+    served: Counter[str] = Counter()
+    KINDS = (("ascii", "utf-8", 4), ("utf-8", "utf-8", 2), ("utf-16", "utf-16", 2))
+
+    def do_GET(self) -> None:  # noqa: N802 -- http.server's name
+        kind, charset, items = self.KINDS[sum(self.served.values()) % 3] if self.path.startswith("/product/") \
+            else ("ascii", "utf-8", 4)
+        if self.path.startswith("/product/"):
+            self.served[kind] += 1
+        price = "\u20ac 19.99" if kind != "ascii" else "EUR 19.99"
+        body = f"<html><body><p>{price}</p>{upstream_page(items)}</body></html>".encode(charset)
+        self.send_response(200)
+        self.send_header("Content-Type", f"text/html; charset={charset}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def charset_pages(request: pytest.FixtureRequest) -> tuple[str, Counter[str]]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CharsetPages)
+    _CharsetPages.served = Counter()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+    request.addfinalizer(stop)
+    return f"http://127.0.0.1:{server.server_address[1]}", _CharsetPages.served
+
+
+def test_pages_that_are_not_plain_ascii_are_decoded_by_their_charset_and_counted(
+        tmp_path: Path, charset_pages: tuple[str, Counter[str]]) -> None:
+    """The Locust file counts a page's bytes undecoded only when they are plain ASCII: a UTF-8 page with a non-ASCII
+    price and a UTF-16 page (ASCII markup, but every other byte NUL) are decoded by their charset first -- counted,
+    attributed, never a Locust error or an unattributed record."""
+    url, served = charset_pages
+    out = tmp_path / "out.jsonl"
+    code, output = run_locust(tmp_path, "-u", "2", "-r", "2", "-t", "2s", "--host", url, "--split-results", str(out),
+                              "--json-file", "final", "--shopper-tasks",
+                              "index=0,setCurrency=0,addToCart=0,viewCart=0,checkout=0", "ShopperUser")
+    assert code == 0 and "Traceback" not in output, output[-3000:]
+    got, stats = records(out)
+    pages, failures = final_counts(tmp_path / "final")[("GET", "/product/[id]")]
+    assert failures == 0 and len(got) == pages > 0 and stats.malformed == 0
+    assert {(r.version, r.status) for r in got} == {("production", "ok"), ("canary", "ok")}
+    assert min(served[k] for k in ("ascii", "utf-8", "utf-16")) > 0
+    # every page served in the run's own time was one of these records (at most one in flight per user at the end)
+    canary = sum(r.version == "canary" for r in got)
+    assert served["utf-8"] + served["utf-16"] - 2 <= canary <= served["utf-8"] + served["utf-16"]
 
 
 def test_minus_t_generates_load_for_its_full_length_after_a_slow_import(tmp_path: Path, frontend: Spawned) -> None:

@@ -5,7 +5,7 @@
  * count_upstream(page) answers exactly what attribution._count_upstream_python answers for the same bytes --
  * tests/test_attribution.py runs both on seeded random markup -- so the regex reference is still the judge:
  *
- *   None  unless the page is ASCII;
+ *   -1    (attribution.NOT_PLAIN) unless the page is plain ASCII: every byte ASCII and none NUL;
  *   None  unless the first "<section", in any case, is exactly '<section class="recommendations">';
  *   None  unless the first "</section" after it, in any case, is exactly "</section>";
  *   n     = the exact '<div class="col-md-3">' between them, if every "col-md-3" there (any case) is one of them;
@@ -14,7 +14,8 @@
  * Python's lower() of an ASCII string is the C locale's ASCII lowering; counts are of non-overlapping matches,
  * and neither counted marker can overlap itself, so counting every match is the same.
  *
- * plain(page) is attribution.plain_ascii's test -- every byte ASCII and none NUL -- in the same kind of pass.
+ * The plain-ASCII check comes first (the Locust file passes every product page's bytes undecoded: a page that is
+ * not plain is decoded by its charset and counted as text instead).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -157,7 +158,10 @@ static PyObject *count_upstream(PyObject *Py_UNUSED(self), PyObject *arg) {
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     const unsigned char *s = view.buf;
     Py_ssize_t len = view.len, result = -1;
-    if (!ascii_only(s, len, 0)) goto done;
+    if (!ascii_only(s, len, 1)) {
+        PyBuffer_Release(&view);
+        return PyLong_FromLong(-1);
+    }
     Py_ssize_t open_len = (Py_ssize_t)strlen(OPEN), close_len = (Py_ssize_t)strlen(CLOSE);
     Py_ssize_t i = ci_find(s, 0, len, SECTION);
     if (i < 0 || len - i < open_len || memcmp(s + i, OPEN, (size_t)open_len) != 0) goto done;
@@ -171,19 +175,10 @@ done:
     return PyLong_FromSsize_t(result);
 }
 
-static PyObject *plain(PyObject *Py_UNUSED(self), PyObject *arg) {
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-    int answer = ascii_only(view.buf, view.len, 1);
-    PyBuffer_Release(&view);
-    return PyBool_FromLong(answer);
-}
-
 static PyMethodDef methods[] = {
-    {"plain", plain, METH_O,
-     "plain(page: bytes) -> bool: every byte ASCII and none NUL (see attribution.plain_ascii)"},
     {"count_upstream", count_upstream, METH_O,
-     "count_upstream(page: bytes) -> int | None: the upstream-markup fast path (see attribution.py)"},
+     "count_upstream(page: bytes) -> int | None: the upstream-markup fast path, -1 for bytes that are not "
+     "plain ASCII (see attribution.py)"},
     {NULL, NULL, 0, NULL},
 };
 

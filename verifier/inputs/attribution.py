@@ -29,6 +29,13 @@ _MARKERS = (SECTION_OPEN, SECTION_CLOSE, ITEM_OPEN, "<section", "</section", "co
 _MARKERS_BYTES = tuple(m.encode("ascii") for m in _MARKERS)
 
 
+NOT_PLAIN = -1  # what the fast path answers for bytes that are not plain ASCII
+
+
+class NotPlainText(ValueError):
+    """Page bytes that are not plain ASCII: decode them by the page's charset and count the text."""
+
+
 def count_recommendations(html: str | bytes) -> int | None:
     """Items inside the page's recommendations section, or None when the section is missing.
 
@@ -36,12 +43,18 @@ def count_recommendations(html: str | bytes) -> int | None:
     Pages in the upstream markup take a fast path of plain substring searches (the Locust file calls this for
     every product page); any variation -- other attribute order, case, class lists, any non-ASCII character --
     takes the general regex path. Both give the same answer: the fast path is used only when it provably matches
-    what the regexes would find. ``html`` may be the page's bytes when they are ASCII (the Locust file then skips
-    decoding it, see loadtest/boutique.py ``_page``); they are counted in C where ``_markup`` is built. Other bytes
-    raise ValueError.
+    what the regexes would find.
+
+    ``html`` may be the page's bytes: they are counted undecoded when they are *plain* -- every byte ASCII and none
+    NUL, which every ASCII-compatible charset decodes to the same text (UTF-16 and UTF-32 text always holds NUL
+    bytes) -- in C where ``_markup`` is built, in the same pass that checks it. Other bytes raise
+    :class:`NotPlainText`: the caller decodes them by the page's charset and counts the text.
     """
-    fast = _count_upstream_markup(html)
+    # (the fast path's two spellings, called here and not through a function: the Locust file counts every page)
+    fast = _COUNT_C(html) if _COUNT_C is not None and isinstance(html, bytes) else _count_upstream_python(html)
     if fast is not None:
+        if fast == NOT_PLAIN:
+            raise NotPlainText("page bytes that are not plain ASCII: decode them by their charset")
         return fast
     return count_recommendations_general(html.decode("ascii") if isinstance(html, bytes) else html)
 
@@ -53,20 +66,11 @@ def _plain_python(data: bytes) -> bool:
     return data.isascii() and 0 not in data  # (0, not b"\0": a bytes operand costs a TypeError raised and cleared)
 
 
-# Every byte ASCII and none NUL: bytes that every ASCII-compatible charset decodes to the same text (UTF-16 and
-# UTF-32 text always holds NUL bytes), so count_recommendations may count them undecoded. One pass in C
-# (``_markup.plain``) where it is built: the Locust file asks it of every product page.
-plain_ascii: Callable[[bytes], bool] = extensions.optional("_markup", "plain") or _plain_python
-
-
-def _count_upstream_markup(html: str | bytes) -> int | None:
-    """The fast path: a page's bytes go to the C version (``_markup.c``, the same answers), a str to Python's."""
-    if _COUNT_C is not None and isinstance(html, bytes):
-        return _COUNT_C(html)
-    return _count_upstream_python(html)
-
-
 def _count_upstream_python(html: str | bytes) -> int | None:
+    """The fast path in Python (``_markup.count_upstream`` answers the same): NOT_PLAIN for bytes that are not plain
+    ASCII, the count for upstream markup, else None (the regexes decide)."""
+    if isinstance(html, bytes) and not _plain_python(html):
+        return NOT_PLAIN
     # ASCII only (O(1) for a str): under re.IGNORECASE a few non-ASCII letters match ASCII ones ("\u017f" is "s",
     # "\u0131" is "i", the Kelvin sign is "k"), which lower() below would not see.
     if not html.isascii():
