@@ -72,32 +72,33 @@ class SplitRecorder:
     received: int = 0  # records this process has accounted for (written or observed)
     order: ReorderBuffer[Record] = field(default_factory=ReorderBuffer)
 
-    def dispatch(self) -> int:
-        """Number a split request as it is sent; pass the number to :meth:`add` (or :meth:`skip`)."""
-        return self.order.ticket()
+    def __post_init__(self) -> None:
+        # Number a split request as it is sent; pass the number to :meth:`add` (or :meth:`skip`). The buffer's own
+        # method, bound here: the Locust file numbers every request, and a method in between was one call more.
+        self.dispatch: Callable[[], int] = self.order.ticket
 
     def add(self, record: Record, seq: int | None = None) -> None:
         """The response of request ``seq``: written now (local), released to the observers in dispatch order.
         Without ``seq`` (a caller that does not number) it is released at once."""
         if seq is None:
-            self._release(record)
+            self._release(record, False)
             return
         if self.mode != "worker" and self.writer is not None:
             self.writer.write(record)  # the file keeps completion order and every line at once
         for ready in self.order.put(seq, record):
-            self._release(ready, written=True)
+            self._release(ready, True)
 
     def skip(self, seq: int) -> None:
         """Request ``seq`` produced no record (its user was stopped mid-request): release past its slot."""
         for ready in self.order.skip(seq):
-            self._release(ready, written=True)
+            self._release(ready, True)
 
     def flush_order(self) -> None:
         """The end of the run: release what still waits for requests that will never complete."""
         for ready in self.order.flush():
-            self._release(ready, written=True)
+            self._release(ready, True)
 
-    def _release(self, record: Record, written: bool = False) -> None:
+    def _release(self, record: Record, written: bool) -> None:
         cause = unattributed_cause(record)
         version = None if cause is not None else record.version  # a failed response is unattributed
         if self.mode == "worker":
