@@ -100,7 +100,10 @@ def user_session(user: Any) -> SplitSession:
 
 def think_time(user: Any) -> float:
     """wait_time for the boutique users: ``--think-time MIN[:MAX]`` seconds (default 0)."""
-    lo, hi = user_session(user).config.think_time
+    try:  # kept on the user as its session is (Locust asks after every task)
+        lo, hi = user._splitproof_think_time
+    except AttributeError:
+        lo, hi = user._splitproof_think_time = user_session(user).config.think_time
     if hi <= lo:
         return lo
     import random

@@ -161,6 +161,29 @@ def test_product_ids_are_the_catalogs() -> None:
     """)
 
 
+def test_think_time_is_each_users_own_setting() -> None:
+    """--think-time MIN:MAX: a uniform wait in [MIN, MAX] after every task, exactly MIN when they are equal -- read
+    from the user's own session (each user keeps it: Locust asks after every task)."""
+    in_fresh_interpreter("""
+        import types
+        from argparse import Namespace
+
+        from splitproof.loadtest import plugin
+        from splitproof.loadtest.options import config_from_options
+        from splitproof.loadtest.recording import SplitRecorder
+
+        def user(spec):
+            config = config_from_options(Namespace(think_time=spec))
+            return types.SimpleNamespace(_splitproof_session=plugin.SplitSession(config, SplitRecorder("local")))
+
+        ranged, fixed, none = user("0.5:2"), user("1.5"), user("")
+        waits = [plugin.think_time(ranged) for _ in range(200)]
+        assert all(0.5 <= w <= 2.0 for w in waits) and len(set(waits)) > 100, waits[:5]
+        assert [plugin.think_time(fixed) for _ in range(3)] == [1.5] * 3
+        assert plugin.think_time(none) == 0.0 and plugin.think_time(ranged) >= 0.5
+    """)
+
+
 def test_shopper_task_weights_replace_the_task_table() -> None:
     in_fresh_interpreter("""
         from splitproof.loadtest.boutique import ShopperUser
