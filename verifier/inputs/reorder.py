@@ -82,10 +82,12 @@ class ReorderBuffer(Generic[T]):
             return [] if item is SKIPPED else [item]  # type: ignore[list-item]
         if seq < self._next_release or seq in self._held:
             raise ValueError(f"sequence number {seq} released twice")
-        self._next_ticket = max(self._next_ticket, seq + 1)
+        if self._next_ticket <= seq:  # (comparisons, not max(): a third of a Locust run's responses come here)
+            self._next_ticket = seq + 1
         if seq != self._next_release:
             self._held[seq] = item
-            self.max_held = max(self.max_held, len(self._held))
+            if len(self._held) > self.max_held:
+                self.max_held = len(self._held)
             return []
         out: list[T] = [] if item is SKIPPED else [item]  # type: ignore[list-item]
         self._next_release += 1
