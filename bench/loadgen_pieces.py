@@ -1,6 +1,6 @@
 """Instructions per call of each piece of ShopperUser.product_page after its request, counted by callgrind.
 
-    python -m bench.loadgen_pieces [--calls 10000] [piece ...]
+    python -m bench.loadgen_pieces [--calls 10000] [--branches] [piece ...]
 
 Each piece runs ``--calls`` times inside one ``eval`` in a child under valgrind's callgrind, collected only inside
 ``eval`` (``--toggle-collect=builtin_eval``) and dumped after each (``--dump-after=builtin_eval``): start-up is not
@@ -109,12 +109,18 @@ def child(calls: int, names: list[str]) -> None:
                  {"fn": fn, "calls": calls, "stop": object()})
 
 
-def measure(calls: int, names: list[str]) -> dict[str, float]:
-    """{piece: instructions per call}, the empty loop's subtracted."""
+EVENTS = {"Ir": "instructions", "Bcm": "mispredicted conditional branches",
+          "Bim": "mispredicted indirect branches"}
+
+
+def measure(calls: int, names: list[str], branches: bool = False) -> dict[str, dict[str, float]]:
+    """{piece: {event: count per call}}, the empty loop's subtracted: instructions ("Ir"), and with ``branches``
+    callgrind's simulated branch mispredictions ("Bcm", "Bim": its simple predictor, not the CPU's -- where they
+    fall, not what they cost)."""
     with tempfile.TemporaryDirectory(prefix="bench-pieces-cg-") as tmp:
         out = Path(tmp) / "cg.out"
-        argv = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=builtin_eval",
-                "--dump-after=builtin_eval", f"--callgrind-out-file={out}",
+        argv = ["valgrind", "--tool=callgrind", *(["--branch-sim=yes"] if branches else []), "--collect-atstart=no",
+                "--toggle-collect=builtin_eval", "--dump-after=builtin_eval", f"--callgrind-out-file={out}",
                 *python_argv(THIS, "--child", "--calls", str(calls), *names)]
         # one BLAS thread: numpy's pool would spin under valgrind, which runs threads one at a time
         done = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=1800,
@@ -122,20 +128,27 @@ def measure(calls: int, names: list[str]) -> dict[str, float]:
         if done.returncode != 0:
             raise RuntimeError(f"valgrind child failed ({done.returncode}): {done.stderr[-2000:]}")
 
-        def totals(path: Path) -> int:
-            match = re.search(r"^(?:totals|summary): (\d+)", path.read_text(), re.M)
-            return int(match.group(1)) if match else 0
+        def totals(path: Path) -> dict[str, int]:
+            text = path.read_text()
+            events = re.search(r"^events: (.*)$", text, re.M)
+            match = re.search(r"^(?:totals|summary): (.*)$", text, re.M)
+            if events is None or match is None:
+                return {}
+            return dict(zip(events.group(1).split(), (int(x) for x in match.group(1).split()), strict=False))
 
         dumps = sorted(Path(tmp).glob("cg.out.*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))
         # start-up's own evals (namedtuple, dataclasses) dump too: ours are the last ones before the final dump
         ours = [totals(p) for p in dumps[-len(names) - 1:]]
-    per_call = [t / calls for t in ours]
-    return {name: per_call[i + 1] - per_call[0] for i, name in enumerate(names)}
+    empty = ours[0]
+    return {name: {event: (ours[i + 1].get(event, 0) - empty.get(event, 0)) / calls for event in EVENTS
+                   if event in empty} for i, name in enumerate(names)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=10_000)
+    parser.add_argument("--branches", action="store_true",
+                        help="also count callgrind's simulated branch mispredictions per call (--branch-sim=yes)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("pieces", nargs="*", metavar="piece", help=f"some of: {' '.join(PIECES)} (default: all)")
     args = parser.parse_args(argv)
@@ -149,12 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (Debian: valgrind): instruction counts skipped")
         return 0
-    counts = measure(args.calls, args.pieces)
-    print(f"| {time.strftime('%Y-%m-%d')}: piece of product_page | instructions per call (callgrind, "
-          f"{args.calls:,} calls) |")
-    print("| --- | --- |")
-    for name, value in counts.items():
-        print(f"| {name} | {value:,.0f} |")
+    counts = measure(args.calls, args.pieces, args.branches)
+    events = [e for e in EVENTS if all(e in c for c in counts.values())]
+    print(f"| {time.strftime('%Y-%m-%d')}: piece of product_page (per call, callgrind, {args.calls:,} calls) | "
+          + " | ".join(EVENTS[e] for e in events) + " |")
+    print("| --- |" + " --- |" * len(events))
+    for name, per_call in counts.items():
+        print(f"| {name} | " + " | ".join(f"{per_call[e]:,.0f}" for e in events) + " |")
     return 0
 
 
