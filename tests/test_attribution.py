@@ -100,8 +100,9 @@ def test_the_c_page_counter_at_every_alignment(marker: str) -> None:
 
 
 def test_the_plain_ascii_check_in_c_is_the_python_test_at_every_offset() -> None:
-    """The C counter's plain-ASCII check reads 64 bytes a turn, then words, then bytes: a NUL or a top-bit byte at
-    every offset of pages of every length around those edges, and clean pages, against ``isascii() and no NUL``."""
+    """The C counter's plain-bytes check reads 64 bytes a turn, then words, then bytes: a NUL, an ESC or a top-bit
+    byte (and their neighbours) at every offset of pages of every length around those edges, and clean pages,
+    against ``isascii()`` with no NUL and no ESC."""
     count_c = attribution._COUNT_C
     if count_c is None:
         pytest.skip("the C page counter is not built")
@@ -110,7 +111,7 @@ def test_the_plain_ascii_check_in_c_is_the_python_test_at_every_offset() -> None
         clean = bytes(32 + (i * 7) % 95 for i in range(length))
         assert count_c(clean) != attribution.NOT_PLAIN and attribution._plain_python(clean)
         for at in range(length):
-            for byte in (0, 0x80, 0xFF, 0x7F, 0x01):
+            for byte in (0, 0x80, 0xFF, 0x7F, 0x01, 0x1B, 0x1A, 0x1C):
                 page = clean[:at] + bytes([byte]) + clean[at + 1:]
                 assert (count_c(page) != attribution.NOT_PLAIN) == attribution._plain_python(page), (length, at, byte)
                 checked += 1
@@ -122,9 +123,12 @@ def test_the_plain_ascii_check_in_c_is_the_python_test_at_every_offset() -> None
 
 @pytest.mark.parametrize("page", ["caf\u00e9 " + "x" * 80, "x" * 80 + "\0", "\u00a0", "\0"])
 def test_bytes_that_are_not_plain_ascii_ask_to_be_decoded_first(page: str) -> None:
-    """Bytes with a non-ASCII or a NUL byte (UTF-16 text holds NULs, so an ASCII check alone could count
-    them wrongly) are never counted undecoded, in C or in Python: the caller decodes them by their charset."""
-    for data in (page.encode("utf-8"), upstream_page(4).encode("utf-16-le"), upstream_page(4).encode() + b"\0"):
+    """Bytes with a non-ASCII, a NUL or an ESC byte (UTF-16 text holds NULs and ISO-2022 text ESCs, so an ASCII
+    check alone could count them wrongly) are never counted undecoded, in C or in Python: the caller decodes them
+    by their charset."""
+    iso_2022 = (upstream_page(4) + "\u65e5\u672c").encode("iso2022_jp")  # 7-bit bytes, ESC-switched
+    for data in (page.encode("utf-8"), upstream_page(4).encode("utf-16-le"), upstream_page(4).encode() + b"\0",
+                 iso_2022):
         with pytest.raises(attribution.NotPlainText):
             count_recommendations(data)
         assert attribution._count_upstream_python(data) == attribution.NOT_PLAIN

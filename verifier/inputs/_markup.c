@@ -5,7 +5,7 @@
  * count_upstream(page) answers exactly what attribution._count_upstream_python answers for the same bytes --
  * tests/test_attribution.py runs both on seeded random markup -- so the regex reference is still the judge:
  *
- *   -1    (attribution.NOT_PLAIN) unless the page is plain ASCII: every byte ASCII and none NUL;
+ *   -1    (attribution.NOT_PLAIN) unless the page is plain: every byte ASCII, none NUL or ESC;
  *   None  unless the first "<section", in any case, is exactly '<section class="recommendations">';
  *   None  unless the first "</section" after it, in any case, is exactly "</section>";
  *   n     = the exact '<div class="col-md-3">' between them, if every "col-md-3" there (any case) is one of them;
@@ -76,29 +76,35 @@ static Py_ssize_t ci_find(const unsigned char *s, Py_ssize_t from, Py_ssize_t en
     return -1;
 }
 
-/* no byte of s[0:len] has its top bit set (ASCII) -- and, with nul_too, none is NUL either: 64 bytes a turn where
- * SSE2 is (the top bits ORed together, the NULs found as a zero minimum), a word at a time otherwise. */
-static int ascii_only(const unsigned char *s, Py_ssize_t len, int nul_too) {
+/* attribution's "plain" bytes: every byte ASCII (no top bit), none NUL (UTF-16 and UTF-32 text holds NULs) and none
+ * ESC (ISO-2022 text switches to its double-byte sets with it: 7-bit bytes that decode to other text) -- 64 bytes a
+ * turn where SSE2 is (the top bits ORed together, NUL and ESC found by comparison), a word at a time otherwise. */
+static int plain_bytes(const unsigned char *s, Py_ssize_t len) {
     Py_ssize_t k = 0;
 #if defined(__SSE2__)
-    const __m128i zero = _mm_setzero_si128();
+    const __m128i zero = _mm_setzero_si128(), esc = _mm_set1_epi8(0x1B);
     for (; k + 64 <= len; k += 64) {
         __m128i a = _mm_loadu_si128((const __m128i *)(s + k)), b = _mm_loadu_si128((const __m128i *)(s + k + 16));
         __m128i c = _mm_loadu_si128((const __m128i *)(s + k + 32)), d = _mm_loadu_si128((const __m128i *)(s + k + 48));
         if (_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d)))) return 0;
-        if (nul_too && _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(_mm_min_epu8(a, b), _mm_min_epu8(c, d)), zero)))
-            return 0;
+        __m128i nul = _mm_cmpeq_epi8(_mm_min_epu8(_mm_min_epu8(a, b), _mm_min_epu8(c, d)), zero);
+        __m128i escs = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(a, esc), _mm_cmpeq_epi8(b, esc)),
+                                    _mm_or_si128(_mm_cmpeq_epi8(c, esc), _mm_cmpeq_epi8(d, esc)));
+        if (_mm_movemask_epi8(_mm_or_si128(nul, escs))) return 0;
     }
 #endif
     for (; k + 8 <= len; k += 8) {
         uint64_t word;
         memcpy(&word, s + k, 8);
         if (word & 0x8080808080808080ULL) return 0;
-        /* a zero byte: the classic (w - 0x01..) & ~w & 0x80.. test (exact once no byte has its top bit) */
-        if (nul_too && ((word - 0x0101010101010101ULL) & ~word & 0x8080808080808080ULL)) return 0;
+        /* a zero byte: the classic (w - 0x01..) & ~w & 0x80.. test (exact once no byte has its top bit); an ESC is a
+         * zero byte of w ^ 0x1B1B.. */
+        uint64_t x = word ^ 0x1B1B1B1B1B1B1B1BULL;
+        if (((word - 0x0101010101010101ULL) & ~word & 0x8080808080808080ULL)
+            || ((x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL)) return 0;
     }
     for (; k < len; k++)
-        if ((s[k] & 0x80) || (nul_too && s[k] == 0)) return 0;
+        if ((s[k] & 0x80) || s[k] == 0 || s[k] == 0x1B) return 0;
     return 1;
 }
 
@@ -158,7 +164,7 @@ static PyObject *count_upstream(PyObject *Py_UNUSED(self), PyObject *arg) {
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     const unsigned char *s = view.buf;
     Py_ssize_t len = view.len, result = -1;
-    if (!ascii_only(s, len, 1)) {
+    if (!plain_bytes(s, len)) {
         PyBuffer_Release(&view);
         return PyLong_FromLong(-1);
     }

@@ -45,10 +45,11 @@ def count_recommendations(html: str | bytes) -> int | None:
     takes the general regex path. Both give the same answer: the fast path is used only when it provably matches
     what the regexes would find.
 
-    ``html`` may be the page's bytes: they are counted undecoded when they are *plain* -- every byte ASCII and none
-    NUL, which every ASCII-compatible charset decodes to the same text (UTF-16 and UTF-32 text always holds NUL
-    bytes) -- in C where ``_markup`` is built, in the same pass that checks it. Other bytes raise
-    :class:`NotPlainText`: the caller decodes them by the page's charset and counts the text.
+    ``html`` may be the page's bytes: they are counted undecoded when they are *plain* -- every byte ASCII, none NUL
+    and none ESC, which every ASCII-compatible charset decodes to the same text (UTF-16 and UTF-32 text always holds
+    NUL bytes; ISO-2022 text switches to its double-byte sets with ESC) -- in C where ``_markup`` is built, in the
+    same pass that checks it. Other bytes raise :class:`NotPlainText`: the caller decodes them by the page's charset
+    and counts the text. (UTF-7, whose 7-bit bytes decode to other text with neither, is forbidden in HTML.)
     """
     # (the fast path's two spellings, called here and not through a function: the Locust file counts every page)
     fast = _COUNT_C(html) if _COUNT_C is not None and isinstance(html, bytes) else _count_upstream_python(html)
@@ -63,7 +64,8 @@ _COUNT_C: Callable[[bytes], int | None] | None = extensions.optional("_markup", 
 
 
 def _plain_python(data: bytes) -> bool:
-    return data.isascii() and 0 not in data  # (0, not b"\0": a bytes operand costs a TypeError raised and cleared)
+    # (ints, not b"\0": a bytes operand costs a TypeError raised and cleared)
+    return data.isascii() and 0 not in data and 0x1B not in data
 
 
 def _count_upstream_python(html: str | bytes) -> int | None:
