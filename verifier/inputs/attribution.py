@@ -29,11 +29,11 @@ _MARKERS = (SECTION_OPEN, SECTION_CLOSE, ITEM_OPEN, "<section", "</section", "co
 _MARKERS_BYTES = tuple(m.encode("ascii") for m in _MARKERS)
 
 
-NOT_PLAIN = -1  # what the fast path answers for bytes that are not plain ASCII
+NOT_PLAIN = -1  # what the fast path answers for bytes that are not plain (see count_recommendations)
 
 
 class NotPlainText(ValueError):
-    """Page bytes that are not plain ASCII: decode them by the page's charset and count the text."""
+    """Page bytes that are not plain (ASCII without NUL or ESC): decode them by the page's charset, count the text."""
 
 
 def count_recommendations(html: str | bytes) -> int | None:
@@ -55,7 +55,7 @@ def count_recommendations(html: str | bytes) -> int | None:
     fast = _COUNT_C(html) if _COUNT_C is not None and isinstance(html, bytes) else _count_upstream_python(html)
     if fast is not None:
         if fast == NOT_PLAIN:
-            raise NotPlainText("page bytes that are not plain ASCII: decode them by their charset")
+            raise NotPlainText("page bytes that are not plain ASCII text: decode them by their charset")
         return fast
     return count_recommendations_general(html.decode("ascii") if isinstance(html, bytes) else html)
 
@@ -69,8 +69,8 @@ def _plain_python(data: bytes) -> bool:
 
 
 def _count_upstream_python(html: str | bytes) -> int | None:
-    """The fast path in Python (``_markup.count_upstream`` answers the same): NOT_PLAIN for bytes that are not plain
-    ASCII, the count for upstream markup, else None (the regexes decide)."""
+    """The fast path in Python (``_markup.count_upstream`` answers the same): NOT_PLAIN for bytes that are not plain,
+    the count for upstream markup, else None (the regexes decide)."""
     if isinstance(html, bytes) and not _plain_python(html):
         return NOT_PLAIN
     # ASCII only (O(1) for a str): under re.IGNORECASE a few non-ASCII letters match ASCII ones ("\u017f" is "s",

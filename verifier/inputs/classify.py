@@ -96,9 +96,11 @@ def http_error_cause(status_code: int | None) -> str:
     return f"http_{status_code}"
 
 
-def product_page_outcome(status_code: int | None, html: str | None, attribution: Attribution,
+def product_page_outcome(status_code: int | None, html: str | bytes | None, attribution: Attribution,
                          headers: Mapping[str, str] | None = None) -> Classified:
-    """Classify one product page. ``status_code`` 0/None means the request itself failed (no response)."""
+    """Classify one product page. ``status_code`` 0/None means the request itself failed (no response). ``html``
+    is the page's text, or its bytes: counted undecoded when they are plain, else NotPlainText is raised
+    (:func:`verifier.inputs.attribution.count_recommendations`) and the caller passes the decoded text."""
     if not status_code or not 200 <= status_code < 300:
         cause = http_error_cause(status_code)
         # Locust already names HTTP failures itself; the failure text here is for callers that need one.
