@@ -184,7 +184,7 @@ done:
 static PyMethodDef methods[] = {
     {"count_upstream", count_upstream, METH_O,
      "count_upstream(page: bytes) -> int | None: the upstream-markup fast path, -1 for bytes that are not "
-     "plain ASCII (see attribution.py)"},
+     "plain: ASCII without NUL or ESC (see attribution.py)"},
     {NULL, NULL, 0, NULL},
 };
 
