@@ -110,14 +110,18 @@ def http_server(handler: type[BaseHTTPRequestHandler], **attributes: object) -> 
         thread.join(timeout=5)
 
 
-def send_json(handler: BaseHTTPRequestHandler, code: int, body: object) -> None:
-    """Answer ``handler``'s request with ``code`` and ``body`` as JSON (Content-Length set)."""
-    data = json.dumps(body).encode()
+def send_body(handler: BaseHTTPRequestHandler, code: int, data: bytes, content_type: str) -> None:
+    """Answer ``handler``'s request with ``code`` and ``data`` (Content-Type and Content-Length set)."""
     handler.send_response(code)
-    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Type", content_type)
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
+
+
+def send_json(handler: BaseHTTPRequestHandler, code: int, body: object) -> None:
+    """Answer ``handler``'s request with ``code`` and ``body`` as JSON (Content-Length set)."""
+    send_body(handler, code, json.dumps(body).encode(), "application/json")
 
 
 def require_built(module: str, built: bool, fallback: str) -> None:

@@ -16,12 +16,13 @@ import threading
 import urllib.parse
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flakebudget import ALPHA_ARGS
-from helpers import decoys_hit, start_service
+from helpers import decoys_hit, http_server, send_body, start_service
 from test_attribution import upstream_page
 
 from splitproof.setup import net, proc
@@ -200,42 +201,32 @@ def test_missing_section_is_a_locust_failure_and_an_unattributed_record(
 
 
 class _CharsetPages(http.server.BaseHTTPRequestHandler):
-    """Product pages in turn: plain ASCII (4 items), UTF-8 with a non-ASCII price (2 items), UTF-16 (2 items)."""
+    """Product pages in turn: plain ASCII (4 items), UTF-8 with a non-ASCII price (2 items), UTF-16 (2 items); the
+    server's ``served`` counts each kind."""
 
-    served: Counter[str] = Counter()
     KINDS = (("ascii", "utf-8", 4), ("utf-8", "utf-8", 2), ("utf-16", "utf-16", 2))
+    LOCK = threading.Lock()
 
     def do_GET(self) -> None:  # noqa: N802 -- http.server's name
-        kind, charset, items = self.KINDS[sum(self.served.values()) % 3] if self.path.startswith("/product/") \
-            else ("ascii", "utf-8", 4)
+        served: Counter[str] = self.server.served  # type: ignore[attr-defined]
+        kind, charset, items = ("ascii", "utf-8", 4)
         if self.path.startswith("/product/"):
-            self.served[kind] += 1
+            with self.LOCK:  # one thread per request
+                kind, charset, items = self.KINDS[sum(served.values()) % 3]
+                served[kind] += 1
         price = "\u20ac 19.99" if kind != "ascii" else "EUR 19.99"
         body = f"<html><body><p>{price}</p>{upstream_page(items)}</body></html>".encode(charset)
-        self.send_response(200)
-        self.send_header("Content-Type", f"text/html; charset={charset}")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_body(self, 200, body, f"text/html; charset={charset}")
 
     def log_message(self, *args: Any) -> None:
         pass
 
 
 @pytest.fixture
-def charset_pages(request: pytest.FixtureRequest) -> tuple[str, Counter[str]]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CharsetPages)
-    _CharsetPages.served = Counter()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
-
-    request.addfinalizer(stop)
-    return f"http://127.0.0.1:{server.server_address[1]}", _CharsetPages.served
+def charset_pages() -> Iterator[tuple[str, Counter[str]]]:
+    served: Counter[str] = Counter()
+    with http_server(_CharsetPages, served=served) as url:
+        yield url, served
 
 
 def test_pages_that_are_not_plain_ascii_are_decoded_by_their_charset_and_counted(

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from helpers import http_server
+from helpers import http_server, send_body
 
 from splitproof.verifier.cli import main
 from splitproof.verifier.inputs.records import Record
@@ -90,12 +90,7 @@ class _Shop(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         items = 2 if self.rng.random() < 0.2 else 4
         cards = "".join('<div class="col-md-3">x</div>' for _ in range(items))
-        body = f'<html><section class="recommendations">{cards}</section></html>'.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_body(self, 200, f'<html><section class="recommendations">{cards}</section></html>'.encode(), "text/html")
 
     def log_message(self, *args: object) -> None:
         pass
