@@ -108,10 +108,6 @@ def product_page_outcome(status_code: int | None, html: str | bytes | None, attr
     items = count_recommendations(html or "")
     if items is None:
         return _failed("http", NO_SECTION_CAUSE, NO_SECTION_FAILURE, attribution, headers)
-    if attribution.header is None:  # _from_count's first lookup, without the call (the Locust file's every page)
-        found = attribution.derived.get(("http", items, None))
-        if found is not None:
-            return found
     return _from_count("http", items, attribution, headers)
 
 
