@@ -88,7 +88,9 @@ class ShopperUser(FastHttpUser):
         try:
             with self.client.get(f"/product/{product_id}", name=PRODUCT_PAGE_NAME, catch_response=True) as resp:
                 status = resp.status_code
-                headers = dict(resp.headers or {}) if attribution.header is not None else None
+                # (geventhttpclient's Headers maps each lowercased name to a (name, value) pair: its items() are the
+                # pairs, a dict() of it would copy the tuples)
+                headers = dict(resp.headers.items()) if attribution.header is not None and resp.headers else None
                 meta = resp.request_meta
                 if status and status < 400:
                     try:  # the page's bytes, counted undecoded when they are plain ASCII (count_recommendations)

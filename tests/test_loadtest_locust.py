@@ -125,6 +125,13 @@ def locust_verdict(output: str) -> tuple[str, str, int]:
     return outcome, reason, int(code.rstrip(")"))
 
 
+def locust_page_latency_ms(prefix: Path) -> float:
+    """Locust's own mean response time of the product pages, from its final --json-file stats."""
+    with open(f"{prefix}.json") as fh:
+        entry = next(e for e in json.load(fh) if e["name"] == "/product/[id]")
+    return entry["total_response_time"] / entry["num_requests"]
+
+
 # ------------------------------------------------------------------------------------------------- tests
 
 
@@ -248,6 +255,76 @@ def test_pages_that_are_not_plain_ascii_are_decoded_by_their_charset_and_counted
     # every page served in the run's own time was one of these records (at most one in flight per user at the end)
     canary = sum(r.version == "canary" for r in got)
     assert served["utf-8"] + served["utf-16"] - 2 <= canary <= served["utf-8"] + served["utf-16"]
+
+
+class _VersionHeaderPages(http.server.BaseHTTPRequestHandler):
+    """Product pages in turn, 20 ms each: production's (header), canary's (header), a canary 503 that names its
+    version, a page without the header. The server's ``served`` counts each kind."""
+
+    KINDS = ("production", "canary", "canary-503", "no-header")
+    LOCK = threading.Lock()
+    HEADER = "x-served-by"
+
+    def do_GET(self) -> None:  # noqa: N802 -- http.server's name
+        kind = "production"
+        if self.path.startswith("/product/"):
+            with self.LOCK:
+                served: Counter[str] = self.server.served  # type: ignore[attr-defined]
+                kind = self.KINDS[sum(served.values()) % len(self.KINDS)]
+                served[kind] += 1
+            threading.Event().wait(0.02)
+        code, version = (503, "canary") if kind == "canary-503" else (200, kind)
+        body = f"<html><body>{upstream_page(4)}</body></html>".encode()
+        self.send_response(code)
+        if kind != "no-header":
+            self.send_header(self.HEADER, version)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_version_header_names_each_page_and_each_failed_one(tmp_path: Path) -> None:
+    """--version-header: each page's version is its header's, a 503 page's too (an error the health judge can
+    place); a page without the header is a Locust failure and an unattributed record. The records' latency is the
+    page's response time as Locust measured it."""
+    served: Counter[str] = Counter()
+    out = tmp_path / "out.jsonl"
+    with http_server(_VersionHeaderPages, served=served) as url:
+        code, output = run_locust(tmp_path, "-u", "2", "-r", "2", "-t", "2s", "--host", url, "--split-results",
+                                  str(out), "--json-file", "final", "--version-header", _VersionHeaderPages.HEADER,
+                                  "--shopper-tasks", "index=0,setCurrency=0,addToCart=0,viewCart=0,checkout=0",
+                                  "ShopperUser")
+    assert code in (0, 1, 3) and "Traceback" not in output, output[-3000:]
+    got, stats = records(out)
+    pages, failures = final_counts(tmp_path / "final")[("GET", "/product/[id]")]
+    assert len(got) == pages > 8 and stats.malformed == 0
+    kinds = Counter((r.version, r.status, r.by) for r in got)
+    record_of = {"production": ("production", "ok", "header"), "canary": ("canary", "ok", "header"),
+                 "canary-503": ("canary", "error:http_503", "header"), "no-header": (None, "ok", None)}
+    assert set(kinds) == set(record_of.values()), kinds
+    assert failures == kinds[record_of["canary-503"]] + kinds[record_of["no-header"]]
+    for kind, key in record_of.items():  # in flight at the end: at most one page per user
+        assert served[kind] - 2 <= kinds[key] <= served[kind], (kind, served, kinds)
+    mean_ms = sum(r.latency_ms for r in got) / len(got)
+    assert 20.0 <= mean_ms and abs(mean_ms - locust_page_latency_ms(tmp_path / "final")) < 1.0
+
+
+def test_pages_that_never_came_are_connection_errors(tmp_path: Path) -> None:
+    """No server at all: every product page is a Locust failure and a record ``error:connection``."""
+    out = tmp_path / "out.jsonl"
+    code, output = run_locust(tmp_path, "-u", "1", "-r", "1", "-t", "2s", "--host",
+                              f"http://127.0.0.1:{net.free_port()}", "--split-results", str(out), "--json-file",
+                              "final", "--think-time", "0.01", "--shopper-tasks",
+                              "index=0,setCurrency=0,addToCart=0,viewCart=0,checkout=0", "ShopperUser")
+    assert code in (0, 1, 3) and "Traceback" not in output, output[-3000:]
+    got, stats = records(out)
+    pages, failures = final_counts(tmp_path / "final")[("GET", "/product/[id]")]
+    assert len(got) == pages == failures > 0 and stats.malformed == 0
+    assert {(r.version, r.items, r.status) for r in got} == {(None, None, "error:connection")}
 
 
 def test_minus_t_generates_load_for_its_full_length_after_a_slow_import(tmp_path: Path, frontend: Spawned) -> None:
