@@ -1,7 +1,7 @@
 """Load generation overhead: the attributing Locust users against bare clients, same machine, same run.
 
     python -m bench.loadgen [--seconds 8] [--users 10] [--rounds 2] [--only page-bare,page-shopper,...] [--paired]
-    python -m bench.loadgen --instructions [--seconds 30]
+    python -m bench.loadgen --instructions [--seconds 30] [--hash-seed 0]
 
 HTTP: ShopperUser (only its browseProduct task, so it fetches exactly what the baseline fetches: product pages --
 counted, attributed, recorded, fed to the live gate) against a bare FastHttpUser that GETs the same product pages
@@ -18,7 +18,10 @@ recommendationservice.
 (callgrind), bare FastHttpUser and ShopperUser against the instant server: a ratio for the same overhead that moves
 by about 1% between runs, where requests/s move by up to 25% on a shared host (it does not see cache misses, which
 the rate does). A third user, the bare one checking its status through ``catch_response``, shows how much of the
-difference is Locust's own price for judging a response.
+difference is Locust's own price for judging a response. Every child there runs with one string-hash seed
+(``PYTHONHASHSEED``, ``--hash-seed``, default 0): with a random seed per process each run lays out its dicts
+differently, and ShopperUser's count went from 597k to 620k per page in three runs of the same code; with seed 0,
+602k-605k in three.
 
 Besides requests/s, each run reports the client's CPU time per request (the child's rusage, minus the CPU the
 same command spends starting up, measured alone): when the server bounds the rate, that is the generator's own
@@ -214,7 +217,7 @@ SHORT_RUN_S = 12.0  # past ramp-up and the live gate's decision (537 pages for -
 
 
 def instructions_per_request(name: str, workdir: Path, locustfile: str, host: str, users: int, seconds: float,
-                             extra: list[str]) -> tuple[float, int]:
+                             extra: list[str], hash_seed: int = 0) -> tuple[float, int]:
     """Instructions the Locust child executes per product page, counted by valgrind (callgrind): the difference
     between a run of ``seconds`` and one of SHORT_RUN_S, over the difference in requests, so start-up, ramp-up, the
     live gate's undecided start and the end-of-run verdict cancel: the steady state of a long run. Deterministic
@@ -228,7 +231,8 @@ def instructions_per_request(name: str, workdir: Path, locustfile: str, host: st
                 *locust_argv(f"{locustfile},{CLOCK}", host, users, length, stats, extra)]
         log = workdir / f"{name}-cg.log"
         # one BLAS thread: numpy's pool spins under valgrind (which runs threads one at a time) and would be counted
-        code, _cpu = run_child(argv, log, length * 100 + 120, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": str(hash_seed)}
+        code, _cpu = run_child(argv, log, length * 100 + 120, env=env)
         collected = [line for line in log.read_text().splitlines() if "Collected :" in line]
         if code not in (0, 1, 3) or not collected:
             raise RuntimeError(f"{name}: valgrind run failed (exit {code}, log: {log})")
@@ -241,7 +245,7 @@ def instructions_per_request(name: str, workdir: Path, locustfile: str, host: st
     return (long_ir - short_ir) / (long_n - short_n), long_n - short_n
 
 
-def measure_instructions(seconds: float, users: int) -> str:
+def measure_instructions(seconds: float, users: int, hash_seed: int = 0) -> str:
     """``--instructions``: bare FastHttpUser, the same checked with ``catch_response``, and ShopperUser against the
     instant server, per page (a table)."""
     import shutil
@@ -259,10 +263,11 @@ def measure_instructions(seconds: float, users: int) -> str:
             envoy_child, page_url = envoy_page_server(page, work)
             shopper = shopper_args(work / "out.jsonl")
             bare, n_bare = instructions_per_request("page-bare", work, THIS, page_url, users, seconds,
-                                                    ["BareProductUser"])
+                                                    ["BareProductUser"], hash_seed)
             checked, n_checked = instructions_per_request("page-checked", work, THIS, page_url, users, seconds,
-                                                          ["CheckedProductUser"])
-            shop, n_shop = instructions_per_request("page-shopper", work, BOUTIQUE, page_url, users, seconds, shopper)
+                                                          ["CheckedProductUser"], hash_seed)
+            shop, n_shop = instructions_per_request("page-shopper", work, BOUTIQUE, page_url, users, seconds, shopper,
+                                                    hash_seed)
         finally:
             if envoy_child is not None:
                 proc.stop(envoy_child)
@@ -273,7 +278,8 @@ def measure_instructions(seconds: float, users: int) -> str:
         "FastHttpUser | the same, checked with catch_response | ShopperUser | ratio (bare / ShopperUser) "
         "| ratio (checked / ShopperUser) |",
         "| --- | --- | --- | --- | --- | --- |",
-        f"| {users} users, {seconds:g} s - {SHORT_RUN_S:g} s runs under valgrind | {bare:,.0f} ({n_bare} pages) "
+        f"| {users} users, {seconds:g} s - {SHORT_RUN_S:g} s runs under valgrind, hash seed {hash_seed} "
+        f"| {bare:,.0f} ({n_bare} pages) "
         f"| {checked:,.0f} ({n_checked} pages) | {shop:,.0f} ({n_shop} pages) | **{bare / shop:.3f}** "
         f"| {checked / shop:.3f} |",
     ])
@@ -353,13 +359,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instructions", action="store_true",
                         help="instead: count the instructions per product page under valgrind (deterministic; "
                              "bare FastHttpUser and ShopperUser against the instant server; ~3 minutes)")
+    parser.add_argument("--hash-seed", type=int, default=0,
+                        help="with --instructions: PYTHONHASHSEED of every child (default 0: repeatable counts)")
     parser.add_argument("--bare-grpc-loop", metavar="TARGET", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_grpc_loop:
         bare_grpc_loop(args.bare_grpc_loop, args.seconds)
         return 0
     if args.instructions:
-        print(measure_instructions(max(args.seconds, SHORT_RUN_S + 10.0), args.users))
+        print(measure_instructions(max(args.seconds, SHORT_RUN_S + 10.0), args.users, args.hash_seed))
         return 0
     only = {name.strip() for name in args.only.split(",")} if args.only else None
     samples = measure(args.seconds, args.users, args.rounds, only, paired=args.paired)

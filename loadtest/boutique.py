@@ -32,13 +32,19 @@ from collections.abc import Mapping
 
 import grpc
 from locust import FastHttpUser, User, task
+from locust.contrib.fasthttp import LocustBadStatusCode
 from locust.exception import StopUser
 
 from splitproof.loadtest import grpc_client, plugin
 from splitproof.protos import demo_pb2
 from splitproof.verifier.boutique import PRODUCT_IDS  # upstream's 9 (src/productcatalogservice/products.json)
 from splitproof.verifier.inputs.attribution import NotPlainText
-from splitproof.verifier.inputs.classify import error_metadata, grpc_reply_outcome, product_page_outcome
+from splitproof.verifier.inputs.classify import (
+    error_metadata,
+    failed_request_outcome,
+    grpc_reply_outcome,
+    product_page_outcome,
+)
 
 # gevent integration for grpc must precede every gRPC object of the process: init_gevent() "must be called ... BEFORE
 # creating and gRPC objects" (grpc/grpc src/python/grpcio/grpc/experimental/gevent.py; see loadtest/grpc_client.py).
@@ -92,19 +98,20 @@ class ShopperUser(FastHttpUser):
                 # pairs, a dict() of it would copy the tuples)
                 headers = dict(resp.headers.items()) if attribution.header is not None and resp.headers else None
                 meta = resp.request_meta
-                if status and status < 400:
+                failed = meta["exception"]  # what Locust's own check found, in get()
+                if failed is None:
                     try:  # the page's bytes, counted undecoded when they are plain ASCII (count_recommendations)
                         outcome = product_page_outcome(status, resp.content, attribution, headers)
                     except NotPlainText:  # else the text Locust decodes by the page's charset
                         outcome = product_page_outcome(status, resp.text, attribution, headers)
                     if outcome.failure is not None:
                         resp.failure(outcome.failure)
-                    elif meta["exception"] is None:
-                        # Locust's own check found nothing (it ran in get(), and would run again when the block
-                        # ends): say so, the same verdict without the second check
+                    else:  # Locust's check would run again when the block ends: the same verdict without it
                         resp.success()
-                else:  # Locust fails it itself
-                    outcome = product_page_outcome(status, None, attribution, headers)
+                else:  # Locust fails it itself, and the record says so whatever the bytes hold: a status it
+                    # rejects, or no usable response (none at all, a body that broke off)
+                    outcome = failed_request_outcome(status if isinstance(failed, LocustBadStatusCode) else 0,
+                                                     attribution, headers)
                 latency_ms = float(meta["response_time"])
                 start_time = meta["start_time"]  # Locust's own, taken as it sent the request
             # t = dispatch + response time, so t - latency_ms is the dispatch time (replays order by it)

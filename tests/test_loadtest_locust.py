@@ -327,6 +327,56 @@ def test_pages_that_never_came_are_connection_errors(tmp_path: Path) -> None:
     assert {(r.version, r.items, r.status) for r in got} == {(None, None, "error:connection")}
 
 
+class _BrokenPages(http.server.BaseHTTPRequestHandler):
+    """Product pages in turn: a good one (4 items), the same page with a status Locust rejects (299: not one of its
+    valid codes), and a 200 whose body breaks off (the connection closes after a tenth of its Content-Length)."""
+
+    KINDS = ("good", "status-299", "cut")
+    LOCK = threading.Lock()
+
+    def do_GET(self) -> None:  # noqa: N802 -- http.server's name
+        kind = "good"
+        if self.path.startswith("/product/"):
+            with self.LOCK:
+                served: Counter[str] = self.server.served  # type: ignore[attr-defined]
+                kind = self.KINDS[sum(served.values()) % len(self.KINDS)]
+                served[kind] += 1
+        body = f"<html><body>{upstream_page(4)}</body></html>".encode()
+        self.send_response(299 if kind == "status-299" else 200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body) * (10 if kind == "cut" else 1)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_pages_locust_fails_itself_are_recorded_as_failed(tmp_path: Path) -> None:
+    """A page Locust fails before it is counted -- a status it rejects, a body that breaks off -- is recorded as
+    failed (``error:http_299``, ``error:connection``) whatever its bytes hold: the record agrees with Locust's
+    verdict, and no task dies with a traceback."""
+    served: Counter[str] = Counter()
+    out = tmp_path / "out.jsonl"
+    with http_server(_BrokenPages, served=served) as url:
+        code, output = run_locust(tmp_path, "-u", "2", "-r", "2", "-t", "2s", "--host", url, "--split-results",
+                                  str(out), "--json-file", "final", "--think-time", "0.01", "--shopper-tasks",
+                                  "index=0,setCurrency=0,addToCart=0,viewCart=0,checkout=0", "ShopperUser")
+    assert code in (0, 1, 3) and "Traceback" not in output, output[-3000:]
+    got, stats = records(out)
+    pages, failures = final_counts(tmp_path / "final")[("GET", "/product/[id]")]
+    assert len(got) == pages > 6 and stats.malformed == 0
+    kinds = Counter((r.version, r.status) for r in got)
+    record_of = {"good": ("production", "ok"), "status-299": (None, "error:http_299"),
+                 "cut": (None, "error:connection")}
+    assert set(kinds) == set(record_of.values()), kinds
+    assert failures == kinds[record_of["status-299"]] + kinds[record_of["cut"]]
+    for kind, key in record_of.items():  # in flight at the end: at most one page per user
+        assert served[kind] - 2 <= kinds[key] <= served[kind], (kind, served, kinds)
+
+
 def test_minus_t_generates_load_for_its_full_length_after_a_slow_import(tmp_path: Path, frontend: Spawned) -> None:
     """-t 3s after a 2.5 s import: Locust's timer counts from the stale loop clock unless the plugin refreshes it,
     and the run would end after about 0.5 s (with loadtest/boutique.py alone, -t 4s ran 2.8-3.0 s)."""

@@ -96,15 +96,23 @@ def http_error_cause(status_code: int | None) -> str:
     return f"http_{status_code}"
 
 
+def failed_request_outcome(status_code: int | None, attribution: Attribution,
+                           headers: Mapping[str, str] | None = None) -> Classified:
+    """A product page whose request failed, whatever its body held: ``status_code`` is the HTTP status the client
+    rejected (``http_503``; a 2xx its client does not accept too), 0/None when no usable response came (``connection``:
+    none at all, or a body that broke off). Locust already names HTTP failures itself; the failure text here is for
+    callers that need one."""
+    cause = http_error_cause(status_code)
+    return _failed("http", cause, cause, attribution, headers)
+
+
 def product_page_outcome(status_code: int | None, html: str | bytes | None, attribution: Attribution,
                          headers: Mapping[str, str] | None = None) -> Classified:
     """Classify one product page. ``status_code`` 0/None means the request itself failed (no response). ``html``
     is the page's text, or its bytes: counted undecoded when they are plain, else NotPlainText is raised
     (:func:`verifier.inputs.attribution.count_recommendations`) and the caller passes the decoded text."""
     if not status_code or not 200 <= status_code < 300:
-        cause = http_error_cause(status_code)
-        # Locust already names HTTP failures itself; the failure text here is for callers that need one.
-        return _failed("http", cause, cause, attribution, headers)
+        return failed_request_outcome(status_code, attribution, headers)
     items = count_recommendations(html or "")
     if items is None:
         return _failed("http", NO_SECTION_CAUSE, NO_SECTION_FAILURE, attribution, headers)
