@@ -110,11 +110,15 @@ def http_server(handler: type[BaseHTTPRequestHandler], **attributes: object) -> 
         thread.join(timeout=5)
 
 
-def send_body(handler: BaseHTTPRequestHandler, code: int, data: bytes, content_type: str) -> None:
-    """Answer ``handler``'s request with ``code`` and ``data`` (Content-Type and Content-Length set)."""
+def send_body(handler: BaseHTTPRequestHandler, code: int, data: bytes, content_type: str,
+              headers: dict[str, str] | None = None, length: int | None = None) -> None:
+    """Answer ``handler``'s request with ``code`` and ``data`` (Content-Type and Content-Length set, plus
+    ``headers``). ``length``: a Content-Length other than the data's (a body that breaks off)."""
     handler.send_response(code)
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
     handler.send_header("Content-Type", content_type)
-    handler.send_header("Content-Length", str(len(data)))
+    handler.send_header("Content-Length", str(len(data) if length is None else length))
     handler.end_headers()
     handler.wfile.write(data)
 

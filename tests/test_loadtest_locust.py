@@ -207,26 +207,40 @@ def test_missing_section_is_a_locust_failure_and_an_unattributed_record(
     assert locust_verdict(output)[:2] == (vs["outcome"], vs["reason"])
 
 
-class _CharsetPages(http.server.BaseHTTPRequestHandler):
-    """Product pages in turn: plain ASCII (4 items), UTF-8 with a non-ASCII price (2 items), UTF-16 (2 items); the
-    server's ``served`` counts each kind."""
+class _PagesInTurn(http.server.BaseHTTPRequestHandler):
+    """Serves each product page as the next of ``KINDS`` in turn (any other path as the first), counting each kind
+    in the server's ``served``; ``answer(kind)`` writes the response."""
 
-    KINDS = (("ascii", "utf-8", 4), ("utf-8", "utf-8", 2), ("utf-16", "utf-16", 2))
+    KINDS: tuple[str, ...] = ()
     LOCK = threading.Lock()
 
     def do_GET(self) -> None:  # noqa: N802 -- http.server's name
-        served: Counter[str] = self.server.served  # type: ignore[attr-defined]
-        kind, charset, items = ("ascii", "utf-8", 4)
+        kind = self.KINDS[0]
         if self.path.startswith("/product/"):
             with self.LOCK:  # one thread per request
-                kind, charset, items = self.KINDS[sum(served.values()) % 3]
+                served: Counter[str] = self.server.served  # type: ignore[attr-defined]
+                kind = self.KINDS[sum(served.values()) % len(self.KINDS)]
                 served[kind] += 1
-        price = "\u20ac 19.99" if kind != "ascii" else "EUR 19.99"
-        body = f"<html><body><p>{price}</p>{upstream_page(items)}</body></html>".encode(charset)
-        send_body(self, 200, body, f"text/html; charset={charset}")
+        self.answer(kind, self.path.startswith("/product/"))
+
+    def answer(self, kind: str, product: bool) -> None:
+        raise NotImplementedError
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+class _CharsetPages(_PagesInTurn):
+    """Product pages in turn: plain ASCII (4 items), UTF-8 with a non-ASCII price (2 items), UTF-16 (2 items)."""
+
+    KINDS = ("ascii", "utf-8", "utf-16")
+    PAGES = {"ascii": ("utf-8", 4), "utf-8": ("utf-8", 2), "utf-16": ("utf-16", 2)}
+
+    def answer(self, kind: str, product: bool) -> None:
+        charset, items = self.PAGES[kind]
+        price = "\u20ac 19.99" if kind != "ascii" else "EUR 19.99"
+        body = f"<html><body><p>{price}</p>{upstream_page(items)}</body></html>".encode(charset)
+        send_body(self, 200, body, f"text/html; charset={charset}")
 
 
 @pytest.fixture
@@ -257,34 +271,19 @@ def test_pages_that_are_not_plain_ascii_are_decoded_by_their_charset_and_counted
     assert served["utf-8"] + served["utf-16"] - 2 <= canary <= served["utf-8"] + served["utf-16"]
 
 
-class _VersionHeaderPages(http.server.BaseHTTPRequestHandler):
+class _VersionHeaderPages(_PagesInTurn):
     """Product pages in turn, 20 ms each: production's (header), canary's (header), a canary 503 that names its
-    version, a page without the header. The server's ``served`` counts each kind."""
+    version, a page without the header."""
 
     KINDS = ("production", "canary", "canary-503", "no-header")
-    LOCK = threading.Lock()
     HEADER = "x-served-by"
 
-    def do_GET(self) -> None:  # noqa: N802 -- http.server's name
-        kind = "production"
-        if self.path.startswith("/product/"):
-            with self.LOCK:
-                served: Counter[str] = self.server.served  # type: ignore[attr-defined]
-                kind = self.KINDS[sum(served.values()) % len(self.KINDS)]
-                served[kind] += 1
+    def answer(self, kind: str, product: bool) -> None:
+        if product:
             threading.Event().wait(0.02)
         code, version = (503, "canary") if kind == "canary-503" else (200, kind)
         body = f"<html><body>{upstream_page(4)}</body></html>".encode()
-        self.send_response(code)
-        if kind != "no-header":
-            self.send_header(self.HEADER, version)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        send_body(self, code, body, "text/html; charset=utf-8", {} if kind == "no-header" else {self.HEADER: version})
 
 
 def test_version_header_names_each_page_and_each_failed_one(tmp_path: Path) -> None:
@@ -327,31 +326,17 @@ def test_pages_that_never_came_are_connection_errors(tmp_path: Path) -> None:
     assert {(r.version, r.items, r.status) for r in got} == {(None, None, "error:connection")}
 
 
-class _BrokenPages(http.server.BaseHTTPRequestHandler):
+class _BrokenPages(_PagesInTurn):
     """Product pages in turn: a good one (4 items), the same page with a status Locust rejects (299: not one of its
     valid codes), and a 200 whose body breaks off (the connection closes after a tenth of its Content-Length)."""
 
     KINDS = ("good", "status-299", "cut")
-    LOCK = threading.Lock()
 
-    def do_GET(self) -> None:  # noqa: N802 -- http.server's name
-        kind = "good"
-        if self.path.startswith("/product/"):
-            with self.LOCK:
-                served: Counter[str] = self.server.served  # type: ignore[attr-defined]
-                kind = self.KINDS[sum(served.values()) % len(self.KINDS)]
-                served[kind] += 1
+    def answer(self, kind: str, product: bool) -> None:
         body = f"<html><body>{upstream_page(4)}</body></html>".encode()
-        self.send_response(299 if kind == "status-299" else 200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body) * (10 if kind == "cut" else 1)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
         self.close_connection = True
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        send_body(self, 299 if kind == "status-299" else 200, body, "text/html; charset=utf-8",
+                  {"Connection": "close"}, len(body) * (10 if kind == "cut" else 1))
 
 
 def test_pages_locust_fails_itself_are_recorded_as_failed(tmp_path: Path) -> None:
