@@ -21,7 +21,8 @@ the rate does). A third user, the bare one checking its status through ``catch_r
 difference is Locust's own price for judging a response. Every child there runs with one string-hash seed
 (``PYTHONHASHSEED``, ``--hash-seed``, default 0): with a random seed per process each run lays out its dicts
 differently, and ShopperUser's count went from 597k to 620k per page in three runs of the same code; with seed 0,
-602k-605k in three.
+602k-605k in three. The count still moves with how many pages valgrind lets through (the event loop's per-second
+work is spread over them: the bare user read 546k-562k at seed 0): compare the users of one run.
 
 Besides requests/s, each run reports the client's CPU time per request (the child's rusage, minus the CPU the
 same command spends starting up, measured alone): when the server bounds the rate, that is the generator's own

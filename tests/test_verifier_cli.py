@@ -23,6 +23,7 @@ from conftest import REPO, free_port
 
 from splitproof.protos import demo_pb2, demo_pb2_grpc
 from splitproof.verifier.cli import main
+from splitproof.verifier.inputs.probes import page_text
 from splitproof.verifier.inputs.records import Record, RecordWriter
 
 SPLIT_80_20 = {"production": 0.8, "canary": 0.2}
@@ -324,6 +325,7 @@ class ShopPage(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     rng = random.Random(9)
     plan: list[str] = []
+    charset: str | None = None  # pages encoded in it and named in their Content-Type (None: ASCII, no charset)
 
     def do_GET(self) -> None:  # noqa: N802
         kind = ShopPage.plan.pop(0) if ShopPage.plan else ("canary" if ShopPage.rng.random() < 0.2 else "production")
@@ -334,10 +336,11 @@ class ShopPage(BaseHTTPRequestHandler):
             cards = "".join(f'<div class="col-md-3"><a href="/product/X{i}">x</a></div>' for i in range(items))
             section = "" if kind == "nosection" else \
                 f'<section class="recommendations"><h2>You May Also Like</h2>{cards}</section>'
-            body = f'<html><div class="ad"><a href="/product/AD">ad</a></div>{section}</html>'.encode()
+            body = f'<html><div class="ad"><a href="/product/AD">ad</a></div>{section}</html>'.encode(
+                ShopPage.charset or "ascii")
             code = 200
         self.send_response(code)
-        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Type", f"text/html; charset={ShopPage.charset}" if ShopPage.charset else "text/html")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -363,6 +366,37 @@ def test_live_url_counts_inside_the_section_and_reports_unattributed(capsys):
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("charset", ["utf-16", "utf-32"])
+def test_live_url_pages_are_decoded_by_their_charset(capsys, charset: str) -> None:
+    """A page in the charset its Content-Type names is counted as its text (read as UTF-8, a UTF-16 page has no
+    section: every response was error:no_recommendations)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ShopPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    ShopPage.charset, ShopPage.plan = charset, []
+    try:
+        rc, out, _ = run(capsys, "--expected", "20", "--url", f"http://127.0.0.1:{server.server_port}", "--fixed",
+                         "--max-samples", "60", "--concurrency", "2", "--json", "-")
+        data = json.loads(out)
+        assert data["total"] == data["n"] == 60 and data["unattributed"] == 0, data["unattributed_causes"]
+    finally:
+        ShopPage.charset = None
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.parametrize(("content_type", "body", "text"), [
+    ("text/html; charset=utf-16", "<p>\u20ac</p>".encode("utf-16"), "<p>\u20ac</p>"),
+    ('text/html; Charset="ISO-8859-1"', b"<p>\xe9</p>", "<p>\u00e9</p>"),
+    ("text/html", "<p>\u20ac</p>".encode(), "<p>\u20ac</p>"),              # none named: UTF-8
+    (None, b"<p>\xff</p>", "<p>\ufffd</p>"),                               # undecodable: replaced
+    ("text/html; charset=no-such-charset", "<p>\u20ac</p>".encode(), "<p>\u20ac</p>"),
+])
+def test_page_text_decodes_by_the_named_charset(content_type: str | None, body: bytes, text: str) -> None:
+    assert page_text(body, content_type) == text
 
 
 def test_a_margin_narrowed_to_half_a_small_share_is_said(capsys):

@@ -11,6 +11,7 @@ The target must apply the split: a sidecar, an ingress gateway, the local mesh e
 from __future__ import annotations
 
 import http.client
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -34,6 +35,19 @@ URL_WARNING = (
     "The URL must reach the frontend through the mesh (ingress gateway or a frontend with its sidecar): the "
     "frontend's Envoy applies the recommendationservice split; a port-forward to a recommendation pod does not."
 )
+
+
+_CHARSET = re.compile(r'charset\s*=\s*"?([^";\s]+)', re.I)
+
+
+def page_text(body: bytes, content_type: str | None) -> str:
+    """A page's text, decoded by the charset its Content-Type names -- UTF-8 when it names none or one Python does not
+    know -- with undecodable bytes replaced, as the Locust file decodes a page that is not plain ASCII."""
+    found = _CHARSET.search(content_type or "")
+    try:
+        return body.decode(found.group(1) if found else "utf-8", errors="replace")
+    except LookupError:  # an unknown charset name
+        return body.decode("utf-8", errors="replace")
 
 
 def product_ids() -> tuple[str, ...]:
@@ -198,7 +212,8 @@ class HttpProbe:
                           1000 * (time.perf_counter() - start), SOURCE)
         latency = 1000 * (time.perf_counter() - start)
         # a page without the section (its recommendation call failed) is an error, never "canary"
-        outcome = product_page_outcome(status, body.decode("utf-8", errors="replace"), self.attribution, headers)
+        outcome = product_page_outcome(status, page_text(body, response.getheader("Content-Type")), self.attribution,
+                                       headers)
         if outcome.status != STATUS_OK:
             self.last_error = f"{outcome.failure} for {path}"
         return outcome.record(time.time(), latency, SOURCE)
