@@ -14,12 +14,13 @@ import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import grpc
 import pytest
 from conftest import REPO, free_port
+from helpers import http_server
 
 from splitproof.protos import demo_pb2, demo_pb2_grpc
 from splitproof.verifier.cli import main
@@ -145,21 +146,14 @@ def test_from_virtualservice_file_and_live(tmp_path, capsys, monkeypatch):
     rc, out, _ = run(capsys, "--from-virtualservice", str(vs), "--results", str(path), "--json", "-")
     assert rc == 0 and json.loads(out)["expected"] == {"production": 0.7, "canary": 0.3}
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApiHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path, f"http://127.0.0.1:{server.server_port}")))
+    with http_server(FakeApiHandler) as api:
+        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path, api)))
         rc, out, _ = run(capsys, "--from-virtualservice", "recommendationservice", "-n", "online-boutique",
                          "--results", str(path), "--json", "-")
         assert rc == 1  # the live VS says 80/20; these results are 70/30
         assert json.loads(out)["expected_source"].startswith("VirtualService recommendationservice")
         rc, _, err = run(capsys, "--from-virtualservice", "nope", "-n", "online-boutique", "--results", str(path))
         assert rc == 2 and "not found" in err
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
     monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path, f"http://127.0.0.1:{free_port()}")))
     rc, _, err = run(capsys, "--from-virtualservice", "recommendationservice", "-n", "online-boutique",
                      "--results", str(path))
@@ -349,43 +343,36 @@ class ShopPage(BaseHTTPRequestHandler):
         pass
 
 
-def test_live_url_counts_inside_the_section_and_reports_unattributed(capsys):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ShopPage)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        ShopPage.plan = ["error", "nosection", "odd"]
-        rc, out, _ = run(capsys, "--expected", "20", "--url", f"http://127.0.0.1:{server.server_port}", "--fixed",
-                         "--max-samples", "200", "--concurrency", "2", "--json", "-", "--max-unattributed", "5")
-        data = json.loads(out)
-        assert data["total"] == 200 and data["unattributed"] == 3
-        assert data["unattributed_causes"] == {"error:http_500": 1, "error:no_recommendations": 1,
-                                               "http reply with 3 items": 1}
-        assert data["n"] == 197 and rc in (0, 3)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+@pytest.fixture
+def shop_pages() -> Iterator[str]:
+    """ShopPage served on 127.0.0.1 (its plan and charset put back after the test)."""
+    with http_server(ShopPage) as url:
+        try:
+            yield url
+        finally:
+            ShopPage.plan, ShopPage.charset = [], None
+
+
+def test_live_url_counts_inside_the_section_and_reports_unattributed(capsys, shop_pages: str) -> None:
+    ShopPage.plan = ["error", "nosection", "odd"]
+    rc, out, _ = run(capsys, "--expected", "20", "--url", shop_pages, "--fixed", "--max-samples", "200",
+                     "--concurrency", "2", "--json", "-", "--max-unattributed", "5")
+    data = json.loads(out)
+    assert data["total"] == 200 and data["unattributed"] == 3
+    assert data["unattributed_causes"] == {"error:http_500": 1, "error:no_recommendations": 1,
+                                           "http reply with 3 items": 1}
+    assert data["n"] == 197 and rc in (0, 3)
 
 
 @pytest.mark.parametrize("charset", ["utf-16", "utf-32"])
-def test_live_url_pages_are_decoded_by_their_charset(capsys, charset: str) -> None:
+def test_live_url_pages_are_decoded_by_their_charset(capsys, shop_pages: str, charset: str) -> None:
     """A page in the charset its Content-Type names is counted as its text (read as UTF-8, a UTF-16 page has no
     section: every response was error:no_recommendations)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ShopPage)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    ShopPage.charset, ShopPage.plan = charset, []
-    try:
-        rc, out, _ = run(capsys, "--expected", "20", "--url", f"http://127.0.0.1:{server.server_port}", "--fixed",
-                         "--max-samples", "60", "--concurrency", "2", "--json", "-")
-        data = json.loads(out)
-        assert data["total"] == data["n"] == 60 and data["unattributed"] == 0, data["unattributed_causes"]
-    finally:
-        ShopPage.charset = None
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    ShopPage.charset = charset
+    rc, out, _ = run(capsys, "--expected", "20", "--url", shop_pages, "--fixed", "--max-samples", "60",
+                     "--concurrency", "2", "--json", "-")
+    data = json.loads(out)
+    assert data["total"] == data["n"] == 60 and data["unattributed"] == 0, data["unattributed_causes"]
 
 
 @pytest.mark.parametrize(("content_type", "body", "text"), [
