@@ -132,6 +132,28 @@ def locust_page_latency_ms(prefix: Path) -> float:
     return entry["total_response_time"] / entry["num_requests"]
 
 
+# --shopper-tasks for a ShopperUser that only fetches product pages (after the home page of its on_start)
+PRODUCT_PAGES_ONLY = ("--shopper-tasks", "index=0,setCurrency=0,addToCart=0,viewCart=0,checkout=0")
+
+
+def run_product_pages(tmp_path: Path, host: str, *more: str, users: int = 2) -> tuple[int, str, Path]:
+    """A 2 s headless run of ``users`` ShopperUsers fetching only product pages from ``host``, its records in
+    out.jsonl and Locust's final stats in final.json: (exit code, output, records file)."""
+    out = tmp_path / "out.jsonl"
+    code, output = run_locust(tmp_path, "-u", str(users), "-r", str(users), "-t", "2s", "--host", host,
+                              "--split-results", str(out), "--json-file", "final", *PRODUCT_PAGES_ONLY, *more,
+                              "ShopperUser")
+    return code, output, out
+
+
+def assert_each_kind_recorded(served: Counter[str], kinds: Counter[Any], record_of: dict[str, Any]) -> None:
+    """Every kind of page a server served (``served``) became its record (``record_of[kind]``, counted in
+    ``kinds``), and nothing else did; at the end at most one page per user (two users) was still in flight."""
+    assert set(kinds) == set(record_of.values()), kinds
+    for kind, key in record_of.items():
+        assert served[kind] - 2 <= kinds[key] <= served[kind], (kind, served, kinds)
+
+
 # ------------------------------------------------------------------------------------------------- tests
 
 
@@ -188,9 +210,7 @@ def test_missing_section_is_a_locust_failure_and_an_unattributed_record(
     out = tmp_path / "out.jsonl"
     code, output = run_locust(tmp_path, "-u", "2", "-r", "2", "-t", "2s", "--host", broken_frontend.url,
                               "--split-results", str(out), "--html", "report.html", "--json-file", "final",
-                              "--expected", "20", *ALPHA_ARGS,
-                              "--shopper-tasks", "index=0,setCurrency=0,addToCart=0,viewCart=0,checkout=0",
-                              "ShopperUser")
+                              "--expected", "20", *ALPHA_ARGS, *PRODUCT_PAGES_ONLY, "ShopperUser")
     assert code == 1, output[-3000:]  # FAIL: every response unattributed, far above the 1% limit
     got, _ = records(out)
     counts = final_counts(tmp_path / "final")
@@ -215,13 +235,13 @@ class _PagesInTurn(http.server.BaseHTTPRequestHandler):
     LOCK = threading.Lock()
 
     def do_GET(self) -> None:  # noqa: N802 -- http.server's name
-        kind = self.KINDS[0]
-        if self.path.startswith("/product/"):
+        kind, product = self.KINDS[0], self.path.startswith("/product/")
+        if product:
             with self.LOCK:  # one thread per request
                 served: Counter[str] = self.server.served  # type: ignore[attr-defined]
                 kind = self.KINDS[sum(served.values()) % len(self.KINDS)]
                 served[kind] += 1
-        self.answer(kind, self.path.startswith("/product/"))
+        self.answer(kind, product)
 
     def answer(self, kind: str, product: bool) -> None:
         raise NotImplementedError
@@ -256,10 +276,7 @@ def test_pages_that_are_not_plain_ascii_are_decoded_by_their_charset_and_counted
     price and a UTF-16 page (ASCII markup, but every other byte NUL) are decoded by their charset first -- counted,
     attributed, never a Locust error or an unattributed record."""
     url, served = charset_pages
-    out = tmp_path / "out.jsonl"
-    code, output = run_locust(tmp_path, "-u", "2", "-r", "2", "-t", "2s", "--host", url, "--split-results", str(out),
-                              "--json-file", "final", "--shopper-tasks",
-                              "index=0,setCurrency=0,addToCart=0,viewCart=0,checkout=0", "ShopperUser")
+    code, output, out = run_product_pages(tmp_path, url)
     assert code == 0 and "Traceback" not in output, output[-3000:]
     got, stats = records(out)
     pages, failures = final_counts(tmp_path / "final")[("GET", "/product/[id]")]
@@ -291,12 +308,8 @@ def test_version_header_names_each_page_and_each_failed_one(tmp_path: Path) -> N
     place); a page without the header is a Locust failure and an unattributed record. The records' latency is the
     page's response time as Locust measured it."""
     served: Counter[str] = Counter()
-    out = tmp_path / "out.jsonl"
     with http_server(_VersionHeaderPages, served=served) as url:
-        code, output = run_locust(tmp_path, "-u", "2", "-r", "2", "-t", "2s", "--host", url, "--split-results",
-                                  str(out), "--json-file", "final", "--version-header", _VersionHeaderPages.HEADER,
-                                  "--shopper-tasks", "index=0,setCurrency=0,addToCart=0,viewCart=0,checkout=0",
-                                  "ShopperUser")
+        code, output, out = run_product_pages(tmp_path, url, "--version-header", _VersionHeaderPages.HEADER)
     assert code in (0, 1, 3) and "Traceback" not in output, output[-3000:]
     got, stats = records(out)
     pages, failures = final_counts(tmp_path / "final")[("GET", "/product/[id]")]
@@ -304,21 +317,16 @@ def test_version_header_names_each_page_and_each_failed_one(tmp_path: Path) -> N
     kinds = Counter((r.version, r.status, r.by) for r in got)
     record_of = {"production": ("production", "ok", "header"), "canary": ("canary", "ok", "header"),
                  "canary-503": ("canary", "error:http_503", "header"), "no-header": (None, "ok", None)}
-    assert set(kinds) == set(record_of.values()), kinds
+    assert_each_kind_recorded(served, kinds, record_of)
     assert failures == kinds[record_of["canary-503"]] + kinds[record_of["no-header"]]
-    for kind, key in record_of.items():  # in flight at the end: at most one page per user
-        assert served[kind] - 2 <= kinds[key] <= served[kind], (kind, served, kinds)
     mean_ms = sum(r.latency_ms for r in got) / len(got)
     assert 20.0 <= mean_ms and abs(mean_ms - locust_page_latency_ms(tmp_path / "final")) < 1.0
 
 
 def test_pages_that_never_came_are_connection_errors(tmp_path: Path) -> None:
     """No server at all: every product page is a Locust failure and a record ``error:connection``."""
-    out = tmp_path / "out.jsonl"
-    code, output = run_locust(tmp_path, "-u", "1", "-r", "1", "-t", "2s", "--host",
-                              f"http://127.0.0.1:{net.free_port()}", "--split-results", str(out), "--json-file",
-                              "final", "--think-time", "0.01", "--shopper-tasks",
-                              "index=0,setCurrency=0,addToCart=0,viewCart=0,checkout=0", "ShopperUser")
+    code, output, out = run_product_pages(tmp_path, f"http://127.0.0.1:{net.free_port()}", "--think-time", "0.01",
+                                          users=1)
     assert code in (0, 1, 3) and "Traceback" not in output, output[-3000:]
     got, stats = records(out)
     pages, failures = final_counts(tmp_path / "final")[("GET", "/product/[id]")]
@@ -344,11 +352,8 @@ def test_pages_locust_fails_itself_are_recorded_as_failed(tmp_path: Path) -> Non
     failed (``error:http_299``, ``error:connection``) whatever its bytes hold: the record agrees with Locust's
     verdict, and no task dies with a traceback."""
     served: Counter[str] = Counter()
-    out = tmp_path / "out.jsonl"
     with http_server(_BrokenPages, served=served) as url:
-        code, output = run_locust(tmp_path, "-u", "2", "-r", "2", "-t", "2s", "--host", url, "--split-results",
-                                  str(out), "--json-file", "final", "--think-time", "0.01", "--shopper-tasks",
-                                  "index=0,setCurrency=0,addToCart=0,viewCart=0,checkout=0", "ShopperUser")
+        code, output, out = run_product_pages(tmp_path, url, "--think-time", "0.01")
     assert code in (0, 1, 3) and "Traceback" not in output, output[-3000:]
     got, stats = records(out)
     pages, failures = final_counts(tmp_path / "final")[("GET", "/product/[id]")]
@@ -356,10 +361,8 @@ def test_pages_locust_fails_itself_are_recorded_as_failed(tmp_path: Path) -> Non
     kinds = Counter((r.version, r.status) for r in got)
     record_of = {"good": ("production", "ok"), "status-299": (None, "error:http_299"),
                  "cut": (None, "error:connection")}
-    assert set(kinds) == set(record_of.values()), kinds
+    assert_each_kind_recorded(served, kinds, record_of)
     assert failures == kinds[record_of["status-299"]] + kinds[record_of["cut"]]
-    for kind, key in record_of.items():  # in flight at the end: at most one page per user
-        assert served[kind] - 2 <= kinds[key] <= served[kind], (kind, served, kinds)
 
 
 def test_minus_t_generates_load_for_its_full_length_after_a_slow_import(tmp_path: Path, frontend: Spawned) -> None:
