@@ -11,7 +11,6 @@ The target must apply the split: a sidecar, an ingress gateway, the local mesh e
 from __future__ import annotations
 
 import http.client
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -37,15 +36,12 @@ URL_WARNING = (
 )
 
 
-_CHARSET = re.compile(r'charset\s*=\s*"?([^";\s]+)', re.I)
-
-
-def page_text(body: bytes, content_type: str | None) -> str:
-    """A page's text, decoded by the charset its Content-Type names -- UTF-8 when it names none or one Python does not
-    know -- with undecodable bytes replaced, as the Locust file decodes a page that is not plain ASCII."""
-    found = _CHARSET.search(content_type or "")
+def page_text(body: bytes, charset: str | None) -> str:
+    """A page's text, decoded by the charset its Content-Type names (``response.msg.get_content_charset()``) --
+    UTF-8 when it names none or one Python does not know -- with undecodable bytes replaced, as the Locust file
+    decodes a page that is not plain ASCII."""
     try:
-        return body.decode(found.group(1) if found else "utf-8", errors="replace")
+        return body.decode(charset or "utf-8", errors="replace")
     except LookupError:  # an unknown charset name
         return body.decode("utf-8", errors="replace")
 
@@ -212,7 +208,7 @@ class HttpProbe:
                           1000 * (time.perf_counter() - start), SOURCE)
         latency = 1000 * (time.perf_counter() - start)
         # a page without the section (its recommendation call failed) is an error, never "canary"
-        outcome = product_page_outcome(status, page_text(body, response.getheader("Content-Type")), self.attribution,
+        outcome = product_page_outcome(status, page_text(body, response.msg.get_content_charset()), self.attribution,
                                        headers)
         if outcome.status != STATUS_OK:
             self.last_error = f"{outcome.failure} for {path}"
