@@ -21,7 +21,7 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import REPO, free_port
-from helpers import http_server
+from helpers import http_server, send_body
 
 from splitproof.protos import demo_pb2, demo_pb2_grpc
 from splitproof.verifier.cli import main
@@ -334,11 +334,7 @@ class ShopPage(BaseHTTPRequestHandler):
             body = f'<html><div class="ad"><a href="/product/AD">ad</a></div>{section}</html>'.encode(
                 ShopPage.charset or "ascii")
             code = 200
-        self.send_response(code)
-        self.send_header("Content-Type", f"text/html; charset={ShopPage.charset}" if ShopPage.charset else "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_body(self, code, body, f"text/html; charset={ShopPage.charset}" if ShopPage.charset else "text/html")
 
     def log_message(self, *args: object) -> None:
         pass
