@@ -18,7 +18,7 @@ MAX_LINES = 400
 # (splitproof.verifier and splitproof.protos sit below all of them.)
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("", "errors", "privatefs", "net"),   # "": the package itself (a docstring)
-    ("proc",),
+    ("proc", "stopsignals"),
     ("manifests", "router", "envoyroutes"),
     ("boutique",),
     ("mesh", "cluster"),   # two providers side by side: neither imports the other

@@ -27,12 +27,12 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from splitproof.setup.boutique import SERVICES
 from splitproof.setup.errors import SetupError
 from splitproof.setup.net import LOOPBACK
+from splitproof.setup.stopsignals import StopSignals
 from splitproof.verifier.errors import SplitproofError
 from splitproof.verifier.exitcodes import ExitCode
 
@@ -106,17 +106,13 @@ def _configure_logging(service: str) -> None:
 
 def run_service(opts: ServiceOptions, stop_event: threading.Event | None = None) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop_event``); print the READY line once serving. Returns the exit code."""
-    stop = stop_event or threading.Event()
     _configure_logging(opts.service)
     log = logging.getLogger(f"boutique.{opts.service}")
+    with StopSignals(signal.SIGTERM, signal.SIGINT, event=stop_event) as stop:  # a burst of SIGTERMs stops it once
+        return _serve(opts, stop, log)
 
-    if threading.current_thread() is threading.main_thread():
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            stop.set()
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-
+def _serve(opts: ServiceOptions, stop: StopSignals, log: logging.Logger) -> int:
     if opts.service == "catalog":
         from splitproof.setup.boutique.catalog import serve_catalog
 
@@ -142,8 +138,7 @@ def run_service(opts: ServiceOptions, stop_event: threading.Event | None = None)
 
     print(f"READY {opts.service} {opts.host}:{port}", flush=True)
     try:
-        while not stop.wait(0.5):  # short waits keep signal handlers responsive
-            pass
+        stop.wait()
     finally:
         log.info("stopping")
         stopper()

@@ -10,7 +10,6 @@ import argparse
 import json
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from splitproof.setup.mesh.topology import parse_replicas, services
 from splitproof.setup.net import LOOPBACK, port_open
 from splitproof.setup.privatefs import write_private
 from splitproof.setup.proc import ProcRef, python_argv, spawn, wait_until
+from splitproof.setup.stopsignals import StopSignals
 from splitproof.verifier.errors import InputError
 from splitproof.verifier.exitcodes import ExitCode
 from splitproof.verifier.inputfile import InputFileError
@@ -179,23 +179,21 @@ def cmd_up(args: argparse.Namespace) -> int:
     mesh.check()  # config, binary, ports, a mesh already running: one-line errors before anything starts
     if args.detach:
         return _up_detached(state_dir, params, {**kwargs, "faults": faults_to_json(faults)}, args.startup_timeout)
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    try:
-        mesh.start()
+    with StopSignals(signal.SIGTERM) as stop:  # Ctrl-C stays a KeyboardInterrupt
         try:
-            _print_endpoints(mesh_status(state_dir))
-            print("running in the foreground: Ctrl-C (or `canary-setup local down`) stops everything", flush=True)
-            while not stop.wait(0.5):
+            mesh.start()
+            try:
+                _print_endpoints(mesh_status(state_dir))
+                print("running in the foreground: Ctrl-C (or `canary-setup local down`) stops everything",
+                      flush=True)
+                stop.wait()
+            except KeyboardInterrupt:
                 pass
         except KeyboardInterrupt:
-            pass
-    except KeyboardInterrupt:
-        mesh.stop()
-        raise
-    finally:
-        mesh.stop()
-        signal.signal(signal.SIGTERM, previous)
+            mesh.stop()
+            raise
+        finally:
+            mesh.stop()
     print("local mesh stopped", flush=True)
     return 0
 
