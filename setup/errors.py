@@ -30,3 +30,7 @@ class NotRunningError(SetupError):
 
 class WaitTimeoutError(SetupError):
     exit_code = ExitCode.TIMEOUT
+
+
+class BusyError(SetupError):
+    exit_code = ExitCode.BUSY

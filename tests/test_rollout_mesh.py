@@ -19,8 +19,10 @@ from helpers import in_process
 
 from splitproof.setup import proc
 from splitproof.setup.cli import main
+from splitproof.setup.errors import BusyError
 from splitproof.setup.manifests import CanaryParams
 from splitproof.setup.mesh import LocalMesh
+from splitproof.setup.mesh.statedir import refuse_during_rollout, rollout_lock
 from splitproof.setup.rollout.demo import run_rollouts
 from splitproof.setup.router import normalize
 from splitproof.verifier.exitcodes import ExitCode
@@ -127,15 +129,36 @@ def test_ctrl_c_keeps_the_weights_says_so_and_exits_130(mesh: LocalMesh, tmp_pat
     try:
         proc.wait_until(lambda: log.exists() and any(e["event"] == "weights_served" for e in events(log)), 120.0,
                         "the first step counting", 0.01, max_interval=0.02)
+        with pytest.raises(BusyError, match=f"\\(pid {child.pid}, steps 30,100, since "):  # it holds the mesh
+            refuse_during_rollout(mesh.state_dir)
         os.kill(child.pid, signal.SIGINT)
         assert child.wait(timeout=60) == ExitCode.INTERRUPTED
     finally:
         proc.stop(child)
+    refuse_during_rollout(mesh.state_dir)  # and lets go of it when it ends
     text = out.read_text()
     assert "interrupted at step 1/2 (canary 30%): weights kept at production=70,canary=30" in text, text
     assert "--resume --json-log" in text and "Traceback" not in text
     assert events(log)[-1]["event"] == "interrupted" and events(log)[-1]["action"] == "keep"
     assert served(mesh) == {"production": 70, "canary": 30}
+
+
+@pytest.mark.slow
+def test_a_second_rollout_or_weights_during_a_rollout_exit_9_and_change_nothing(mesh: LocalMesh,
+                                                                                 tmp_path: Path) -> None:
+    mesh.router.set_weights({"production": 80, "canary": 20})
+    mesh.router.wait_served()
+    log = tmp_path / "second.jsonl"
+    with rollout_lock(mesh.state_dir, "pid 4242, steps 5,20,50,100, since 2026-12-07T23:00:00+0000"):
+        second = run(mesh, "--json-log", str(log))
+        weights = subprocess.run(proc.python_argv("-m", "splitproof.setup.cli", "local", "weights", "50",
+                                                  "--state-dir", str(mesh.state_dir)),
+                                 capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
+    for done in (second, weights):
+        assert done.returncode == ExitCode.BUSY, done.stdout + done.stderr
+        assert done.stderr.startswith("canary-setup: error: a rollout is driving the local mesh in ")
+        assert "(pid 4242, steps 5,20,50,100" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert not log.exists() and served(mesh) == {"production": 80, "canary": 20}
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from fakes.harness import FakeCluster
 from helpers import REPO, installed, run_installed
 
 from splitproof.setup import proc
+from splitproof.setup.mesh.statedir import rollout_lock
 from splitproof.verifier.exitcodes import ExitCode
 
 KIND = ["--provider", "kind"]
@@ -100,6 +101,14 @@ def port_in_use(fake: FakeCluster, tmp_path: Path) -> tuple[int, str]:
                              "--state-dir", str(tmp_path / "mesh"))
 
 
+def busy(fake: FakeCluster, tmp_path: Path) -> tuple[int, str]:
+    """``local weights`` while a rollout holds the mesh's rollout lock (held here as a rollout holds it)."""
+    state_dir = tmp_path / "mesh"
+    state_dir.mkdir(mode=0o700)
+    with rollout_lock(state_dir, "pid 4242, steps 5,20,50,100, since 2026-12-07T23:00:00+0000"):
+        return setup_command("local", "weights", "50", "--state-dir", str(state_dir))
+
+
 def interrupted(fake: FakeCluster, tmp_path: Path) -> tuple[int, str]:
     """Ctrl-C (SIGINT) while ``weights`` waits for proxies that never catch up."""
     fake.update(lambda w: w.update(proxy_lag=10**9))
@@ -126,6 +135,7 @@ CASES: dict[int, tuple[Callable[[FakeCluster, Path], tuple[int, str]], str]] = {
     ExitCode.NOT_RUNNING: (nothing_running, "no local mesh is running"),
     ExitCode.TIMEOUT: (timed_out, "the proxies did not serve production=50,canary=50 within 1s"),
     ExitCode.PORT_IN_USE: (port_in_use, "is already in use"),
+    ExitCode.BUSY: (busy, "a rollout is driving the local mesh in"),
     ExitCode.INTERRUPTED: (interrupted, "canary-setup: interrupted"),
 }
 

@@ -9,10 +9,17 @@ from pathlib import Path
 import pytest
 
 from splitproof.setup.envoyroutes import matches_everything, served_split, subset_weights
-from splitproof.setup.errors import SetupError, WaitTimeoutError
+from splitproof.setup.errors import BusyError, NotRunningError, SetupError, WaitTimeoutError
 from splitproof.setup.manifests import CanaryParams
 from splitproof.setup.mesh.state import FORMAT, InstanceRecord, Listeners, MeshState, Ports
-from splitproof.setup.mesh.statedir import STATE_FILE, read_state, write_state
+from splitproof.setup.mesh.statedir import (
+    ROLLOUT_LOCK_FILE,
+    STATE_FILE,
+    read_state,
+    refuse_during_rollout,
+    rollout_lock,
+    write_state,
+)
 from splitproof.setup.proc import Backoff, ProcRef, ReadyLine, parse_ready, wait_until
 from splitproof.setup.router import ProxyWeights, Routing, ServedWeights, describe, normalize, wait_served
 
@@ -170,3 +177,29 @@ def test_an_old_state_whose_supervisor_still_runs_is_not_removed_blindly(tmp_pat
     with pytest.raises(SetupError, match=f"its supervisor \\(pid {os.getpid()}\\) still runs: stop it with the "
                                          "version that started it"):
         read_state(tmp_path)
+
+
+# --- the rollout lock ------------------------------------------------------------------------------------------
+
+
+def test_a_rollout_lock_refuses_a_second_rollout_and_weights_and_names_its_holder(tmp_path: Path) -> None:
+    refuse_during_rollout(tmp_path)  # never locked: nothing to refuse, nothing created
+    assert not (tmp_path / ROLLOUT_LOCK_FILE).exists()
+    with rollout_lock(tmp_path, "pid 4242, steps 5,20,50,100, since 2026-12-07T23:00:00+0000"):
+        for attempt in (lambda: refuse_during_rollout(tmp_path),
+                        lambda: rollout_lock(tmp_path, "pid 1").__enter__()):  # a second open: flock conflicts
+            with pytest.raises(BusyError) as busy:
+                attempt()
+            assert busy.value.exit_code == 9
+            assert str(busy.value) == (f"a rollout is driving the local mesh in {tmp_path} (pid 4242, steps "
+                                       "5,20,50,100, since 2026-12-07T23:00:00+0000): wait for it to end, or stop "
+                                       "it (Ctrl-C) first")
+    refuse_during_rollout(tmp_path)  # released: weights and the next rollout may go
+    assert (tmp_path / ROLLOUT_LOCK_FILE).read_text() == ""  # no stale holder
+    with rollout_lock(tmp_path, "pid 7"):
+        pass
+
+
+def test_a_rollout_lock_on_a_removed_state_dir_says_no_mesh_is_running(tmp_path: Path) -> None:
+    with pytest.raises(NotRunningError, match="no local mesh is running in"):
+        rollout_lock(tmp_path / "gone", "pid 1").__enter__()

@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     NOT_RUNNING = 6     # no local mesh running (or its supervisor died)
     TIMEOUT = 7         # waited for readiness, a rollout or the proxies, and gave up
     PORT_IN_USE = 8     # a port the local mesh must bind is taken
+    BUSY = 9            # another rollout is driving this local mesh
     INTERRUPTED = 130   # Ctrl-C (after printing what was measured so far)
 
 
@@ -32,6 +33,7 @@ MEANING: dict[ExitCode, str] = {
     ExitCode.NOT_RUNNING: "nothing running (no local mesh, or its supervisor died)",
     ExitCode.TIMEOUT: "timed out waiting (readiness, rollout, proxies)",
     ExitCode.PORT_IN_USE: "a port the local mesh must bind is taken",
+    ExitCode.BUSY: "busy: another rollout is driving this local mesh",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 

@@ -21,7 +21,14 @@ from splitproof.setup.mesh.faults import CANARY, InstanceFaults, faults_to_json,
 from splitproof.setup.mesh.local import LocalMesh
 from splitproof.setup.mesh.router import LocalRouter, shown_weights
 from splitproof.setup.mesh.state import MESH_READY, params_to_json
-from splitproof.setup.mesh.statedir import default_state_dir, locked, prepare_state_dir, read_state, remove_state
+from splitproof.setup.mesh.statedir import (
+    default_state_dir,
+    locked,
+    prepare_state_dir,
+    read_state,
+    refuse_during_rollout,
+    remove_state,
+)
 from splitproof.setup.mesh.status import MeshStatus, mesh_status
 from splitproof.setup.mesh.supervise import cleanup_processes
 from splitproof.setup.mesh.topology import parse_replicas, services
@@ -283,6 +290,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
         raise SetupError("give the canary percentage (`local weights 50`) or --weights production=50,canary=50",
                          2)
     weights = parse_weights(args.weights) if args.weights else canary_weights(args.canary)
+    refuse_during_rollout(_state_dir(args))  # its steps' verdicts hold only for the weights it set
     router = LocalRouter(_state_dir(args))
     start = time.monotonic()
     router.set_weights(weights)

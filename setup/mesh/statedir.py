@@ -4,6 +4,10 @@ Every process that changes the mesh (the supervisor, ``local weights``, ``local 
 ``flock`` on ``<state-dir>/lock`` and rewrites ``state.json`` atomically, so several commands and the supervisor
 never interleave. Since ``state.json`` decides which PIDs ``down`` kills, everything here is owner-only:
 directories 0700, files 0600, whatever the umask (setup.privatefs).
+
+A rollout holds a second lock, ``<state-dir>/rollout.lock``, for its whole walk (``rollout_lock``): a second rollout,
+or ``local weights``, on the same mesh is refused (exit 9) instead of moving the weights under the first one's
+verdicts. It is an ``flock``, so it belongs to the open file: a rollout that is killed holds nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from splitproof.setup.errors import SetupError
+from splitproof.setup.errors import BusyError, NotRunningError, SetupError
 from splitproof.setup.mesh.state import FORMAT, MeshState
 from splitproof.setup.privatefs import open_private, private_dir, write_private
 from splitproof.setup.proc import ProcRef
@@ -24,6 +28,7 @@ from splitproof.verifier.errors import InputError
 STATE_ENV = "SPLITPROOF_STATE_DIR"
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
+ROLLOUT_LOCK_FILE = "rollout.lock"
 
 
 def default_state_dir() -> Path:
@@ -55,6 +60,55 @@ def locked(state_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def rollout_lock(state_dir: Path, holder: str) -> Iterator[None]:
+    """Hold the rollout lock of the mesh in ``state_dir`` (which must exist) while the block runs; ``holder`` (who
+    and since when) is what a refused command prints. BusyError (exit 9) when another process holds it."""
+    try:
+        fd = open_private(state_dir / ROLLOUT_LOCK_FILE)
+    except FileNotFoundError:  # `down` removed it since the mesh was found running
+        raise NotRunningError(f"no local mesh is running in {state_dir}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BusyError(_busy(state_dir)) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, holder.encode("utf-8"))
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def refuse_during_rollout(state_dir: Path) -> None:
+    """BusyError (exit 9) when a rollout holds the lock of the mesh in ``state_dir``; creates nothing."""
+    try:
+        fd = os.open(state_dir / ROLLOUT_LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # no rollout ever ran here (or no state dir at all: the command says so itself)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BusyError(_busy(state_dir)) from None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _busy(state_dir: Path) -> str:
+    try:
+        holder = (state_dir / ROLLOUT_LOCK_FILE).read_text(encoding="utf-8", errors="replace")[:200].strip()
+    except OSError:
+        holder = ""
+    return (f"a rollout is driving the local mesh in {state_dir}{f' ({holder})' if holder else ''}: wait for it to "
+            "end, or stop it (Ctrl-C) first")
 
 
 def read_state(state_dir: Path) -> MeshState | None:

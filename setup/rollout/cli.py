@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +150,29 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     if args.json_log and not resumed and Path(args.json_log).exists() and Path(args.json_log).stat().st_size:
         raise InputError(f"--json-log {args.json_log} already holds a rollout: continue it with --resume, or give "
                          "a new file")
+    try:
+        with _exclusive(args, plan):
+            return _walk(args, plan, start, resumed, router, source, next_steps)
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()  # a source's own processes (Locust) end with the walk
+
+
+def _exclusive(args: argparse.Namespace, plan: RolloutPlan) -> contextlib.AbstractContextManager[None]:
+    """The local mesh's rollout lock for the whole walk: a second rollout (or `local weights`) there exits 9.
+    A cluster has no such lock (README "Progressive rollout")."""
+    if args.context:
+        return contextlib.nullcontext()
+    from splitproof.setup.mesh.statedir import rollout_lock
+
+    since = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    steps = ",".join(map(str, plan.steps))
+    return rollout_lock(Path(where_of(args)["local"]), f"pid {os.getpid()}, steps {steps}, since {since}")
+
+
+def _walk(args: argparse.Namespace, plan: RolloutPlan, start: int, resumed: bool, router: Router,
+          source: StepSource, next_steps: tuple[str, ...]) -> int:
     log = ev.EventLog(args.json_log)
     if resumed:
         done = ", ".join(f"{p}%" for p in plan.steps[:start]) or "none"
@@ -157,9 +183,6 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         result = driver.run(start, resumed=resumed)
     finally:
         log.close()
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()  # a source's own processes (Locust) end with the walk
     if args.html:
         from splitproof.setup.rollout.report import write_report
 
