@@ -290,8 +290,9 @@ def cmd_weights(args: argparse.Namespace) -> int:
         raise SetupError("give the canary percentage (`local weights 50`) or --weights production=50,canary=50",
                          2)
     weights = parse_weights(args.weights) if args.weights else canary_weights(args.canary)
-    refuse_during_rollout(_state_dir(args))  # its steps' verdicts hold only for the weights it set
-    router = LocalRouter(_state_dir(args))
+    state_dir = _state_dir(args)
+    refuse_during_rollout(state_dir)  # its steps' verdicts hold only for the weights it set
+    router = LocalRouter(state_dir)
     start = time.monotonic()
     router.set_weights(weights)
     served = router.wait_served(weights, timeout=args.timeout)

@@ -71,10 +71,7 @@ def rollout_lock(state_dir: Path, holder: str) -> Iterator[None]:
     except FileNotFoundError:  # `down` removed it since the mesh was found running
         raise NotRunningError(f"no local mesh is running in {state_dir}") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BusyError(_busy(state_dir)) from None
+        _flock_or_busy(fd, fcntl.LOCK_EX, state_dir)
         os.ftruncate(fd, 0)
         os.write(fd, holder.encode("utf-8"))
         try:
@@ -93,22 +90,23 @@ def refuse_during_rollout(state_dir: Path) -> None:
     except OSError:
         return  # no rollout ever ran here (or no state dir at all: the command says so itself)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BusyError(_busy(state_dir)) from None
+        _flock_or_busy(fd, fcntl.LOCK_SH, state_dir)
         fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
 
 
-def _busy(state_dir: Path) -> str:
+def _flock_or_busy(fd: int, operation: int, state_dir: Path) -> None:
+    """``flock(operation)`` on the rollout lock without waiting; BusyError naming the holder when a rollout has it."""
     try:
-        holder = (state_dir / ROLLOUT_LOCK_FILE).read_text(encoding="utf-8", errors="replace")[:200].strip()
-    except OSError:
-        holder = ""
-    return (f"a rollout is driving the local mesh in {state_dir}{f' ({holder})' if holder else ''}: wait for it to "
-            "end, or stop it (Ctrl-C) first")
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = (state_dir / ROLLOUT_LOCK_FILE).read_text(encoding="utf-8", errors="replace")[:200].strip()
+        except OSError:
+            holder = ""
+        raise BusyError(f"a rollout is driving the local mesh in {state_dir}{f' ({holder})' if holder else ''}: "
+                        "wait for it to end, or stop it (Ctrl-C) first") from None
 
 
 def read_state(state_dir: Path) -> MeshState | None:
