@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -36,9 +37,14 @@ def test_wait_times_out_without_a_signal_and_returns_at_once_after_one() -> None
 
 def test_a_signal_wakes_a_blocked_wait_from_another_thread_at_once() -> None:
     woke: list[float] = []
+    main = threading.main_thread().ident
     with StopSignals(signal.SIGUSR1) as stop:
+        def blocked_in_wait() -> bool:
+            frame = sys._current_frames().get(main)  # the main thread's innermost Python frame
+            return frame is not None and frame.f_code is StopSignals.wait.__code__
+
         def send() -> None:
-            time.sleep(0.2)  # the main thread must be blocked in wait() when the signal comes
+            proc.wait_until(blocked_in_wait, 10, "the main thread to block in wait()")  # the signal must wake it
             woke.append(time.monotonic())
             os.kill(os.getpid(), signal.SIGUSR1)
 
