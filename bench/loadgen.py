@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run each baseline and its candidate at the same time (page-bare with page-shopper, ...): "
                              "the host's drift hits both alike; read the req per CPU-second ratio")
     parser.add_argument("--instructions", action="store_true",
-                        help="instead: count the instructions per product page under valgrind (repeatable to ~1-2%; "
+                        help="instead: count the instructions per product page under valgrind (repeatable to ~1-2%%; "
                              "bare FastHttpUser and ShopperUser against the instant server; ~3 minutes)")
     parser.add_argument("--hash-seed", type=int, default=0,
                         help="with --instructions: PYTHONHASHSEED of every child (default 0: repeatable counts)")

@@ -32,7 +32,7 @@ REAL_PROCESS_MODULES = frozenset({
     "test_setup_exit_codes", "test_proc", "test_verifier_architecture", "test_verify_split_exit_codes",
     "test_verify_split_telemetry", "test_mesh_telemetry", "test_rollout_mesh", "test_rollout_cluster",
     "test_rollout_prometheus", "test_mesh_gateway_api", "test_cluster_gateway_api", "test_verify_split_gateway_api",
-    "test_stopsignals",
+    "test_stopsignals", "test_bench_cli",
 })
 LAB_WEIGHTS = {"production": 80, "canary": 20}
 

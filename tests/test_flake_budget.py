@@ -42,6 +42,7 @@ DETERMINISTIC = {
     "test_boutique": "single services, no split",
     "test_boutique_faults": "seeded fault draws",
     "test_stopsignals": "signals to one process, no traffic",
+    "test_bench_cli": "help texts, no traffic",
     "test_child_processes": "process hygiene, no verdict",
     "test_cluster_manifests": "rendered manifests and the recorded fakes",
     "test_proc": "process supervision",
