@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -25,6 +26,7 @@ from splitproof.setup.mesh.envoy import find_envoy
 from splitproof.verifier.telemetry.accesslog import ISTIO_JSON_FORMAT, ISTIO_TEXT_FORMAT
 
 HOST = "recommendationservice.online-boutique.svc.cluster.local"
+SLOW_S = 0.03  # /slow: above the 25 ms bucket bound of Envoy's default histogram buckets
 WEIGHTS = {"production": 75, "canary": 20, "shadow": 5}  # shadow has no endpoint: Envoy answers 503 UH
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -41,7 +43,8 @@ def cluster_name(subset: str) -> str:
 
 
 class Upstream:
-    """An HTTP server answering with its version name; ``/fail`` on the canary answers 503 (Envoy retries once)."""
+    """An HTTP server answering with its version name; ``/fail`` on the canary answers 503 (Envoy retries once);
+    ``/slow`` answers after SLOW_S."""
 
     def __init__(self, version: str) -> None:
         self.version = version
@@ -49,6 +52,8 @@ class Upstream:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
                 code = 503 if version == "canary" and self.path.startswith("/fail") else 200
+                if self.path.startswith("/slow"):
+                    time.sleep(SLOW_S)
                 body = version.encode()
                 self.send_response(code)
                 self.send_header("Content-Length", str(len(body)))
@@ -68,7 +73,7 @@ class Upstream:
 
 
 def bootstrap(flavor: str, listen_port: int, upstreams: dict[str, Upstream], text_log: Path,
-              json_log: Path) -> dict[str, Any]:
+              json_log: Path, flush_interval: str | None = None) -> dict[str, Any]:
     clusters = []
     for subset in WEIGHTS:
         endpoints = [] if subset not in upstreams else [{"lb_endpoints": [{"endpoint": {"address": {
@@ -100,19 +105,21 @@ def bootstrap(flavor: str, listen_port: int, upstreams: dict[str, Upstream], tex
     }
     if flavor == "istio":
         boot["stats_config"] = {"use_all_default_tags": False, "stats_tags": ISTIO_TAGS}
+    if flush_interval is not None:  # histograms reach the admin at each flush (Envoy's default: 5 s)
+        boot["stats_flush_interval"] = flush_interval
     return boot
 
 
 class Mesh:
     """Envoy + the production and canary upstreams (no shadow endpoint)."""
 
-    def __init__(self, root: Path, flavor: str) -> None:
+    def __init__(self, root: Path, flavor: str, flush_interval: str | None = None) -> None:
         self.root, self.flavor = root, flavor
         self.upstreams = {v: Upstream(v) for v in ("production", "canary")}
         self.port = free_port()
         self.text_log, self.json_log = root / "access.log", root / "access.json.log"
         (root / "bootstrap.json").write_text(json.dumps(
-            bootstrap(flavor, self.port, self.upstreams, self.text_log, self.json_log)))
+            bootstrap(flavor, self.port, self.upstreams, self.text_log, self.json_log, flush_interval)))
         self.proc = None
         self.generation = 0
         self.start()

@@ -61,10 +61,8 @@ def source_requests(mesh: LocalMesh) -> float:
     return float(result[0]["value"][1]) if result else 0.0
 
 
-def window_of_traffic(mesh: LocalMesh, n: int) -> list[str]:
-    """--since/--until around ``n`` calls: idle edges, every call in Prometheus' samples inside the window."""
-    since = scraped_after(str(mesh.prometheus_url), time.time(), timeout=60)  # also waits for the first scrape
-    before = source_requests(mesh)
+def send_calls(mesh: LocalMesh, n: int) -> None:
+    """``n`` ListRecommendations calls through the mesh's entry, 32 in flight."""
     with grpc.insecure_channel(mesh.grpc_entry) as channel:
         stub = demo_pb2_grpc.RecommendationServiceStub(channel)
         pending: list[grpc.Future] = []
@@ -74,6 +72,13 @@ def window_of_traffic(mesh: LocalMesh, n: int) -> list[str]:
                 pending.pop(0).exception()
         for fut in pending:
             fut.exception()
+
+
+def window_of_traffic(mesh: LocalMesh, n: int) -> list[str]:
+    """--since/--until around ``n`` calls: idle edges, every call in Prometheus' samples inside the window."""
+    since = scraped_after(str(mesh.prometheus_url), time.time(), timeout=60)  # also waits for the first scrape
+    before = source_requests(mesh)
+    send_calls(mesh, n)
     wait_until(lambda: source_requests(mesh) >= before + n, 60, f"{n} requests in Prometheus", 0.1)
     until = scraped_after(str(mesh.prometheus_url), time.time())
     return ["--since", f"{since:.3f}", "--until", f"{until:.3f}"]
@@ -101,3 +106,41 @@ def test_a_bad_canary_fails_on_errors_and_latency_with_the_split_pass(bad: Local
 def test_a_healthy_canary_passes(healthy: LocalMesh, capsys: pytest.CaptureFixture[str]) -> None:
     code, doc = verify(capsys, healthy, *window_of_traffic(healthy, CALLS), "--latency-threshold-ms", "250")
     assert code == 0 and doc["health"]["outcome"] == "PASS", doc["reason"]
+
+
+def test_envoy_admin_judges_the_canarys_latency_from_its_histograms(bad: LocalMesh, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """``--envoy-admin --health``: latency from the subsets' upstream_rq_time histograms FAILs the +40 ms canary.
+    Its INTERNAL errors are gRPC statuses on HTTP 200 responses, which Envoy's ``upstream_rq_<code>`` counters do not
+    tell apart: from the admin's counters the errors metric sees none (README says so)."""
+    from splitproof.verifier.telemetry.clusters import Service
+    from splitproof.verifier.telemetry.envoysource import EnvoyAdmin, service_histograms
+
+    real = EnvoyAdmin.snapshot
+    taken: list[int] = []
+
+    def flushed(admin: EnvoyAdmin) -> int:
+        return sum(h.count for h in service_histograms(real(admin, Service()), Service()).values())
+
+    def snapshot(self: EnvoyAdmin, service: Service, clock=time.time):  # type: ignore[no-untyped-def]
+        snap = real(self, service, clock)
+        if not taken:  # the traffic, right after the first snapshot; then Envoy's next stats flush
+            before = sum(h.count for h in service_histograms(snap, service).values())
+            send_calls(bad, CALLS)
+            wait_until(lambda: flushed(self) >= before + CALLS, 30, "the calls in Envoy's flushed histograms", 0.2)
+            taken.append(CALLS)
+        return snap
+
+    monkeypatch.setattr(EnvoyAdmin, "snapshot", snapshot)
+    code, out, _err = in_process(main, capsys, "--expected", "50", *ALPHA_ARGS, "--envoy-admin", str(bad.admin_url),
+                                 "--duration", "0.1", "--health", "--latency-threshold-ms", "25", "--json", "-",
+                                 "--no-progress")
+    doc = json.loads(out)
+    assert taken and doc["telemetry"]["source_kind"] == "envoy-admin"
+    assert sum(doc["telemetry"]["counts"].values()) == CALLS
+    metrics = {m["metric"]: m for m in doc["health"]["metrics"]}
+    assert metrics["latency"]["outcome"] == "FAIL" and code == 1, doc["health"]["reason"]
+    assert metrics["errors"]["rows"][0]["bad"] == 0  # blind to the canary's INTERNAL errors, and it says so:
+    assert any("errors from HTTP statuses only" in n for n in doc["health"]["notes"]), doc["health"]["notes"]
+    lat = doc["telemetry"]["latency"]
+    assert {v: h["cumulative"][-1] for v, h in lat.items()} == doc["telemetry"]["counts"]

@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from envoyharness import HOST, Mesh
+from envoyharness import HOST, SLOW_S, Mesh
 
+from splitproof.setup.proc import wait_until
 from splitproof.verifier.telemetry.clusters import Service
-from splitproof.verifier.telemetry.envoysource import EnvoyAdmin, counts_between, watch
+from splitproof.verifier.telemetry.envoysource import EnvoyAdmin, counts_between, service_histograms, watch
 from splitproof.verifier.telemetry.envoystats import detect_format
 from splitproof.verifier.telemetry.errors import TelemetryQueryError
 from splitproof.verifier.telemetry.logsource import count_access_log
@@ -143,3 +144,55 @@ def test_prometheus_form_of_the_cluster_name(mesh: Mesh) -> None:
     else:  # upstream Envoy's default extractor stops at the first dot of the FQDN cluster name
         assert ('envoy_cluster_online_boutique_svc_cluster_local_upstream_rq_completed'
                 '{envoy_cluster_name="outbound|8080|canary|recommendationservice"}') in text
+
+
+
+@pytest.fixture(params=["istio", "upstream"])
+def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mesh]:
+    """An Envoy no request has reached yet: its histograms start empty, whatever Envoy flushed before (flushing
+    every 0.5 s; the tests poll for the flush either way)."""
+    m = Mesh(tmp_path, request.param, flush_interval="0.5s")
+    yield m
+    m.close()
+
+
+def _flushed(admin: EnvoyAdmin, n: int):  # type: ignore[no-untyped-def]
+    """The first snapshot whose upstream_rq_time histograms hold ``n`` requests (Envoy merges histograms into what
+    its admin prints at each stats flush, every 5 s by default)."""
+    def ready():  # type: ignore[no-untyped-def]
+        snap = admin.snapshot(SVC)
+        return snap if sum(h.count for h in service_histograms(snap, SVC).values()) >= n else None
+
+    return wait_until(ready, 30, f"{n} requests in Envoy's flushed histograms", 0.2)
+
+
+def test_latency_histograms_per_subset_count_the_upstream_responses(fresh: Mesh) -> None:
+    """Per version, in each of the three formats, the upstream_rq_time delta holds exactly the requests that version
+    answered (the shadow subset's local 503 UH replies reached no upstream), and every /slow one above 25 ms."""
+    admins = {fmt: EnvoyAdmin.from_url(fresh.admin, fmt=fmt) for fmt in ("json", "text", "prometheus")}
+    first = {fmt: admin.snapshot(SVC) for fmt, admin in admins.items()}
+    assert all(service_histograms(snap, SVC) == {} for snap in first.values())
+    fast, slow = fresh.send(40), fresh.send(30, "/slow")
+    served = {v: fast[v] + slow[v] for v in ("production", "canary")}
+    assert slow["production"] and slow["canary"] and fast["shadow"] + slow["shadow"]
+    for fmt, admin in admins.items():
+        got = counts_between(first[fmt], _flushed(admin, sum(served.values())), SVC)
+        assert set(got.latency) == {"production", "canary"}, fmt  # shadow: no upstream, no histogram
+        for version, h in got.latency.items():
+            assert h.count == served[version], (fmt, version, h)
+            assert h.count - h.at_most(25) >= slow[version], (fmt, version, h)  # each /slow took >= SLOW_S
+            assert h.bounds[-1] == float("inf")
+        assert any("last stats flush" in n for n in got.notes)
+    assert SLOW_S * 1000 > 25
+
+
+def test_a_restart_takes_the_new_histograms_whole(fresh: Mesh) -> None:
+    admin = EnvoyAdmin.from_url(fresh.admin)
+    early = fresh.send(40)  # more than after the restart: the counters go down, which tells a restart apart
+    before = _flushed(admin, early["production"] + early["canary"])
+    fresh.restart()
+    sent = fresh.send(12)
+    after = _flushed(EnvoyAdmin.from_url(fresh.admin), sent["production"] + sent["canary"])  # (a new admin port)
+    got = counts_between(before, after, SVC)
+    assert any("Envoy restarted" in n for n in got.notes)
+    assert {v: h.count for v, h in got.latency.items()} == {v: sent[v] for v in ("production", "canary") if sent[v]}

@@ -52,6 +52,7 @@ class BatchHealth:
         self.monitor: Any = None
         self.threshold: Any = None
         self.notes: list[str] = []
+        self._http_only_noted = False
         options.check()
 
     def _start(self, batch: Any) -> None:
@@ -69,8 +70,8 @@ class BatchHealth:
                                   "needs individual responses")
                 options = dataclasses.replace(options, latency=False)
             elif not histograms:
-                self.notes.append("latency not judged: this source has no duration histograms "
-                                  "(istio_request_duration_milliseconds)")
+                self.notes.append("latency not judged: this source has no duration histograms (Istio's "
+                                  "istio_request_duration_milliseconds, Envoy admin's upstream_rq_time buckets)")
                 options = dataclasses.replace(options, latency=False)
             else:
                 bounds = next(iter(histograms.values())).bounds
@@ -86,6 +87,7 @@ class BatchHealth:
     def add_batch(self, batch: Any) -> None:
         if self.monitor is None:
             self._start(batch)
+        self._note_status_kinds(batch.by_status)
         delta: dict[str, dict[str, MetricCount]] = error_counts(batch.by_status)
         if self.threshold is not None:
             slow: dict[str, MetricCount] = {}
@@ -100,6 +102,19 @@ class BatchHealth:
                 slow[version] = MetricCount(total, total - fast)
             delta[LATENCY] = slow
         self.monitor.observe_batch(delta)
+
+    def _note_status_kinds(self, by_status: Mapping[tuple[str | None, Any], int]) -> None:
+        """Say once when the errors can only be HTTP ones: no status row carries a gRPC status (an HTTP service, or
+        a source without one: Envoy's ``upstream_rq_<code>`` counters, Istio's default access-log format -- where a
+        gRPC call that failed on an HTTP 200 response counts as good)."""
+        if self._http_only_noted or not by_status:
+            return
+        if all(getattr(status, "grpc_status", "-") in ("-", "") for _version, status in by_status):
+            self._http_only_noted = True
+            self.notes.append("errors from HTTP statuses only: no request here carries a gRPC status -- an HTTP "
+                              "service, or a source that cannot see one (Envoy's upstream_rq_<code> counters, Istio's "
+                              "default access-log format), where a gRPC call that failed on an HTTP 200 counts as "
+                              "good; for a gRPC service judge errors with --prometheus (grpc_response_status)")
 
     def add(self, record: Any) -> None:
         """A response record (a record sink): telemetry runs have none."""

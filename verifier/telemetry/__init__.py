@@ -13,6 +13,7 @@ One module per idea:
 ``promql``       what to read: ``istio_requests``, ``envoy_requests``, ``promql`` specs
 ``promsource``   ``count_window``, ``latency_window``, ``watch`` over Prometheus
 ``promtext``     Prometheus text exposition parser; ``envoystats``: Envoy /stats parsers
+``envoyhist``    Envoy's ``upstream_rq_time`` histograms (cumulative buckets) from /stats, and their deltas
 ``envoysource``  counts between Envoy admin snapshots, and ``watch``
 ``accesslog``    one Istio access-log line (TEXT or JSON); ``logsource``: streaming tally of a log
 ``watch``        the poll schedule shared by the watches

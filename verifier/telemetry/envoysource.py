@@ -14,6 +14,9 @@ bound is loose by the flush interval) -- means the new process counts from 0: it
 note says that the old process's requests after the first snapshot are lost. A hot restart
 (``server.hot_restart_epoch`` went up) carries the counters over and is not a reset.
 
+Latency per subset is the delta of the clusters' ``upstream_rq_time`` histograms (verifier.telemetry.envoyhist: as
+of Envoy's last stats flush before each snapshot, upstream responses only).
+
 Istio's proxies export per-cluster stats only when asked (``proxyStatsMatcher.inclusionRegexps`` in meshConfig or
 the ``proxy.istio.io/config`` annotation); without them the service's clusters are missing and the error says so.
 """
@@ -24,17 +27,21 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from typing import TypeVar
 
 from splitproof.verifier.istio import parse_cluster
+from splitproof.verifier.telemetry import envoyhist
 from splitproof.verifier.telemetry.clusters import Service, sanitized
-from splitproof.verifier.telemetry.envoystats import EnvoySnapshot, parse_snapshot
+from splitproof.verifier.telemetry.envoystats import STATS_FLUSH_INTERVAL, EnvoySnapshot, parse_snapshot
 from splitproof.verifier.telemetry.errors import TelemetryQueryError
 from splitproof.verifier.telemetry.httpget import DEFAULT_TIMEOUT, Endpoint, one_line, request
+from splitproof.verifier.telemetry.latency import LatencyHistogram
 from splitproof.verifier.telemetry.promql import re2_escape
 from splitproof.verifier.telemetry.result import CountsBuilder, StatusKey, TelemetryCounts
 from splitproof.verifier.telemetry.watch import ticks
 from splitproof.verifier.telemetry.window import Window, format_duration
 
+T = TypeVar("T")
 FORMATS = ("json", "text", "prometheus")
 COUNTED = "upstream_rq_completed"
 RESTART_SLACK = 0.5  # s: margin beyond the bounds on the process start (rounding, flush, request)
@@ -55,20 +62,52 @@ STATS_HINT = ("Istio proxies export per-cluster stats only with proxyStatsMatche
 def service_clusters(snapshot: EnvoySnapshot, service: Service) -> dict[str, Mapping[str, int]]:
     """subset ('' = the whole-service cluster) -> stats, for the outbound clusters of ``service``; with Gateway API
     version Services (``Service.versions``), their whole-service clusters keyed by their version."""
+    return _by_subset(snapshot, snapshot.clusters, service)
+
+
+def service_histograms(snapshot: EnvoySnapshot, service: Service) -> dict[str, LatencyHistogram]:
+    """subset -> ``upstream_rq_time`` histogram, for the same clusters as :func:`service_clusters`."""
+    return _by_subset(snapshot, snapshot.histograms, service)
+
+
+def _by_subset(snapshot: EnvoySnapshot, per_cluster: Mapping[str, T], service: Service) -> dict[str, T]:
     want = sanitized(service.fqdn)
     by_host = {sanitized(h) if snapshot.format == "prometheus" else h: v
                for h, v in service.version_service_hosts().items()}
-    out: dict[str, Mapping[str, int]] = {}
-    for name, stats in snapshot.clusters.items():
+    out: dict[str, T] = {}
+    for name, value in per_cluster.items():
         c = parse_cluster(name)
         if c is None or c.direction != "outbound":
             continue
         host = sanitized(c.host) if snapshot.format == "prometheus" else c.host
         if host in by_host:
-            out[by_host[host]] = stats
+            out[by_host[host]] = value
         elif c.host == service.fqdn or (snapshot.format == "prometheus" and host == want):
-            out[c.subset] = stats
+            out[c.subset] = value
     return out
+
+
+def latency_between(before: EnvoySnapshot, after: EnvoySnapshot, service: Service, restarted: bool,
+                    ) -> tuple[dict[str, LatencyHistogram], list[str]]:
+    """Per version, the ``upstream_rq_time`` requests between two snapshots, and notes on what could not be taken
+    (no buckets at all, a histogram that went down). The whole-service cluster ('' subset) has no version."""
+    b, a = service_histograms(before, service), service_histograms(after, service)
+    if not a:
+        return {}, [f"no latency: the snapshots have no {envoyhist.STAT} buckets of the service's clusters (an "
+                    "Envoy without histogram_buckets=cumulative, or no upstream response flushed yet)"]
+    out: dict[str, LatencyHistogram] = {}
+    notes = [f"latency: the {envoyhist.STAT} histograms as of Envoy's last stats flush before each snapshot (every "
+             f"{STATS_FLUSH_INTERVAL:g} s by default), upstream responses only"]
+    for subset, hist in sorted(a.items()):
+        if not subset:
+            continue
+        d = envoyhist.delta(None if restarted else b.get(subset), hist)
+        if d is None:
+            notes.append(f"subset {subset}: its {envoyhist.STAT} histogram went down or changed its buckets between "
+                         "the snapshots: taken whole from the second")
+            d = hist
+        out[subset] = d
+    return out, notes
 
 
 def _restarted(before: EnvoySnapshot, after: EnvoySnapshot, b: Mapping[str, Mapping[str, int]],
@@ -126,8 +165,11 @@ def counts_between(before: EnvoySnapshot, after: EnvoySnapshot, service: Service
                 extras[(subset or "(none)", what)] += delta[stat]
     for (subset, what), n in sorted(extras.items()):
         builder.note(f"{subset}: {n} {what}")
+    latency, latency_notes = latency_between(before, after, service, bool(restart))
+    for text in latency_notes:
+        builder.note(text)
     return builder.build(Window(before.t, after.t), f"{source}: {counter} per subset cluster of {service.fqdn}",
-                         empty_note=not batch)
+                         latency, empty_note=not batch)
 
 
 class EnvoyAdmin:
@@ -158,6 +200,7 @@ class EnvoyAdmin:
                                 r"^server\.(uptime|hot_restart_epoch)$"}
             if self.fmt == "json":
                 params["format"] = "json"
+            params["histogram_buckets"] = "cumulative"  # upstream_rq_time as buckets, not quantiles (envoyhist)
             path = "/stats"
         t, mono = clock(), time.monotonic()
         answer = request(self.endpoint, path, params=params, accept="*/*")
@@ -170,7 +213,8 @@ class EnvoyAdmin:
             text = answer.body.decode("utf-8")
         except UnicodeDecodeError:
             raise TelemetryQueryError(f"Envoy admin {answer.url}: the answer is not UTF-8 text") from None
-        return replace(parse_snapshot(text, t, self.fmt), mono=mono, mono_end=mono_end)
+        return replace(parse_snapshot(text, t, self.fmt), mono=mono, mono_end=mono_end,
+                       histograms=envoyhist.parse_histograms(text, self.fmt))
 
 
 def watch(admin: EnvoyAdmin, service: Service, interval: float, *, duration: float | None = None,

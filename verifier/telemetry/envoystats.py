@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from splitproof.verifier.telemetry.errors import TelemetryQueryError
+from splitproof.verifier.telemetry.latency import LatencyHistogram
 from splitproof.verifier.telemetry.promtext import ExpositionError
 from splitproof.verifier.telemetry.promtext import parse as parse_exposition
 
@@ -47,6 +48,8 @@ class EnvoySnapshot:
     epoch: int | None = None  # server.hot_restart_epoch: a hot restart carries the counters over
     mono: float | None = None  # time.monotonic() before the request (immune to wall-clock steps) ...
     mono_end: float | None = None  # ... and after the answer: Envoy read its uptime in between
+    # cluster -> its upstream_rq_time histogram as of Envoy's last stats flush (verifier.telemetry.envoyhist)
+    histograms: Mapping[str, LatencyHistogram] = field(default_factory=dict)
 
     def started(self, flush_interval: float = STATS_FLUSH_INTERVAL) -> tuple[float, float] | None:
         """Bounds on when the process started, on the monotonic clock when the snapshot has it (else on ``t``'s).
@@ -62,6 +65,7 @@ class EnvoySnapshot:
     def __post_init__(self) -> None:
         object.__setattr__(self, "clusters",
                            MappingProxyType({k: MappingProxyType(dict(v)) for k, v in self.clusters.items()}))
+        object.__setattr__(self, "histograms", MappingProxyType(dict(self.histograms)))
 
 
 def detect_format(text: str) -> str:
@@ -77,7 +81,8 @@ def detect_format(text: str) -> str:
     return "text"
 
 
-def _split(name: str) -> tuple[str, str] | None:
+def cluster_stat(name: str) -> tuple[str, str] | None:
+    """(cluster, stat) of a stat name ``cluster.<name>;.<stat>`` or ``cluster.<name>.<stat>``; None otherwise."""
     if not name.startswith("cluster."):
         return None
     rest = name[len("cluster."):]
@@ -85,7 +90,12 @@ def _split(name: str) -> tuple[str, str] | None:
         cluster, stat = rest.split(";.", 1)
     else:
         cluster, _, stat = rest.rpartition(".")
-    return (cluster, stat) if cluster and KEPT.fullmatch(stat) else None
+    return (cluster, stat) if cluster and stat else None
+
+
+def _split(name: str) -> tuple[str, str] | None:
+    found = cluster_stat(name)
+    return found if found is not None and KEPT.fullmatch(found[1]) else None
 
 
 def _flat_to_snapshot(flat: Mapping[str, int], t: float, fmt: str) -> EnvoySnapshot:
@@ -122,28 +132,37 @@ def parse_text(text: str, t: float) -> EnvoySnapshot:
     return _flat_to_snapshot(flat, t, "text")
 
 
-def _prom_stat(metric: str, labels: Mapping[str, str]) -> tuple[str, str] | None:
-    """(cluster, stat) for one /stats/prometheus sample of a cluster counter, None for anything else."""
+def prom_cluster(metric: str, base: str, labels: Mapping[str, str]) -> str | None:
+    """The cluster of a /stats/prometheus sample of stat ``base`` (``envoy_cluster_[<mid>_]<base>``), None when the
+    metric is another stat or carries no cluster label. ``<mid>`` is the rest of an FQDN cluster name that upstream
+    Envoy's tag extractor left in the metric name: rebuilt as ``<label>.<mid>`` (sanitized)."""
     if not metric.startswith("envoy_cluster_"):
         return None
     rest = metric[len("envoy_cluster_"):]
+    if rest == base:
+        mid = ""
+    elif rest.endswith("_" + base):
+        mid = rest[: -len(base) - 1]
+    else:
+        return None
+    cluster = labels.get("cluster_name") or labels.get("envoy_cluster_name")
+    if not cluster:
+        return None
+    return f"{cluster}.{mid}" if mid else cluster
+
+
+def _prom_stat(metric: str, labels: Mapping[str, str]) -> tuple[str, str] | None:
+    """(cluster, stat) for one /stats/prometheus sample of a cluster counter, None for anything else."""
     for base in _PROM_BASES:
-        if rest == base:
-            mid = ""
-        elif rest.endswith("_" + base):
-            mid = rest[: -len(base) - 1]
-        else:
+        cluster = prom_cluster(metric, base, labels)
+        if cluster is None:
             continue
         if "cluster_name" in labels:
-            cluster, code = labels["cluster_name"], labels.get("response_code") or labels.get("response_code_class")
-        elif "envoy_cluster_name" in labels:
-            cluster, code = labels["envoy_cluster_name"], labels.get("envoy_response_code")
+            code = labels.get("response_code") or labels.get("response_code_class")
+        else:
+            code = labels.get("envoy_response_code")
             if base == "upstream_rq_xx" and "envoy_response_code_class" in labels:
                 code = labels["envoy_response_code_class"] + "xx"
-        else:
-            return None
-        if mid:
-            cluster = f"{cluster}.{mid}"  # upstream Envoy's split FQDN cluster name, rebuilt (sanitized)
         if base in ("upstream_rq", "upstream_rq_xx"):
             if not code:
                 return None
