@@ -134,3 +134,22 @@ def test_bad_answers_are_query_errors() -> None:
     with pytest.raises(TelemetryQueryError):
         envoyhist.parse_prometheus('envoy_cluster_upstream_rq_time_bucket{cluster_name="x",le="abc"} 1\n')
     assert envoyhist.parse_json(json.dumps({"stats": [{"histograms": [{"name": 3}, "x", {"buckets": 1}]}]})) == {}
+
+
+def test_watch_batches_add_their_histograms_unless_the_buckets_changed() -> None:
+    from splitproof.verifier.command.telemetry import sum_batches
+    from splitproof.verifier.telemetry.result import CountsBuilder
+    from splitproof.verifier.telemetry.window import Window
+
+    def batch(t: float, h: LatencyHistogram):  # type: ignore[no-untyped-def]
+        b = CountsBuilder()
+        b.add("canary", h.count)
+        return b.build(Window(t, t + 5), "Envoy admin", {"canary": h}, empty_note=False)
+
+    one, two = LatencyHistogram((1.0, math.inf), (2, 3)), LatencyHistogram((1.0, math.inf), (1, 4))
+    assert sum_batches([batch(0, one), batch(5, two)]).latency["canary"] == LatencyHistogram((1.0, math.inf), (3, 7))
+    other = LatencyHistogram((5.0, math.inf), (4, 4))  # a proxy restarted with other buckets
+    got = sum_batches([batch(0, one), batch(5, other), batch(10, other)])
+    assert got.latency["canary"] == LatencyHistogram((5.0, math.inf), (8, 8)) and dict(got.counts) == {"canary": 11}
+    assert [n for n in got.notes if "buckets changed" in n] == [
+        "canary: the latency buckets changed between batches: the later batches' kept"]

@@ -80,6 +80,10 @@ def sum_batches(batches: list[TelemetryCounts]) -> TelemetryCounts:
         skipped.update(b.skipped)
         for v, h in b.latency.items():
             old = latency.get(v)
+            if old is not None and old.bounds != h.bounds:  # a proxy restarted with other buckets: not addable
+                note = f"{v}: the latency buckets changed between batches: the later batches' kept"
+                notes.extend([note] if note not in notes else [])
+                old = None
             latency[v] = h if old is None else LatencyHistogram(
                 h.bounds, tuple(a + c for a, c in zip(old.cumulative, h.cumulative, strict=True)))
         notes.extend(n for n in b.notes if n not in notes)
