@@ -172,9 +172,9 @@ def test_latency_histograms_per_subset_count_the_upstream_responses(fresh: Mesh)
     admins = {fmt: EnvoyAdmin.from_url(fresh.admin, fmt=fmt) for fmt in ("json", "text", "prometheus")}
     first = {fmt: admin.snapshot(SVC) for fmt, admin in admins.items()}
     assert all(service_histograms(snap, SVC) == {} for snap in first.values())
-    fast, slow = fresh.send(40), fresh.send(30, "/slow")
+    fast, slow = fresh.send(40), fresh.send(60, "/slow")
     served = {v: fast[v] + slow[v] for v in ("production", "canary")}
-    assert slow["production"] and slow["canary"] and fast["shadow"] + slow["shadow"]
+    assert slow["production"] and slow["canary"]  # (none to the canary: 0.8**60, 1.5e-6)
     for fmt, admin in admins.items():
         got = counts_between(first[fmt], _flushed(admin, sum(served.values())), SVC)
         assert set(got.latency) == {"production", "canary"}, fmt  # shadow: no upstream, no histogram

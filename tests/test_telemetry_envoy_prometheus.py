@@ -13,6 +13,7 @@ from envoyharness import Mesh
 from promharness import Prometheus, missing_prometheus, wait_until
 
 from splitproof.verifier.telemetry.clusters import Service
+from splitproof.verifier.telemetry.envoysource import EnvoyAdmin, service_histograms
 from splitproof.verifier.telemetry.prometheus import PrometheusClient
 from splitproof.verifier.telemetry.promql import envoy_candidates, envoy_requests
 from splitproof.verifier.telemetry.promsource import count_window
@@ -21,6 +22,7 @@ from splitproof.verifier.telemetry.window import Window
 
 pytestmark = pytest.mark.skipif(missing_prometheus() is not None, reason=missing_prometheus() or "")
 SVC = Service()
+FLUSH_S = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,8 @@ def meshes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Mesh]
     made: dict[str, Mesh] = {}
     try:
         for flavor in ("istio", "upstream"):
-            made[flavor] = Mesh(tmp_path_factory.mktemp(f"envoy-prom-{flavor}"), flavor)
+            # histograms reach /stats/prometheus at each stats flush: every 0.5 s here (Envoy's default 5 s)
+            made[flavor] = Mesh(tmp_path_factory.mktemp(f"envoy-prom-{flavor}"), flavor, flush_interval="0.5s")
         yield made
     finally:
         for m in made.values():
@@ -55,7 +58,8 @@ def test_envoy_counters_through_prometheus_equal_requests_routed(prom: Prometheu
     wait_until(lambda: _scraped_after(prom, since), 20, "a scrape after the window start")
     sent: dict[str, Counter[str]] = {f: m.send(80) + m.send(20, "/fail") for f, m in meshes.items()}
     mark = time.time()
-    wait_until(lambda: _scraped_after(prom, mark), 20, "a scrape after the traffic")
+    # a scrape after the traffic, and after the stats flush that put its request times into the histograms
+    wait_until(lambda: _scraped_after(prom, mark + FLUSH_S + 0.1), 20, "a scrape after the traffic and a flush")
     until = time.time()
     client = PrometheusClient.from_url(prom.url)
     window = Window(since, until)
@@ -66,3 +70,17 @@ def test_envoy_counters_through_prometheus_equal_requests_routed(prom: Prometheu
         assert sum(got.by_status.values()) == sum(sent[flavor].values())  # final responses, once each
     auto = count_window(client, envoy_candidates(SVC), window)
     assert dict(auto.counts) == dict(sent["istio"]) and "cluster_name" in auto.source
+    assert auto.latency == {}  # asked for by own_latency only
+    for flavor, tag in (("istio", "cluster_name"), ("upstream", "envoy-fqdn")):
+        # upstream_rq_time through Prometheus: the same per-subset histograms as the proxy's own admin prints
+        # (every request is in both: the window began before the first request and ends after the last flush)
+        own = count_window(client, envoy_candidates(SVC), window, own_latency=True)
+        direct = service_histograms(EnvoyAdmin.from_url(meshes[flavor].admin).snapshot(SVC), SVC)
+        if flavor == "istio":
+            assert {v: h.cumulative for v, h in own.latency.items()} == {
+                v: h.cumulative for v, h in direct.items() if v}
+        got = count_window(client, envoy_requests(SVC, tag), window, own_latency=True)
+        assert set(got.latency) == {"production", "canary"}, flavor  # shadow: no upstream, no request time
+        assert {v: h.cumulative for v, h in got.latency.items()} == {v: h.cumulative for v, h in direct.items()
+                                                                     if v}, flavor
+        assert got.latency["production"].count >= sent[flavor]["production"], flavor  # each reached production

@@ -168,10 +168,11 @@ def _batches(args: argparse.Namespace, observed: Observed, err: Console) -> Iter
             observed.interval, how = scrape_interval(client)
             observed.notes.append(how)
         one = spec if not isinstance(spec, tuple) else first_with_series(client, spec)
-        yield from watch_prometheus(client, one, observed.interval, duration=duration, latency=latency)
+        yield from watch_prometheus(client, one, observed.interval, duration=duration,
+                                    latency=latency if latency is not None else one.latency)
         return
     window = resolve_window(args.since, args.until, time.time())
-    yield count_window(client, spec, window, latency=latency)
+    yield count_window(client, spec, window, latency=latency, own_latency=True)
 
 
 def observe_telemetry(args: argparse.Namespace, tally: Tally, err: Console,

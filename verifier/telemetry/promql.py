@@ -58,6 +58,7 @@ class SeriesSpec:
     cluster_host: str | None = None  # envoy: the host the cluster label must name
     reporter: str | None = None
     service: Service | None = None   # Gateway API routing: its version Services name the versions
+    latency: SeriesSpec | None = None  # envoy: the duration buckets of the same clusters (upstream_rq_time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +130,14 @@ def envoy_requests(service: Service, tag: str = "cluster_name", counter: str = "
         cluster_re = rf"outbound\|[0-9]+\|[^|]*\|({re2_escape(host)}|{hosts})"
     sel = (f"{{__name__=~{label_value(f'{count_metric}|{status_metric}')},"
            f"{label}=~{label_value(cluster_re)}}}")
+    routed = service if service.versions and tag != "envoy-fqdn" else None
+    buckets = f"{prefix}upstream_rq_time_bucket"  # Envoy's request-time histogram, in ms (flushed every 5 s)
+    bucket_sel = f"{buckets}{{{label}=~{label_value(cluster_re)}}}"
+    latency = SeriesSpec("envoy", bucket_sel, label, f"{bucket_sel} by subset", status_labels=("", "", ""),
+                         count_metric=buckets, cluster_host=host, service=routed)
     return SeriesSpec("envoy", sel, label, f"{count_metric}{{{label}=~{cluster_re}}} by subset",
                       status_labels=(code_label, "", ""), count_metric=count_metric, status_metric=status_metric,
-                      cluster_host=host, service=service if service.versions and tag != "envoy-fqdn" else None)
+                      cluster_host=host, service=routed, latency=latency)
 
 
 def envoy_candidates(service: Service, counter: str = "upstream_rq_completed") -> tuple[SeriesSpec, ...]:

@@ -99,9 +99,10 @@ def _notes(spec: SeriesSpec, acc: CounterAccumulator, warnings: list[str], lookb
 
 def count_window(client: PrometheusClient, spec: SeriesSpec | Sequence[SeriesSpec], window: Window, *,
                  lookback: float = DEFAULT_LOOKBACK, chunk: float = DEFAULT_CHUNK_MS / 1000,
-                 latency: SeriesSpec | None = None) -> TelemetryCounts:
+                 latency: SeriesSpec | None = None, own_latency: bool = False) -> TelemetryCounts:
     """Requests per version in ``window``. A sequence of specs (``promql.envoy_candidates``) is tried in order;
-    the first with any series in the range is used. ``latency``: also read that ``_bucket`` spec's histograms."""
+    the first with any series in the range is used. ``latency``: also read that ``_bucket`` spec's histograms;
+    ``own_latency``: those of the chosen spec's own ``latency`` (Envoy's, in the chosen tag spelling)."""
     specs = [spec] if isinstance(spec, SeriesSpec) else list(spec)
     reads = []
     for candidate in specs:
@@ -113,6 +114,8 @@ def count_window(client: PrometheusClient, spec: SeriesSpec | Sequence[SeriesSpe
     _group(chosen, read.acc.totals(), read.labels, builder)
     if not read.labels and len(specs) > 1:
         builder.note("no series for any of: " + "; ".join(s.selector for s in specs))
+    if latency is None and own_latency:
+        latency = chosen.latency
     hist = latency_window(client, latency, window, lookback=lookback, chunk=chunk) if latency else None
     return builder.build(window, f"Prometheus {client.url}: {chosen.description}", hist,
                          _notes(chosen, read.acc, read.warnings, lookback))
