@@ -4,7 +4,6 @@ what is said when they cannot be used. tests/test_telemetry_envoy.py reads them 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
@@ -74,10 +73,15 @@ def prometheus_answer(per: dict[str, tuple[int, int]], over: int = 0) -> str:
     return "\n".join(lines) + "\n"
 
 
+def histograms(fmt: str, text: str) -> dict[str, LatencyHistogram]:
+    """The histograms of a snapshot parsed from ``text`` (collected in the same pass as its counters)."""
+    return dict(parse_snapshot(text, 1.0, fmt).histograms)
+
+
 def test_the_three_formats_give_the_same_histograms() -> None:
     per = {"production": (30, 1), "canary": (5, 2)}
-    by_format = {"json": envoyhist.parse_json(json_answer(per, {})), "text": envoyhist.parse_text(text_answer(per)),
-                 "prometheus": envoyhist.parse_prometheus(prometheus_answer(per))}
+    by_format = {"json": histograms("json", json_answer(per, {})), "text": histograms("text", text_answer(per)),
+                 "prometheus": histograms("prometheus", prometheus_answer(per))}
     for fmt, got in by_format.items():
         assert set(got) == {cluster("production"), cluster("canary")}, fmt  # not the external.* twin
         canary = got[cluster("canary")]
@@ -87,21 +91,21 @@ def test_the_three_formats_give_the_same_histograms() -> None:
 def test_upstream_envoy_names_split_at_the_last_dot() -> None:
     """Without Istio's ``;`` the name is split at its last dot: ``...cluster.local.external.upstream_rq_time`` reads
     as a cluster ``...local.external``, which is no cluster of the service."""
-    for got in (envoyhist.parse_json(json_answer({"canary": (3, 1)}, {}, istio=False)),
-                envoyhist.parse_text(text_answer({"canary": (3, 1)}, istio=False))):
+    for got in (histograms("json", json_answer({"canary": (3, 1)}, {}, istio=False)),
+                histograms("text", text_answer({"canary": (3, 1)}, istio=False))):
         assert got[cluster("canary")].count == 4
         snap = EnvoySnapshot(1.0, None, {}, "json", histograms=got)
         assert set(service_histograms(snap, SVC)) == {"canary"}
 
 
 def test_prometheus_keeps_the_requests_beyond_the_last_bound() -> None:
-    h = envoyhist.parse_prometheus(prometheus_answer({"canary": (3, 1)}, over=2))[cluster("canary")]
+    h = histograms("prometheus", prometheus_answer({"canary": (3, 1)}, over=2))[cluster("canary")]
     assert h.count == 6 and h.at_most(3600000) == 4
 
 
 def test_quantiles_only_give_no_histograms_and_the_result_says_so() -> None:
     text = json_answer({"canary": (3, 1)}, {"canary": 4}, buckets=False)
-    assert envoyhist.parse_json(text) == {}
+    assert histograms("json", text) == {}
     snap = parse_snapshot(text, 1.0, "json")
     got = counts_between(snap, snap, SVC)
     assert got.latency == {} and any("no latency" in n and "histogram_buckets" in n for n in got.notes)
@@ -110,7 +114,7 @@ def test_quantiles_only_give_no_histograms_and_the_result_says_so() -> None:
 def test_delta_between_snapshots_per_version() -> None:
     def snap(per: dict[str, tuple[int, int]], t: float):  # type: ignore[no-untyped-def]
         text = json_answer(per, {s: sum(fs) for s, fs in per.items()}, uptime=100 + int(t))  # one process
-        return dataclasses.replace(parse_snapshot(text, t, "json"), histograms=envoyhist.parse_json(text))
+        return parse_snapshot(text, t, "json")
 
     before = snap({"production": (10, 0), "canary": (2, 0)}, 1.0)
     after = snap({"production": (50, 4), "canary": (8, 3)}, 61.0)
@@ -130,10 +134,10 @@ def test_delta_refuses_what_cannot_be_subtracted() -> None:
 
 def test_bad_answers_are_query_errors() -> None:
     with pytest.raises(TelemetryQueryError):
-        envoyhist.parse_json("{not json")
+        histograms("json", "{not json")
     with pytest.raises(TelemetryQueryError):
-        envoyhist.parse_prometheus('envoy_cluster_upstream_rq_time_bucket{cluster_name="x",le="abc"} 1\n')
-    assert envoyhist.parse_json(json.dumps({"stats": [{"histograms": [{"name": 3}, "x", {"buckets": 1}]}]})) == {}
+        histograms("prometheus", 'envoy_cluster_upstream_rq_time_bucket{cluster_name="x",le="abc"} 1\n')
+    assert histograms("json", json.dumps({"stats": [{"histograms": [{"name": 3}, "x", {"buckets": 1}]}]})) == {}
 
 
 def test_watch_batches_add_their_histograms_unless_the_buckets_changed() -> None:

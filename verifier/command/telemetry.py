@@ -82,7 +82,8 @@ def sum_batches(batches: list[TelemetryCounts]) -> TelemetryCounts:
             old = latency.get(v)
             if old is not None and old.bounds != h.bounds:  # a proxy restarted with other buckets: not addable
                 note = f"{v}: the latency buckets changed between batches: the later batches' kept"
-                notes.extend([note] if note not in notes else [])
+                if note not in notes:
+                    notes.append(note)
                 old = None
             latency[v] = h if old is None else LatencyHistogram(
                 h.bounds, tuple(a + c for a, c in zip(old.cumulative, h.cumulative, strict=True)))

@@ -20,93 +20,58 @@ subtracted: no latency then, and the source says so. Two limits, both Envoy's:
 * ``upstream_rq_time`` is recorded for responses that came from an upstream: Envoy's own local replies (503 UH, no
   healthy upstream) are in the counters and the error rate, not in the latency.
 
-JSON and text list the finite bounds only: a request longer than the last bound (3,600,000 ms by default) is in no
-bucket there, so their ``+Inf`` count is the last bound's; the Prometheus form has its ``+Inf`` bucket.
+The buckets are collected while ``verifier.telemetry.envoystats`` parses a snapshot (one pass over the answer for
+counters and histograms; it resolves the stat names, this module reads the buckets). JSON and text list the finite
+bounds only: a request longer than the last bound (3,600,000 ms by default) is in no bucket there, so their ``+Inf``
+count is the last bound's; the Prometheus form has its ``+Inf`` bucket.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from collections.abc import Mapping
 
-from splitproof.verifier.telemetry.envoystats import cluster_stat, prom_cluster
 from splitproof.verifier.telemetry.errors import TelemetryQueryError
 from splitproof.verifier.telemetry.latency import LatencyHistogram
-from splitproof.verifier.telemetry.promtext import ExpositionError
-from splitproof.verifier.telemetry.promtext import parse as parse_exposition
 
 STAT = "upstream_rq_time"
+PROM_BUCKET = f"{STAT}_bucket"
 _TEXT_BUCKET = re.compile(r"B([0-9.e+]+)\(([0-9]+),([0-9]+)\)")
 
 
-def _histogram(pairs: Mapping[float, int]) -> LatencyHistogram | None:
-    return LatencyHistogram.from_cumulative(pairs) if pairs else None
+class Buckets:
+    """The ``upstream_rq_time`` buckets of each cluster met in one admin answer, fed by the snapshot's parser."""
 
+    def __init__(self) -> None:
+        self._pairs: dict[str, dict[float, int]] = {}
 
-def parse_json(text: str) -> dict[str, LatencyHistogram]:
-    """cluster -> histogram, from ``/stats?format=json&histogram_buckets=cumulative``."""
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise TelemetryQueryError(f"Envoy /stats?format=json is not JSON: {exc}") from None
-    out: dict[str, LatencyHistogram] = {}
-    for item in doc.get("stats", ()) if isinstance(doc, dict) else ():
-        histograms = item.get("histograms") if isinstance(item, dict) else None
-        if not isinstance(histograms, list):  # quantiles only (a dict): no buckets asked for, or not understood
-            continue
-        for h in histograms:
-            name = h.get("name") if isinstance(h, dict) else None
-            found = cluster_stat(name) if isinstance(name, str) else None
-            if found is None or found[1] != STAT or not isinstance(h.get("buckets"), list):
-                continue
-            pairs = {float(b["upper_bound"]): int(b["cumulative"]) for b in h["buckets"]
-                     if isinstance(b, dict) and isinstance(b.get("upper_bound"), int | float)
-                     and isinstance(b.get("cumulative"), int)}
-            made = _histogram(pairs)
-            if made is not None:
-                out[found[0]] = made
-    return out
+    def json_buckets(self, cluster: str, buckets: object) -> None:
+        """A JSON histogram's ``buckets`` list (``[{"upper_bound": 0.5, "interval": 7, "cumulative": 7}, ...]``)."""
+        if not isinstance(buckets, list):
+            return
+        for b in buckets:
+            if (isinstance(b, dict) and isinstance(b.get("upper_bound"), int | float)
+                    and isinstance(b.get("cumulative"), int)):
+                self._pairs.setdefault(cluster, {})[float(b["upper_bound"])] = int(b["cumulative"])
 
+    def text_value(self, cluster: str, value: str) -> None:
+        """A text line's value, ``B0.5(7,7) B1(7,7) ...`` (a quantiles value ``P0(...)`` holds no bucket)."""
+        for bound, _interval, cumulative in _TEXT_BUCKET.findall(value):
+            self._pairs.setdefault(cluster, {})[float(bound)] = int(cumulative)
 
-def parse_text(text: str) -> dict[str, LatencyHistogram]:
-    """cluster -> histogram, from ``/stats?histogram_buckets=cumulative``."""
-    out: dict[str, LatencyHistogram] = {}
-    for line in text.splitlines():
-        name, sep, value = line.partition(": ")
-        found = cluster_stat(name.strip()) if sep else None
-        if found is None or found[1] != STAT:
-            continue
-        made = _histogram({float(b): int(c) for b, _interval, c in _TEXT_BUCKET.findall(value)})
-        if made is not None:
-            out[found[0]] = made
-    return out
-
-
-def parse_prometheus(text: str) -> dict[str, LatencyHistogram]:
-    """cluster -> histogram, from ``/stats/prometheus`` (``envoy_cluster_upstream_rq_time_bucket``)."""
-    pairs: dict[str, dict[float, int]] = {}
-    try:
-        for sample in parse_exposition(text.splitlines()):
-            cluster = prom_cluster(sample.name, f"{STAT}_bucket", sample.labels)
-            le = sample.labels.get("le")
-            if cluster is None or le is None:
-                continue
+    def prom_sample(self, cluster: str, le: str | None, value: float) -> None:
+        """One ``envoy_cluster_upstream_rq_time_bucket`` sample."""
+        if le is None:
+            return
+        try:
             bound = math.inf if le in ("+Inf", "Inf") else float(le)
-            pairs.setdefault(cluster, {})[bound] = int(sample.value)
-    except (ExpositionError, ValueError) as exc:
-        raise TelemetryQueryError(f"Envoy /stats/prometheus: {exc}") from None
-    return {cluster: h for cluster, p in pairs.items() if (h := _histogram(p)) is not None}
+            self._pairs.setdefault(cluster, {})[bound] = int(value)
+        except ValueError as exc:
+            raise TelemetryQueryError(f"Envoy /stats/prometheus: {exc}") from None
 
-
-def parse_histograms(text: str, fmt: str) -> dict[str, LatencyHistogram]:
-    """cluster -> its ``upstream_rq_time`` histogram, from an admin answer in ``fmt`` (json, text, prometheus)."""
-    if fmt == "json":
-        return parse_json(text)
-    if fmt == "prometheus":
-        return parse_prometheus(text)
-    return parse_text(text)
+    def histograms(self) -> dict[str, LatencyHistogram]:
+        """cluster -> its histogram (clusters without a bucket left out)."""
+        return {cluster: LatencyHistogram.from_cumulative(pairs) for cluster, pairs in self._pairs.items() if pairs}
 
 
 def delta(before: LatencyHistogram | None, after: LatencyHistogram) -> LatencyHistogram | None:

@@ -213,8 +213,7 @@ class EnvoyAdmin:
             text = answer.body.decode("utf-8")
         except UnicodeDecodeError:
             raise TelemetryQueryError(f"Envoy admin {answer.url}: the answer is not UTF-8 text") from None
-        return replace(parse_snapshot(text, t, self.fmt), mono=mono, mono_end=mono_end,
-                       histograms=envoyhist.parse_histograms(text, self.fmt))
+        return replace(parse_snapshot(text, t, self.fmt), mono=mono, mono_end=mono_end)
 
 
 def watch(admin: EnvoyAdmin, service: Service, interval: float, *, duration: float | None = None,

@@ -2,13 +2,16 @@
 ``/stats/prometheus`` (https://www.envoyproxy.io/docs/envoy/latest/operations/admin#get--stats).
 
 * JSON: ``{"stats": [{"name": "cluster.<name>.upstream_rq_total", "value": 42}, ..., {"histograms": {...}}]}``;
-* text: one ``name: value`` line per stat (histograms as ``name: P0(...)``, skipped);
+* text: one ``name: value`` line per stat (histograms as ``name: P0(...)``, or ``name: B0.5(...)`` buckets);
 * Prometheus: ``envoy_cluster_upstream_rq_completed{cluster_name="<name>"}`` and
   ``envoy_cluster_upstream_rq{response_code="200",cluster_name=...}`` with Istio's tags; upstream Envoy's default
   tags ``envoy_cluster_name`` / ``envoy_response_code`` (``envoy_cluster_upstream_rq_xx{envoy_response_code_class=
   "2"}`` for classes) -- and its default cluster-name extractor stops at the first dot, leaving the rest of an FQDN
   cluster's host in the metric name (see ``promql``); such names are rebuilt here as ``<label>.<sanitized rest>``
   and matched to the service by their sanitized form.
+
+The ``upstream_rq_time`` histograms met on the way go to the snapshot's ``histograms`` (verifier.telemetry.envoyhist
+reads their buckets).
 
 Stat names with Istio >= 1.23 read ``cluster.<name>;.<stat>`` (the ``alt_stat_name``); older and upstream Envoy
 ``cluster.<name>.<stat>``, where the name itself contains dots: the stat is the last dot-free part, and an
@@ -23,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from splitproof.verifier.telemetry.envoyhist import PROM_BUCKET, STAT, Buckets
 from splitproof.verifier.telemetry.errors import TelemetryQueryError
 from splitproof.verifier.telemetry.latency import LatencyHistogram
 from splitproof.verifier.telemetry.promtext import ExpositionError
@@ -98,14 +102,21 @@ def _split(name: str) -> tuple[str, str] | None:
     return found if found is not None and KEPT.fullmatch(found[1]) else None
 
 
-def _flat_to_snapshot(flat: Mapping[str, int], t: float, fmt: str) -> EnvoySnapshot:
+def _flat_to_snapshot(flat: Mapping[str, int], t: float, fmt: str, buckets: Buckets) -> EnvoySnapshot:
     clusters: dict[str, dict[str, int]] = {}
     for name, value in flat.items():
         split = _split(name)
         if split:
             clusters.setdefault(split[0], {})[split[1]] = value
     uptime, epoch = flat.get("server.uptime"), flat.get("server.hot_restart_epoch")
-    return EnvoySnapshot(t, float(uptime) if uptime is not None else None, clusters, fmt, epoch)
+    return EnvoySnapshot(t, float(uptime) if uptime is not None else None, clusters, fmt, epoch,
+                         histograms=buckets.histograms())
+
+
+def _histogram_cluster(name: object) -> str | None:
+    """The cluster of an ``upstream_rq_time`` histogram's stat name, None for any other histogram."""
+    found = cluster_stat(name) if isinstance(name, str) else None
+    return found[0] if found is not None and found[1] == STAT else None
 
 
 def parse_json(text: str, t: float) -> EnvoySnapshot:
@@ -117,19 +128,28 @@ def parse_json(text: str, t: float) -> EnvoySnapshot:
     if not isinstance(stats, list):
         raise TelemetryQueryError("Envoy /stats?format=json has no \"stats\" list")
     flat = {}
+    buckets = Buckets()
     for item in stats:
         if isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("value"), int):
             flat[item["name"]] = int(item["value"])
-    return _flat_to_snapshot(flat, t, "json")
+        elif isinstance(item, dict) and isinstance(item.get("histograms"), list):  # (a dict: quantiles only)
+            for h in item["histograms"]:
+                cluster = _histogram_cluster(h.get("name")) if isinstance(h, dict) else None
+                if cluster is not None:
+                    buckets.json_buckets(cluster, h.get("buckets"))
+    return _flat_to_snapshot(flat, t, "json", buckets)
 
 
 def parse_text(text: str, t: float) -> EnvoySnapshot:
     flat = {}
+    buckets = Buckets()
     for line in text.splitlines():
         name, sep, value = line.rpartition(": ")
         if sep and value.strip().isdigit():
             flat[name.strip()] = int(value)
-    return _flat_to_snapshot(flat, t, "text")
+        elif sep and (cluster := _histogram_cluster(name.strip())) is not None:
+            buckets.text_value(cluster, value)
+    return _flat_to_snapshot(flat, t, "text", buckets)
 
 
 def prom_cluster(metric: str, base: str, labels: Mapping[str, str]) -> str | None:
@@ -176,6 +196,7 @@ def _prom_stat(metric: str, labels: Mapping[str, str]) -> tuple[str, str] | None
 def parse_prometheus(text: str, t: float) -> EnvoySnapshot:
     clusters: dict[str, dict[str, int]] = {}
     uptime = epoch = None
+    buckets = Buckets()
     try:
         for sample in parse_exposition(text.splitlines()):
             if sample.name == "envoy_server_uptime":
@@ -188,9 +209,11 @@ def parse_prometheus(text: str, t: float) -> EnvoySnapshot:
             if found:
                 stats = clusters.setdefault(found[0], {})
                 stats[found[1]] = stats.get(found[1], 0) + int(sample.value)
+            elif (bucket_of := prom_cluster(sample.name, PROM_BUCKET, sample.labels)) is not None:
+                buckets.prom_sample(bucket_of, sample.labels.get("le"), sample.value)
     except ExpositionError as exc:
         raise TelemetryQueryError(f"Envoy /stats/prometheus: {exc}") from None
-    return EnvoySnapshot(t, uptime, clusters, "prometheus", epoch)
+    return EnvoySnapshot(t, uptime, clusters, "prometheus", epoch, histograms=buckets.histograms())
 
 
 def parse_snapshot(text: str, t: float, fmt: str | None = None) -> EnvoySnapshot:
